@@ -1,0 +1,223 @@
+"""The Cognito gateway: the only module that imports boto3 or botocore.
+
+Every botocore exception becomes one of the project's own errors (``errors.py``) here, with its
+code, so nothing above this module knows what a ``ClientError`` is.
+
+Retries: botocore's own are pinned off (``total_max_attempts=1``: one HTTP call per request) and
+``retrying.py`` owns retrying. Two retry layers multiply their attempts and hide throttles from
+the rate limiter; botocore's default ``legacy`` mode does not even retry
+TooManyRequestsException, and ``standard`` wrongly retries LimitExceededException as a throttle.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+import botocore.exceptions as bex
+from botocore.config import Config
+
+from batch.errors import (
+    CognitoError,
+    FatalError,
+    TransientError,
+    UsageError,
+    classify_code,
+)
+
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    bex.EndpointConnectionError,
+    bex.ConnectionClosedError,
+    bex.ReadTimeoutError,
+    bex.ConnectTimeoutError,
+    bex.ProxyConnectionError,
+    bex.HTTPClientError,
+)
+_CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
+    bex.NoCredentialsError,
+    bex.PartialCredentialsError,
+    bex.CredentialRetrievalError,
+    bex.ProfileNotFound,
+    bex.NoRegionError,
+    bex.TokenRetrievalError,
+)
+try:  # newer botocore only
+    _CREDENTIAL_ERRORS += (bex.SSOTokenLoadError, bex.UnauthorizedSSOTokenError)
+except AttributeError:  # pragma: no cover
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Where and as whom to call Cognito."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    max_connections: int = 16
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+
+
+def is_local_endpoint(endpoint_url: str | None) -> bool:
+    """True for an endpoint on this machine's loopback (the emulator), never a real pool."""
+    if not endpoint_url:
+        return False
+    host = urlparse(endpoint_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _translate(exc: Exception, operation: str) -> CognitoError:
+    if isinstance(exc, bex.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = str(error.get("Message") or "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return classify_code(code, status)(code, message, operation=operation, status=status)
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return TransientError(type(exc).__name__, str(exc), operation=operation)
+    if isinstance(exc, _CREDENTIAL_ERRORS):
+        return FatalError(type(exc).__name__, str(exc), operation=operation)
+    if isinstance(exc, bex.ParamValidationError):
+        # botocore refused the request before sending it: the row's data is at fault.
+        return classify_code("InvalidParameterException")(
+            "InvalidParameterException", " ".join(str(exc).split()), operation=operation
+        )
+    return TransientError(type(exc).__name__, str(exc), operation=operation)
+
+
+class CognitoGateway:
+    """Thin, thread-safe wrapper over one ``cognito-idp`` client."""
+
+    def __init__(self, settings: ConnectionSettings, *, client: Any = None) -> None:
+        self.settings = settings
+        self._client = client if client is not None else self._make_client(settings)
+
+    @staticmethod
+    def _make_client(settings: ConnectionSettings) -> Any:
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=settings.max_connections,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            tcp_keepalive=True,
+        )
+        try:
+            session = boto3.session.Session(profile_name=settings.profile or None)
+            if is_local_endpoint(settings.endpoint_url) and session.get_credentials() is None:
+                # The local emulator checks no signature; never borrow real credentials for it.
+                session = boto3.session.Session(
+                    aws_access_key_id="local", aws_secret_access_key="local"
+                )
+            region = settings.region or session.region_name
+            if not region and is_local_endpoint(settings.endpoint_url):
+                region = "us-east-1"
+            return session.client(
+                "cognito-idp",
+                region_name=region,
+                endpoint_url=settings.endpoint_url or None,
+                config=config,
+            )
+        except _CREDENTIAL_ERRORS as exc:
+            raise UsageError(f"AWS configuration: {exc}") from None
+
+    @property
+    def region(self) -> str:
+        return str(self._client.meta.region_name)
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        method = getattr(self._client, operation)
+        try:
+            result: dict[str, Any] = method(**params)
+        except Exception as exc:  # noqa: BLE001 - translated at this boundary
+            raise _translate(exc, operation) from exc
+        return result
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def update_user_attributes(
+        self,
+        user_pool_id: str,
+        username: str,
+        attributes: Sequence[tuple[str, str]],
+        *,
+        client_metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        params: dict[str, Any] = {
+            "UserPoolId": user_pool_id,
+            "Username": username,
+            "UserAttributes": [{"Name": n, "Value": v} for n, v in attributes],
+        }
+        if client_metadata:
+            params["ClientMetadata"] = dict(client_metadata)
+        self._call("admin_update_user_attributes", **params)
+
+    def delete_user_attributes(
+        self, user_pool_id: str, username: str, names: Sequence[str]
+    ) -> None:
+        self._call(
+            "admin_delete_user_attributes",
+            UserPoolId=user_pool_id,
+            Username=username,
+            UserAttributeNames=list(names),
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
+        pool: dict[str, Any] = self._call("describe_user_pool", UserPoolId=user_pool_id)[
+            "UserPool"
+        ]
+        return pool
+
+    def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
+        """The user's attributes by name (``username`` included), via AdminGetUser."""
+        answer = self._call("admin_get_user", UserPoolId=user_pool_id, Username=username)
+        attrs = {a["Name"]: a.get("Value", "") for a in answer.get("UserAttributes", [])}
+        attrs["username"] = answer["Username"]
+        return attrs
+
+    def list_users_page(
+        self,
+        user_pool_id: str,
+        *,
+        pagination_token: str | None = None,
+        filter_expression: str | None = None,
+        limit: int = 60,
+    ) -> tuple[list[dict[str, str]], str | None]:
+        """One ListUsers page: users as attribute maps (``username`` included), next token."""
+        params: dict[str, Any] = {"UserPoolId": user_pool_id, "Limit": limit}
+        if pagination_token:
+            params["PaginationToken"] = pagination_token
+        if filter_expression:
+            params["Filter"] = filter_expression
+        answer = self._call("list_users", **params)
+        users = []
+        for user in answer.get("Users", []):
+            attrs = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
+            attrs["username"] = user["Username"]
+            users.append(attrs)
+        return users, answer.get("PaginationToken")
+
+
+def iter_pages(
+    gateway: CognitoGateway, user_pool_id: str, *, filter_expression: str | None = None
+) -> Iterator[list[dict[str, str]]]:
+    """Every ListUsers page (no rate limiting here; callers pace themselves)."""
+    token: str | None = None
+    while True:
+        users, token = gateway.list_users_page(
+            user_pool_id, pagination_token=token, filter_expression=filter_expression
+        )
+        yield users
+        if not token:
+            return

@@ -1,0 +1,188 @@
+"""The job definition: a TOML file under jobs/ plus command-line flags, validated once.
+
+Flags override the job file. Paths in a job file are relative to the job file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from batch.errors import UsageError
+
+DEFAULT_RATE = 25.0  # Cognito's default UserUpdate quota, requests/s, account-wide
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """Everything one run needs. Field names match the job file's keys."""
+
+    input: str = ""
+    user_pool_id: str = ""
+    report: str = ""
+    format: str = ""
+    delimiter: str = ","
+    username_column: str = "username"
+    key: str = "username"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+    empty: str = "leave"
+    on_duplicate: str = "invalid"
+    rate: str = str(DEFAULT_RATE)  # a number, or "auto"
+    max_rate: float = 0.0  # with rate = "auto": the ceiling (0: none)
+    workers: int = 8
+    max_attempts: int = 8
+    max_row_seconds: float = 300.0
+    per_user_rate: float = 10.0
+    client_metadata: Mapping[str, str] = field(default_factory=dict)
+    region: str = ""
+    profile: str = ""
+    endpoint_url: str = ""
+    confirm: bool = True
+    quiet: bool = False
+    mark_verified: bool = False
+    skip_unchanged: bool = False
+    dry_run: bool = False
+    schema_check: bool = True
+    fresh: bool = False
+    rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
+
+    # -- derived -----------------------------------------------------------------------------
+
+    @property
+    def auto_rate(self) -> bool:
+        return self.rate.strip().lower() == "auto"
+
+    @property
+    def fixed_rate(self) -> float:
+        return DEFAULT_RATE if self.auto_rate else float(self.rate)
+
+    def report_path(self) -> Path:
+        if self.report:
+            return Path(self.report)
+        return Path("reports") / (Path(self.input).stem + ".report.csv")
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that change what a run writes (not how fast)."""
+        keys = ("user_pool_id", "username_column", "key", "columns", "exclude", "empty",
+                "on_duplicate", "mark_verified", "skip_unchanged", "format", "delimiter", "rows")
+        data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON, for the summary (nothing secret is in a JobConfig)."""
+        data = {k: _jsonable(v) for k, v in asdict(self).items()}
+        data.pop("rows", None)
+        return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(sorted(value.items()))
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+_FIELDS = {f.name for f in fields(JobConfig)}
+
+
+def load_job_file(path: str | Path) -> dict[str, Any]:
+    """A job file's settings, paths made relative to the current folder."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"job file {p}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"job file {p}: {exc}") from None
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise UsageError(f"job file {p}: unknown setting {unknown[0]!r}")
+    for name in ("input", "report"):
+        if isinstance(data.get(name), str) and data[name]:
+            data[name] = str((p.parent / data[name]))
+    return data
+
+
+def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
+    """Job file, then flags (those not None), validated."""
+    data: dict[str, Any] = load_job_file(job_file) if job_file else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = JobConfig(**_coerce(data))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad setting: {exc}") from None
+    return validate(config)
+
+
+def _coerce(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    if "rate" in out:
+        out["rate"] = str(out["rate"])
+    for name in ("exclude", "rows"):
+        if name in out:
+            out[name] = tuple(out[name])
+    for name in ("columns", "client_metadata"):
+        if name in out:
+            if not isinstance(out[name], Mapping):
+                raise ValueError(f"{name} must be a table of names to strings")
+            out[name] = {str(k): str(v) for k, v in out[name].items()}
+    return out
+
+
+def validate(config: JobConfig) -> JobConfig:
+    if not config.input:
+        raise UsageError("no input file: give INPUT or 'input' in the job file")
+    if not config.user_pool_id:
+        raise UsageError("no user pool: give --user-pool-id or 'user_pool_id' in the job file")
+    if not config.auto_rate:
+        try:
+            rate = float(config.rate)
+        except ValueError:
+            raise UsageError(f"--rate must be a number or 'auto', not {config.rate!r}") from None
+        if not 0 < rate <= 10_000:
+            raise UsageError("--rate must be above 0 and at most 10000")
+    if config.max_rate < 0:
+        raise UsageError("--max-rate must not be negative")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be 1 to {MAX_WORKERS}")
+    if not 1 <= config.max_attempts <= 50:
+        raise UsageError("--max-attempts must be 1 to 50")
+    if config.max_row_seconds <= 0:
+        raise UsageError("max_row_seconds must be positive")
+    if config.per_user_rate <= 0:
+        raise UsageError("per_user_rate must be positive")
+    if config.empty not in ("leave", "delete"):
+        raise UsageError("--empty must be 'leave' or 'delete'")
+    if config.on_duplicate not in ("invalid", "last"):
+        raise UsageError("--on-duplicate must be 'invalid' or 'last'")
+    if config.key not in ("username", "email", "phone_number", "sub"):
+        raise UsageError("--key must be username, email, phone_number or sub")
+    if config.format and config.format not in ("csv", "parquet"):
+        raise UsageError("--format must be csv or parquet")
+    for name, value in config.client_metadata.items():
+        if not name or len(name) > 256 or len(value) > 256:
+            raise UsageError("client metadata keys and values must be 1 to 256 characters")
+    if config.key != "username" and config.username_column == "username":
+        config = replace(config, username_column=config.key)
+    return config
+
+
+def parse_pairs(pairs: list[str] | None, *, what: str) -> dict[str, str] | None:
+    """``["a=b", "c=d"]`` from repeated flags; None when not given."""
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{what} must be NAME=VALUE, not {pair!r}")
+        out[name] = value
+    return out

@@ -1,0 +1,326 @@
+"""Pacing calls: one shared limiter per job, a rate controller, and the per-user write gate.
+
+Cognito's quota is account-wide and enforced server-side with a token bucket; the cheapest
+throttle is the one never sent, so calls are *paced* (one slot every 1/rate seconds, no bursts)
+rather than fired and retried. Clock and sleep are injected so tests run instantly.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Clock = Callable[[], float]
+
+
+class Waiter(Protocol):
+    """Sleeps up to ``seconds``; returns True if woken early because the job is stopping."""
+
+    def __call__(self, seconds: float) -> bool: ...
+
+
+def event_waiter(stop: threading.Event) -> Waiter:
+    """A sleep that a stopping job interrupts at once."""
+
+    def wait(seconds: float) -> bool:
+        return stop.wait(max(0.0, seconds))
+
+    return wait
+
+
+class Pacer:
+    """Hands out send slots at ``rate`` per second, shared by every worker thread.
+
+    Each caller reserves the next slot under a lock and sleeps until it outside the lock, so
+    callers queue fairly and the lock is never held while sleeping. ``burst`` slots may be
+    taken at once after an idle spell (default 1: strictly paced).
+    """
+
+    def __init__(
+        self, rate: float, *, burst: float = 1.0, clock: Clock = time.monotonic
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._interval = 1.0 / rate
+        self._burst = max(1.0, burst)
+        self._clock = clock
+        self._next = clock()
+        self._lock = threading.Lock()
+
+    @property
+    def rate(self) -> float:
+        return 1.0 / self._interval
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            self._interval = 1.0 / max(rate, 1e-3)
+
+    def reserve(self) -> float:
+        """Reserve one slot; return how long to wait for it (0 if it is now)."""
+        with self._lock:
+            now = self._clock()
+            earliest = now - (self._burst - 1.0) * self._interval
+            slot = max(self._next, earliest)
+            self._next = slot + self._interval
+            return max(0.0, slot - now)
+
+    def acquire(self, wait: Waiter) -> bool:
+        """Block until this caller's slot; False if the job stopped meanwhile."""
+        delay = self.reserve()
+        if delay > 0:
+            return not wait(delay)
+        return True
+
+
+class RateController(Protocol):
+    """Decides the rate from what calls experience."""
+
+    @property
+    def rate(self) -> float: ...
+
+    def on_success(self, sent_at: float, now: float) -> None: ...
+
+    def on_throttle(self, sent_at: float, now: float) -> None: ...
+
+
+@dataclass
+class RateHistory:
+    """The rate's changes, for the progress line and the summary (bounded)."""
+
+    changes: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=200))
+    low: float = math.inf
+    high: float = 0.0
+
+    def record(self, now: float, rate: float) -> None:
+        self.changes.append((now, rate))
+        self.low = min(self.low, rate)
+        self.high = max(self.high, rate)
+
+
+class FixedRate:
+    """The operator's rate, unchanged by throttles (the retry back-off absorbs those)."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self.history = RateHistory()
+        self.history.record(0.0, rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def on_success(self, sent_at: float, now: float) -> None:
+        pass
+
+    def on_throttle(self, sent_at: float, now: float) -> None:
+        pass
+
+
+class _Measured:
+    """Successful calls per second over a sliding window."""
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.window:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        return len(self._times) / self.window
+
+
+class AimdRate:
+    """Additive increase, multiplicative decrease, with a slow start and one cut per round trip.
+
+    - Slow start: from ``initial``, the rate grows by ``growth`` per second until the first
+      throttle.
+    - A throttle cuts the rate to ``beta`` times the lower of the current rate and the rate
+      Cognito actually accepted over the last second: when the server's bucket is empty, the
+      accepted rate *is* the share of the quota available, so this lands just under it instead
+      of far below (plain AIMD halving would idle a third of the quota).
+    - Only a throttle on a call sent after the last cut cuts again, as TCP cuts once per round
+      trip: the calls already in flight at the cut say nothing about the new rate.
+    - Then the rate climbs by ``increase`` (a fraction of itself) per second, probing for
+      quota that other applications released.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float = 10.0,
+        max_rate: float = 10_000.0,
+        min_rate: float = 0.5,
+        growth: float = 2.0,
+        beta: float = 0.97,
+        increase: float = 0.02,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._rate = min(initial, max_rate)
+        self.max_rate = max_rate
+        self.min_rate = min_rate
+        self.growth = growth
+        self.beta = beta
+        self.increase = increase
+        self._slow_start = True
+        self._last_cut = -math.inf
+        self._last_grow = clock()
+        self._accepted = _Measured()
+        self._lock = threading.Lock()
+        self.history = RateHistory()
+        self.history.record(self._last_grow, self._rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def on_success(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            self._accepted.add(now)
+            elapsed = now - self._last_grow
+            if elapsed < 0.1:
+                return
+            self._last_grow = now
+            if self._slow_start:
+                new = self._rate * self.growth**elapsed
+            else:
+                new = self._rate * (1.0 + self.increase * elapsed)
+            self._set(min(new, self.max_rate), now)
+
+    def on_throttle(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            if sent_at < self._last_cut:
+                return
+            accepted = self._accepted.rate(now)
+            basis = min(self._rate, accepted) if accepted > 0 else self._rate * 0.5
+            self._slow_start = False
+            self._last_cut = now
+            self._last_grow = now
+            self._set(max(self.min_rate, basis * self.beta), now)
+
+    def _set(self, rate: float, now: float) -> None:
+        if abs(rate - self._rate) >= 0.01 * self._rate or rate < self._rate:
+            self.history.record(now, rate)
+        self._rate = rate
+
+
+class CubicRate:
+    """botocore's adaptive curve (CUBIC, beta 0.7, C 0.4) on the measured sending rate.
+
+    Kept for comparison with ``AimdRate`` (see bench/throughput.py); it cuts to 70 % of the
+    measured rate, so it idles more of a fixed quota than AimdRate does.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float = 10.0,
+        max_rate: float = 10_000.0,
+        min_rate: float = 0.5,
+        beta: float = 0.7,
+        scale: float = 0.4,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._rate = min(initial, max_rate)
+        self.max_rate = max_rate
+        self.min_rate = min_rate
+        self.beta = beta
+        self.scale = scale
+        self._w_max = self._rate
+        self._last_cut = clock()
+        self._slow_start = True
+        self._accepted = _Measured()
+        self._lock = threading.Lock()
+        self._cut_at = -math.inf
+        self.history = RateHistory()
+        self.history.record(self._last_cut, self._rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def _k(self) -> float:
+        return float((self._w_max * (1 - self.beta) / self.scale) ** (1 / 3))
+
+    def on_success(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            self._accepted.add(now)
+            if self._slow_start:
+                new = max(self._rate, 2 * self._accepted.rate(now), self._rate * 1.02)
+            else:
+                t = now - self._last_cut
+                new = self.scale * (t - self._k()) ** 3 + self._w_max
+            new = max(self.min_rate, min(new, self.max_rate))
+            if abs(new - self._rate) >= 0.01 * self._rate:
+                self.history.record(now, new)
+            self._rate = new
+
+    def on_throttle(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            if sent_at < self._cut_at:
+                return
+            self._slow_start = False
+            measured = self._accepted.rate(now) or self._rate
+            self._w_max = min(self._rate, max(measured, self.min_rate))
+            self._rate = max(self.min_rate, self._w_max * self.beta)
+            self._last_cut = now
+            self._cut_at = now
+            self.history.record(now, self._rate)
+
+
+class UserGate:
+    """Cognito's per-user write limit: one write at a time per user, spaced ``interval`` apart.
+
+    Bounded memory: a user's entry is dropped once its last write is older than the interval.
+    """
+
+    def __init__(self, *, per_user_rate: float = 10.0, clock: Clock = time.monotonic) -> None:
+        self.interval = 1.0 / per_user_rate
+        self._clock = clock
+        self._busy: set[str] = set()
+        self._last: dict[str, float] = {}
+        self._cond = threading.Condition()
+
+    def enter(self, user: str, wait: Waiter) -> bool:
+        """Block until ``user`` may be written; False if the job stopped meanwhile."""
+        with self._cond:
+            while True:
+                if user not in self._busy:
+                    delay = self._last.get(user, -math.inf) + self.interval - self._clock()
+                    if delay <= 0:
+                        self._busy.add(user)
+                        return True
+                else:
+                    delay = self.interval
+                self._cond.release()
+                try:
+                    stopped = wait(min(delay, self.interval))
+                finally:
+                    self._cond.acquire()
+                if stopped:
+                    return False
+
+    def leave(self, user: str) -> None:
+        with self._cond:
+            self._busy.discard(user)
+            now = self._clock()
+            self._last[user] = now
+            if len(self._last) > 4096:
+                horizon = now - self.interval
+                self._last = {u: t for u, t in self._last.items() if t > horizon}
+            self._cond.notify_all()
+
+    @property
+    def tracked(self) -> int:
+        return len(self._last)

@@ -1,0 +1,249 @@
+"""Stream input rows from CSV or Parquet, values exactly as written, in bounded memory.
+
+CSV is read with the standard library's ``csv`` module rather than ``pandas.read_csv``: it
+streams row by row, never infers a type ("02134" stays "02134", "NaN" stays "NaN"), and a row
+with the wrong number of fields becomes that row's ``invalid`` result instead of either stopping
+the file (pandas' C parser) or being dropped (``on_bad_lines="skip"``).
+
+Parquet is read a record batch at a time with pyarrow. Typed values become Cognito's string
+forms: booleans ``true``/``false``; integers as digits; floats with an integral value as
+integers ("7", not "7.0"), other floats by ``repr``; dates ``YYYY-MM-DD``; timestamps ISO 8601
+(``YYYY-MM-DDTHH:MM:SS[.ffffff]``, ``Z`` for UTC); nulls as empty cells.
+
+Row numbers: a result's ``row`` is the 1-based data row (the first row after the CSV header, or
+the first Parquet row, is row 1). Blank CSV lines are not rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batch.errors import InputError
+from batch.models import InputRow
+
+FORMATS = ("csv", "parquet")
+_BATCH_ROWS = 2048
+csv.field_size_limit(min(sys.maxsize, 16 * 1024 * 1024))
+
+
+@dataclass(frozen=True, slots=True)
+class InputSource:
+    """A readable input file and how to read it."""
+
+    path: Path
+    format: str
+    delimiter: str = ","
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+
+def open_input(path: str | Path, *, format: str | None = None, delimiter: str = ",") -> InputSource:
+    """Check that the input exists and decide its format (``--format`` wins over the suffix)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", path=str(p))
+    fmt = (format or "").lower() or _format_from_suffix(p)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}: use --format csv or parquet", path=str(p))
+    if fmt == "csv" and len(delimiter) != 1:
+        raise InputError("the delimiter must be one character", path=str(p))
+    return InputSource(p, fmt, delimiter)
+
+
+def _format_from_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    if any(s in (".csv", ".tsv", ".txt") for s in suffixes):
+        return "csv"
+    raise InputError(
+        f"cannot tell the format from {path.name!r}: use --format csv or parquet", path=str(path)
+    )
+
+
+def read_header(source: InputSource) -> list[str]:
+    """The column names, checked: present, non-empty, unique."""
+    header = _parquet_header(source) if source.format == "parquet" else _csv_header(source)
+    if not header:
+        raise InputError("the file is empty: expected a header row", path=source.name)
+    seen: set[str] = set()
+    for index, name in enumerate(header, start=1):
+        if not name.strip():
+            raise InputError(f"column {index} has an empty name", path=source.name, row=0)
+        if name in seen:
+            raise InputError("duplicate column name", path=source.name, row=0, column=name)
+        seen.add(name)
+    return header
+
+
+def iter_rows(source: InputSource) -> Iterator[InputRow]:
+    """Every data row, in order, streamed."""
+    if source.format == "parquet":
+        yield from _parquet_rows(source)
+    else:
+        yield from _csv_rows(source)
+
+
+def iter_column(source: InputSource, column: str) -> Iterator[str]:
+    """One column's values, in row order (a cheap pass: Parquet reads only that column)."""
+    if source.format == "parquet":
+        pf = _parquet_file(source)
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS * 8, columns=[column]):
+            for value in batch.column(0).to_pylist():
+                yield to_cognito_string(value)
+        return
+    for row in _csv_rows(source):
+        yield row.values.get(column, "")
+
+
+# -- CSV -------------------------------------------------------------------------------------
+
+
+def _open_text(source: InputSource) -> Any:
+    # utf-8-sig strips a BOM if there is one; newline="" lets csv see quoted newlines.
+    return open(source.path, encoding="utf-8-sig", newline="")
+
+
+def _csv_reader(handle: Any, source: InputSource) -> Any:
+    return csv.reader(handle, delimiter=source.delimiter, strict=False)
+
+
+def _csv_header(source: InputSource) -> list[str]:
+    with _open_text(source) as handle:
+        reader = _csv_reader(handle, source)
+        try:
+            for fields in reader:
+                if fields:
+                    return [str(f) for f in fields]
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(source, 0, exc) from None
+        except csv.Error as exc:
+            raise InputError(f"not readable as CSV: {exc}", path=source.name, row=0) from None
+    return []
+
+
+def _csv_rows(source: InputSource) -> Iterator[InputRow]:
+    with _open_text(source) as handle:
+        reader = _csv_reader(handle, source)
+        header: list[str] | None = None
+        row = 0
+        try:
+            for fields in reader:
+                if not fields or (len(fields) == 1 and fields[0] == "" and header):
+                    continue  # blank line
+                if header is None:
+                    header = fields
+                    continue
+                row += 1
+                if len(fields) != len(header):
+                    yield InputRow(
+                        row,
+                        dict(zip(header, fields, strict=False)),
+                        error=f"row has {len(fields)} fields, the header has {len(header)}",
+                    )
+                    continue
+                yield InputRow(row, dict(zip(header, fields, strict=True)))
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(source, row + 1, exc) from None
+        except csv.Error as exc:
+            raise InputError(f"not readable as CSV: {exc}", path=source.name, row=row + 1) from None
+
+
+def _not_utf8(source: InputSource, row: int, exc: UnicodeDecodeError) -> InputError:
+    hint = ""
+    if exc.object[:4] == b"PAR1":
+        hint = " (it looks like a Parquet file: use --format parquet)"
+    return InputError(
+        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} of a read "
+        f"block){hint}; re-save the file as UTF-8",
+        path=source.name,
+        row=row,
+    )
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+
+
+def _parquet_file(source: InputSource) -> Any:
+    import pyarrow.parquet as pq  # deferred: only Parquet runs pay for the import
+
+    try:
+        return pq.ParquetFile(source.path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
+        raise InputError(
+            f"not a readable Parquet file ({' '.join(str(exc).split())[:200]})", path=source.name
+        ) from None
+
+
+def _parquet_header(source: InputSource) -> list[str]:
+    import pyarrow.types as pt
+
+    schema = _parquet_file(source).schema_arrow
+    for field in schema:
+        t = field.type
+        if pt.is_nested(t) or pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
+            raise InputError(
+                f"column type {t} cannot be an attribute value (only scalar columns)",
+                path=source.name,
+                column=field.name,
+            )
+    return [str(name) for name in schema.names]
+
+
+def _parquet_rows(source: InputSource) -> Iterator[InputRow]:
+    header = _parquet_header(source)
+    pf = _parquet_file(source)
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            for values in zip(*columns, strict=True):
+                row += 1
+                yield InputRow(
+                    row, {name: to_cognito_string(v) for name, v in zip(header, values, strict=True)}
+                )
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt page surfaces mid-stream
+        raise InputError(
+            f"Parquet data unreadable ({' '.join(str(exc).split())[:200]})",
+            path=source.name,
+            row=row + 1,
+        ) from None
+
+
+def to_cognito_string(value: object) -> str:
+    """A typed value in the string form Cognito stores."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN: a missing value in float columns
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, decimal.Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, dt.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

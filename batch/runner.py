@@ -1,0 +1,275 @@
+"""The bounded worker pool that applies updates: paced, retried, stoppable.
+
+Shape (after s3transfer's TransferManager): the calling thread feeds planned rows into a
+thread pool through a *window* that bounds how many rows are in flight, so the reader never
+runs more than the window ahead and memory stays flat. The window follows Little's law: the
+calls needed in flight to fill the rate at the observed latency, capped by ``workers``; the
+pool only starts threads the window lets it use.
+
+Every worker catches everything at its boundary and returns a ``RowResult``: nothing escapes a
+worker thread. A fatal error, or ``stop()`` (a signal), ends the run quickly: in-flight calls
+finish, no new call starts, sleeping back-offs wake at once, and every row not applied is
+reported ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from batch.errors import (
+    CognitoError,
+    FatalError,
+    RetryableError,
+    ThrottledError,
+    TriggerError,
+)
+from batch.models import RowResult, Status, UserUpdate
+from batch.ratelimit import Clock, Pacer, RateController, UserGate, event_waiter
+from batch.retrying import Cancelled, Retrier, RetryPolicy
+
+#: Consecutive rows ending on a broken Lambda trigger before the job stops.
+TRIGGER_BREAKER = 5
+
+
+class Writer:
+    """The calls a row needs: a gateway, or a fake in tests."""
+
+    def update_user_attributes(
+        self,
+        user_pool_id: str,
+        username: str,
+        attributes: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+        *,
+        client_metadata: Mapping[str, str] | None = None,
+    ) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def delete_user_attributes(
+        self, user_pool_id: str, username: str, names: list[str] | tuple[str, ...]
+    ) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    user_pool_id: str
+    workers: int = 8
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    client_metadata: Mapping[str, str] = field(default_factory=dict)
+    per_user_rate: float = 10.0
+
+
+@dataclass(slots=True)
+class Stats:
+    """Live counters (written under the runner's lock)."""
+
+    calls: int = 0
+    throttles: int = 0
+    faults: int = 0
+    in_flight: int = 0
+    latency: float = 0.05  # EWMA of a call's seconds
+
+
+class Runner:
+    """Applies updates; feed it with ``run(items)``. One instance, one run."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        settings: RunnerSettings,
+        *,
+        controller: RateController,
+        on_result: Callable[[RowResult], None],
+        resolve: Callable[[UserUpdate], UserUpdate | RowResult] | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.writer = writer
+        self.settings = settings
+        self.controller = controller
+        self._on_result = on_result
+        self._resolve = resolve
+        self._clock = clock
+        self._stop = threading.Event()
+        self.stop_reason = ""
+        self.fatal: CognitoError | None = None
+        self._wait = event_waiter(self._stop)
+        self.pacer = Pacer(controller.rate, clock=clock)
+        self.gate = UserGate(per_user_rate=settings.per_user_rate, clock=clock)
+        self.retrier = Retrier(
+            settings.retry, wait=self._wait, clock=clock, rng=rng, on_retry=self._count_retry
+        )
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._window = threading.Condition(self._lock)
+        self._trigger_streak = 0
+
+    # -- control -----------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Start no new call; rows not yet applied end ``skipped`` with ``reason``."""
+        with self._lock:
+            if not self.stop_reason:
+                self.stop_reason = reason
+            self._window.notify_all()
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def window(self) -> int:
+        """Rows allowed in flight: rate x latency (Little's law), doubled for jitter, + 2."""
+        wanted = math.ceil(self.controller.rate * self.stats.latency * 2) + 2
+        return max(1, min(self.settings.workers, wanted))
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, items: Iterable[UserUpdate | RowResult]) -> None:
+        """Apply every update; report every item. Returns when all results are out."""
+        with ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="cognito-batch"
+        ) as pool:
+            for item in items:
+                if isinstance(item, RowResult):
+                    self._on_result(item)
+                    continue
+                if self.stopping:
+                    self._on_result(self._skipped(item, 0))
+                    continue
+                with self._window:
+                    while self.stats.in_flight >= self.window() and not self.stopping:
+                        self._window.wait(0.5)
+                    if self.stopping:
+                        skipped = True
+                    else:
+                        skipped = False
+                        self.stats.in_flight += 1
+                if skipped:
+                    self._on_result(self._skipped(item, 0))
+                    continue
+                pool.submit(self._worker, item)
+
+    def _worker(self, update: UserUpdate) -> None:
+        try:
+            result = self._apply(update)
+        except BaseException as exc:  # noqa: BLE001 - the worker boundary: record, never raise
+            result = RowResult(
+                update.row, update.username, Status.FAILED, error_code=type(exc).__name__,
+                error_message=str(exc)[:500], key=update.key,
+            )  # fmt: skip
+        try:
+            self._on_result(result)
+        finally:
+            with self._window:
+                self.stats.in_flight -= 1
+                self._window.notify()
+
+    def _apply(self, update: UserUpdate) -> RowResult:
+        started = self._clock()
+        if self._resolve is not None and not update.username:
+            resolved = self._resolve(update)
+            if isinstance(resolved, RowResult):
+                return resolved
+            update = resolved
+        if self.stopping:
+            return self._skipped(update, 0)
+        if not self.gate.enter(update.username, self._wait):
+            return self._skipped(update, 0)
+        attempts = 0
+        try:
+            error: BaseException | None = None
+            if update.attributes:
+                outcome = self.retrier.run(lambda: self._call(update, "update"))
+                attempts, error = outcome.attempts, outcome.error
+            if error is None and update.deletes:
+                outcome = self.retrier.run(lambda: self._call(update, "delete"))
+                attempts, error = attempts + outcome.attempts, outcome.error
+        finally:
+            self.gate.leave(update.username)
+        elapsed = int((self._clock() - started) * 1000)
+        return self._result(update, attempts, error, elapsed)
+
+    def _call(self, update: UserUpdate, kind: str) -> None:
+        if self.stopping or not self.pacer.acquire(self._wait):
+            raise Cancelled(self.stop_reason or "job stopping")
+        sent = self._clock()
+        with self._lock:
+            self.stats.calls += 1
+        try:
+            if kind == "update":
+                self.writer.update_user_attributes(
+                    self.settings.user_pool_id, update.username, update.attributes,
+                    client_metadata=self.settings.client_metadata or None,
+                )  # fmt: skip
+            else:
+                self.writer.delete_user_attributes(
+                    self.settings.user_pool_id, update.username, update.deletes
+                )
+        except ThrottledError:
+            self.controller.on_throttle(sent, self._clock())
+            self.pacer.set_rate(self.controller.rate)
+            raise
+        now = self._clock()
+        self.controller.on_success(sent, now)
+        self.pacer.set_rate(self.controller.rate)
+        with self._lock:
+            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+
+    def _count_retry(self, exc: BaseException) -> None:
+        with self._lock:
+            if isinstance(exc, ThrottledError):
+                self.stats.throttles += 1
+            else:
+                self.stats.faults += 1
+
+    def _result(
+        self, update: UserUpdate, attempts: int, error: BaseException | None, elapsed: int
+    ) -> RowResult:
+        if error is None:
+            with self._lock:
+                self._trigger_streak = 0
+            return RowResult(
+                update.row, update.username, Status.UPDATED, attempts=attempts,
+                elapsed_ms=elapsed, key=update.key,
+            )  # fmt: skip
+        if isinstance(error, Cancelled):
+            return self._skipped(update, attempts, elapsed)
+        code = getattr(error, "code", type(error).__name__)
+        message = getattr(error, "message", str(error))
+        if isinstance(error, ThrottledError):
+            # Counted here too: the last throttle of a row that gave up had no retry after it.
+            with self._lock:
+                self.stats.throttles += 1
+            message = f"gave up after {attempts} attempts: {message}"
+        elif isinstance(error, RetryableError):
+            with self._lock:
+                self.stats.faults += 1
+            message = f"gave up after {attempts} attempts: {message}"
+        if isinstance(error, FatalError):
+            self.fatal = self.fatal or error
+            self.stop(f"fatal error {code}: {message}")
+        elif isinstance(error, TriggerError):
+            with self._lock:
+                self._trigger_streak += 1
+                streak = self._trigger_streak
+            if streak >= TRIGGER_BREAKER:
+                self.fatal = self.fatal or error
+                self.stop(f"{streak} rows in a row failed on a broken Lambda trigger ({code})")
+        return RowResult(
+            update.row, update.username, Status.FAILED, attempts=attempts, error_code=str(code),
+            error_message=str(message)[:500], elapsed_ms=elapsed, key=update.key,
+        )  # fmt: skip
+
+    def _skipped(self, update: UserUpdate, attempts: int, elapsed: int = 0) -> RowResult:
+        return RowResult(
+            update.row, update.username, Status.SKIPPED, attempts=attempts,
+            error_code="Stopped", error_message=self.stop_reason or "job stopping",
+            elapsed_ms=elapsed, key=update.key,
+        )  # fmt: skip
