@@ -6,6 +6,7 @@ Flags override the job file. Paths in a job file are relative to the job file's 
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import tomllib
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ class JobConfig:
     max_attempts: int = 8
     max_row_seconds: float = 300.0
     per_user_rate: float = 10.0
+    list_rate: float = 25.0  # ListUsers calls/s for reads (Cognito's UserList quota is ~30/s)
+    get_rate: float = 100.0  # AdminGetUser calls/s (Cognito's UserRead quota is ~120/s)
     client_metadata: Mapping[str, str] = field(default_factory=dict)
     region: str = ""
     profile: str = ""
@@ -107,7 +110,7 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"job file {p}: unknown setting {unknown[0]!r}")
     for name in ("input", "report"):
         if isinstance(data.get(name), str) and data[name]:
-            data[name] = str((p.parent / data[name]))
+            data[name] = os.path.normpath(p.parent / data[name])
     return data
 
 
@@ -157,8 +160,8 @@ def validate(config: JobConfig) -> JobConfig:
         raise UsageError("--max-attempts must be 1 to 50")
     if config.max_row_seconds <= 0:
         raise UsageError("max_row_seconds must be positive")
-    if config.per_user_rate <= 0:
-        raise UsageError("per_user_rate must be positive")
+    if min(config.per_user_rate, config.list_rate, config.get_rate) <= 0:
+        raise UsageError("per_user_rate, list_rate and get_rate must be positive")
     if config.empty not in ("leave", "delete"):
         raise UsageError("--empty must be 'leave' or 'delete'")
     if config.on_duplicate not in ("invalid", "last"):

@@ -32,6 +32,7 @@ from batch.retrying import RetryPolicy
 from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
+from batch.snapshot import LiveLookup, Lookup, PoolSnapshot, Resolver, _Paced, choose
 
 EXIT_OK = 0
 EXIT_ROWS = 1
@@ -147,6 +148,13 @@ class Job:
             )
         )
         self.schema: PoolSchema | None = None
+        self.pool_users: int | None = None
+        self.lookup: Lookup | None = None
+        self.resolver: Resolver | None = None
+        self.read_calls = 0
+        self.lookup_mode = ""
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
         self.signal_code = 0
         self.runner: Runner | None = None
         self.journal: Journal | None = None
@@ -163,6 +171,8 @@ class Job:
                 ) from None
             raise
         self.schema = PoolSchema.from_describe(pool)
+        estimate = pool.get("EstimatedNumberOfUsers")
+        self.pool_users = int(estimate) if isinstance(estimate, int) else None
         if self.config.schema_check:
             check_columns(self.columns, self.schema, path=self.source.name)
 
@@ -171,8 +181,45 @@ class Job:
             self.columns,
             self.mapping,
             self.schema if self.config.schema_check else None,
-            mark_verified=self.config.mark_verified,
+            # With a resolver, verified flags are added after the diff, to what still changes.
+            mark_verified=self.config.mark_verified and not self.needs_lookup,
         )
+
+    @property
+    def needs_lookup(self) -> bool:
+        return self.config.skip_unchanged or self.config.key != "username"
+
+    def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
+        """Read the input's users (snapshot or live, by cost) for keys and the diff."""
+        from batch.ratelimit import Pacer, event_waiter
+        from batch.retrying import Retrier, RetryPolicy
+
+        config = self.config
+        wait = event_waiter(stop)
+        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
+        how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
+                     list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
+        if how == "snapshot":
+            paced = _Paced(Pacer(config.list_rate), retrier, wait)
+            snapshot = PoolSnapshot(config.report_path().parent)
+            if not config.quiet:
+                self.stream.write(f"cognito-batch: reading the pool's users (ListUsers at "
+                                  f"{config.list_rate:g}/s) to compare...\n")  # fmt: skip
+            try:
+                snapshot.fill(self.gateway, config.user_pool_id, key=config.key, wanted=scan,
+                              attributes=set(self.columns.values()), paced=paced)  # fmt: skip
+            except BaseException:
+                snapshot.close()
+                raise
+            self.lookup = snapshot
+            self.read_calls = snapshot.pages
+        else:
+            rate = config.get_rate if config.key == "username" else config.list_rate
+            self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
+                                     paced=_Paced(Pacer(rate), retrier, wait))  # fmt: skip
+        self.lookup_mode = how
+        self.resolver = Resolver(self.lookup, config.key, config.skip_unchanged,
+                                 config.mark_verified)  # fmt: skip
 
     def items(
         self, scan: KeyScan, done: set[int] | frozenset[int], planner: Planner
@@ -248,10 +295,37 @@ class Job:
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         plan = self.plan_summary(scan, frozenset(carried))
         if config.dry_run:
-            return self._dry_run(scan, plan, report, started)
+            if self.needs_lookup:
+                self.open_lookup(scan, self.stop_event)
+            try:
+                return self._dry_run(scan, plan, report, started)
+            finally:
+                if self.lookup is not None:
+                    self.lookup.close()
         if plan.to_apply and self.confirm is not None and not self.confirm(plan):
             raise UsageError("not confirmed: nothing was written")
 
+        previous = self._install_signals() if self.handle_signals else {}
+        try:
+            if self.needs_lookup:
+                self.open_lookup(scan, self.stop_event)
+            return self._apply(scan, plan, report, jpath, header, carried, started)
+        finally:
+            self._restore_signals(previous)
+            if self.lookup is not None:
+                self.lookup.close()
+
+    def _apply(
+        self,
+        scan: KeyScan,
+        plan: PlanSummary,
+        report: Path,
+        jpath: Path,
+        header: JournalHeader,
+        carried: dict[int, RowResult],
+        started: float,
+    ) -> JobResult:
+        config = self.config
         controller = self._controller()
         report.parent.mkdir(parents=True, exist_ok=True)
         writer = open_report(report)
@@ -285,12 +359,14 @@ class Job:
             ),
             controller=controller,
             on_result=on_result,
+            resolve=self.resolver,
+            stop=self.stop_event,
         )  # fmt: skip
-        previous = self._install_signals() if self.handle_signals else {}
+        if self.stop_event.is_set():
+            runner.stop(self.stop_reason or "interrupted")
         try:
             runner.run(self.items(scan, frozenset(carried), self.planner()))
         finally:
-            self._restore_signals(previous)
             progress.close()
             writer.close()
             stopped = runner.stopping
@@ -325,6 +401,8 @@ class Job:
             "input_sha256": header.input_sha256,
             "settings": config.public(),
             "resumed_rows": len(carried),
+            "read_calls": self.read_calls,
+            "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }
         write_summary(report, summary)
@@ -370,10 +448,14 @@ class Job:
     ) -> JobResult:
         writer = open_report(report) if report.suffix.lower() != ".parquet" else None
         results: list[RowResult] = []
+        counts: dict[str, int] = {}
         for item in self.items(scan, frozenset(), self.planner()):
+            if isinstance(item, UserUpdate) and self.resolver is not None:
+                item = self.resolver(item)
             if isinstance(item, UserUpdate):
                 item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
                                  error_message="dry run: not applied")  # fmt: skip
+            counts[item.status.value] = counts.get(item.status.value, 0) + 1
             if writer is not None:
                 writer.write(item)
             else:
@@ -382,6 +464,8 @@ class Job:
             writer.close()
         else:
             write_parquet(report, results)
+        plan.by_status = counts
+        plan.to_apply = counts.get(Status.UPDATED.value, 0)
         self.stream.write("dry run: nothing was written\n" + plan.describe() + "\n")
         summary = {
             "dry_run": True, "rows": plan.rows, "to_apply": plan.to_apply,
@@ -426,8 +510,10 @@ class Job:
             f"cognito-batch: {name}: finishing calls in flight, then stopping "
             "(Ctrl-C again to exit at once)\n"
         )
+        self.stop_reason = f"interrupted by {name}"
         if self.runner is not None:
-            self.runner.stop(f"interrupted by {name}")
+            self.runner.stop(self.stop_reason)
+        self.stop_event.set()
 
 
 def run_job(config: JobConfig, **kwargs: Any) -> JobResult:

@@ -89,6 +89,7 @@ class Runner:
         resolve: Callable[[UserUpdate], UserUpdate | RowResult] | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.writer = writer
         self.settings = settings
@@ -96,7 +97,7 @@ class Runner:
         self._on_result = on_result
         self._resolve = resolve
         self._clock = clock
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self.stop_reason = ""
         self.fatal: CognitoError | None = None
         self._wait = event_waiter(self._stop)
@@ -173,7 +174,7 @@ class Runner:
 
     def _apply(self, update: UserUpdate) -> RowResult:
         started = self._clock()
-        if self._resolve is not None and not update.username:
+        if self._resolve is not None:
             resolved = self._resolve(update)
             if isinstance(resolved, RowResult):
                 return resolved

@@ -30,6 +30,14 @@ class KeyScan:
     rows: int
     last_row: dict[int, int] = field(default_factory=dict)  # duplicated key hash -> last row
     counts: dict[int, int] = field(default_factory=dict)  # duplicated key hash -> copies
+    hashes: np.ndarray = field(  # type: ignore[type-arg]
+        default_factory=lambda: np.empty(0, dtype=np.uint64)
+    )  # every key's hash, sorted: membership for the snapshot
+
+    def __contains__(self, key: str) -> bool:
+        h = np.uint64(key_hash(key))
+        i = int(np.searchsorted(self.hashes, h))
+        return i < self.hashes.size and self.hashes[i] == h
 
     def duplicate(self, key: str) -> tuple[int, int] | None:
         """(copies, last row) when ``key`` appears more than once, else None."""
@@ -68,7 +76,7 @@ def scan_column(values: Iterable[str]) -> KeyScan:
     sorted_h = all_h[order]
     same_as_next = sorted_h[1:] == sorted_h[:-1]
     if not same_as_next.any():
-        return KeyScan(rows)
+        return KeyScan(rows, hashes=sorted_h)
     dup_values, counts = np.unique(sorted_h[np.concatenate([same_as_next, [False]])
                                             | np.concatenate([[False], same_as_next])],
                                    return_counts=True)  # fmt: skip
@@ -77,5 +85,5 @@ def scan_column(values: Iterable[str]) -> KeyScan:
     for h, r in zip(all_h.tolist(), all_r.tolist(), strict=True):
         if h in dup_set:
             last_row[h] = r
-    return KeyScan(rows, last_row, {int(h): int(c) for h, c in zip(dup_values, counts,
-                                                                       strict=True)})
+    dup_counts = {int(h): int(c) for h, c in zip(dup_values, counts, strict=True)}
+    return KeyScan(rows, last_row, dup_counts, sorted_h)

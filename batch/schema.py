@@ -90,6 +90,11 @@ class PoolSchema:
             rules[name] = rule
             if dev and name.startswith("custom:"):
                 rules["dev:" + name] = rule
+        for name in STANDARD_ATTRIBUTES - set(rules):
+            # Cognito lists every standard attribute; some emulators list only custom ones.
+            kind = "Boolean" if name.endswith("_verified") else (
+                "Number" if name == "updated_at" else "String")  # fmt: skip
+            rules[name] = AttributeRule(name=name, data_type=kind)
         settings = pool.get("UserAttributeUpdateSettings") or {}
         return cls(
             pool_id=str(pool.get("Id", "")),
