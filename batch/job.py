@@ -287,8 +287,10 @@ class Job:
     def run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
-        self.load_schema()
+        # The whole input is read once before the first call: a file that cannot be read
+        # stops the job before it has touched the pool (or even the network).
         scan = scan_column(iter_column(self.source, config.username_column))
+        self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
         header = JournalHeader(file_sha256(self.source.path), config.fingerprint())

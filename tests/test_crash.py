@@ -1,0 +1,225 @@
+"""Nothing lost, nothing done twice: kill -9, SIGTERM and Ctrl-C against the emulator.
+
+The job runs as a real subprocess (the console entry point, ``python -m batch``) so signals
+and SIGKILL hit it as they would in production; the emulator serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from batch.journal import journal_path, read_journal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_input(path: Path, n: int) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["username", "tier", "department"])
+        for i in range(1, n + 1):
+            writer.writerow([f"k{i:05d}", f"t{i % 13}", f"d{i % 17}"])
+    return path
+
+
+def start(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
+               "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
+               "--quiet", *extra]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def journal_lines(report: Path) -> int:
+    try:
+        with open(journal_path(report), "rb") as handle:
+            return handle.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(predicate: Any, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    """Poll a condition on the process's files; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.005)
+    raise AssertionError("condition not reached in time")
+
+
+def read_rows(report: Path) -> list[dict[str, str]]:
+    with open(report, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def updates_accepted(emulator: Any) -> int:
+    ops = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
+    return int(ops.get("accepted", 0))
+
+
+def test_kill_9_at_random_points_then_resume_until_done(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN 1,500 rows, faults injected, and ten SIGKILLs at random moments of the run
+    n, kills_planned, workers = 1500, 10, 8
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 2000}, fault_rate=0.02, drop_rate=0.01, seed=11,
+                       latency_ms=2)  # fmt: skip
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    rng = random.Random(20261127)
+    kills = runs = 0
+    code = None
+    # WHEN the job is killed with SIGKILL whenever its journal passes a random point, and rerun
+    while code not in (0, 1):
+        runs += 1
+        assert runs <= kills_planned + 5, "the job never finished"
+        proc = start(source, pool, emulator, report, "--rate", "1000", "--workers", str(workers))
+        if kills < kills_planned:
+            target = journal_lines(report) + rng.randint(1, n // (kills_planned + 2))
+            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
+        code = proc.returncode if proc.returncode >= 0 else None
+    # THEN every row is in the final report exactly once, updated
+    rows = read_rows(report)
+    assert code == 0, (code, rows[:3])
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+    # ... every user holds the input's values
+    for i in rng.sample(range(1, n + 1), 60) + [1, n]:
+        stored = emulator.get_user_attributes(pool, f"k{i:05d}")
+        assert (stored["custom:tier"], stored["custom:department"]) == (f"t{i % 13}", f"d{i % 17}")
+    # ... and at most the rows in flight at each kill were applied twice
+    assert kills == kills_planned
+    accepted = updates_accepted(emulator)
+    assert n <= accepted <= n + workers * kills
+    print(f"\ncrash test: rows={n} report_rows={len(rows)} kills={kills} runs={runs} "
+          f"update_calls_accepted={accepted} "
+          f"update_calls_all={emulator.stats()['operations']['AdminUpdateUserAttributes']['calls']}")
+
+
+def test_sigterm_stops_cleanly_and_a_rerun_finishes(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run in progress
+    n = 400
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    proc = start(source, pool, emulator, report, "--rate", "100")
+    # WHEN the scheduler sends SIGTERM after 50 results
+    assert wait_for(lambda: journal_lines(report) >= 50, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    # THEN exit 143, every row reported once, the unapplied rest skipped with the reason
+    assert proc.returncode == 143, proc.stderr.read() if proc.stderr else ""
+    rows = read_rows(report)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert skipped and all("SIGTERM" in r["error_message"] for r in skipped)
+    state = read_journal(journal_path(report))
+    assert state is not None and not state.complete
+    # WHEN the same command runs again
+    again = start(source, pool, emulator, report, "--rate", "1000")
+    again.wait(timeout=60)
+    # THEN it resumes: only the rest is applied, and the report is whole
+    assert again.returncode == 0
+    rows = read_rows(report)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+    assert updates_accepted(emulator) == n
+
+
+def test_double_ctrl_c_exits_at_once_and_resumes(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a slow run (every call takes 200 ms)
+    n = 200
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=200)
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    proc = start(source, pool, emulator, report, "--rate", "50", "--workers", "8")
+    assert wait_for(lambda: journal_lines(report) >= 10, proc)
+    # WHEN Ctrl-C is pressed twice
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    # THEN it exits 130, and the journal it left resumes to a whole report
+    assert proc.returncode == 130
+    emulator.configure(latency_ms=5)
+    again = start(source, pool, emulator, report, "--rate", "1000")
+    again.wait(timeout=60)
+    assert again.returncode == 0
+    rows = read_rows(report)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+    assert updates_accepted(emulator) <= n + 8
+
+
+def test_resume_with_another_input_is_refused(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN an interrupted run
+    n = 300
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    proc = start(source, pool, emulator, report, "--rate", "100")
+    assert wait_for(lambda: journal_lines(report) >= 20, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    # WHEN the same report is used for a different input
+    other = write_input(tmp_path / "other.csv", n - 1)
+    again = start(other, pool, emulator, report, "--rate", "1000")
+    _, err = again.communicate(timeout=60)
+    # THEN it is refused with exit 2 and one line naming the journal; --fresh overrides it
+    assert again.returncode == 2
+    assert b"different input" in err and b"--fresh" in err and b"Traceback" not in err
+    fresh = start(other, pool, emulator, report, "--rate", "1000", "--fresh")
+    fresh.wait(timeout=60)
+    assert fresh.returncode == 0
+    assert len(read_rows(report)) == n - 1
+
+
+def test_retry_reruns_exactly_the_failed_rows(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run where some users did not exist yet
+    n = 30
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1) if i % 10])
+    emulator.configure(quotas={"UserUpdate": 1000})
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    first = start(source, pool, emulator, report, "--rate", "500")
+    first.wait(timeout=60)
+    assert first.returncode == 1
+    failed = [r["row"] for r in read_rows(report) if r["status"] == "failed"]
+    assert failed == ["10", "20", "30"]
+    # WHEN the missing users now exist and the report is retried
+    emulator.seed_users(pool, [{"username": f"k{i:05d}"} for i in (10, 20, 30)])
+    before = updates_accepted(emulator)
+    retry = subprocess.run([sys.executable, "-m", "batch", "retry", str(report), "--yes",
+                            "--quiet"], cwd=ROOT, capture_output=True, timeout=60)  # fmt: skip
+    # THEN exactly those rows are applied, into a new report
+    assert retry.returncode == 0, retry.stderr
+    rows = read_rows(tmp_path / "out.retry1.csv")
+    assert sorted(r["row"] for r in rows) == ["10", "20", "30"]
+    assert {r["status"] for r in rows} == {"updated"}
+    assert updates_accepted(emulator) - before == 3
+    assert emulator.get_user_attributes(pool, "k00020")["custom:tier"] == "t7"
