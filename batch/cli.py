@@ -26,37 +26,92 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--report", help="report path: .csv, .jsonl or .parquet (default reports/INPUT.report.csv)")
     add("--rate", help="calls per second, or 'auto' to discover it (default 25)")
     add("--max-rate", dest="max_rate", type=float, help="with --rate auto: never above this")
-    add("--workers", type=int, help="most calls in flight (default 8; fewer are used when the "
-        "rate and latency need fewer)")
+    add(
+        "--rate-algorithm",
+        dest="rate_algorithm",
+        choices=["measured", "aimd", "cubic"],
+        help=argparse.SUPPRESS,
+    )
+    add(
+        "--workers",
+        type=int,
+        help="most calls in flight (default 8; fewer are used when the "
+        "rate and latency need fewer)",
+    )
     add("--max-attempts", dest="max_attempts", type=int, help="calls per row at most (default 8)")
     add("--username-column", dest="username_column", help="column holding the user key")
-    add("--key", choices=["username", "email", "phone_number", "sub"],
-        help="what the key column holds (default username)")
+    add(
+        "--key",
+        choices=["username", "email", "phone_number", "sub"],
+        help="what the key column holds (default username)",
+    )
     add("--format", choices=["csv", "parquet"], help="input format (default: by extension)")
     add("--delimiter", help="CSV delimiter (default ,)")
-    add("--empty", choices=["leave", "delete"], help="empty cells: leave the attribute alone "
-        "(default) or delete it")
-    add("--on-duplicate", dest="on_duplicate", choices=["invalid", "last"],
-        help="a user in several rows: all invalid (default) or the last wins")
-    add("--client-metadata", dest="client_metadata", action="append", metavar="KEY=VALUE",
-        help="passed to Lambda triggers; repeatable")
-    add("--mark-verified", dest="mark_verified", action="store_const", const=True,
+    add(
+        "--empty",
+        choices=["leave", "delete"],
+        help="empty cells: leave the attribute alone (default) or delete it",
+    )
+    add(
+        "--on-duplicate",
+        dest="on_duplicate",
+        choices=["invalid", "last"],
+        help="a user in several rows: all invalid (default) or the last wins",
+    )
+    add(
+        "--client-metadata",
+        dest="client_metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="passed to Lambda triggers; repeatable",
+    )
+    add(
+        "--mark-verified",
+        dest="mark_verified",
+        action="store_const",
+        const=True,
         help="set email_verified/phone_number_verified=true with a new email/phone: "
-             "no verification message is sent")
-    add("--skip-unchanged", dest="skip_unchanged", action="store_const", const=True,
-        help="read users first and write only attributes that differ")
-    add("--no-schema-check", dest="schema_check", action="store_const", const=False,
-        help="do not check columns and values against the pool's schema")
-    add("--dry-run", dest="dry_run", action="store_const", const=True,
-        help="read, map and check everything, write the planned report, call nothing")
-    add("--fresh", action="store_const", const=True,
-        help="discard an unfinished run's journal instead of resuming it")
+        "no verification message is sent",
+    )
+    add(
+        "--skip-unchanged",
+        dest="skip_unchanged",
+        action="store_const",
+        const=True,
+        help="read users first and write only attributes that differ",
+    )
+    add(
+        "--no-schema-check",
+        dest="schema_check",
+        action="store_const",
+        const=False,
+        help="do not check columns and values against the pool's schema",
+    )
+    add(
+        "--dry-run",
+        dest="dry_run",
+        action="store_const",
+        const=True,
+        help="read, map and check everything, write the planned report, call nothing",
+    )
+    add(
+        "--fresh",
+        action="store_const",
+        const=True,
+        help="discard an unfinished run's journal instead of resuming it",
+    )
     add("--region")
     add("--profile")
     add("--endpoint-url", dest="endpoint_url")
     add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
-    add("--quiet", "-q", dest="quiet", action="store_const", const=True,
-        help="no progress or summary on stderr")
+    add(
+        "--quiet",
+        "-q",
+        dest="quiet",
+        action="store_const",
+        const=True,
+        help="no progress or summary on stderr",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("input", "user_pool_id", "report", "rate", "max_rate", "workers", "max_attempts",
+    keys = ("input", "user_pool_id", "report", "rate", "max_rate", "rate_algorithm", "workers",
+            "max_attempts",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
             "profile", "endpoint_url", "quiet")  # fmt: skip
@@ -116,8 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from batch.emulator import run_from_args
         except ImportError:
-            sys.stderr.write("cognito-batch: error: the emulator needs moto: "
-                             "pip install 'cognito-batch[emulator]'\n")
+            sys.stderr.write(
+                "cognito-batch: error: the emulator needs moto: "
+                "pip install 'cognito-batch[emulator]'\n"
+            )
             return EXIT_FATAL
         return run_from_args(args)
     try:

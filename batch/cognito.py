@@ -174,9 +174,7 @@ class CognitoGateway:
     # -- reads -------------------------------------------------------------------------------
 
     def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
-        pool: dict[str, Any] = self._call("describe_user_pool", UserPoolId=user_pool_id)[
-            "UserPool"
-        ]
+        pool: dict[str, Any] = self._call("describe_user_pool", UserPoolId=user_pool_id)["UserPool"]
         return pool
 
     def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:

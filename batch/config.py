@@ -6,8 +6,8 @@ Flags override the job file. Paths in a job file are relative to the job file's 
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -37,6 +37,7 @@ class JobConfig:
     on_duplicate: str = "invalid"
     rate: str = str(DEFAULT_RATE)  # a number, or "auto"
     max_rate: float = 0.0  # with rate = "auto": the ceiling (0: none)
+    rate_algorithm: str = "measured"  # with rate = "auto": measured, aimd or cubic (for bench)
     workers: int = 8
     max_attempts: int = 8
     max_row_seconds: float = 300.0
@@ -73,8 +74,20 @@ class JobConfig:
 
     def fingerprint(self) -> str:
         """Hash of the settings that change what a run writes (not how fast)."""
-        keys = ("user_pool_id", "username_column", "key", "columns", "exclude", "empty",
-                "on_duplicate", "mark_verified", "skip_unchanged", "format", "delimiter", "rows")
+        keys = (
+            "user_pool_id",
+            "username_column",
+            "key",
+            "columns",
+            "exclude",
+            "empty",
+            "on_duplicate",
+            "mark_verified",
+            "skip_unchanged",
+            "format",
+            "delimiter",
+            "rows",
+        )
         data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -119,10 +132,9 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
     data: dict[str, Any] = load_job_file(job_file) if job_file else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        config = JobConfig(**_coerce(data))
+        return validate(JobConfig(**_coerce(data)))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad setting: {exc}") from None
-    return validate(config)
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +143,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
         out["rate"] = str(out["rate"])
     for name in ("exclude", "rows"):
         if name in out:
+            if isinstance(out[name], str):
+                raise ValueError(f"{name} must be a list, not a string")
             out[name] = tuple(out[name])
     for name in ("columns", "client_metadata"):
         if name in out:
@@ -152,6 +166,8 @@ def validate(config: JobConfig) -> JobConfig:
             raise UsageError(f"--rate must be a number or 'auto', not {config.rate!r}") from None
         if not 0 < rate <= 10_000:
             raise UsageError("--rate must be above 0 and at most 10000")
+    if config.rate_algorithm not in ("measured", "aimd", "cubic"):
+        raise UsageError("rate_algorithm must be measured, aimd or cubic")
     if config.max_rate < 0:
         raise UsageError("--max-rate must not be negative")
     if not 1 <= config.workers <= MAX_WORKERS:

@@ -45,8 +45,19 @@ def main() -> int:
               "quota 25 updates/s", flush=True)  # fmt: skip
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo"}
         env.pop("AWS_PROFILE", None)
-        command = [sys.executable, "-m", "batch", "run", "--job", str(ROOT / "jobs" / "demo.toml"),
-                   "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url, "--fresh"]
+        command = [
+            sys.executable,
+            "-m",
+            "batch",
+            "run",
+            "--job",
+            str(ROOT / "jobs" / "demo.toml"),
+            "--user-pool-id",
+            pool,
+            "--endpoint-url",
+            emulator.endpoint_url,
+            "--fresh",
+        ]
         print("demo: $ cognito-batch " + " ".join(command[3:]), flush=True)
         code = subprocess.call(command, env=env, cwd=ROOT)
         update = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})

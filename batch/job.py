@@ -25,7 +25,7 @@ from batch.journal import Journal, JournalHeader, file_sha256, journal_path, rea
 from batch.models import FINISHED, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.progress import Progress
-from batch.ratelimit import AimdRate, FixedRate, RateController
+from batch.ratelimit import AimdRate, CubicRate, FixedRate, MeasuredRate, RateController
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
 from batch.report import format_summary, open_report, write_parquet, write_summary
 from batch.retrying import RetryPolicy
@@ -80,7 +80,8 @@ class PlanSummary:
                                                     sorted(self.attributes.items())))  # fmt: skip
         if self.messages:
             lines.append(
-                "messages:  " + ", ".join(f"{v} {k}" for k, v in sorted(self.messages.items()))
+                "messages:  "
+                + ", ".join(f"{v} {k}" for k, v in sorted(self.messages.items()))
                 + " verification messages would be sent (--mark-verified avoids them)"
             )
         if self.pending_verification:
@@ -240,7 +241,9 @@ class Job:
                 item = self._duplicate(item, dup)
             yield item
 
-    def _duplicate(self, item: UserUpdate | RowResult, dup: tuple[int, int]) -> RowResult | UserUpdate:
+    def _duplicate(
+        self, item: UserUpdate | RowResult, dup: tuple[int, int]
+    ) -> RowResult | UserUpdate:
         copies, last = dup
         username, key = item.username, item.key
         if self.config.on_duplicate == "last":
@@ -394,8 +397,8 @@ class Job:
             "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
             "rate": "auto" if config.auto_rate else config.fixed_rate,
             "rate_final": round(controller.rate, 2),
-            "rate_low": round(getattr(controller, "history").low, 2),
-            "rate_high": round(getattr(controller, "history").high, 2),
+            "rate_low": round(controller.history.low, 2),
+            "rate_high": round(controller.history.high, 2),
             "stopped": runner.stop_reason,
             "report": str(report),
             "journal": str(jpath),
@@ -416,7 +419,12 @@ class Job:
         config = self.config
         if config.auto_rate:
             ceiling = config.max_rate or 10_000.0
-            return AimdRate(initial=min(ceiling, 10.0), max_rate=ceiling)
+            initial = min(ceiling, 10.0)
+            if config.rate_algorithm == "aimd":
+                return AimdRate(initial=initial, max_rate=ceiling)
+            if config.rate_algorithm == "cubic":
+                return CubicRate(initial=initial, max_rate=ceiling)
+            return MeasuredRate(initial=initial, max_rate=ceiling)
         return FixedRate(config.fixed_rate)
 
     def _exit_code(self, summary: dict[str, Any], runner: Runner) -> int:
@@ -445,9 +453,7 @@ class Job:
             )
         return {row: r for row, r in sorted(state.results.items()) if r.status in FINISHED}
 
-    def _dry_run(
-        self, scan: KeyScan, plan: PlanSummary, report: Path, started: float
-    ) -> JobResult:
+    def _dry_run(self, scan: KeyScan, plan: PlanSummary, report: Path, started: float) -> JobResult:
         writer = open_report(report) if report.suffix.lower() != ".parquet" else None
         results: list[RowResult] = []
         counts: dict[str, int] = {}
@@ -485,7 +491,7 @@ class Job:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous

@@ -141,6 +141,8 @@ def with_verified_flags(sets: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Mark a new email/phone verified in the same call: no message, applied at once."""
     names = {name for name, _ in sets}
     extra = [
-        (flag, "true") for attr, flag in VERIFIED_FLAG.items() if attr in names and flag not in names
+        (flag, "true")
+        for attr, flag in VERIFIED_FLAG.items()
+        if attr in names and flag not in names
     ]
     return sets + extra

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import decimal
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,8 +110,10 @@ def iter_column(source: InputSource, column: str) -> Iterator[str]:
 
 
 def _open_text(source: InputSource) -> Any:
-    # utf-8-sig strips a BOM if there is one; newline="" lets csv see quoted newlines.
-    return open(source.path, encoding="utf-8-sig", newline="")
+    # utf-8-sig strips a BOM if there is one; newline="" lets csv see quoted newlines;
+    # surrogateescape keeps an undecodable byte in the text, so the row that holds it is
+    # the row named in the error, not the start of an 8 KiB decoding block.
+    return open(source.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _csv_reader(handle: Any, source: InputSource) -> Any:
@@ -123,9 +126,8 @@ def _csv_header(source: InputSource) -> list[str]:
         try:
             for fields in reader:
                 if fields:
+                    _check_utf8(source, 0, fields)
                     return [str(f) for f in fields]
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(source, 0, exc) from None
         except csv.Error as exc:
             raise InputError(f"not readable as CSV: {exc}", path=source.name, row=0) from None
     return []
@@ -141,9 +143,11 @@ def _csv_rows(source: InputSource) -> Iterator[InputRow]:
                 if not fields or (len(fields) == 1 and fields[0] == "" and header):
                     continue  # blank line
                 if header is None:
+                    _check_utf8(source, 0, fields)
                     header = fields
                     continue
                 row += 1
+                _check_utf8(source, row, fields)
                 if len(fields) != len(header):
                     yield InputRow(
                         row,
@@ -152,22 +156,28 @@ def _csv_rows(source: InputSource) -> Iterator[InputRow]:
                     )
                     continue
                 yield InputRow(row, dict(zip(header, fields, strict=True)))
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(source, row + 1, exc) from None
         except csv.Error as exc:
             raise InputError(f"not readable as CSV: {exc}", path=source.name, row=row + 1) from None
 
 
-def _not_utf8(source: InputSource, row: int, exc: UnicodeDecodeError) -> InputError:
-    hint = ""
-    if exc.object[:4] == b"PAR1":
-        hint = " (it looks like a Parquet file: use --format parquet)"
-    return InputError(
-        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} of a read "
-        f"block){hint}; re-save the file as UTF-8",
-        path=source.name,
-        row=row,
-    )
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _check_utf8(source: InputSource, row: int, fields: list[str]) -> None:
+    for index, field in enumerate(fields):
+        match = _UNDECODED.search(field)
+        if match is None:
+            continue
+        byte = ord(match.group()) - 0xDC00
+        with open(source.path, "rb") as handle:
+            parquet = handle.read(4) == b"PAR1"
+        hint = " (it looks like a Parquet file: use --format parquet)" if parquet else ""
+        raise InputError(
+            f"not UTF-8 text (byte 0x{byte:02x} in field {index + 1}){hint}; "
+            "re-save the file as UTF-8",
+            path=source.name,
+            row=row,
+        )
 
 
 # -- Parquet ---------------------------------------------------------------------------------
@@ -190,7 +200,12 @@ def _parquet_header(source: InputSource) -> list[str]:
     schema = _parquet_file(source).schema_arrow
     for field in schema:
         t = field.type
-        if pt.is_nested(t) or pt.is_binary(t) or pt.is_large_binary(t) or pt.is_fixed_size_binary(t):
+        if (
+            pt.is_nested(t)
+            or pt.is_binary(t)
+            or pt.is_large_binary(t)
+            or pt.is_fixed_size_binary(t)
+        ):
             raise InputError(
                 f"column type {t} cannot be an attribute value (only scalar columns)",
                 path=source.name,
@@ -209,7 +224,8 @@ def _parquet_rows(source: InputSource) -> Iterator[InputRow]:
             for values in zip(*columns, strict=True):
                 row += 1
                 yield InputRow(
-                    row, {name: to_cognito_string(v) for name, v in zip(header, values, strict=True)}
+                    row,
+                    {name: to_cognito_string(v) for name, v in zip(header, values, strict=True)},
                 )
     except InputError:
         raise

@@ -46,15 +46,18 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         settings: dict[str, Any] = dict(summary["settings"])
         input_path, input_sha = summary["input"], summary["input_sha256"]
     except FileNotFoundError:
-        raise UsageError(f"{spath}: missing; retry needs the summary written beside the report")
+        raise UsageError(
+            f"{spath}: missing; retry needs the summary written beside the report"
+        ) from None
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
     rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
     if not Path(input_path).is_file() or file_sha256(Path(input_path)) != input_sha:
-        raise UsageError(f"{input_path}: the input has changed or gone since the run; "
-                         "retry needs the same file")
+        raise UsageError(
+            f"{input_path}: the input has changed or gone since the run; retry needs the same file"
+        )
     for name in ("dry_run", "fresh", "report", "input", "rows"):
         settings.pop(name, None)
     data = {**settings, "input": input_path, "rows": rows,

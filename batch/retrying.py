@@ -90,8 +90,7 @@ class Retrier:
 
         def stop(state: RetryCallState) -> bool:
             return (
-                state.attempt_number >= self.policy.max_attempts
-                or self._clock() - started >= limit
+                state.attempt_number >= self.policy.max_attempts or self._clock() - started >= limit
             )
 
         def before_sleep(state: RetryCallState) -> None:

@@ -30,7 +30,7 @@ class KeyScan:
     rows: int
     last_row: dict[int, int] = field(default_factory=dict)  # duplicated key hash -> last row
     counts: dict[int, int] = field(default_factory=dict)  # duplicated key hash -> copies
-    hashes: np.ndarray = field(  # type: ignore[type-arg]
+    hashes: np.ndarray = field(
         default_factory=lambda: np.empty(0, dtype=np.uint64)
     )  # every key's hash, sorted: membership for the snapshot
 
@@ -52,8 +52,8 @@ class KeyScan:
 def scan_column(values: Iterable[str]) -> KeyScan:
     """Scan the key column's values in row order (row 1 first)."""
     rows = 0
-    hashes: list[np.ndarray] = []  # type: ignore[type-arg]
-    positions: list[np.ndarray] = []  # type: ignore[type-arg]
+    hashes: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     chunk_h: list[int] = []
     chunk_r: list[int] = []
     for value in values:

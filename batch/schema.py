@@ -123,9 +123,7 @@ class PoolSchema:
         return None
 
     def writable_names(self) -> list[str]:
-        return sorted(
-            n for n, r in self.rules.items() if r.mutable and n not in NEVER_WRITABLE
-        )
+        return sorted(n for n, r in self.rules.items() if r.mutable and n not in NEVER_WRITABLE)
 
     def check_value(self, name: str, value: str) -> str | None:
         """Why ``value`` is not acceptable for ``name`` (assumed writable), or None."""

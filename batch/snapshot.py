@@ -16,6 +16,7 @@ holds more than ~1/15 of the pool (keyed by username) or ~1/60 (keyed by email).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan import with_verified_flags
@@ -32,6 +33,7 @@ from batch.ratelimit import Pacer, Waiter
 from batch.retrying import Cancelled, Retrier
 from batch.scan import KeyScan
 
+T = TypeVar("T")
 LIST_PAGE = 60
 FILTERABLE = frozenset({"username", "email", "phone_number", "sub"})
 
@@ -80,8 +82,8 @@ class _Paced:
     def __init__(self, pacer: Pacer, retrier: Retrier, wait: Waiter) -> None:
         self.pacer, self.retrier, self.wait = pacer, retrier, wait
 
-    def __call__(self, fn: Callable[[], object]) -> object:
-        box: list[object] = []
+    def __call__(self, fn: Callable[[], T]) -> T:
+        box: list[T] = []
 
         def attempt() -> None:
             if not self.pacer.acquire(self.wait):
@@ -123,9 +125,9 @@ class PoolSnapshot:
         keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified"}
         token: str | None = None
         while True:
-            page = paced(lambda t=token: gateway.list_users_page(user_pool_id,
-                                                                  pagination_token=t))  # type: ignore[misc]
-            users, token = page  # type: ignore[misc]
+            users, token = paced(
+                functools.partial(gateway.list_users_page, user_pool_id, pagination_token=token)
+            )
             self.pages += 1
             rows = []
             for user in users:
@@ -168,12 +170,12 @@ class LiveLookup:
                 if exc.code == "UserNotFoundException":
                     return []
                 raise
-            return [user]  # type: ignore[list-item]
+            return [user]
         escaped = key.replace("\\", "\\\\").replace('"', '\\"')
         expression = f'{self.key} = "{escaped}"'
-        page = self.paced(lambda: self.gateway.list_users_page(self.pool,
-                                                                filter_expression=expression))
-        users, _ = page  # type: ignore[misc]
+        users, _ = self.paced(
+            lambda: self.gateway.list_users_page(self.pool, filter_expression=expression)
+        )
         return [u for u in users if key_of(u, self.key) == key]
 
     def close(self) -> None:

@@ -7,7 +7,6 @@ and SIGKILL hit it as they would in production; the emulator serves it over HTTP
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import subprocess
