@@ -82,7 +82,9 @@ class FakeCognito:
         with self._lock:
             self.users[username].update(dict(attributes))
 
-    def delete_user_attributes(self, user_pool_id: str, username: str, names: Sequence[str]) -> None:
+    def delete_user_attributes(
+        self, user_pool_id: str, username: str, names: Sequence[str]
+    ) -> None:
         self._maybe_fail("delete", username)
         with self._lock:
             for name in names:

@@ -29,7 +29,9 @@ def write_input(path: Path, n: int) -> Path:
     return path
 
 
-def start(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start(
+    source: Path, pool: str, emulator: Any, report: Path, *extra: str
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
                "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
                "--quiet", *extra]  # fmt: skip
@@ -105,9 +107,11 @@ def test_kill_9_at_random_points_then_resume_until_done(
     assert kills == kills_planned
     accepted = updates_accepted(emulator)
     assert n <= accepted <= n + workers * kills
-    print(f"\ncrash test: rows={n} report_rows={len(rows)} kills={kills} runs={runs} "
-          f"update_calls_accepted={accepted} "
-          f"update_calls_all={emulator.stats()['operations']['AdminUpdateUserAttributes']['calls']}")
+    print(
+        f"\ncrash test: rows={n} report_rows={len(rows)} kills={kills} runs={runs} "
+        f"update_calls_accepted={accepted} "
+        f"update_calls_all={emulator.stats()['operations']['AdminUpdateUserAttributes']['calls']}"
+    )
 
 
 def test_sigterm_stops_cleanly_and_a_rerun_finishes(

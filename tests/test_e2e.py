@@ -170,7 +170,9 @@ def test_done_when_quota_50_with_1pc_faults_1000_rows(
     assert {r["status"] for r in rows} == {"updated"}
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a file that is not UTF-8
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"username,tier\nu1,gold\nu2,\xff\xfe\n")
