@@ -164,8 +164,8 @@ def validate(config: JobConfig) -> JobConfig:
             rate = float(config.rate)
         except ValueError:
             raise UsageError(f"--rate must be a number or 'auto', not {config.rate!r}") from None
-        if not 0 < rate <= 10_000:
-            raise UsageError("--rate must be above 0 and at most 10000")
+        if not 0 < rate <= 100_000:
+            raise UsageError("--rate must be above 0 and at most 100000")
     if config.rate_algorithm not in ("measured", "aimd", "cubic"):
         raise UsageError("rate_algorithm must be measured, aimd or cubic")
     if config.max_rate < 0:

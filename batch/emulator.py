@@ -69,6 +69,7 @@ UPDATE = "AdminUpdateUserAttributes"
 OUTCOMES = ("accepted", "throttled", "faults", "dropped", "invalid", "injected", "errors")
 # Forwarded operations that change a pool's schema or settings: drop the cached rules.
 _POOL_CHANGES = frozenset({"AddCustomAttributes", "UpdateUserPool", "DeleteUserPool"})
+_POLL_SECONDS = 0.05  # how soon serve_forever notices shutdown(); stop() waits this long
 _FORWARDED_HEADERS = ("Content-Type", "X-Amz-Target", "Authorization", "X-Amz-Date")
 
 DEFAULT_CUSTOM_SCHEMA: tuple[dict[str, Any], ...] = (
@@ -220,7 +221,10 @@ class _Moto:
         self.port = int(self.server.server_address[1])
         self._local = threading.local()
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="emulator-moto", daemon=True
+            target=self.server.serve_forever,
+            args=(_POLL_SECONDS,),
+            name="emulator-moto",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -774,7 +778,10 @@ class Emulator:
             self._moto.stop()
             raise
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="emulator-front", daemon=True
+            target=self._server.serve_forever,
+            args=(_POLL_SECONDS,),
+            name="emulator-front",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -1111,8 +1118,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             if pool_id:
                 print(f"user_pool_id={pool_id}")
             sys.stdout.flush()
-            while not stop.wait(0.5):
-                pass
+            stop.wait()
     except (OSError, ValueError, EmulatorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError | EmulatorError) else 1

@@ -163,8 +163,18 @@ class Job:
     # -- phases ------------------------------------------------------------------------------
 
     def load_schema(self) -> None:
+        from batch.ratelimit import event_waiter
+        from batch.retrying import Retrier
+
+        answer: list[dict[str, Any]] = []
+        retrier = Retrier(RetryPolicy(max_attempts=5), wait=event_waiter(self.stop_event))
+        outcome = retrier.run(
+            lambda: answer.append(self.gateway.describe_user_pool(self.config.user_pool_id))
+        )
         try:
-            pool = self.gateway.describe_user_pool(self.config.user_pool_id)
+            if outcome.error is not None:
+                raise outcome.error
+            pool = answer[0]
         except CognitoError as exc:
             if isinstance(exc, FatalError) or exc.code == "ResourceNotFoundException":
                 raise UsageError(

@@ -169,7 +169,13 @@ def format_summary(summary: dict[str, Any]) -> str:
                     ("updated", "unchanged", "invalid", "failed", "skipped")),
         f"  calls {summary['calls']}, throttled {summary['throttles']}, faults retried "
         f"{summary['faults']}, achieved {summary['achieved_rate']:.1f} updates/s "
-        f"(rate {summary['rate']})",
+        f"(rate {summary['rate']}"
+        + (
+            f": from {summary['rate_low']:g} to {summary['rate_high']:g}, "
+            f"ending at {summary['rate_final']:g}/s)"
+            if summary.get("rate") == "auto"
+            else ")"
+        ),
     ]  # fmt: skip
     if summary.get("errors"):
         lines.append(
