@@ -308,7 +308,13 @@ class Job:
         jpath = journal_path(report)
         header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
         carried = {} if config.dry_run else self._resume_state(jpath, header)
-        plan = self.plan_summary(scan, frozenset(carried))
+        if config.dry_run or self.confirm is not None:
+            plan = self.plan_summary(scan, frozenset(carried))
+        else:  # unattended: no one reads a plan, so skip the extra pass over the input
+            plan = PlanSummary(
+                pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
+                endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
+            )  # fmt: skip
         if config.dry_run:
             if self.needs_lookup:
                 self.open_lookup(scan, self.stop_event)

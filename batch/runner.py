@@ -37,6 +37,14 @@ from batch.retrying import Cancelled, Retrier, RetryPolicy
 TRIGGER_BREAKER = 5
 
 
+def scrub(message: str, update: UserUpdate) -> str:
+    """Cognito's messages may echo a value back; reports and logs never hold values."""
+    for _, value in update.attributes:
+        if len(value) >= 3 and value in message:
+            message = message.replace(value, "<value>")
+    return message
+
+
 class Writer:
     """The calls a row needs: a gateway, or a fake in tests."""
 
@@ -243,7 +251,7 @@ class Runner:
         if isinstance(error, Cancelled):
             return self._skipped(update, attempts, elapsed)
         code = getattr(error, "code", type(error).__name__)
-        message = getattr(error, "message", str(error))
+        message = scrub(str(getattr(error, "message", error)), update)
         if isinstance(error, ThrottledError):
             # Counted here too: the last throttle of a row that gave up had no retry after it.
             with self._lock:

@@ -477,3 +477,18 @@ def test_rows_keyed_by_email_are_resolved_before_the_call() -> None:
         Status.UPDATED, "u1", "a@example.com")  # fmt: skip
     assert results[2].error_code == "UserNotFoundException"
     assert fake.calls == [("update", "u1")]
+
+
+def test_an_error_message_that_echoes_a_value_is_scrubbed() -> None:
+    # GIVEN Cognito refusing a value and quoting it back
+    from batch.errors import RowError
+    from batch.models import UserUpdate
+    from batch.runner import scrub
+
+    update = UserUpdate(1, "u1", (("email", "ada@example.com"), ("custom:tier", "ab")))
+    error = RowError("InvalidParameterException", "Invalid email address ada@example.com.")
+    # WHEN the message is prepared for the report
+    message = scrub(error.message, update)
+    # THEN the value is gone, short values (likely not personal data) are left alone
+    assert message == "Invalid email address <value>."
+    assert "ada@example.com" not in message
