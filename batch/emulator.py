@@ -623,6 +623,7 @@ class _Server(ThreadingHTTPServer):
     """A threaded HTTP/1.1 server on 127.0.0.1 that can close its keep-alive connections."""
 
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 resets connections when many clients start at once
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self._open: set[socket.socket] = set()
