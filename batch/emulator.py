@@ -514,6 +514,18 @@ class _Front:
                 plan = plan_update(rules, attributes, current)
                 if plan.deletes or plan.forward != attributes:
                     body = json.dumps({**payload, "UserAttributes": plan.forward}).encode()
+        elif operation == "AdminDeleteUserAttributes":
+            names = payload.get("UserAttributeNames")
+            current = self._current_values(payload, auth)
+            if current is not None and isinstance(names, list):
+                # Cognito answers 200 for an attribute the user does not have; moto refuses it.
+                # Only names the pool knows are dropped: an unknown one still goes to moto.
+                rules = self._pool_rules(str(payload.get("UserPoolId", "")), auth)
+                known = set(rules.attributes) if rules is not None else set()
+                keep = [n for n in names if n in current or n not in known]
+                if not keep:
+                    return "accepted", _json_reply(200, {})
+                body = json.dumps({**payload, "UserAttributeNames": keep}).encode()
         sent = {name: headers[name] for name in _FORWARDED_HEADERS if name in headers}
         status, data, request_id = self.moto.send(body, sent)
         extra = (("x-amzn-RequestId", request_id),) if request_id else ()

@@ -57,6 +57,7 @@ class PlanSummary:
     pending_verification: int = 0
     rate: float = 25.0
     resumed: int = 0
+    upper_bound: bool = False  # counted before reading users: unchanged rows not yet known
 
     @property
     def estimated_seconds(self) -> float:
@@ -69,7 +70,8 @@ class PlanSummary:
                                                          else ""),
             f"rows:      {self.rows}" + (f" ({self.resumed} already done, resuming)"
                                          if self.resumed else ""),
-            f"to write:  {self.to_apply} users, about {_duration(self.estimated_seconds)} "
+            f"to write:  {'at most ' if self.upper_bound else ''}{self.to_apply} users, "
+            f"about {_duration(self.estimated_seconds)} "
             f"at {self.rate:g}/s",
         ]  # fmt: skip
         if self.by_status:
@@ -229,8 +231,10 @@ class Job:
             self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
                                      paced=_Paced(Pacer(rate), retrier, wait))  # fmt: skip
         self.lookup_mode = how
-        self.resolver = Resolver(self.lookup, config.key, config.skip_unchanged,
-                                 config.mark_verified)  # fmt: skip
+        types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
+        self.resolver = Resolver(
+            self.lookup, config.key, config.skip_unchanged, config.mark_verified, types
+        )
 
     def items(
         self, scan: KeyScan, done: set[int] | frozenset[int], planner: Planner
@@ -280,20 +284,25 @@ class Job:
             resumed=len(done),
         )  # fmt: skip
         for item in self.items(scan, done, self.planner()):
-            status = item.status.value if isinstance(item, RowResult) else Status.UPDATED.value
-            summary.by_status[status] = summary.by_status.get(status, 0) + 1
-            if isinstance(item, UserUpdate):
-                summary.to_apply += 1
-                for name in item.attribute_names:
-                    summary.attributes[name] = summary.attributes.get(name, 0) + 1
-                if self.schema is not None:
-                    for kind in self.schema.sends_message(item.attributes):
-                        summary.messages[kind] = summary.messages.get(kind, 0) + 1
-                    pending = {a for a, _ in item.attributes} & self.schema.verify_before_update
-                    flags = dict(item.attributes)
-                    if any(flags.get(f"{a}_verified") != "true" for a in pending):
-                        summary.pending_verification += 1
+            self._tally(summary, item)
         return summary
+
+    def _tally(self, summary: PlanSummary, item: UserUpdate | RowResult) -> None:
+        status = item.status.value if isinstance(item, RowResult) else Status.UPDATED.value
+        summary.by_status[status] = summary.by_status.get(status, 0) + 1
+        if not isinstance(item, UserUpdate):
+            return
+        summary.to_apply += 1
+        for name in item.attribute_names:
+            summary.attributes[name] = summary.attributes.get(name, 0) + 1
+        if self.schema is None:
+            return
+        for kind in self.schema.sends_message(item.attributes):
+            summary.messages[kind] = summary.messages.get(kind, 0) + 1
+        pending = {a for a, _ in item.attributes} & self.schema.verify_before_update
+        flags = dict(item.attributes)
+        if any(flags.get(f"{a}_verified") != "true" for a in pending):
+            summary.pending_verification += 1
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -310,6 +319,7 @@ class Job:
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, frozenset(carried))
+            plan.upper_bound = self.needs_lookup and not config.dry_run
         else:  # unattended: no one reads a plan, so skip the extra pass over the input
             plan = PlanSummary(
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
@@ -422,7 +432,7 @@ class Job:
             "input_sha256": header.input_sha256,
             "settings": config.public(),
             "resumed_rows": len(carried),
-            "read_calls": self.read_calls,
+            "read_calls": self.read_calls + getattr(self.lookup, "reads", 0),
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }
@@ -472,14 +482,17 @@ class Job:
     def _dry_run(self, scan: KeyScan, plan: PlanSummary, report: Path, started: float) -> JobResult:
         writer = open_report(report) if report.suffix.lower() != ".parquet" else None
         results: list[RowResult] = []
-        counts: dict[str, int] = {}
+        # The plan is counted again from the rows as resolved (with --skip-unchanged only the
+        # rows that differ would be written, and only they would send messages).
+        plan.by_status, plan.attributes, plan.messages = {}, {}, {}
+        plan.to_apply = plan.pending_verification = 0
         for item in self.items(scan, frozenset(), self.planner()):
             if isinstance(item, UserUpdate) and self.resolver is not None:
                 item = self.resolver(item)
+            self._tally(plan, item)
             if isinstance(item, UserUpdate):
                 item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
                                  error_message="dry run: not applied")  # fmt: skip
-            counts[item.status.value] = counts.get(item.status.value, 0) + 1
             if writer is not None:
                 writer.write(item)
             else:
@@ -488,8 +501,6 @@ class Job:
             writer.close()
         else:
             write_parquet(report, results)
-        plan.by_status = counts
-        plan.to_apply = counts.get(Status.UPDATED.value, 0)
         self.stream.write("dry run: nothing was written\n" + plan.describe() + "\n")
         summary = {
             "dry_run": True, "rows": plan.rows, "to_apply": plan.to_apply,

@@ -16,6 +16,7 @@ from typing import Literal
 from batch.errors import UsageError
 from batch.models import InputRow, RowResult, Status, UserUpdate
 from batch.schema import (
+    NEVER_WRITABLE,
     STANDARD_ATTRIBUTES,
     VERIFIED_FLAG,
     PoolSchema,
@@ -42,7 +43,9 @@ def attribute_name(column: str, renames: Mapping[str, str]) -> str:
     """The Cognito attribute a column writes."""
     if column in renames:
         return renames[column]
-    if column in STANDARD_ATTRIBUTES or column.startswith(("custom:", "dev:")):
+    if column in STANDARD_ATTRIBUTES or column in NEVER_WRITABLE:
+        return column
+    if column.startswith(("custom:", "dev:")):
         return column
     return "custom:" + column
 

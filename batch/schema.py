@@ -30,7 +30,7 @@ VERIFIED_FLAG = {"email": "email_verified", "phone_number": "phone_number_verifi
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[0-9]{4,15}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
 # Cognito's username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+: no whitespace, no controls.
 _BAD_USERNAME_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -138,9 +138,9 @@ class PoolSchema:
                 return "not a whole number"
             number = int(value)
             if rule.min_value is not None and number < rule.min_value:
-                return f"{number} is below the minimum {rule.min_value}"
+                return f"below the minimum {rule.min_value}"
             if rule.max_value is not None and number > rule.max_value:
-                return f"{number} is above the maximum {rule.max_value}"
+                return f"above the maximum {rule.max_value}"
         elif rule.data_type == "Boolean":
             if value not in ("true", "false"):
                 return "not 'true' or 'false'"
@@ -181,11 +181,13 @@ def check_generic_value(name: str, value: str) -> str | None:
     if name == "birthdate":
         if not _DATE.match(value):
             return "not a YYYY-MM-DD date"
+        # OIDC lets a user withhold the year as 0000; check the rest in a leap year.
+        checked = "2000" + value[4:] if value.startswith("0000") else value
         try:
-            dt.date.fromisoformat(value)
+            dt.date.fromisoformat(checked)
         except ValueError:
             return "not a real calendar date"
-    if name == "updated_at" and not _INTEGER.match(value):
+    if name == "updated_at" and (not _INTEGER.match(value) or value.startswith("-")):
         return "not a number of seconds since the epoch"
     return None
 

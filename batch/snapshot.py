@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -159,9 +160,14 @@ class LiveLookup:
 
     def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: _Paced) -> None:
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
+        self.reads = 0
+        self._lock = threading.Lock()
 
     def find(self, key: str) -> list[dict[str, str]]:
         from batch.errors import RowError
+
+        with self._lock:
+            self.reads += 1
 
         if self.key == "username":
             try:
@@ -182,18 +188,20 @@ class LiveLookup:
         pass
 
 
-def same_value(name: str, wanted: str, current: str | None) -> bool:
-    """Equal as Cognito stores them: booleans in lower case, numbers by value."""
+_WHOLE = re.compile(r"^-?[0-9]+$")
+
+
+def same_value(wanted: str, current: str | None, data_type: str = "String") -> bool:
+    """Equal as Cognito stores them: Booleans in any case, Numbers by value, text exactly."""
     if current is None:
         return False
     if wanted == current:
         return True
-    if wanted.lower() in ("true", "false") and current.lower() in ("true", "false"):
-        return wanted.lower() == current.lower()
-    try:
+    if data_type == "Boolean":
+        return wanted.lower() == current.lower() and wanted.lower() in ("true", "false")
+    if data_type == "Number" and _WHOLE.match(wanted) and _WHOLE.match(current):
         return int(wanted) == int(current)
-    except ValueError:
-        return False
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,7 @@ class Resolver:
     key: str
     skip_unchanged: bool
     mark_verified: bool
+    types: Mapping[str, str] = field(default_factory=dict)  # attribute -> AttributeDataType
 
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
         lookup_key = update.key or update.username
@@ -225,8 +234,10 @@ class Resolver:
         sets = list(update.attributes)
         deletes = list(update.deletes)
         if self.skip_unchanged:
-            sets = [(n, v) for n, v in sets
-                    if not same_value(n, v, current.get(n.removeprefix("dev:")))]  # fmt: skip
+            sets = [
+                (n, v) for n, v in sets
+                if not same_value(v, current.get(n.removeprefix("dev:")), self.types.get(n, ""))
+            ]  # fmt: skip
             deletes = [n for n in deletes if n.removeprefix("dev:") in current]
         if self.mark_verified:
             sets = with_verified_flags(sets)

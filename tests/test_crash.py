@@ -212,7 +212,7 @@ def test_retry_reruns_exactly_the_failed_rows(
     first = start(source, pool, emulator, report, "--rate", "500")
     first.wait(timeout=60)
     assert first.returncode == 1
-    failed = [r["row"] for r in read_rows(report) if r["status"] == "failed"]
+    failed = sorted(r["row"] for r in read_rows(report) if r["status"] == "failed")
     assert failed == ["10", "20", "30"]
     # WHEN the missing users now exist and the report is retried
     emulator.seed_users(pool, [{"username": f"k{i:05d}"} for i in (10, 20, 30)])
