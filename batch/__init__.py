@@ -1,0 +1,48 @@
+"""cognito-batch: bulk, throttled, resumable attribute updates for Amazon Cognito user pools.
+
+The command line (``cognito-batch``, ``python -m batch``) is a thin shell over this API::
+
+    from batch import build_config, run_job
+    result = run_job(build_config("jobs/nightly-sync.toml", {"confirm": False}))
+    result.exit_code, result.summary, result.report
+"""
+
+from batch.config import JobConfig, build_config
+from batch.errors import (
+    BatchError,
+    CognitoError,
+    FatalError,
+    InputError,
+    ResumeError,
+    RetryableError,
+    RowError,
+    ThrottledError,
+    TransientError,
+    TriggerError,
+    UsageError,
+)
+from batch.job import Job, JobResult, PlanSummary, run_job
+from batch.models import RowResult, Status, UserUpdate
+
+__all__ = [
+    "BatchError",
+    "CognitoError",
+    "FatalError",
+    "InputError",
+    "Job",
+    "JobConfig",
+    "JobResult",
+    "PlanSummary",
+    "ResumeError",
+    "RetryableError",
+    "RowError",
+    "RowResult",
+    "Status",
+    "ThrottledError",
+    "TransientError",
+    "TriggerError",
+    "UsageError",
+    "UserUpdate",
+    "build_config",
+    "run_job",
+]
