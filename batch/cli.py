@@ -114,7 +114,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cognito-batch",
         description="Bulk, throttled, resumable attribute updates for Amazon Cognito user pools.",
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("from_report", metavar="REPORT")
     _run_options(retry)
     emulator = sub.add_parser("emulator", help="run the local Cognito emulator (no AWS account)")
+    if not with_emulator:  # its options are only needed to run it (and it imports moto)
+        return parser
     try:
         from batch.emulator import add_arguments
     except ImportError:  # the emulator extra (moto) is not installed
@@ -162,8 +164,8 @@ def _ask(plan: PlanSummary) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="cognito-batch: %(message)s")
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_emulator="emulator" in argv or "-h" in argv or "--help" in argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
