@@ -311,7 +311,7 @@ class Job:
         started = time.monotonic()
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        scan = scan_column(iter_column(self.source, config.username_column))
+        scan = scan_column(lambda: iter_column(self.source, config.username_column))
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)

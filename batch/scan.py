@@ -6,14 +6,15 @@ guess). With ``on_duplicate = "last"`` the last row wins and earlier copies end 
 with the code ``Superseded`` (never retried). Either way, two writes to one user never run at
 once: the runner's per-user gate serialises them.
 
-Memory: one 8-byte hash per row (a 1M-row file needs 8 MB, not a set of strings), and a small
-map for the keys that are duplicated.
+Memory: one 8-byte hash per row (a 1M-row file needs 8 MB, not a set of strings), sorted in
+place, and a small map for the keys that are duplicated.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,41 +50,35 @@ class KeyScan:
         return self.counts[h], self.last_row[h]
 
 
-def scan_column(values: Iterable[str]) -> KeyScan:
-    """Scan the key column's values in row order (row 1 first)."""
+def scan_column(values: Iterable[str] | Callable[[], Iterable[str]]) -> KeyScan:
+    """Scan the key column's values in row order (row 1 first).
+
+    ``values`` is an iterable that can be iterated twice, or a function returning a fresh
+    one: a second pass, only when there are duplicates, finds their last rows. Peak memory is
+    about 9 bytes a row (the hashes, sorted in place, and one comparison mask).
+    """
+    source = values if callable(values) else (lambda: values)
+    hashes = array("Q")
     rows = 0
-    hashes: list[np.ndarray] = []
-    positions: list[np.ndarray] = []
-    chunk_h: list[int] = []
-    chunk_r: list[int] = []
-    for value in values:
+    for value in source():
         rows += 1
-        if value == "":
-            continue
-        chunk_h.append(key_hash(value))
-        chunk_r.append(rows)
-        if len(chunk_h) >= 65536:
-            hashes.append(np.array(chunk_h, dtype=np.uint64))
-            positions.append(np.array(chunk_r, dtype=np.int64))
-            chunk_h, chunk_r = [], []
-    hashes.append(np.array(chunk_h, dtype=np.uint64))
-    positions.append(np.array(chunk_r, dtype=np.int64))
-    all_h = np.concatenate(hashes)
-    all_r = np.concatenate(positions)
-    if all_h.size == 0:
-        return KeyScan(rows)
-    order = np.argsort(all_h, kind="stable")
-    sorted_h = all_h[order]
-    same_as_next = sorted_h[1:] == sorted_h[:-1]
-    if not same_as_next.any():
-        return KeyScan(rows, hashes=sorted_h)
-    dup_values, counts = np.unique(sorted_h[np.concatenate([same_as_next, [False]])
-                                            | np.concatenate([[False], same_as_next])],
-                                   return_counts=True)  # fmt: skip
-    dup_set = set(int(h) for h in dup_values)
+        if value != "":
+            hashes.append(key_hash(value))
+    ordered = np.frombuffer(hashes, dtype=np.uint64) if hashes else np.empty(0, np.uint64)
+    ordered.sort()  # in place, on the array's own buffer
+    if ordered.size < 2:
+        return KeyScan(rows, hashes=ordered)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return KeyScan(rows, hashes=ordered)
+    dup_values, counts = np.unique(ordered[1:][same], return_counts=True)
+    # np.unique over the second of each equal pair counts copies - 1.
+    dup_counts = {int(h): int(c) + 1 for h, c in zip(dup_values, counts, strict=True)}
+    del same
     last_row: dict[int, int] = {}
-    for h, r in zip(all_h.tolist(), all_r.tolist(), strict=True):
-        if h in dup_set:
-            last_row[h] = r
-    dup_counts = {int(h): int(c) for h, c in zip(dup_values, counts, strict=True)}
-    return KeyScan(rows, last_row, dup_counts, sorted_h)
+    for row, value in enumerate(source(), start=1):
+        if value != "":
+            h = key_hash(value)
+            if h in dup_counts:
+                last_row[h] = row
+    return KeyScan(rows, last_row, dup_counts, ordered)
