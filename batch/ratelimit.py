@@ -224,7 +224,7 @@ class MeasuredRate:
     Three phases:
     1. Slow start: from ``initial`` the rate doubles every second until the first throttle.
        Cognito's bucket lets a burst through before it throttles, so by then the rate has
-       overshot; it is halved.
+       overshot; it is halved (the lower of it and the rate accepted over the last second).
     2. Recovery: the rate grows 20 % a second until the next throttle.
     3. Probing: each throttle cuts the rate to ``beta`` (0.98) times the lower of the current
        rate and the rate Cognito accepted over the last second (when its bucket is empty, the
@@ -289,7 +289,10 @@ class MeasuredRate:
             if sent_at < self._last_cut:
                 return
             if self._phase == 0:
-                basis = self._rate * 0.5
+                # The overshoot's last second still includes the server's burst: halve the
+                # lower of the two, not the rate alone.
+                accepted = self._accepted.rate(now)
+                basis = 0.5 * (min(self._rate, accepted) if accepted > 0 else self._rate)
             else:
                 accepted = self._accepted.rate(now)
                 basis = self.beta * (min(self._rate, accepted) if accepted > 0 else self._rate)

@@ -11,9 +11,9 @@ tab or carriage return) are prefixed with ``'`` so a spreadsheet does not run th
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,39 +46,44 @@ class ReportWriter(Protocol):
     def close(self) -> None: ...
 
 
-class CsvReport:
-    def __init__(self, path: Path) -> None:
-        self._handle = open(path, "w", encoding="utf-8", newline="")
-        self._buffer = io.StringIO()
-        self._csv = csv.writer(self._buffer)
-        self._csv.writerow(REPORT_COLUMNS)
-        self._flush()
+class _Flushing:
+    """Flushes to the OS at most every ``FLUSH_SECONDS``: the journal, not the report, is
+    what a resume trusts (it is flushed per row), so the report need not pay a system call
+    per row; a crash is repaired by the resume, which rebuilds the report from the journal."""
 
-    def _flush(self) -> None:
-        self._handle.write(self._buffer.getvalue())
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, path: Path, *, newline: str | None = None) -> None:
+        self._handle = open(path, "w", encoding="utf-8", newline=newline)
+        self._last = time.monotonic()
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.FLUSH_SECONDS:
+            self._handle.flush()
+            self._last = now
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class CsvReport(_Flushing):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, newline="")
+        self._csv = csv.writer(self._handle)
+        self._csv.writerow(REPORT_COLUMNS)
         self._handle.flush()
-        self._buffer.seek(0)
-        self._buffer.truncate()
 
     def write(self, result: RowResult) -> None:
         record = result.as_record()
         self._csv.writerow([neutralise(record[c]) for c in REPORT_COLUMNS])
-        self._flush()
-
-    def close(self) -> None:
-        self._handle.close()
+        self._maybe_flush()
 
 
-class JsonlReport:
-    def __init__(self, path: Path) -> None:
-        self._handle = open(path, "w", encoding="utf-8")
-
+class JsonlReport(_Flushing):
     def write(self, result: RowResult) -> None:
         self._handle.write(json.dumps(result.as_record(), ensure_ascii=False) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
+        self._maybe_flush()
 
 
 class ParquetReport:

@@ -71,12 +71,20 @@ def test_csv_report_defuses_formulas_and_keeps_other_cells(tmp_path: Path) -> No
     assert [b["row"] for b in body] == ["1", "2", "3", "4"]
 
 
-def test_csv_report_rows_are_on_disk_before_close(tmp_path: Path) -> None:
+def test_csv_report_rows_reach_the_disk_before_close_once_the_flush_interval_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a report whose flush interval has always passed
+    from batch import report as report_module
+
+    monkeypatch.setattr(report_module._Flushing, "FLUSH_SECONDS", 0.0)
     path = tmp_path / "r.csv"
     writer = open_report(path)
+    # WHEN a row is written
     writer.write(results()[0])
     text = path.read_text(encoding="utf-8")
     writer.close()
+    # THEN it is on disk while the report is still open
     assert text.count("\n") == 2
 
 
