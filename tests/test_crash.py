@@ -7,6 +7,7 @@ and SIGKILL hit it as they would in production; the emulator serves it over HTTP
 from __future__ import annotations
 
 import csv
+import os
 import random
 import signal
 import subprocess
@@ -73,7 +74,8 @@ def test_kill_9_at_random_points_then_resume_until_done(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
     # GIVEN 1,500 rows, faults injected, and ten SIGKILLs at random moments of the run
-    n, kills_planned, workers = 1500, 10, 8
+    # CRASH_ROWS=3000 for the figure quoted in the notes; 1,500 keeps `make test` quick.
+    n, kills_planned, workers = int(os.environ.get("CRASH_ROWS", "1500")), 10, 8
     pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
     emulator.configure(quotas={"UserUpdate": 2000}, fault_rate=0.02, drop_rate=0.01, seed=11,
                        latency_ms=2)  # fmt: skip
