@@ -12,7 +12,7 @@ TooManyRequestsException, and ``standard`` wrongly retries LimitExceededExceptio
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -205,17 +205,3 @@ class CognitoGateway:
             attrs["username"] = user["Username"]
             users.append(attrs)
         return users, answer.get("PaginationToken")
-
-
-def iter_pages(
-    gateway: CognitoGateway, user_pool_id: str, *, filter_expression: str | None = None
-) -> Iterator[list[dict[str, str]]]:
-    """Every ListUsers page (no rate limiting here; callers pace themselves)."""
-    token: str | None = None
-    while True:
-        users, token = gateway.list_users_page(
-            user_pool_id, pagination_token=token, filter_expression=filter_expression
-        )
-        yield users
-        if not token:
-            return

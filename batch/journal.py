@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from batch.errors import ResumeError
-from batch.models import FINISHED, RowResult, Status
+from batch.models import FINISHED, RowResult
 
 VERSION = 1
 
@@ -158,7 +158,3 @@ class Journal:
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
                 self._handle.close()
-
-
-def is_finished(status: Status) -> bool:
-    return status in FINISHED

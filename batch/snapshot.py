@@ -36,7 +36,6 @@ from batch.scan import KeyScan
 
 T = TypeVar("T")
 LIST_PAGE = 60
-FILTERABLE = frozenset({"username", "email", "phone_number", "sub"})
 
 
 class Reads(Protocol):
