@@ -70,6 +70,15 @@ def updates_accepted(emulator: Any) -> int:
     return int(ops.get("accepted", 0))
 
 
+def prepare(
+    emulator: Any, make_pool: Any, tmp_path: Path, n: int, *, latency_ms: float = 5
+) -> tuple[str, Path, Path]:
+    """A pool of n users k00001..., an input updating them all, a report path."""
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=latency_ms)
+    return pool, write_input(tmp_path / "in.csv", n), tmp_path / "out.csv"
+
+
 def test_kill_9_at_random_points_then_resume_until_done(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
@@ -121,10 +130,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(
 ) -> None:
     # GIVEN a run in progress
     n = 400
-    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
-    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
-    source = write_input(tmp_path / "in.csv", n)
-    report = tmp_path / "out.csv"
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n)
     proc = start(source, pool, emulator, report, "--rate", "100")
     # WHEN the scheduler sends SIGTERM after 50 results
     assert wait_for(lambda: journal_lines(report) >= 50, proc)
@@ -154,10 +160,7 @@ def test_double_ctrl_c_exits_at_once_and_resumes(
 ) -> None:
     # GIVEN a slow run (every call takes 200 ms)
     n = 200
-    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
-    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=200)
-    source = write_input(tmp_path / "in.csv", n)
-    report = tmp_path / "out.csv"
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n, latency_ms=200)
     proc = start(source, pool, emulator, report, "--rate", "50", "--workers", "8")
     assert wait_for(lambda: journal_lines(report) >= 10, proc)
     # WHEN Ctrl-C is pressed twice
@@ -181,10 +184,7 @@ def test_resume_with_another_input_is_refused(
 ) -> None:
     # GIVEN an interrupted run
     n = 300
-    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
-    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
-    source = write_input(tmp_path / "in.csv", n)
-    report = tmp_path / "out.csv"
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n)
     proc = start(source, pool, emulator, report, "--rate", "100")
     assert wait_for(lambda: journal_lines(report) >= 20, proc)
     proc.send_signal(signal.SIGKILL)
