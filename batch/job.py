@@ -527,6 +527,14 @@ class Job:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
+    def _say(self, text: str) -> None:
+        """Write from a signal handler: a buffered stream the interrupted code may be in the
+        middle of writing raises "reentrant call", so go to the file descriptor directly."""
+        try:
+            os.write(self.stream.fileno(), text.encode())
+        except (AttributeError, OSError, ValueError):
+            pass  # no descriptor (a test's StringIO) or a closed pipe: the exit code says it
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
@@ -536,16 +544,17 @@ class Job:
             if self.journal is not None:
                 try:
                     self.journal.sync()
-                except (OSError, ValueError):
+                except (OSError, ValueError, RuntimeError):
                     pass
-            self.stream.write("cognito-batch: interrupted again, exiting now\n")
+            self._say("cognito-batch: interrupted again, exiting now\n")
             os._exit(EXIT_SIGINT)
+        # Set first: a second signal arriving inside this handler sees it.
         self.signal_code = self.signal_code or code
-        self.stream.write(
+        self.stop_reason = f"interrupted by {name}"
+        self._say(
             f"cognito-batch: {name}: finishing calls in flight, then stopping "
             "(Ctrl-C again to exit at once)\n"
         )
-        self.stop_reason = f"interrupted by {name}"
         if self.runner is not None:
             self.runner.stop(self.stop_reason)
         self.stop_event.set()

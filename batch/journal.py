@@ -113,7 +113,8 @@ class Journal:
         self.path = path
         self._fsync_every = fsync_every
         self._fsync_seconds = fsync_seconds
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
+        self._lock = threading.RLock()
         self._pending = 0
         self._last_sync = time.monotonic()
         # A fresh (or compacted) journal is written aside and renamed into place, so a crash

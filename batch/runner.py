@@ -115,7 +115,8 @@ class Runner:
             settings.retry, wait=self._wait, clock=clock, rng=rng, on_retry=self._count_retry
         )
         self.stats = Stats()
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
+        self._lock = threading.RLock()
         self._window = threading.Condition(self._lock)
         self._trigger_streak = 0
 

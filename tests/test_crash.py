@@ -168,7 +168,7 @@ def test_double_ctrl_c_exits_at_once_and_resumes(
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
     # THEN it exits 130, and the journal it left resumes to a whole report
-    assert proc.returncode == 130
+    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else b""
     emulator.configure(latency_ms=5)
     again = start(source, pool, emulator, report, "--rate", "1000")
     again.wait(timeout=60)
