@@ -25,14 +25,22 @@ from batch.journal import Journal, JournalHeader, file_sha256, journal_path, rea
 from batch.models import FINISHED, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.progress import Progress
-from batch.ratelimit import AimdRate, CubicRate, FixedRate, MeasuredRate, RateController
+from batch.ratelimit import (
+    AimdRate,
+    CubicRate,
+    FixedRate,
+    MeasuredRate,
+    Pacer,
+    RateController,
+    event_waiter,
+)
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
 from batch.report import format_summary, open_report, write_parquet, write_summary
-from batch.retrying import RetryPolicy
+from batch.retrying import Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
-from batch.snapshot import LiveLookup, Lookup, PoolSnapshot, Resolver, _Paced, choose
+from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 
 EXIT_OK = 0
 EXIT_ROWS = 1
@@ -165,9 +173,6 @@ class Job:
     # -- phases ------------------------------------------------------------------------------
 
     def load_schema(self) -> None:
-        from batch.ratelimit import event_waiter
-        from batch.retrying import Retrier
-
         answer: list[dict[str, Any]] = []
         retrier = Retrier(RetryPolicy(max_attempts=5), wait=event_waiter(self.stop_event))
         outcome = retrier.run(
@@ -204,16 +209,13 @@ class Job:
 
     def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
         """Read the input's users (snapshot or live, by cost) for keys and the diff."""
-        from batch.ratelimit import Pacer, event_waiter
-        from batch.retrying import Retrier, RetryPolicy
-
         config = self.config
         wait = event_waiter(stop)
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
         if how == "snapshot":
-            paced = _Paced(Pacer(config.list_rate), retrier, wait)
+            paced = PacedCall(Pacer(config.list_rate), retrier, wait)
             snapshot = PoolSnapshot(config.report_path().parent)
             if not config.quiet:
                 self.stream.write(f"cognito-batch: reading the pool's users (ListUsers at "
@@ -229,7 +231,7 @@ class Job:
         else:
             rate = config.get_rate if config.key == "username" else config.list_rate
             self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
-                                     paced=_Paced(Pacer(rate), retrier, wait))  # fmt: skip
+                                     paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
         self.lookup_mode = how
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         self.resolver = Resolver(

@@ -76,7 +76,7 @@ def choose(
     return "snapshot" if snapshot_s <= live_s else "live"
 
 
-class _Paced:
+class PacedCall:
     """A read call, paced by its own quota's pacer and retried by the shared policy."""
 
     def __init__(self, pacer: Pacer, retrier: Retrier, wait: Waiter) -> None:
@@ -120,7 +120,7 @@ class PoolSnapshot:
         key: str,
         wanted: KeyScan,
         attributes: Iterable[str],
-        paced: _Paced,
+        paced: PacedCall,
     ) -> None:
         keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified"}
         token: str | None = None
@@ -157,7 +157,7 @@ class PoolSnapshot:
 class LiveLookup:
     """One read per row, at the read quota."""
 
-    def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: _Paced) -> None:
+    def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall) -> None:
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
         self.reads = 0
         self._lock = threading.Lock()

@@ -59,7 +59,7 @@ from batch.job import Job
 from batch.ratelimit import Pacer, event_waiter
 from batch.retrying import Retrier, RetryPolicy
 from batch.scan import scan_column
-from batch.snapshot import PoolSnapshot, _Paced
+from batch.snapshot import PacedCall, PoolSnapshot
 
 FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
 
@@ -449,7 +449,7 @@ def test_snapshot_keeps_only_the_input_users(fast: Any, make_pool: Any, tmp_path
     pool = make_pool(users=pool_users(200))
     wanted = scan_column(name(i) for i in range(1, 200, 10))
     stop = threading.Event()
-    paced = _Paced(Pacer(1000), Retrier(RetryPolicy(), wait=event_waiter(stop)),
+    paced = PacedCall(Pacer(1000), Retrier(RetryPolicy(), wait=event_waiter(stop)),
                    event_waiter(stop))  # fmt: skip
     snapshot = PoolSnapshot(tmp_path)
 
