@@ -162,7 +162,6 @@ class Job:
         self.pool_users: int | None = None
         self.lookup: Lookup | None = None
         self.resolver: Resolver | None = None
-        self.read_calls = 0
         self.lookup_mode = ""
         self.stop_event = threading.Event()
         self.stop_reason = ""
@@ -227,7 +226,6 @@ class Job:
                 snapshot.close()
                 raise
             self.lookup = snapshot
-            self.read_calls = snapshot.pages
         else:
             rate = config.get_rate if config.key == "username" else config.list_rate
             self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
@@ -434,7 +432,7 @@ class Job:
             "input_sha256": header.input_sha256,
             "settings": config.public(),
             "resumed_rows": len(carried),
-            "read_calls": self.read_calls + getattr(self.lookup, "reads", 0),
+            "read_calls": self.lookup.reads if self.lookup is not None else 0,
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }

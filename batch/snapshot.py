@@ -54,6 +54,8 @@ class Reads(Protocol):
 
 
 class Lookup(Protocol):
+    reads: int  # read calls made so far, for the summary
+
     def find(self, key: str) -> list[dict[str, str]]:
         """The users whose key attribute equals ``key`` (attributes, ``username`` included)."""
         ...
@@ -109,7 +111,7 @@ class PoolSnapshot:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE users (key TEXT, attrs TEXT)")
         self._lock = threading.Lock()
-        self.pages = 0
+        self.reads = 0  # ListUsers pages read
         self.kept = 0
 
     def fill(
@@ -128,7 +130,7 @@ class PoolSnapshot:
             users, token = paced(
                 functools.partial(gateway.list_users_page, user_pool_id, pagination_token=token)
             )
-            self.pages += 1
+            self.reads += 1
             rows = []
             for user in users:
                 k = key_of(user, key)

@@ -460,7 +460,7 @@ def test_snapshot_keeps_only_the_input_users(fast: Any, make_pool: Any, tmp_path
 
         # THEN every page was read, but only the 20 input users (and only the attributes the
         # input writes, besides the key and verified flags) were kept
-        assert snapshot.pages == 4 == calls(fast, "ListUsers")
+        assert snapshot.reads == 4 == calls(fast, "ListUsers")
         assert snapshot.kept == 20
         assert snapshot.find("u011") == [{"username": "u011", "custom:tier": "silver"}]
         assert snapshot.find("u012") == []
