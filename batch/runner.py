@@ -1,10 +1,11 @@
 """The bounded worker pool that applies updates: paced, retried, stoppable.
 
-Shape (after s3transfer's TransferManager): the calling thread feeds planned rows into a
-thread pool through a *window* that bounds how many rows are in flight, so the reader never
-runs more than the window ahead and memory stays flat. The window follows Little's law: the
-calls needed in flight to fill the rate at the observed latency, capped by ``workers``; the
-pool only starts threads the window lets it use.
+Shape: worker threads pull planned rows from one shared feed through a *window* that bounds
+how many rows are in flight, so the reader never runs more than the window ahead and memory
+stays flat. The window follows Little's law: the calls needed in flight to fill the rate at the
+observed latency, capped by ``workers``; a worker starts only when all are busy and the window
+allows one more. No thread hands rows to another: a row is read, planned, sent and reported
+by the thread that took it, which keeps a row's CPU close to a bare boto3 loop's.
 
 Every worker catches everything at its boundary and returns a ``RowResult``: nothing escapes a
 worker thread. A fatal error, or ``stop()`` (a signal), ends the run quickly: in-flight calls
@@ -19,7 +20,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from batch.errors import (
@@ -117,8 +117,10 @@ class Runner:
         self.stats = Stats()
         # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
         self._lock = threading.RLock()
-        self._window = threading.Condition(self._lock)
+        self._window = threading.Condition(self._lock)  # room in the window
+        self._ended = threading.Condition(self._lock)  # a worker thread ended
         self._trigger_streak = 0
+        self._live = 0  # worker threads started and not yet ended
 
     # -- control -----------------------------------------------------------------------------
 
@@ -142,29 +144,91 @@ class Runner:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self, items: Iterable[UserUpdate | RowResult]) -> None:
-        """Apply every update; report every item. Returns when all results are out."""
-        with ThreadPoolExecutor(
-            max_workers=self.settings.workers, thread_name_prefix="cognito-batch"
-        ) as pool:
-            for item in items:
+        """Apply every update; report every item. Returns when all results are out.
+
+        Workers pull the next row themselves (reading and planning it under the feed lock), so
+        a row costs no hand-off between threads: with one row in flight the job runs on one
+        thread like a plain loop. A new worker starts only when every live one is busy and the
+        window allows more. An error raised by ``items`` (the reader) ends the feed: rows in
+        flight finish and report, then ``run`` raises it.
+        """
+        self._items = iter(items)
+        self._feed = threading.Lock()
+        self._exhausted = False
+        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        with self._window:
+            self._spawn()
+        try:
+            with self._ended:
+                while self._live:
+                    self._ended.wait(0.5)
+        finally:
+            for thread in list(self._threads):
+                thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _spawn(self) -> None:
+        """Start one more worker (caller holds the lock)."""
+        self._live += 1
+        thread = threading.Thread(
+            target=self._work, name=f"cognito-batch_{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _next(self) -> UserUpdate | RowResult | None:
+        """The next item, once the window has room for it; None when the feed is over."""
+        with self._window:
+            while (
+                not self._exhausted
+                and not self.stopping
+                and self.stats.in_flight >= self.window()
+            ):
+                self._window.wait(0.5)
+            if self._exhausted:
+                return None
+            self.stats.in_flight += 1  # the slot is held while the row is read
+        item: UserUpdate | RowResult | None
+        with self._feed:
+            try:
+                item = next(self._items, None) if not self._exhausted else None
+            except BaseException as exc:  # noqa: BLE001 - raised again by run()
+                self._error = exc
+                item = None
+        with self._window:
+            if item is None:
+                self._exhausted = True
+            if not isinstance(item, UserUpdate) or self.stopping:
+                self.stats.in_flight -= 1
+                self._window.notify_all()
+            elif (
+                self._live <= self.stats.in_flight
+                and self._live < min(self.settings.workers, self.window())
+            ):
+                self._spawn()
+        return item
+
+    def _work(self) -> None:
+        try:
+            while (item := self._next()) is not None:
                 if isinstance(item, RowResult):
                     self._on_result(item)
-                    continue
-                if self.stopping:
+                elif self.stopping:
                     self._on_result(self._skipped(item, 0))
-                    continue
-                with self._window:
-                    while self.stats.in_flight >= self.window() and not self.stopping:
-                        self._window.wait(0.5)
-                    if self.stopping:
-                        skipped = True
-                    else:
-                        skipped = False
-                        self.stats.in_flight += 1
-                if skipped:
-                    self._on_result(self._skipped(item, 0))
-                    continue
-                pool.submit(self._worker, item)
+                else:
+                    self._worker(item)
+        except BaseException as exc:  # noqa: BLE001 - on_result failed: end the run, re-raise
+            with self._window:
+                self._error = self._error or exc
+                self._exhausted = True
+            self.stop(f"internal error: {type(exc).__name__}")
+        finally:
+            with self._window:
+                self._live -= 1
+                self._window.notify_all()
+                self._ended.notify_all()
 
     def _worker(self, update: UserUpdate) -> None:
         try:
