@@ -425,6 +425,8 @@ class Job:
             "rate_final": round(controller.rate, 2),
             "rate_low": round(controller.history.low, 2),
             "rate_high": round(controller.history.high, 2),
+            "concurrency": {"final": runner.window(), "low": runner.climber.low,
+                            "high": runner.climber.high},  # fmt: skip
             "stopped": runner.stop_reason,
             "report": str(report),
             "journal": str(jpath),

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from batch.concurrency import ConcurrencyClimber
 from batch.errors import (
     CognitoError,
     FatalError,
@@ -115,6 +116,7 @@ class Runner:
             settings.retry, wait=self._wait, clock=clock, rng=rng, on_retry=self._count_retry
         )
         self.stats = Stats()
+        self.climber = ConcurrencyClimber(settings.workers, clock=clock)
         # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
         self._lock = threading.RLock()
         self._window = threading.Condition(self._lock)  # room in the window
@@ -136,10 +138,16 @@ class Runner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def window(self) -> int:
-        """Rows allowed in flight: rate x latency (Little's law), doubled for jitter, + 2."""
+    def little(self) -> int:
+        """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
+        jitter, + 2, capped by ``workers``."""
         wanted = math.ceil(self.controller.rate * self.stats.latency * 2) + 2
         return max(1, min(self.settings.workers, wanted))
+
+    def window(self) -> int:
+        """Rows allowed in flight: Little's law's, or fewer when the rate does not bind and
+        fewer deliver as much (``concurrency.py``)."""
+        return max(1, min(self.little(), self.climber.limit))
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -286,10 +294,13 @@ class Runner:
                 self.writer.delete_user_attributes(
                     self.settings.user_pool_id, update.username, update.deletes
                 )
-        except ThrottledError:
-            self.controller.on_throttle(sent, self._clock())
-            self.pacer.set_rate(self.controller.rate)
+        except BaseException as exc:
+            self.climber.on_call(self.controller.rate, self.little())
+            if isinstance(exc, ThrottledError):
+                self.controller.on_throttle(sent, self._clock())
+                self.pacer.set_rate(self.controller.rate)
             raise
+        self.climber.on_call(self.controller.rate, self.little())
         now = self._clock()
         self.controller.on_success(sent, now)
         self.pacer.set_rate(self.controller.rate)

@@ -1,0 +1,161 @@
+"""The concurrency climber against simulated systems, driven by a manual clock (no sleeps).
+
+A system is a function from the limit (calls in flight) to completed calls per second:
+- CPU-bound: this process and the server share two cores; past 2 in flight nothing is gained;
+- latency-bound: a remote service at 100 ms a call, so throughput grows with the limit;
+- rate-bound: the pacer's rate caps throughput whatever the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from batch.concurrency import ConcurrencyClimber
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(
+    climber: ConcurrencyClimber,
+    clock: ManualClock,
+    system: Callable[[int], float],
+    seconds: float,
+    *,
+    rate: float = 100_000.0,
+    window: int = 8,
+) -> list[tuple[float, int]]:
+    """Complete calls at the system's throughput for the climber's limit; (seconds, limit)."""
+    spent: list[tuple[float, int]] = []
+    end = clock.now + seconds
+    while clock.now < end:
+        step = 1.0 / system(climber.limit)
+        clock.now += step
+        spent.append((step, climber.limit))
+        climber.on_call(rate, window)
+    return spent
+
+
+def share(spent: list[tuple[float, int]], test: Callable[[int], bool]) -> float:
+    total = sum(s for s, _ in spent)
+    return sum(s for s, limit in spent if test(limit)) / total
+
+
+def cpu_bound(limit: int) -> float:
+    return 250.0 if limit == 1 else 360.0
+
+
+def gil_bound(limit: int) -> float:
+    """One thread is as fast as any number: each extra one only adds contention."""
+    return 360.0 if limit == 1 else 350.0 - 5.0 * limit
+
+
+def latency_bound(limit: int) -> float:
+    return 10.0 * limit
+
+
+def test_cpu_bound_settles_on_the_fewest_calls_that_deliver_the_throughput() -> None:
+    # GIVEN a climber allowed 8, on a system that gains nothing past 2 in flight
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+
+    # WHEN it runs for a while
+    drive(climber, clock, cpu_bound, 5.0)
+    later = drive(climber, clock, cpu_bound, 30.0)
+
+    # THEN after the first descent it keeps 2 (probes aside), neither 8 nor the slower 1
+    assert climber.limit == 2
+    assert climber.low == 1 and climber.high == 8
+    assert share(later, lambda limit: limit == 2) > 0.7
+    assert share(later, lambda limit: limit > 4) == 0.0
+
+
+def test_when_more_threads_buy_nothing_it_keeps_one() -> None:
+    # GIVEN a climber allowed 8, on a system where one thread is the fastest
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+
+    # WHEN it runs for a while
+    drive(climber, clock, gil_bound, 10.0)
+    later = drive(climber, clock, gil_bound, 60.0)
+
+    # THEN it settles on one, probing two now and then
+    assert climber.limit == 1
+    assert share(later, lambda limit: limit == 1) > 0.8
+    assert share(later, lambda limit: limit > 2) == 0.0
+
+
+def test_latency_bound_keeps_every_call_it_is_allowed() -> None:
+    # GIVEN a climber allowed 8, on a system whose throughput grows with calls in flight
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+
+    # WHEN it runs (its probes down cost throughput and are taken back)
+    spent = drive(climber, clock, latency_bound, 60.0)
+
+    # THEN it spends nearly all the time at the maximum
+    assert climber.limit == 8
+    assert share(spent, lambda limit: limit == 8) > 0.8
+
+
+def test_a_binding_rate_leaves_the_window_to_littles_law() -> None:
+    # GIVEN a rate of 25/s that binds from 3 in flight on, and Little's law asking for 7
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+
+    def rate_bound(limit: int) -> float:
+        return min(25.0, 10.0 * limit)
+
+    # WHEN it runs
+    spent = drive(climber, clock, rate_bound, 60.0, rate=25.0, window=7)
+
+    # THEN it never went below Little's window: a quota-bound job is never held back
+    assert min(limit for _, limit in spent) >= 7
+    assert climber.low >= 7
+
+
+def test_it_climbs_back_when_more_calls_in_flight_pay_again() -> None:
+    # GIVEN a climber that settled low on a CPU-bound system
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+    drive(climber, clock, cpu_bound, 10.0)
+    settled = drive(climber, clock, cpu_bound, 20.0)
+    assert share(settled, lambda limit: limit == 2) > 0.7
+
+    # WHEN the system turns latency-bound (say the server slowed down)
+    spent = drive(climber, clock, latency_bound, 30.0)
+
+    # THEN its probes up pay, and it climbs back to the maximum and stays
+    assert climber.limit == 8
+    tail = spent[len(spent) // 2 :]
+    assert share(tail, lambda limit: limit == 8) > 0.8
+
+
+def test_epochs_need_time_and_calls_before_any_step() -> None:
+    # GIVEN two climbers with 0.5 s / 20-call epochs
+    slow_clock, fast_clock = ManualClock(), ManualClock()
+    slow = ConcurrencyClimber(8, clock=slow_clock)
+    fast = ConcurrencyClimber(8, clock=fast_clock)
+
+    # WHEN one sees 19 calls over 10 seconds, the other 100 calls in 0.9 s
+    for _ in range(19):
+        slow_clock.now += 10 / 19
+        slow.on_call(100_000.0, 8)
+    for _ in range(100):
+        fast_clock.now += 0.9 / 100
+        fast.on_call(100_000.0, 8)
+
+    # THEN neither closed an epoch: neither limit has moved
+    assert slow.limit == fast.limit == 8
+
+    # AND one more call each closes the epoch, and the first probe (straight to one) starts
+    slow_clock.now += 0.01
+    slow.on_call(100_000.0, 8)
+    fast_clock.now += 0.2
+    fast.on_call(100_000.0, 8)
+    assert slow.limit == fast.limit == 1
