@@ -138,11 +138,14 @@ class Runner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def little(self) -> int:
+    def wanted(self) -> int:
         """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
-        jitter, + 2, capped by ``workers``."""
-        wanted = math.ceil(self.controller.rate * self.stats.latency * 2) + 2
-        return max(1, min(self.settings.workers, wanted))
+        jitter, + 2."""
+        return math.ceil(self.controller.rate * self.stats.latency * 2) + 2
+
+    def little(self) -> int:
+        """Little's law's window, capped by ``workers``."""
+        return max(1, min(self.settings.workers, self.wanted()))
 
     def window(self) -> int:
         """Rows allowed in flight: Little's law's, or fewer when the rate does not bind and
@@ -171,6 +174,9 @@ class Runner:
             with self._ended:
                 while self._live:
                     self._ended.wait(0.5)
+        except BaseException:  # e.g. KeyboardInterrupt without the job's handlers: wind down
+            self.stop("interrupted")
+            raise
         finally:
             for thread in list(self._threads):
                 thread.join()
@@ -295,12 +301,12 @@ class Runner:
                     self.settings.user_pool_id, update.username, update.deletes
                 )
         except BaseException as exc:
-            self.climber.on_call(self.controller.rate, self.little())
+            self.climber.on_call(self.controller.rate, self.wanted())
             if isinstance(exc, ThrottledError):
                 self.controller.on_throttle(sent, self._clock())
                 self.pacer.set_rate(self.controller.rate)
             raise
-        self.climber.on_call(self.controller.rate, self.little())
+        self.climber.on_call(self.controller.rate, self.wanted())
         now = self._clock()
         self.controller.on_success(sent, now)
         self.pacer.set_rate(self.controller.rate)

@@ -28,7 +28,7 @@ def drive(
     seconds: float,
     *,
     rate: float = 100_000.0,
-    window: int = 8,
+    wanted: int = 2_000,
 ) -> list[tuple[float, int]]:
     """Complete calls at the system's throughput for the climber's limit; (seconds, limit)."""
     spent: list[tuple[float, int]] = []
@@ -37,7 +37,7 @@ def drive(
         step = 1.0 / system(climber.limit)
         clock.now += step
         spent.append((step, climber.limit))
-        climber.on_call(rate, window)
+        climber.on_call(rate, wanted)
     return spent
 
 
@@ -112,11 +112,28 @@ def test_a_binding_rate_leaves_the_window_to_littles_law() -> None:
         return min(25.0, 10.0 * limit)
 
     # WHEN it runs
-    spent = drive(climber, clock, rate_bound, 60.0, rate=25.0, window=7)
+    spent = drive(climber, clock, rate_bound, 60.0, rate=25.0, wanted=7)
 
     # THEN it never went below Little's window: a quota-bound job is never held back
     assert min(limit for _, limit in spent) >= 7
     assert climber.low >= 7
+
+
+def test_while_littles_law_fits_under_the_maximum_it_never_acts() -> None:
+    # GIVEN --rate auto in slow start: the rate doubles every second, so calls complete well
+    # under it, while Little's law asks for 4 of the 8 allowed (50/s at 20 ms)
+    clock = ManualClock()
+    climber = ConcurrencyClimber(8, clock=clock)
+    rates = iter([10.0 * 2**i for i in range(6)] + [60.0] * 60)
+    spent: list[tuple[float, int]] = []
+
+    # WHEN a minute passes, throughput at half the rate
+    for rate in rates:
+        spent += drive(climber, clock, lambda limit, r=rate: r / 2, 1.0, rate=rate, wanted=4)
+
+    # THEN the window was never cut below what Little's law asks for
+    assert min(limit for _, limit in spent) >= 4
+    assert climber.low == 8
 
 
 def test_it_climbs_back_when_more_calls_in_flight_pay_again() -> None:
@@ -145,17 +162,17 @@ def test_epochs_need_time_and_calls_before_any_step() -> None:
     # WHEN one sees 19 calls over 10 seconds, the other 100 calls in 0.9 s
     for _ in range(19):
         slow_clock.now += 10 / 19
-        slow.on_call(100_000.0, 8)
+        slow.on_call(100_000.0, 2_000)
     for _ in range(100):
         fast_clock.now += 0.9 / 100
-        fast.on_call(100_000.0, 8)
+        fast.on_call(100_000.0, 2_000)
 
     # THEN neither closed an epoch: neither limit has moved
     assert slow.limit == fast.limit == 8
 
     # AND one more call each closes the epoch, and the first probe (straight to one) starts
     slow_clock.now += 0.01
-    slow.on_call(100_000.0, 8)
+    slow.on_call(100_000.0, 2_000)
     fast_clock.now += 0.2
-    fast.on_call(100_000.0, 8)
+    fast.on_call(100_000.0, 2_000)
     assert slow.limit == fast.limit == 1

@@ -492,3 +492,45 @@ def test_an_error_message_that_echoes_a_value_is_scrubbed() -> None:
     # THEN the value is gone, short values (likely not personal data) are left alone
     assert message == "Invalid email address <value>."
     assert "ada@example.com" not in message
+
+
+def test_a_reader_error_ends_the_feed_and_is_raised_after_rows_in_flight_report() -> None:
+    # GIVEN a feed that yields 5 updates, then fails as a reader would on an unreadable file
+    fake = FakeCognito(users(5))
+    out = Collected()
+    runner = make_runner(fake, out, workers=3)
+
+    def feed() -> Iterator[UserUpdate]:
+        for i in range(1, 6):
+            yield update(i, f"u{i}")
+        raise OSError("input vanished")
+
+    # WHEN the run goes on
+    with pytest.raises(OSError, match="input vanished"):
+        runner.run(feed())
+
+    # THEN the error reached the caller, and only after each row taken had its one result
+    assert sorted(out.by_row()) == [1, 2, 3, 4, 5]
+    assert all(r.status == Status.UPDATED for r in out.results)
+
+
+def test_a_failing_result_sink_stops_the_run_and_is_raised() -> None:
+    # GIVEN a report that cannot be written from the third result on (a full disk)
+    fake = FakeCognito(users(50))
+    written: list[int] = []
+
+    def on_result(result: RowResult) -> None:
+        if len(written) >= 2:
+            raise OSError("No space left on device")
+        written.append(result.row)
+
+    runner = Runner(fake, RunnerSettings(user_pool_id=POOL, workers=4, retry=FAST),  # type: ignore[arg-type]
+                    controller=FixedRate(10_000), on_result=on_result)  # fmt: skip
+
+    # WHEN the run goes on
+    with pytest.raises(OSError, match="No space left"):
+        runner.run([update(i, f"u{i}") for i in range(1, 51)])
+
+    # THEN the run stopped instead of writing on without a record: few calls went out
+    assert runner.stopping
+    assert len(fake.calls) < 50
