@@ -23,6 +23,7 @@ from batch.emulator_rules import (
     bucket_for,
     needs_current_values,
     plan_update,
+    username_problem,
     validate_update,
 )
 from batch.emulator_server import (
@@ -39,6 +40,8 @@ from batch.emulator_server import (
 )
 
 UPDATE = "AdminUpdateUserAttributes"
+# Operations naming one user: their Username is checked against Cognito's pattern and length.
+_USER_OPERATIONS = frozenset({UPDATE, "AdminDeleteUserAttributes", "AdminGetUser"})
 OUTCOMES = ("accepted", "throttled", "faults", "dropped", "invalid", "injected", "errors")
 # Forwarded operations that change a pool's schema or settings: drop the cached rules.
 _POOL_CHANGES = frozenset({"AddCustomAttributes", "UpdateUserPool", "DeleteUserPool"})
@@ -350,6 +353,10 @@ class Front:
         auth = headers.get("Authorization") or auth_header(DEFAULT_REGION)
         plan: UpdatePlan | None = None
         current: dict[str, str] | None = None
+        if operation in _USER_OPERATIONS:
+            problem = username_problem(payload.get("Username"))
+            if problem:
+                return "invalid", error_reply(400, "InvalidParameterException", problem)
         if operation == UPDATE:
             rules = self._pool_rules(str(payload.get("UserPoolId", "")), auth)
             attributes = payload.get("UserAttributes")

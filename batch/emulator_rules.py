@@ -13,6 +13,7 @@ import datetime as dt
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +40,8 @@ PER_USER_WRITE_OPERATIONS = frozenset(
 )
 MAX_VALUE_BYTES = 2048
 MAX_NAME_CHARS = 32
+MAX_USERNAME_CHARS = 128
+USERNAME_PATTERN = r"[\p{L}\p{M}\p{S}\p{N}\p{P}]+"
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[0-9]{4,15}$")
@@ -202,6 +205,20 @@ def validate_update(
             if problem:
                 problems.append(problem)
     return problems
+
+
+def username_problem(username: Any) -> str | None:
+    """Cognito's model constraint on ``Username`` (moto checks neither pattern nor length)."""
+    if not isinstance(username, str):
+        return None
+    where = "Value at 'username' failed to satisfy constraint: Member must"
+    if len(username) > MAX_USERNAME_CHARS:
+        return f"1 validation error detected: {where} have length less than or equal to 128"
+    if any(unicodedata.category(ch)[0] not in "LMSNP" for ch in username):
+        return f"1 validation error detected: {where} satisfy regular expression pattern: " + (
+            USERNAME_PATTERN
+        )
+    return None
 
 
 def _shape_problems(items: list[Mapping[str, Any]]) -> list[str]:

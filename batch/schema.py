@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
 # Cognito's username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+: no whitespace, no controls.
 _BAD_USERNAME_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+# Cognito's username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+: letters, marks, symbols,
+# numbers, punctuation. Not separators (Z*) nor "other" (C*: control, format such as zero-width
+# spaces, private use, unassigned).
+_USERNAME_CATEGORIES = frozenset("LMSNP")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,4 +205,11 @@ def check_username(username: str) -> str | None:
         return f"username is {len(username)} characters, over {MAX_USERNAME_CHARS}"
     if _BAD_USERNAME_CHAR.search(username):
         return "username has whitespace or control characters"
+    if not username.isascii():
+        for ch in username:
+            if unicodedata.category(ch)[0] not in _USERNAME_CATEGORIES:
+                return (
+                    f"username has an invisible or unassigned character "
+                    f"(U+{ord(ch):04X}, {unicodedata.category(ch)})"
+                )
     return None

@@ -216,7 +216,8 @@ def test_generic_rules_apply_without_a_schema() -> None:
     ("username", "ok"),
     [("", False), ("a" * 128, True), ("a" * 129, False), ("ada lovelace", False),
      ("ada\tl", False), ("ada\x00", False), ("ada\n", False), ("ada+test@example.com", True),
-     ("Ωmega-1", True)],
+     ("Ωmega-1", True), ("ada\u200blovelace", False), ("ada\u00a0l", False),
+     ("\ue000ada", False), ("ada\u0301", True), ("名前", True)],
 )  # fmt: skip
 def test_check_username(username: str, ok: bool) -> None:
     assert (check_username(username) is None) == ok
