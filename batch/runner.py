@@ -257,7 +257,10 @@ class Runner:
         finally:
             with self._window:
                 self.stats.in_flight -= 1
-                self._window.notify()
+                # This thread comes back for a slot itself: wake a waiting one only if there is
+                # room for both (a futile wake-up per row cost CPU once the window shrank).
+                if self.stats.in_flight + 1 < self.window():
+                    self._window.notify()
 
     def _apply(self, update: UserUpdate) -> RowResult:
         started = self._clock()
