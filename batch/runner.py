@@ -214,15 +214,20 @@ class Runner:
         with self._window:
             if item is None:
                 self._exhausted = True
+                self._window.notify_all()  # every waiting worker leaves
             if not isinstance(item, UserUpdate) or self.stopping:
-                self.stats.in_flight -= 1
-                self._window.notify_all()
-            elif (
-                self._live <= self.stats.in_flight
-                and self._live < min(self.settings.workers, self.window())
-            ):
-                self._spawn()
+                self._release()  # no call for this item: the slot was only for reading it
+            elif self._live <= self.stats.in_flight < self.window():
+                self._spawn()  # every worker is busy and the window has room for one more
         return item
+
+    def _release(self) -> None:
+        """Give back a slot (caller holds the lock). The releasing worker comes back for a slot
+        itself, so wake a waiting one only if there is room for both: a futile wake-up per row
+        cost CPU once the window shrank."""
+        self.stats.in_flight -= 1
+        if self.stats.in_flight + 1 < self.window():
+            self._window.notify()
 
     def _work(self) -> None:
         try:
@@ -256,11 +261,7 @@ class Runner:
             self._on_result(result)
         finally:
             with self._window:
-                self.stats.in_flight -= 1
-                # This thread comes back for a slot itself: wake a waiting one only if there is
-                # room for both (a futile wake-up per row cost CPU once the window shrank).
-                if self.stats.in_flight + 1 < self.window():
-                    self._window.notify()
+                self._release()
 
     def _apply(self, update: UserUpdate) -> RowResult:
         started = self._clock()
@@ -294,6 +295,20 @@ class Runner:
         with self._lock:
             self.stats.calls += 1
         try:
+            self._send(update, kind)
+        except ThrottledError:
+            self.controller.on_throttle(sent, self._clock())
+            self.pacer.set_rate(self.controller.rate)
+            raise
+        now = self._clock()
+        self.controller.on_success(sent, now)
+        self.pacer.set_rate(self.controller.rate)
+        with self._lock:
+            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+
+    def _send(self, update: UserUpdate, kind: str) -> None:
+        """The one HTTP call; however it ends, the concurrency climber counts it."""
+        try:
             if kind == "update":
                 self.writer.update_user_attributes(
                     self.settings.user_pool_id, update.username, update.attributes,
@@ -303,18 +318,8 @@ class Runner:
                 self.writer.delete_user_attributes(
                     self.settings.user_pool_id, update.username, update.deletes
                 )
-        except BaseException as exc:
+        finally:
             self.climber.on_call(self.controller.rate, self.wanted())
-            if isinstance(exc, ThrottledError):
-                self.controller.on_throttle(sent, self._clock())
-                self.pacer.set_rate(self.controller.rate)
-            raise
-        self.climber.on_call(self.controller.rate, self.wanted())
-        now = self._clock()
-        self.controller.on_success(sent, now)
-        self.pacer.set_rate(self.controller.rate)
-        with self._lock:
-            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
 
     def _count_retry(self, exc: BaseException) -> None:
         with self._lock:

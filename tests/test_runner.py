@@ -7,6 +7,7 @@ Back-offs are shrunk to microseconds so retried rows cost nothing.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -57,6 +58,7 @@ def make_runner(
     rate: float = 10_000.0,
     per_user_rate: float = 10_000.0,
     resolve: object = None,
+    stop: threading.Event | None = None,
 ) -> Runner:
     return Runner(
         fake,  # type: ignore[arg-type]
@@ -66,6 +68,7 @@ def make_runner(
         on_result=out,
         resolve=resolve,  # type: ignore[arg-type]
         rng=random.Random(0),
+        stop=stop,
     )  # fmt: skip
 
 
@@ -533,4 +536,38 @@ def test_a_failing_result_sink_stops_the_run_and_is_raised() -> None:
 
     # THEN the run stopped instead of writing on without a record: few calls went out
     assert runner.stopping
+    assert len(fake.calls) < 50
+
+
+def test_ctrl_c_in_the_waiting_thread_winds_the_run_down_and_is_raised() -> None:
+    # GIVEN Python's default Ctrl-C handler (a library caller without the job's handlers), and
+    # a Cognito that receives SIGINT while row 5 is being written
+    # (later rows' calls hold until the run is stopping, so the interrupt lands mid-run)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    fake = FakeCognito(users(200))
+    stop = threading.Event()
+
+    def hook(username: str) -> None:
+        if username == "u5":
+            signal.raise_signal(signal.SIGINT)
+        elif int(username[1:]) > 5 and not stop.wait(timeout=5):
+            stop.set()  # never stopped: let the rest through, the assertions below will fail
+
+    fake.hook = hook
+    out = Collected()
+    runner = make_runner(fake, out, workers=2, stop=stop)
+
+    # WHEN the run goes on
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run([update(i, f"u{i}") for i in range(1, 201)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    # THEN it stopped instead of working through the input: every row has its one result,
+    # the rest are skipped as interrupted, and few calls went out after row 5
+    results = out.by_row()
+    assert sorted(results) == list(range(1, 201))
+    assert runner.stop_reason == "interrupted"
+    assert sum(r.status == Status.SKIPPED for r in results.values()) > 150
     assert len(fake.calls) < 50
