@@ -31,8 +31,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Literal
 
 from batch.ratelimit import Clock
+
+# "jump": straight to one; if that costs, "halve" from the top; then "probe" half or double.
+Phase = Literal["jump", "halve", "probe"]
 
 
 class ConcurrencyClimber:
@@ -67,7 +71,7 @@ class ConcurrencyClimber:
         self._step = 0  # the step being judged: +1 up, -1 down, 0 none
         self._before = self.limit  # the limit before that step
         self._hold = 0  # epochs to stay before the next probe
-        self._phase = "jump"  # straight to one; if that costs, "halve"; then "probe"
+        self._phase: Phase = "jump"
         self._next_probe = -1
 
     def on_call(self, rate: float, wanted: int) -> None:
@@ -112,7 +116,7 @@ class ConcurrencyClimber:
         if self._hold > 0:
             self._hold -= 1
         elif self._phase == "jump":
-            self._before, self.limit, self._step = self.limit, 1, -1
+            self._go(1, -1)
         elif self._phase == "halve":
             self._move(-1)
         else:
@@ -120,14 +124,18 @@ class ConcurrencyClimber:
             self._next_probe = -self._next_probe
 
     def _move(self, direction: int) -> None:
-        target = self.limit * 2 if direction > 0 else (self.limit + 1) // 2
+        """Double (+1) or halve (-1)."""
+        self._go(self.limit * 2 if direction > 0 else (self.limit + 1) // 2, direction)
+
+    def _go(self, target: int, direction: int) -> None:
+        """Step to ``target``, to be judged next epoch; at a bound, hold and probe later."""
         target = max(1, min(self.maximum, target))
         if target == self.limit:
             self._phase, self._hold = "probe", self._hold_epochs
             return
         self._before, self.limit, self._step = self.limit, target, direction
 
-    def _back(self, phase: str) -> None:
+    def _back(self, phase: Phase) -> None:
         """Take the step back; halving goes on at once, probing waits ``hold_epochs``."""
         self.limit = self._before
         self._phase = phase

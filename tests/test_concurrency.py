@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from batch.concurrency import ConcurrencyClimber
 
 
@@ -59,48 +61,33 @@ def latency_bound(limit: int) -> float:
     return 10.0 * limit
 
 
-def test_cpu_bound_settles_on_the_fewest_calls_that_deliver_the_throughput() -> None:
-    # GIVEN a climber allowed 8, on a system that gains nothing past 2 in flight
+@pytest.mark.parametrize(
+    ("system", "settles_on", "at_least", "never_above"),
+    [
+        # gains nothing past 2 in flight, and 1 is slower: keeps 2, probes aside
+        (cpu_bound, 2, 0.7, 4),
+        # one thread is the fastest: keeps 1, probing 2 now and then
+        (gil_bound, 1, 0.8, 2),
+        # throughput grows with calls in flight: keeps the maximum (probes down are taken back)
+        (latency_bound, 8, 0.8, 8),
+    ],
+)
+def test_settles_on_the_fewest_calls_that_deliver_the_throughput(
+    system: Callable[[int], float], settles_on: int, at_least: float, never_above: int
+) -> None:
+    # GIVEN a climber allowed 8 on the system
     clock = ManualClock()
     climber = ConcurrencyClimber(8, clock=clock)
 
     # WHEN it runs for a while
-    drive(climber, clock, cpu_bound, 5.0)
-    later = drive(climber, clock, cpu_bound, 30.0)
+    drive(climber, clock, system, 10.0)
+    later = drive(climber, clock, system, 60.0)
 
-    # THEN after the first descent it keeps 2 (probes aside), neither 8 nor the slower 1
-    assert climber.limit == 2
-    assert climber.low == 1 and climber.high == 8
-    assert share(later, lambda limit: limit == 2) > 0.7
-    assert share(later, lambda limit: limit > 4) == 0.0
-
-
-def test_when_more_threads_buy_nothing_it_keeps_one() -> None:
-    # GIVEN a climber allowed 8, on a system where one thread is the fastest
-    clock = ManualClock()
-    climber = ConcurrencyClimber(8, clock=clock)
-
-    # WHEN it runs for a while
-    drive(climber, clock, gil_bound, 10.0)
-    later = drive(climber, clock, gil_bound, 60.0)
-
-    # THEN it settles on one, probing two now and then
-    assert climber.limit == 1
-    assert share(later, lambda limit: limit == 1) > 0.8
-    assert share(later, lambda limit: limit > 2) == 0.0
-
-
-def test_latency_bound_keeps_every_call_it_is_allowed() -> None:
-    # GIVEN a climber allowed 8, on a system whose throughput grows with calls in flight
-    clock = ManualClock()
-    climber = ConcurrencyClimber(8, clock=clock)
-
-    # WHEN it runs (its probes down cost throughput and are taken back)
-    spent = drive(climber, clock, latency_bound, 60.0)
-
-    # THEN it spends nearly all the time at the maximum
-    assert climber.limit == 8
-    assert share(spent, lambda limit: limit == 8) > 0.8
+    # THEN it ends on the expected limit, spends most of the time there, and never strays far
+    assert climber.limit == settles_on
+    assert share(later, lambda limit: limit == settles_on) > at_least
+    assert share(later, lambda limit: limit > never_above) == 0.0
+    assert climber.low == 1 and climber.high == 8  # it tried one, and started at the top
 
 
 def test_a_binding_rate_leaves_the_window_to_littles_law() -> None:
