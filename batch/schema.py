@@ -32,11 +32,11 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+[0-9]{4,15}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
-# Cognito's username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+: no whitespace, no controls.
-_BAD_USERNAME_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 # Cognito's username pattern is [\p{L}\p{M}\p{S}\p{N}\p{P}]+: letters, marks, symbols,
 # numbers, punctuation. Not separators (Z*) nor "other" (C*: control, format such as zero-width
-# spaces, private use, unassigned).
+# spaces, private use, unassigned). The regex catches the common cases; non-ASCII names are
+# checked by Unicode category.
+_BAD_USERNAME_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
 _USERNAME_CATEGORIES = frozenset("LMSNP")
 
 
@@ -207,9 +207,8 @@ def check_username(username: str) -> str | None:
         return "username has whitespace or control characters"
     if not username.isascii():
         for ch in username:
-            if unicodedata.category(ch)[0] not in _USERNAME_CATEGORIES:
-                return (
-                    f"username has an invisible or unassigned character "
-                    f"(U+{ord(ch):04X}, {unicodedata.category(ch)})"
-                )
+            category = unicodedata.category(ch)
+            if category[0] not in _USERNAME_CATEGORIES:
+                code_point = f"U+{ord(ch):04X}, {category}"
+                return f"username has an invisible or unassigned character ({code_point})"
     return None

@@ -71,11 +71,12 @@ def updates_accepted(emulator: Any) -> int:
 
 
 def prepare(
-    emulator: Any, make_pool: Any, tmp_path: Path, n: int, *, latency_ms: float = 5
+    emulator: Any, make_pool: Any, tmp_path: Path, n: int, **settings: Any
 ) -> tuple[str, Path, Path]:
-    """A pool of n users k00001..., an input updating them all, a report path."""
+    """A pool of n users k00001..., an input updating them all, a report path; the emulator
+    at 1,000 updates/s and 5 ms unless ``settings`` say otherwise."""
     pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
-    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=latency_ms)
+    emulator.configure(**{"quotas": {"UserUpdate": 1000}, "latency_ms": 5, **settings})
     return pool, write_input(tmp_path / "in.csv", n), tmp_path / "out.csv"
 
 
@@ -85,11 +86,10 @@ def test_kill_9_at_random_points_then_resume_until_done(
     # GIVEN 1,500 rows, faults injected, and ten SIGKILLs at random moments of the run
     # CRASH_ROWS=3000 for the figure quoted in the notes; 1,500 keeps `make test` quick.
     n, kills_planned, workers = int(os.environ.get("CRASH_ROWS", "1500")), 10, 8
-    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1)])
-    emulator.configure(quotas={"UserUpdate": 2000}, fault_rate=0.02, drop_rate=0.01, seed=11,
-                       latency_ms=2)  # fmt: skip
-    source = write_input(tmp_path / "in.csv", n)
-    report = tmp_path / "out.csv"
+    faults = {"fault_rate": 0.02, "drop_rate": 0.01, "seed": 11, "latency_ms": 2}
+    pool, source, report = prepare(
+        emulator, make_pool, tmp_path, n, quotas={"UserUpdate": 2000}, **faults
+    )
     rng = random.Random(20261127)
     kills = runs = 0
     code = None

@@ -192,6 +192,20 @@ def test_a_stopping_job_cancels_the_back_off() -> None:
     assert len(asked) == 1
 
 
+def test_a_first_attempt_cancelled_ends_the_row_without_a_retry() -> None:
+    # GIVEN a call whose first attempt finds the job stopping (its pacer slot was refused)
+    clock = ManualClock()
+    retrier = Retrier(RetryPolicy(), wait=clock.sleep, clock=clock, rng=random.Random(0))
+    call = Script(Cancelled("job stopping"))
+
+    # WHEN it runs
+    outcome = retrier.run(call)
+
+    # THEN the row ends Cancelled after one attempt: no back-off, no second call
+    assert isinstance(outcome.error, Cancelled)
+    assert (outcome.attempts, call.calls, clock.sleeps) == (1, 1, [])
+
+
 def test_first_try_success_counts_one_attempt_and_never_waits() -> None:
     clock = ManualClock()
     retrier = Retrier(RetryPolicy(), wait=clock.sleep, clock=clock, rng=random.Random(0))
