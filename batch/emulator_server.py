@@ -13,7 +13,7 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -139,20 +139,48 @@ class FrontDecisions(Protocol):
         ...
 
 
-class _FrontHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so boto3's connection pool reuses connections
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive (boto3's connection pool reuses connections), no Nagle, no access
+    log; GET and POST read the body and hand it to ``respond``."""
+
+    protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: FrontServer
 
     def do_POST(self) -> None:
-        self._handle()
+        self._respond_to_request()
 
     def do_GET(self) -> None:
-        self._handle()
+        self._respond_to_request()
 
-    def _handle(self) -> None:
+    def _respond_to_request(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        self.respond(self.rfile.read(length) if length else b"")
+
+    def respond(self, body: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reply(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+    ) -> None:
+        self.send_response(status, reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _FrontHandler(_KeepAliveHandler):
+    server: FrontServer
+
+    def respond(self, body: bytes) -> None:
         path = urlsplit(self.path).path
         front = self.server.front
         try:
@@ -169,15 +197,7 @@ class _FrontHandler(BaseHTTPRequestHandler):
         if reply is None:
             self.close_connection = True  # the "drop": no status line, no bytes
             return
-        self.send_response(reply.status)
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.reply(reply.status, reply.headers, reply.body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -229,22 +249,12 @@ class FrontServer(_Server):
         super().__init__(port, _FrontHandler)
 
 
-class _WSGIHandler(BaseHTTPRequestHandler):
+class _WSGIHandler(_KeepAliveHandler):
     # werkzeug's dev server closes every connection after one response (werkzeug 3.x), so each
     # forwarded call paid a TCP connect and a new thread; this minimal one keeps them open.
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
     server: _WSGIServer
 
-    def do_POST(self) -> None:
-        self._run()
-
-    def do_GET(self) -> None:
-        self._run()
-
-    def _run(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def respond(self, body: bytes) -> None:
         path, _, query = self.path.partition("?")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": self.command,
@@ -286,16 +296,9 @@ class _WSGIHandler(BaseHTTPRequestHandler):
                 close()
         status, headers = started
         code, _, reason = str(status).partition(" ")
-        self.send_response(int(code), reason)
-        for name, value in headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        hop_by_hop = ("content-length", "connection", "transfer-encoding")
+        kept = [(n, v) for n, v in headers if n.lower() not in hop_by_hop]
+        self.reply(int(code), kept, data, reason)
 
 
 class _WSGIServer(_Server):
