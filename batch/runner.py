@@ -143,14 +143,10 @@ class Runner:
         jitter, + 2."""
         return math.ceil(self.controller.rate * self.stats.latency * 2) + 2
 
-    def little(self) -> int:
-        """Little's law's window, capped by ``workers``."""
-        return max(1, min(self.settings.workers, self.wanted()))
-
     def window(self) -> int:
-        """Rows allowed in flight: Little's law's, or fewer when the rate does not bind and
-        fewer deliver as much (``concurrency.py``)."""
-        return max(1, min(self.little(), self.climber.limit))
+        """Rows allowed in flight: Little's law's capped by ``workers``, or fewer when the rate
+        does not bind and fewer deliver as much (``concurrency.py``)."""
+        return max(1, min(self.settings.workers, self.wanted(), self.climber.limit))
 
     # -- the run -----------------------------------------------------------------------------
 
