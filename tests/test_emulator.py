@@ -20,9 +20,9 @@ from batch.emulator import (
     EmulatorError,
     EmulatorSettings,
     add_arguments,
-    main,
 )
-from batch.emulator_rules import PoolRules, TokenBucket, validate_update
+from batch.emulator.cli import main
+from batch.emulator.rules import PoolRules, TokenBucket, validate_update
 
 PoolFactory = Callable[..., str]
 ALICE = {"username": "alice", "email": "alice@example.com", "custom:employee_id": "E1"}

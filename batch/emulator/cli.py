@@ -1,6 +1,6 @@
 """The `emulator` command line: its options, running until SIGINT / SIGTERM, the ready file.
 
-A thin shell over `batch.emulator_api`; `cognito-batch emulator` and `python -m batch.emulator`
+A thin shell over `batch.emulator.api`; `cognito-batch emulator` and `python -m batch.emulator`
 both end up in `run_from_args`.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from batch.emulator_api import DEFAULT_CUSTOM_SCHEMA, Emulator
-from batch.emulator_front import EmulatorSettings
-from batch.emulator_rules import DEFAULT_QUOTAS
-from batch.emulator_server import EmulatorError
+from batch.emulator.api import DEFAULT_CUSTOM_SCHEMA, Emulator
+from batch.emulator.front import EmulatorSettings
+from batch.emulator.rules import DEFAULT_QUOTAS
+from batch.emulator.server import EmulatorError
 
 _QUOTA_ALIASES = {
     "update": "UserUpdate", "read": "UserRead", "list": "UserList",

@@ -22,9 +22,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from batch.emulator_front import EmulatorSettings, Front
-from batch.emulator_rules import PoolRules, validate_update
-from batch.emulator_server import (
+from batch.emulator.front import EmulatorSettings, Front
+from batch.emulator.rules import PoolRules, validate_update
+from batch.emulator.server import (
     DEFAULT_REGION,
     HOST,
     POLL_SECONDS,

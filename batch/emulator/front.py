@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from batch.emulator_rules import (
+from batch.emulator.rules import (
     DEFAULT_QUOTAS,
     PER_USER_WRITE_OPERATIONS,
     QUOTA_CATEGORIES,
@@ -26,7 +26,7 @@ from batch.emulator_rules import (
     username_problem,
     validate_update,
 )
-from batch.emulator_server import (
+from batch.emulator.server import (
     DEFAULT_REGION,
     FORWARDED_HEADERS,
     JSON_TYPE,

@@ -1,7 +1,7 @@
 """The emulator's HTTP plumbing: moto's app server and client, and the front's HTTP server.
 
 Both servers are threaded HTTP/1.1 servers on 127.0.0.1 that keep connections alive and can
-close them on stop. What the front answers is decided elsewhere (`batch.emulator_front`),
+close them on stop. What the front answers is decided elsewhere (`batch.emulator.front`),
 behind the `FrontDecisions` protocol; this module only carries bytes and `Reply` values.
 """
 
@@ -130,7 +130,7 @@ class Moto:
 
 
 class FrontDecisions(Protocol):
-    """What the front's HTTP server asks of the front (`batch.emulator_front.Front`)."""
+    """What the front's HTTP server asks of the front (`batch.emulator.front.Front`)."""
 
     def admin(self, method: str, path: str, body: bytes) -> Reply: ...
 
