@@ -21,8 +21,9 @@ from batch.errors import (
     TriggerError,
     UsageError,
 )
-from batch.job import Job, JobResult, PlanSummary, run_job
-from batch.models import RowResult, Status, UserUpdate
+from batch.job import Job, run_job
+from batch.models import JobResult, RowResult, Status, UserUpdate
+from batch.plan_summary import PlanSummary
 
 __all__ = [
     "BatchError",

@@ -15,7 +15,9 @@ from typing import Any
 
 from batch.config import build_config, parse_pairs
 from batch.errors import BatchError
-from batch.job import EXIT_FATAL, EXIT_SIGINT, Job, PlanSummary, needs_confirmation
+from batch.exit_codes import EXIT_FATAL, EXIT_SIGINT
+from batch.job import Job, needs_confirmation
+from batch.plan_summary import PlanSummary
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:

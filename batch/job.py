@@ -2,28 +2,29 @@
 
 This is the library API the CLI is a thin shell over: ``run_job(config)`` returns the summary
 and the exit code, and raises only ``BatchError`` subclasses for the CLI to turn into one line.
+The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal handling in
+``signals`` and the exit codes in ``exit_codes``.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import signal
+import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
+from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
+from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
 from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
-from batch.models import FINISHED, RowResult, Status, UserUpdate
+from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
+from batch.plan_summary import PlanSummary
 from batch.progress import Progress
 from batch.ratelimit import (
     AimdRate,
@@ -40,84 +41,13 @@ from batch.retrying import Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
+from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 
-EXIT_OK = 0
-EXIT_ROWS = 1
-EXIT_FATAL = 2
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
-
-
-@dataclass(slots=True)
-class PlanSummary:
-    """What a run is about to do: shown before confirmation and by ``--dry-run``."""
-
-    pool_id: str
-    pool_name: str
-    region: str
-    endpoint: str
-    rows: int
-    to_apply: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
-    attributes: dict[str, int] = field(default_factory=dict)
-    messages: dict[str, int] = field(default_factory=dict)
-    pending_verification: int = 0
-    rate: float = 25.0
-    resumed: int = 0
-    upper_bound: bool = False  # counted before reading users: unchanged rows not yet known
-
-    @property
-    def estimated_seconds(self) -> float:
-        return self.to_apply / self.rate if self.rate > 0 else math.inf
-
-    def describe(self) -> str:
-        target = f"{self.pool_id} ({self.pool_name})" if self.pool_name else self.pool_id
-        lines = [
-            f"pool:      {target} in {self.region}" + (f" at {self.endpoint}" if self.endpoint
-                                                         else ""),
-            f"rows:      {self.rows}" + (f" ({self.resumed} already done, resuming)"
-                                         if self.resumed else ""),
-            f"to write:  {'at most ' if self.upper_bound else ''}{self.to_apply} users, "
-            f"about {_duration(self.estimated_seconds)} "
-            f"at {self.rate:g}/s",
-        ]  # fmt: skip
-        if self.by_status:
-            lines.append("planned:   " + ", ".join(f"{k} {v}" for k, v in
-                                                   sorted(self.by_status.items())))  # fmt: skip
-        if self.attributes:
-            lines.append("attributes: " + ", ".join(f"{k} ({v})" for k, v in
-                                                    sorted(self.attributes.items())))  # fmt: skip
-        if self.messages:
-            lines.append(
-                "messages:  "
-                + ", ".join(f"{v} {k}" for k, v in sorted(self.messages.items()))
-                + " verification messages would be sent (--mark-verified avoids them)"
-            )
-        if self.pending_verification:
-            lines.append(
-                f"pending:   {self.pending_verification} new values apply only once the user "
-                "verifies them (the pool requires verification before update)"
-            )
-        return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    if seconds == math.inf:
-        return "?"
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-@dataclass(slots=True)
-class JobResult:
-    exit_code: int
-    summary: dict[str, Any]
-    report: Path
-
+__all__ = [
+    "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
+    "Confirm", "Job", "JobResult", "PlanSummary", "needs_confirmation", "run_job",
+]  # fmt: skip
 
 Confirm = Callable[[PlanSummary], bool]
 
@@ -164,8 +94,7 @@ class Job:
         self.resolver: Resolver | None = None
         self.lookup_mode = ""
         self.stop_event = threading.Event()
-        self.stop_reason = ""
-        self.signal_code = 0
+        self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
         self.runner: Runner | None = None
         self.journal: Journal | None = None
 
@@ -284,25 +213,8 @@ class Job:
             resumed=len(done),
         )  # fmt: skip
         for item in self.items(scan, done, self.planner()):
-            self._tally(summary, item)
+            summary.tally(item, self.schema)
         return summary
-
-    def _tally(self, summary: PlanSummary, item: UserUpdate | RowResult) -> None:
-        status = item.status.value if isinstance(item, RowResult) else Status.UPDATED.value
-        summary.by_status[status] = summary.by_status.get(status, 0) + 1
-        if not isinstance(item, UserUpdate):
-            return
-        summary.to_apply += 1
-        for name in item.attribute_names:
-            summary.attributes[name] = summary.attributes.get(name, 0) + 1
-        if self.schema is None:
-            return
-        for kind in self.schema.sends_message(item.attributes):
-            summary.messages[kind] = summary.messages.get(kind, 0) + 1
-        pending = {a for a, _ in item.attributes} & self.schema.verify_before_update
-        flags = dict(item.attributes)
-        if any(flags.get(f"{a}_verified") != "true" for a in pending):
-            summary.pending_verification += 1
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -329,20 +241,22 @@ class Job:
             if self.needs_lookup:
                 self.open_lookup(scan, self.stop_event)
             try:
-                return self._dry_run(scan, plan, report, started)
+                return dry_run(
+                    self.items(scan, frozenset(), self.planner()), plan, report,
+                    resolve=self.resolver, schema=self.schema, stream=self.stream,
+                )  # fmt: skip
             finally:
                 if self.lookup is not None:
                     self.lookup.close()
         if plan.to_apply and self.confirm is not None and not self.confirm(plan):
             raise UsageError("not confirmed: nothing was written")
 
-        previous = self._install_signals() if self.handle_signals else {}
         try:
-            if self.needs_lookup:
-                self.open_lookup(scan, self.stop_event)
-            return self._apply(scan, plan, report, jpath, header, carried, started)
+            with self.signals if self.handle_signals else contextlib.nullcontext():
+                if self.needs_lookup:
+                    self.open_lookup(scan, self.stop_event)
+                return self._apply(scan, plan, report, jpath, header, carried, started)
         finally:
-            self._restore_signals(previous)
             if self.lookup is not None:
                 self.lookup.close()
 
@@ -394,7 +308,7 @@ class Job:
             stop=self.stop_event,
         )  # fmt: skip
         if self.stop_event.is_set():
-            runner.stop(self.stop_reason or "interrupted")
+            runner.stop(self.signals.reason or "interrupted")
         try:
             runner.run(self.items(scan, frozenset(carried), self.planner()))
         finally:
@@ -441,7 +355,9 @@ class Job:
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
-        return JobResult(self._exit_code(summary, runner), summary, report)
+        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+                         signal_code=self.signals.code)  # fmt: skip
+        return JobResult(code, summary, report)
 
     def _controller(self) -> RateController:
         config = self.config
@@ -455,15 +371,15 @@ class Job:
             return MeasuredRate(initial=initial, max_rate=ceiling)
         return FixedRate(config.fixed_rate)
 
-    def _exit_code(self, summary: dict[str, Any], runner: Runner) -> int:
-        if self.signal_code:
-            return self.signal_code
-        if runner.fatal is not None:
-            return EXIT_FATAL
-        counts = summary["counts"]
-        if counts["invalid"] or counts["failed"] or counts["skipped"]:
-            return EXIT_ROWS
-        return EXIT_OK
+    def _stop(self, reason: str) -> None:
+        """A signal asks the run to stop: the runner winds down, waiting reads wake."""
+        if self.runner is not None:
+            self.runner.stop(reason)
+        self.stop_event.set()
+
+    def _sync(self) -> None:
+        if self.journal is not None:
+            self.journal.sync()
 
     def _resume_state(self, jpath: Path, header: JournalHeader) -> dict[int, RowResult]:
         state = None if self.config.fresh else read_journal(jpath)
@@ -480,86 +396,6 @@ class Job:
                 "same input and settings to finish it, or pass --fresh to discard it"
             )
         return {row: r for row, r in sorted(state.results.items()) if r.status in FINISHED}
-
-    def _dry_run(self, scan: KeyScan, plan: PlanSummary, report: Path, started: float) -> JobResult:
-        writer = open_report(report) if report.suffix.lower() != ".parquet" else None
-        results: list[RowResult] = []
-        # The plan is counted again from the rows as resolved (with --skip-unchanged only the
-        # rows that differ would be written, and only they would send messages).
-        plan.by_status, plan.attributes, plan.messages = {}, {}, {}
-        plan.to_apply = plan.pending_verification = 0
-        for item in self.items(scan, frozenset(), self.planner()):
-            if isinstance(item, UserUpdate) and self.resolver is not None:
-                item = self.resolver(item)
-            self._tally(plan, item)
-            if isinstance(item, UserUpdate):
-                item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
-                                 error_message="dry run: not applied")  # fmt: skip
-            if writer is not None:
-                writer.write(item)
-            else:
-                results.append(item)
-        if writer is not None:
-            writer.close()
-        else:
-            write_parquet(report, results)
-        self.stream.write("dry run: nothing was written\n" + plan.describe() + "\n")
-        summary = {
-            "dry_run": True, "rows": plan.rows, "to_apply": plan.to_apply,
-            "counts": plan.by_status, "attributes": plan.attributes, "messages": plan.messages,
-            "pending_verification": plan.pending_verification,
-            "estimated_seconds": round(plan.estimated_seconds, 1), "report": str(report),
-        }  # fmt: skip
-        write_summary(report, summary)
-        self.stream.write(f"  report: {report}\n")
-        invalid = plan.by_status.get("invalid", 0)
-        return JobResult(EXIT_ROWS if invalid else EXIT_OK, summary, report)
-
-    # -- signals -----------------------------------------------------------------------------
-
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    def _say(self, text: str) -> None:
-        """Write from a signal handler: a buffered stream the interrupted code may be in the
-        middle of writing raises "reentrant call", so go to the file descriptor directly."""
-        try:
-            os.write(self.stream.fileno(), text.encode())
-        except (AttributeError, OSError, ValueError):
-            pass  # no descriptor (a test's StringIO) or a closed pipe: the exit code says it
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-        if self.signal_code and signum == signal.SIGINT:
-            # The second Ctrl-C: leave now. Every result so far is in the journal already
-            # (written line by line), so a resume redoes at most the rows in flight.
-            if self.journal is not None:
-                try:
-                    self.journal.sync()
-                except (OSError, ValueError, RuntimeError):
-                    pass
-            self._say("cognito-batch: interrupted again, exiting now\n")
-            os._exit(EXIT_SIGINT)
-        # Set first: a second signal arriving inside this handler sees it.
-        self.signal_code = self.signal_code or code
-        self.stop_reason = f"interrupted by {name}"
-        self._say(
-            f"cognito-batch: {name}: finishing calls in flight, then stopping "
-            "(Ctrl-C again to exit at once)\n"
-        )
-        if self.runner is not None:
-            self.runner.stop(self.stop_reason)
-        self.stop_event.set()
 
 
 def run_job(config: JobConfig, **kwargs: Any) -> JobResult:

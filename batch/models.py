@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 
 class Status(enum.StrEnum):
@@ -113,3 +115,12 @@ class Counters:
         self.by_status[result.status.value] = self.by_status.get(result.status.value, 0) + 1
         if result.error_code:
             self.by_error[result.error_code] = self.by_error.get(result.error_code, 0) + 1
+
+
+@dataclass(slots=True)
+class JobResult:
+    """How a run ended: its exit code, its summary (as written beside the report), the report."""
+
+    exit_code: int
+    summary: dict[str, Any]
+    report: Path

@@ -1,0 +1,96 @@
+"""What a run is about to do, counted from the planned rows: shown before confirmation, by
+``--dry-run``, and (as counts) in the dry run's summary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from batch.models import RowResult, Status, UserUpdate
+from batch.schema import PoolSchema
+
+
+@dataclass(slots=True)
+class PlanSummary:
+    """What a run is about to do: shown before confirmation and by ``--dry-run``."""
+
+    pool_id: str
+    pool_name: str
+    region: str
+    endpoint: str
+    rows: int
+    to_apply: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    attributes: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, int] = field(default_factory=dict)
+    pending_verification: int = 0
+    rate: float = 25.0
+    resumed: int = 0
+    upper_bound: bool = False  # counted before reading users: unchanged rows not yet known
+
+    @property
+    def estimated_seconds(self) -> float:
+        return self.to_apply / self.rate if self.rate > 0 else math.inf
+
+    def reset_counts(self) -> None:
+        self.by_status, self.attributes, self.messages = {}, {}, {}
+        self.to_apply = self.pending_verification = 0
+
+    def tally(self, item: UserUpdate | RowResult, schema: PoolSchema | None) -> None:
+        """Count one planned row: its outcome, attributes, messages, pending verification."""
+        status = item.status.value if isinstance(item, RowResult) else Status.UPDATED.value
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if not isinstance(item, UserUpdate):
+            return
+        self.to_apply += 1
+        for name in item.attribute_names:
+            self.attributes[name] = self.attributes.get(name, 0) + 1
+        if schema is None:
+            return
+        for kind in schema.sends_message(item.attributes):
+            self.messages[kind] = self.messages.get(kind, 0) + 1
+        pending = {a for a, _ in item.attributes} & schema.verify_before_update
+        flags = dict(item.attributes)
+        if any(flags.get(f"{a}_verified") != "true" for a in pending):
+            self.pending_verification += 1
+
+    def describe(self) -> str:
+        target = f"{self.pool_id} ({self.pool_name})" if self.pool_name else self.pool_id
+        lines = [
+            f"pool:      {target} in {self.region}" + (f" at {self.endpoint}" if self.endpoint
+                                                         else ""),
+            f"rows:      {self.rows}" + (f" ({self.resumed} already done, resuming)"
+                                         if self.resumed else ""),
+            f"to write:  {'at most ' if self.upper_bound else ''}{self.to_apply} users, "
+            f"about {duration(self.estimated_seconds)} "
+            f"at {self.rate:g}/s",
+        ]  # fmt: skip
+        if self.by_status:
+            lines.append("planned:   " + ", ".join(f"{k} {v}" for k, v in
+                                                   sorted(self.by_status.items())))  # fmt: skip
+        if self.attributes:
+            lines.append("attributes: " + ", ".join(f"{k} ({v})" for k, v in
+                                                    sorted(self.attributes.items())))  # fmt: skip
+        if self.messages:
+            lines.append(
+                "messages:  "
+                + ", ".join(f"{v} {k}" for k, v in sorted(self.messages.items()))
+                + " verification messages would be sent (--mark-verified avoids them)"
+            )
+        if self.pending_verification:
+            lines.append(
+                f"pending:   {self.pending_verification} new values apply only once the user "
+                "verifies them (the pool requires verification before update)"
+            )
+        return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """A rough, readable length of time: ``42s``, ``17 min``, ``3.5 h``."""
+    if seconds == math.inf:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,79 @@
+"""SIGINT and SIGTERM during a run: the first stops it gracefully, a second Ctrl-C exits now.
+
+A graceful stop lets the calls in flight finish, reports every row not applied ``skipped``
+and exits 130 (SIGINT) or 143 (SIGTERM). The second Ctrl-C leaves at once, after an fsync of
+the journal: every result so far is in it already (written line by line), so a resume redoes
+at most the rows in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import IO, Any
+
+from batch.exit_codes import EXIT_SIGINT, EXIT_SIGTERM
+
+
+class SignalStop:
+    """Installs the handlers for the length of a ``with`` block (main thread only)."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        on_stop: Callable[[str], None],
+        sync: Callable[[], None],
+    ) -> None:
+        self.stream = stream
+        self.on_stop = on_stop  # called with the reason, from the handler
+        self.sync = sync  # makes what is written durable before an immediate exit
+        self.code = 0
+        self.reason = ""
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _say(self, text: str) -> None:
+        """Write from a signal handler: a buffered stream the interrupted code may be in the
+        middle of writing raises "reentrant call", so go to the file descriptor directly."""
+        try:
+            os.write(self.stream.fileno(), text.encode())
+        except (AttributeError, OSError, ValueError):
+            pass  # no descriptor (a test's StringIO) or a closed pipe: the exit code says it
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+        if self.code and signum == signal.SIGINT:
+            try:
+                self.sync()
+            except (OSError, ValueError, RuntimeError):
+                pass
+            self._say("cognito-batch: interrupted again, exiting now\n")
+            os._exit(EXIT_SIGINT)
+        # Set first: a second signal arriving inside this handler sees it.
+        self.code = self.code or code
+        self.reason = f"interrupted by {name}"
+        self._say(
+            f"cognito-batch: {name}: finishing calls in flight, then stopping "
+            "(Ctrl-C again to exit at once)\n"
+        )
+        self.on_stop(self.reason)
