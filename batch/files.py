@@ -1,0 +1,86 @@
+"""Files that hold personal data: created owner-only, never through a symlink, replaced
+atomically.
+
+Reports, journals, summaries and snapshots name users and (before-images) hold their values,
+so every file the tool writes is created ``0600`` and every folder it creates ``0700``, the way
+OpenSSH and git treat their private files. A file that is replaced (a summary, a compacted
+journal, a Parquet report) is written to an unpredictable temporary name in the same folder
+(``tempfile.mkstemp``) and renamed over the target, so a reader sees the old file or the new
+one, never half of one, and nobody who can write to the folder can point a fixed temporary
+name at another file. ``O_NOFOLLOW`` refuses a symlink planted at the target itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and missing parents as ``0700``; existing folders are left as they are."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=DIR_MODE)
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """Open for writing (``w``/``a``, text or ``b``): created ``0600``, a symlink refused."""
+    flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
+    flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC
+    private_dir(path.parent)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A fresh ``0600`` temporary path beside ``path``; renamed over it when the block ends
+    without an exception, removed otherwise. For writers that want a path (pyarrow)."""
+    private_dir(path.parent)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Write a whole file at once: to a ``0600`` temporary beside it, fsync'd, then renamed."""
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | _NOFOLLOW)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
