@@ -41,6 +41,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "rate and latency need fewer)",
     )
     add("--max-attempts", dest="max_attempts", type=int, help="calls per row at most (default 8)")
+    add(
+        "--give-up-after",
+        dest="give_up_after",
+        type=float,
+        metavar="SECONDS",
+        help="stop the job when no call has succeeded for this long while the endpoint "
+        "fails (connection errors, timeouts, 5xx; default 60, 0: never)",
+    )
     add("--username-column", dest="username_column", help="column holding the user key")
     add(
         "--key",
@@ -140,7 +148,7 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("input", "user_pool_id", "report", "rate", "max_rate", "rate_algorithm", "workers",
-            "max_attempts",
+            "max_attempts", "give_up_after",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
             "profile", "endpoint_url", "quiet")  # fmt: skip

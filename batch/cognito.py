@@ -11,7 +11,9 @@ TooManyRequestsException, and ``standard`` wrongly retries LimitExceededExceptio
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,22 @@ try:  # newer botocore only
     _CREDENTIAL_ERRORS += (bex.SSOTokenLoadError, bex.UnauthorizedSSOTokenError)
 except AttributeError:  # pragma: no cover
     pass
+# Raised while the session or client is made: a broken config file, a bad region or endpoint.
+_CONFIG_ERRORS: tuple[type[Exception], ...] = (
+    bex.ConfigParseError,
+    bex.InvalidRegionError,
+    bex.InvalidConfigError,
+    bex.UnknownCredentialError,
+    bex.BotoCoreError,
+)
+
+_SETUP_ERRORS: tuple[type[Exception], ...] = (*_CREDENTIAL_ERRORS, *_CONFIG_ERRORS, ValueError)
+
+#: What the project's emulator answers at ``GET /_emulator/identity`` (batch/emulator/front.py
+#: serves the same; a test checks they agree). Confirmation is skipped only for an endpoint
+#: that says this, never for any loopback address: a localhost tunnel may lead to a real pool.
+EMULATOR_IDENTITY_PATH = "/_emulator/identity"
+EMULATOR_IDENTITY = {"service": "cognito-batch-emulator"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +94,77 @@ def is_local_endpoint(endpoint_url: str | None) -> bool:
         return False
 
 
-def _translate(exc: Exception, operation: str) -> CognitoError:
+def identifies_as_emulator(endpoint_url: str | None, *, timeout: float = 2.0) -> bool:
+    """True when a loopback endpoint answers as this project's emulator (its admin API)."""
+    if not endpoint_url or not is_local_endpoint(endpoint_url):
+        return False
+    parts = urlparse(endpoint_url)
+    if parts.scheme != "http" or parts.hostname is None:
+        return False
+    try:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        try:
+            conn.request("GET", EMULATOR_IDENTITY_PATH)
+            response = conn.getresponse()
+            answer = json.loads(response.read(4096) or b"null")
+        finally:
+            conn.close()
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    return response.status == 200 and answer == EMULATOR_IDENTITY
+
+
+def _credential_message(exc: Exception, profile: str | None) -> str:
+    """Our own words for a credential failure. Never the exception's text: a credential
+    helper's (``credential_process``) stderr is in it, and that can hold secrets."""
+    who = f"profile {profile!r}" if profile else "the default credential chain"
+    if isinstance(exc, bex.NoCredentialsError):
+        return f"no AWS credentials found ({who}); see the README's Usage"
+    if isinstance(exc, bex.PartialCredentialsError):
+        return f"incomplete AWS credentials ({who}): a key without its secret, or the reverse"
+    if isinstance(exc, bex.ProfileNotFound):
+        name = exc.kwargs.get("profile") or profile
+        return f"AWS profile {name!r} not found in the AWS config files"
+    if isinstance(exc, bex.NoRegionError):
+        return "no AWS region: give --region, or set one in the profile"
+    if isinstance(exc, bex.CredentialRetrievalError):
+        provider = exc.kwargs.get("provider") or "credential provider"
+        return (
+            f"AWS credentials for {who} could not be obtained from its {provider} "
+            "(its output is not shown: it may hold secrets)"
+        )
+    return f"AWS credentials for {who} could not be loaded ({type(exc).__name__})"
+
+
+def _configuration_message(exc: Exception, settings: ConnectionSettings) -> str:
+    """One line for an AWS configuration error found while the client is made."""
+    if isinstance(exc, _CREDENTIAL_ERRORS):
+        return _credential_message(exc, settings.profile)
+    if isinstance(exc, bex.ConfigParseError):
+        return f"the AWS config file {exc.kwargs.get('path', '')} cannot be parsed"
+    if isinstance(exc, bex.InvalidRegionError):
+        return f"--region {settings.region!r} is not a region name (like us-east-1)"
+    if isinstance(exc, ValueError):
+        return (
+            f"--endpoint-url {settings.endpoint_url!r} is not a URL "
+            "(like http://127.0.0.1:PORT or https://cognito-idp.REGION.amazonaws.com)"
+        )
+    return f"AWS configuration ({type(exc).__name__})"
+
+
+def _check_endpoint(url: str | None) -> None:
+    if not url:
+        return
+    parts = urlparse(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise ValueError(url)
+
+
+def _translate(exc: Exception, operation: str, profile: str | None = None) -> CognitoError:
     if isinstance(exc, bex.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "Unknown")
@@ -86,7 +174,8 @@ def _translate(exc: Exception, operation: str) -> CognitoError:
     if isinstance(exc, _TRANSPORT_ERRORS):
         return TransientError(type(exc).__name__, str(exc), operation=operation)
     if isinstance(exc, _CREDENTIAL_ERRORS):
-        return FatalError(type(exc).__name__, str(exc), operation=operation)
+        return FatalError(type(exc).__name__, _credential_message(exc, profile),
+                          operation=operation)  # fmt: skip
     if isinstance(exc, bex.ParamValidationError):
         # botocore refused the request before sending it: the row's data is at fault.
         return classify_code("InvalidParameterException")(
@@ -111,15 +200,20 @@ class CognitoGateway:
             read_timeout=settings.read_timeout,
             tcp_keepalive=True,
         )
+        local = is_local_endpoint(settings.endpoint_url)
         try:
-            session = boto3.session.Session(profile_name=settings.profile or None)
-            if is_local_endpoint(settings.endpoint_url) and session.get_credentials() is None:
-                # The local emulator checks no signature; never borrow real credentials for it.
+            _check_endpoint(settings.endpoint_url)
+            if local and not settings.profile:
+                # A loopback endpoint gets dummy credentials: the emulator checks no signature,
+                # and whatever else listens there (a tunnel, another tool) must never receive
+                # real ones. An explicit --profile is the operator's choice to send them.
                 session = boto3.session.Session(
                     aws_access_key_id="local", aws_secret_access_key="local"
                 )
+            else:
+                session = boto3.session.Session(profile_name=settings.profile or None)
             region = settings.region or session.region_name
-            if not region and is_local_endpoint(settings.endpoint_url):
+            if not region and local:
                 region = "us-east-1"
             return session.client(
                 "cognito-idp",
@@ -127,8 +221,10 @@ class CognitoGateway:
                 endpoint_url=settings.endpoint_url or None,
                 config=config,
             )
-        except _CREDENTIAL_ERRORS as exc:
-            raise UsageError(f"AWS configuration: {exc}") from None
+        except _SETUP_ERRORS as exc:
+            raise UsageError(
+                f"AWS configuration: {_configuration_message(exc, settings)}"
+            ) from None
 
     @property
     def region(self) -> str:
@@ -139,7 +235,7 @@ class CognitoGateway:
         try:
             result: dict[str, Any] = method(**params)
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
-            raise _translate(exc, operation) from exc
+            raise _translate(exc, operation, self.settings.profile) from exc
         return result
 
     # -- writes ------------------------------------------------------------------------------

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from batch.errors import UsageError
+
+log = logging.getLogger("cognito-batch")
 
 DEFAULT_RATE = 25.0  # Cognito's default UserUpdate quota, requests/s, account-wide
 MAX_WORKERS = 64
@@ -29,7 +33,7 @@ class JobConfig:
     report: str = ""
     format: str = ""
     delimiter: str = ","
-    username_column: str = "username"
+    username_column: str = ""  # empty: the key's own name ("username", "email", ...)
     key: str = "username"
     columns: Mapping[str, str] = field(default_factory=dict)
     exclude: tuple[str, ...] = ()
@@ -56,6 +60,7 @@ class JobConfig:
     schema_check: bool = True
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
+    give_up_after: float = 60.0  # seconds without a successful call while transport fails; 0: never
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -92,9 +97,11 @@ class JobConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def public(self) -> dict[str, Any]:
-        """The settings as JSON, for the summary (nothing secret is in a JobConfig)."""
+        """The settings as JSON, for the summary. Client metadata is left out: its values go
+        to Lambda triggers and may be anything (the summary keeps only its keys, beside)."""
         data = {k: _jsonable(v) for k, v in asdict(self).items()}
         data.pop("rows", None)
+        data.pop("client_metadata", None)
         return data
 
 
@@ -128,33 +135,111 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
-    """Job file, then flags (those not None), validated."""
+    """Job file, then flags (those not None), type-checked, validated."""
     data: dict[str, Any] = load_job_file(job_file) if job_file else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    from_file = set(data)
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    data.update(flags)
+    for name, value in data.items():
+        where = f"job file {job_file}: " if name in from_file and name not in flags else ""
+        check_type(name, value, where=where)
     try:
         return validate(JobConfig(**_coerce(data)))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad setting: {exc}") from None
 
 
+# -- types -----------------------------------------------------------------------------------
+# Checked from JobConfig's own annotations, so a field added later is checked too. TOML has
+# real booleans, integers and floats: a string "false" is a mistake to report, never a value
+# to interpret (bool("false") is True).
+
+_HINTS: dict[str, Any] = typing.get_type_hints(JobConfig)
+#: Fields that take more than their annotation says (``rate``: a number, or a word like auto).
+_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float)}
+_TOML_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+
+
+def _toml_type(value: object) -> str:
+    if type(value) in _TOML_NAMES:
+        return _TOML_NAMES[type(value)]
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__
+
+
+def _expected(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return "an array of " + {int: "integers", str: "strings"}.get(item, str(item))
+    if origin is not None:  # Mapping[str, str]
+        return "a table of names to strings"
+    return {bool: "a boolean (true or false)", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, str(hint))  # fmt: skip
+
+
+def _fits(hint: Any, value: object) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item, *_) = typing.get_args(hint)
+        return isinstance(value, list | tuple) and all(_fits(item, v) for v in value)
+    if origin is not None:
+        key, item = typing.get_args(hint)
+        return isinstance(value, Mapping) and all(
+            _fits(key, k) and _fits(item, v) for k, v in value.items()
+        )
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def check_type(name: str, value: object, *, where: str = "") -> None:
+    """One line naming the setting, the type it has and the type it needs; unknown names pass
+    (``JobConfig`` itself refuses them)."""
+    hint = _HINTS.get(name)
+    if hint is None or _fits(hint, value):
+        return
+    extra = _ALSO_ACCEPTED.get(name, ())
+    if extra and isinstance(value, extra) and not isinstance(value, bool):
+        return
+    expected = _expected(hint) + (" or a number" if extra else "")
+    got = _toml_type(value)
+    items = list(value.values()) if isinstance(value, Mapping) else value
+    if typing.get_origin(hint) is not None and isinstance(items, list | tuple):
+        args = typing.get_args(hint)
+        inner = args[0] if typing.get_origin(hint) is tuple else args[-1]
+        wrong = next((v for v in items if not _fits(inner, v)), None)
+        if wrong is not None:
+            got += f" holding {_toml_type(wrong)}"
+    raise UsageError(f"{where}setting {name!r} must be {expected}, not {got}")
+
+
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     if "rate" in out:
         out["rate"] = str(out["rate"])
-    for name in ("exclude", "rows"):
-        if name in out:
-            if isinstance(out[name], str):
-                raise ValueError(f"{name} must be a list, not a string")
+    for name, hint in _HINTS.items():
+        if name not in out:
+            continue
+        if typing.get_origin(hint) is tuple:
             out[name] = tuple(out[name])
-    for name in ("columns", "client_metadata"):
-        if name in out:
-            if not isinstance(out[name], Mapping):
-                raise ValueError(f"{name} must be a table of names to strings")
-            out[name] = {str(k): str(v) for k, v in out[name].items()}
+        elif hint is float:
+            out[name] = float(out[name])
+        elif typing.get_origin(hint) is not None:
+            out[name] = dict(out[name])
     return out
 
 
 def validate(config: JobConfig) -> JobConfig:
+    for f in fields(config):
+        check_type(f.name, getattr(config, f.name))
     if not config.input:
         raise UsageError("no input file: give INPUT or 'input' in the job file")
     if not config.user_pool_id:
@@ -189,7 +274,12 @@ def validate(config: JobConfig) -> JobConfig:
     for name, value in config.client_metadata.items():
         if not name or len(name) > 256 or len(value) > 256:
             raise UsageError("client metadata keys and values must be 1 to 256 characters")
-    if config.key != "username" and config.username_column == "username":
+    if config.give_up_after < 0:
+        raise UsageError("--give-up-after must not be negative (0: never give up)")
+    if config.max_rate and not config.auto_rate:
+        log.warning("--max-rate applies only with --rate auto; the fixed --rate %s is used",
+                    config.rate)  # fmt: skip
+    if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     return config
 

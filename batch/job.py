@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
+from batch.cognito import CognitoGateway, ConnectionSettings, identifies_as_emulator
 from batch.config import JobConfig
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
 from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.messages import KeyHint
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
@@ -281,11 +282,13 @@ class Job:
             extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
         )  # fmt: skip
         lock = threading.Lock()
+        hint = KeyHint(config.key)
 
         def on_result(result: RowResult) -> None:
             with lock:
                 journal.write(result)
                 writer.write(result)
+                hint.add(result)
             progress.add(result)
 
         for result in carried.values():
@@ -301,6 +304,7 @@ class Job:
                                   max_row_seconds=config.max_row_seconds),
                 client_metadata=config.client_metadata,
                 per_user_rate=config.per_user_rate,
+                give_up_after=config.give_up_after,
             ),
             controller=controller,
             on_result=on_result,
@@ -347,14 +351,19 @@ class Job:
             "input": str(self.source.path.resolve()),
             "input_sha256": header.input_sha256,
             "settings": config.public(),
+            "client_metadata_keys": sorted(config.client_metadata),  # never its values
             "resumed_rows": len(carried),
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }
+        if hint.text():
+            summary["hint"] = hint.text()
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
+        if hint.text():  # said even with --quiet: like a warning, it may save the next run
+            self.stream.write(f"cognito-batch: hint: {hint.text()}\n")
         code = exit_code(summary["counts"], fatal=runner.fatal is not None,
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)
@@ -403,6 +412,11 @@ def run_job(config: JobConfig, **kwargs: Any) -> JobResult:
     return Job(config, **kwargs).run()
 
 
-def needs_confirmation(config: JobConfig) -> bool:
-    """Writing to a real pool asks first, unless told not to."""
-    return config.confirm and not config.dry_run and not is_local_endpoint(config.endpoint_url)
+def needs_confirmation(
+    config: JobConfig, *, is_emulator: Callable[[str], bool] = identifies_as_emulator
+) -> bool:
+    """Writing to a real pool asks first, unless told not to. Only an endpoint that answers
+    as this project's emulator is known not to be one (asked last: it is a network call)."""
+    if not config.confirm or config.dry_run:
+        return False
+    return not (config.endpoint_url and is_emulator(config.endpoint_url))

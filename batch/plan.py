@@ -54,10 +54,7 @@ def map_columns(header: Iterable[str], mapping: ColumnMapping, *, path: str) -> 
     """Column -> attribute for every attribute column; the key column must exist."""
     columns = list(header)
     if mapping.username_column not in columns:
-        raise UsageError(
-            f"{path}: no column {mapping.username_column!r} holds the user key "
-            f"(columns: {', '.join(columns[:12])}); set --username-column"
-        )
+        raise UsageError(f"{path}: {missing_key_column(columns, mapping.username_column)}")
     unknown = [c for c in list(mapping.renames) + sorted(mapping.exclude) if c not in columns]
     if unknown:
         raise UsageError(f"{path}: the job names column {unknown[0]!r}, which the input lacks")
@@ -74,6 +71,21 @@ def map_columns(header: Iterable[str], mapping: ColumnMapping, *, path: str) -> 
         seen[attr] = column
         result[column] = attr
     return result
+
+
+def missing_key_column(columns: list[str], wanted: str) -> str:
+    """Why the key column is missing, naming positions and counts only: in a file without a
+    header row the first row's cells (emails, phone numbers) are taken for column names."""
+    near = [i for i, c in enumerate(columns, 1) if c.strip().casefold() == wanted.casefold()]
+    hint = (
+        f"column {near[0]} differs from it only in case or spaces"
+        if near
+        else "is the first row a header?"
+    )
+    return (
+        f"no column {wanted!r} holds the user key (the header has {len(columns)} columns; "
+        f"{hint}); set --username-column"
+    )
 
 
 def check_columns(columns: Mapping[str, str], schema: PoolSchema, *, path: str) -> None:

@@ -81,7 +81,14 @@ def read_header(source: InputSource) -> list[str]:
         if not name.strip():
             raise InputError(f"column {index} has an empty name", path=source.name, row=0)
         if name in seen:
-            raise InputError("duplicate column name", path=source.name, row=0, column=name)
+            # Positions, not the name: in a file without a header row the "names" are the
+            # first user's values.
+            first = header.index(name) + 1
+            raise InputError(
+                f"columns {first} and {index} have the same name (is the first row a header?)",
+                path=source.name,
+                row=0,
+            )
         seen.add(name)
     return header
 
@@ -149,10 +156,11 @@ def _csv_rows(source: InputSource) -> Iterator[InputRow]:
                 row += 1
                 _check_utf8(source, row, fields)
                 if len(fields) != len(header):
+                    # No values at all: with a field too many or too few, which field is which
+                    # is unknown, and a shifted one would land in the wrong column (an email
+                    # as the username, a key counted as a duplicate of another row's).
                     yield InputRow(
-                        row,
-                        dict(zip(header, fields, strict=False)),
-                        error=f"row has {len(fields)} fields, the header has {len(header)}",
+                        row, {}, error=f"row has {len(fields)} fields, the header has {len(header)}"
                     )
                     continue
                 yield InputRow(row, dict(zip(header, fields, strict=True)))

@@ -22,7 +22,10 @@ from batch.errors import UsageError
 from batch.models import REPORT_COLUMNS, RowResult
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets also read the full-width (U+FF1D...) and small (U+FE62...) forms as operators.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r",
+                  "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe66", "\ufe62", "\ufe63", "\ufe6b",
+                  "\u2212")  # fmt: skip
 
 
 def report_format(path: Path) -> str:

@@ -22,28 +22,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from batch.breaker import DEFAULT_GIVE_UP_AFTER, EndpointBreaker
 from batch.concurrency import ConcurrencyClimber
 from batch.errors import (
     CognitoError,
     FatalError,
     RetryableError,
     ThrottledError,
+    TransientError,
     TriggerError,
 )
+from batch.messages import report_message
 from batch.models import RowResult, Status, UserUpdate
 from batch.ratelimit import Clock, Pacer, RateController, UserGate, event_waiter
 from batch.retrying import Cancelled, Retrier, RetryPolicy
 
 #: Consecutive rows ending on a broken Lambda trigger before the job stops.
 TRIGGER_BREAKER = 5
-
-
-def scrub(message: str, update: UserUpdate) -> str:
-    """Cognito's messages may echo a value back; reports and logs never hold values."""
-    for _, value in update.attributes:
-        if len(value) >= 3 and value in message:
-            message = message.replace(value, "<value>")
-    return message
 
 
 class Writer:
@@ -72,6 +67,7 @@ class RunnerSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     client_metadata: Mapping[str, str] = field(default_factory=dict)
     per_user_rate: float = 10.0
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER  # no answer this long: stop (0: never)
 
 
 @dataclass(slots=True)
@@ -117,6 +113,7 @@ class Runner:
         )
         self.stats = Stats()
         self.climber = ConcurrencyClimber(settings.workers, clock=clock)
+        self.breaker = EndpointBreaker(settings.give_up_after, clock=clock)
         # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
         self._lock = threading.RLock()
         self._window = threading.Condition(self._lock)  # room in the window
@@ -251,7 +248,7 @@ class Runner:
         except BaseException as exc:  # noqa: BLE001 - the worker boundary: record, never raise
             result = RowResult(
                 update.row, update.username, Status.FAILED, error_code=type(exc).__name__,
-                error_message=str(exc)[:500], key=update.key,
+                error_message=report_message(exc, update), key=update.key,
             )  # fmt: skip
         try:
             self._on_result(result)
@@ -314,6 +311,16 @@ class Runner:
                 self.writer.delete_user_attributes(
                     self.settings.user_pool_id, update.username, update.deletes
                 )
+        except TransientError as exc:
+            if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error
+                self.fatal = self.fatal or FatalError("EndpointUnreachable", self.breaker.reason)
+                self.stop(self.breaker.reason)
+            raise
+        except CognitoError:
+            self.breaker.answered()
+            raise
+        else:
+            self.breaker.answered()
         finally:
             self.climber.on_call(self.controller.rate, self.wanted())
 
@@ -337,7 +344,7 @@ class Runner:
         if isinstance(error, Cancelled):
             return self._skipped(update, attempts, elapsed)
         code = getattr(error, "code", type(error).__name__)
-        message = scrub(str(getattr(error, "message", error)), update)
+        message = report_message(error, update)  # Cognito's words only in a known-safe shape
         if isinstance(error, ThrottledError):
             # Counted here too: the last throttle of a row that gave up had no retry after it.
             with self._lock:

@@ -146,7 +146,7 @@ def test_input_and_pool_are_required() -> None:
 
 def test_columns_must_be_a_table(tmp_path: Path) -> None:
     path = job_file(tmp_path, 'input = "in.csv"\nuser_pool_id = "p"\ncolumns = "mail"\n')
-    with pytest.raises(UsageError, match="columns must be a table"):
+    with pytest.raises(UsageError, match="'columns' must be a table"):
         build_config(str(path), {})
 
 

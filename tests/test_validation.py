@@ -665,18 +665,21 @@ def config_for(**settings: Any) -> Any:
         ({"endpoint_url": "http://localhost.localdomain:1"}, True),
         ({"endpoint_url": "http://10.0.0.5:9229"}, True),
         ({"confirm": False}, False),
-        ({"endpoint_url": "http://127.0.0.1:5000"}, False),
-        ({"endpoint_url": "http://127.0.0.2:5000"}, False),
-        ({"endpoint_url": "http://localhost:4566"}, False),
-        ({"endpoint_url": "http://[::1]:4566"}, False),
+        ({"endpoint_url": "http://127.0.0.1:5000"}, True),
+        ({"endpoint_url": "http://localhost:4566"}, True),
+        ({"endpoint_url": "http://127.0.0.1:5000", "emulator": True}, False),
         ({"dry_run": True}, False),
     ],
     ids=["real-pool", "aws-endpoint", "not-localhost", "private-ip", "confirm-false",
-         "loopback", "loopback-127.0.0.2", "localhost", "ipv6-loopback", "dry-run"],
+         "loopback-not-emulator", "localhost-not-emulator", "emulator", "dry-run"],
 )  # fmt: skip
 def test_needs_confirmation(settings: dict[str, Any], expected: bool) -> None:
-    # GIVEN a job's settings / WHEN asked / THEN only a write to a real pool asks first
-    assert needs_confirmation(config_for(**settings)) is expected
+    # GIVEN a job's settings (and whether its endpoint answers as the emulator)
+    emulator = settings.pop("emulator", False)
+    # WHEN asked / THEN only a write to a real pool asks first: any loopback address may be a
+    # tunnel to one, so only an endpoint that identifies as the emulator is not asked about
+    answer = needs_confirmation(config_for(**settings), is_emulator=lambda url: emulator)
+    assert answer is expected
 
 
 def plan() -> PlanSummary:

@@ -43,6 +43,9 @@ UPDATE = "AdminUpdateUserAttributes"
 # Operations naming one user: their Username is checked against Cognito's pattern and length.
 _USER_OPERATIONS = frozenset({UPDATE, "AdminDeleteUserAttributes", "AdminGetUser"})
 OUTCOMES = ("accepted", "throttled", "faults", "dropped", "invalid", "injected", "errors")
+#: The answer to GET /_emulator/identity; batch/cognito.py checks for the same before it skips
+#: confirmation (the tool does not import the emulator; a test checks the two agree).
+IDENTITY = {"service": "cognito-batch-emulator"}
 # Forwarded operations that change a pool's schema or settings: drop the cached rules.
 _POOL_CHANGES = frozenset({"AddCustomAttributes", "UpdateUserPool", "DeleteUserPool"})
 
@@ -233,6 +236,8 @@ class Front:
             request = json.loads(body) if body.strip() else {}
             if not isinstance(request, dict):
                 raise ValueError("the body must be a JSON object")
+            if (method, path) == ("GET", "/_emulator/identity"):
+                return json_reply(200, IDENTITY)
             if (method, path) == ("GET", "/_emulator/stats"):
                 return json_reply(200, self.stats.snapshot())
             if (method, path) == ("GET", "/_emulator/config"):

@@ -185,7 +185,8 @@ class _FrontHandler(_KeepAliveHandler):
         front = self.server.front
         try:
             if path.startswith("/_emulator/"):
-                reply: Reply | None = front.admin(self.command, path, body)
+                refused = self._admin_refusal()
+                reply: Reply | None = refused or front.admin(self.command, path, body)
             elif self.command == "POST":
                 headers = {n: self.headers[n] for n in FORWARDED_HEADERS if n in self.headers}
                 reply = front.cognito(body, headers)
@@ -198,6 +199,22 @@ class _FrontHandler(_KeepAliveHandler):
             self.close_connection = True  # the "drop": no status line, no bytes
             return
         self.reply(reply.status, reply.headers, reply.body)
+
+
+    def _admin_refusal(self) -> Reply | None:
+        """The admin API reconfigures the emulator: refuse what a browser page could send.
+        DNS rebinding reaches 127.0.0.1 under another host name (so the Host header must be
+        ours), and a cross-site form or simple fetch can POST only text/plain or form types
+        without a preflight (so a POST must say application/json)."""
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in (f"{HOST}:{port}", f"localhost:{port}"):
+            return json_reply(403, {"error": "Forbidden", "message": "unexpected Host header"})
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if self.command == "POST" and kind != "application/json":
+            return json_reply(
+                415, {"error": "UnsupportedMediaType", "message": "POST application/json"}
+            )
+        return None
 
 
 class _Server(ThreadingHTTPServer):
