@@ -46,8 +46,8 @@ _INVALID_PARAMETER = [
     r"expression pattern: \[\\p\{L\}\\p\{M\}\\p\{S\}\\p\{N\}\\p\{P\}\]\+)(?:; )?)+",
 ]
 _TRANSPORT = [
-    r'(?:Could not connect to the endpoint URL|Connect timeout on endpoint URL|Read timeout on '
-    r'endpoint URL|Connection was closed before we received a valid response from endpoint '
+    r"(?:Could not connect to the endpoint URL|Connect timeout on endpoint URL|Read timeout on "
+    r"endpoint URL|Connection was closed before we received a valid response from endpoint "
     r'URL): "[^"\s]{1,300}"',
 ]
 _SAFE: dict[str, list[str]] = {

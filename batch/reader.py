@@ -85,7 +85,7 @@ def read_header(source: InputSource) -> list[str]:
             # first user's values.
             first = header.index(name) + 1
             raise InputError(
-                f"columns {first} and {index} have the same name (is the first row a header?)",
+                f"duplicate column name: columns {first} and {index} (is the first row a header?)",
                 path=source.name,
                 row=0,
             )

@@ -164,7 +164,7 @@ def test_duplicate_column_name_is_an_input_error_naming_the_positions(tmp_path: 
         read_header(open_input(path))
     # THEN the error names the file and the positions, never the cell text
     assert (info.value.path, info.value.row) == (str(path), 0)
-    assert "columns 2 and 3 have the same name" in str(info.value)
+    assert "duplicate column name: columns 2 and 3" in str(info.value)
     assert "+1555" not in str(info.value)
 
 

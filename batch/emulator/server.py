@@ -200,7 +200,6 @@ class _FrontHandler(_KeepAliveHandler):
             return
         self.reply(reply.status, reply.headers, reply.body)
 
-
     def _admin_refusal(self) -> Reply | None:
         """The admin API reconfigures the emulator: refuse what a browser page could send.
         DNS rebinding reaches 127.0.0.1 under another host name (so the Host header must be
