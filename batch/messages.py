@@ -48,7 +48,7 @@ _INVALID_PARAMETER = [
 _TRANSPORT = [
     r"(?:Could not connect to the endpoint URL|Connect timeout on endpoint URL|Read timeout on "
     r"endpoint URL|Connection was closed before we received a valid response from endpoint "
-    r'URL): "[^"\s]{1,300}"',
+    r'URL): "[^"\s]{1,300}"\.?',
 ]
 _SAFE: dict[str, list[str]] = {
     "UserNotFoundException": [r"User does not exist\."],

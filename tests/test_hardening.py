@@ -514,6 +514,21 @@ def test_a_known_shape_naming_only_sent_attributes_is_kept(message: str) -> None
     assert safe_message(code, message, names) == "; ".join(message.splitlines())
 
 
+def test_transport_errors_from_a_real_dropped_connection_keep_botocores_words(
+    emulator: Any,
+) -> None:
+    # GIVEN an endpoint that drops every connection, and one where nothing listens
+    emulator.configure(drop_rate=1.0)
+    for url in (emulator.endpoint_url, "http://127.0.0.1:9"):
+        gateway = CognitoGateway(ConnectionSettings(endpoint_url=url))
+        # WHEN a call fails there
+        with pytest.raises(TransientError) as info:
+            gateway.update_user_attributes(POOL, "u1", [("given_name", "Ada")])
+        # THEN botocore's message (it names the endpoint, never a value) is kept
+        assert report_message(info.value) == info.value.message
+        assert "endpoint URL" in info.value.message
+
+
 def test_a_headerless_csv_error_names_counts_not_cells(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
