@@ -259,7 +259,11 @@ class Runner:
     def _apply(self, update: UserUpdate) -> RowResult:
         started = self._clock()
         if self._resolve is not None:
-            resolved = self._resolve(update)
+            try:
+                resolved = self._resolve(update)
+            except TransientError as exc:  # a live lookup spent its retries: the endpoint too?
+                self._endpoint_failed(exc)
+                raise
             if isinstance(resolved, RowResult):
                 return resolved
             update = resolved
@@ -312,9 +316,7 @@ class Runner:
                     self.settings.user_pool_id, update.username, update.deletes
                 )
         except TransientError as exc:
-            if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error
-                self.fatal = self.fatal or FatalError("EndpointUnreachable", self.breaker.reason)
-                self.stop(self.breaker.reason)
+            self._endpoint_failed(exc)
             raise
         except CognitoError:
             self.breaker.answered()
@@ -323,6 +325,11 @@ class Runner:
             self.breaker.answered()
         finally:
             self.climber.on_call(self.controller.rate, self.wanted())
+
+    def _endpoint_failed(self, exc: TransientError) -> None:
+        if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error
+            self.fatal = self.fatal or FatalError("EndpointUnreachable", self.breaker.reason)
+            self.stop(self.breaker.reason)
 
     def _count_retry(self, exc: BaseException) -> None:
         with self._lock:

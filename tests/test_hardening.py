@@ -233,13 +233,15 @@ class DeadWriter:
         raise AssertionError
 
 
-def dead_runner(writer: DeadWriter, clock: ManualClock, out: list[RowResult]) -> Runner:
+def dead_runner(
+    writer: DeadWriter, clock: ManualClock, out: list[RowResult], resolve: Any = None
+) -> Runner:
     return Runner(
         writer,  # type: ignore[arg-type]
         RunnerSettings(user_pool_id=POOL, workers=1, give_up_after=60.0, per_user_rate=1e6,
                        retry=RetryPolicy(base_backoff=1e-6, max_backoff=1e-6,
                                          max_row_seconds=1e9)),
-        controller=FixedRate(1e6), on_result=out.append, clock=clock,
+        controller=FixedRate(1e6), on_result=out.append, clock=clock, resolve=resolve,
     )  # fmt: skip
 
 
@@ -277,6 +279,25 @@ def test_answers_between_failures_keep_the_job_going() -> None:
     runner.run(updates(20))
     assert runner.fatal is None and runner.stop_reason == ""
     assert {r.status for r in out} <= {Status.UPDATED, Status.FAILED}
+
+
+def test_lookups_failing_on_a_dead_endpoint_also_give_up() -> None:
+    # GIVEN keyed rows whose every lookup fails after its own retries (30 s each, manual clock)
+    clock = ManualClock()
+    out: list[RowResult] = []
+
+    def resolve(update: UserUpdate) -> UserUpdate:
+        clock.now += 30
+        raise TransientError("ReadTimeoutError", "Read timeout")
+
+    writer = DeadWriter(clock, 5.0)
+    runner = dead_runner(writer, clock, out, resolve)
+    # WHEN 50 rows run
+    runner.run(updates(50))
+    # THEN the third failed lookup (90 s without an answer) gives up; no write was tried
+    statuses = [r.status for r in sorted(out, key=lambda r: r.row)]
+    assert statuses == [Status.FAILED] * 3 + [Status.SKIPPED] * 47
+    assert writer.calls == 0 and runner.fatal is not None
 
 
 def test_dead_endpoint_end_to_end_stops_with_exit_2_and_a_rerun_resumes(
