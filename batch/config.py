@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -170,13 +171,26 @@ def _toml_type(value: object) -> str:
     return type(value).__name__
 
 
+def _is_mapping(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    return isinstance(origin, type) and issubclass(origin, Mapping)
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
 def _expected(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is tuple:
         item = typing.get_args(hint)[0]
         return "an array of " + {int: "integers", str: "strings"}.get(item, str(item))
-    if origin is not None:  # Mapping[str, str]
+    if _is_mapping(hint):
         return "a table of names to strings"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if _is_union(hint):
+        return " or ".join(_expected(a) for a in typing.get_args(hint) if a is not type(None))
     return {bool: "a boolean (true or false)", int: "an integer", float: "a number",
             str: "a string"}.get(hint, str(hint))  # fmt: skip
 
@@ -186,18 +200,24 @@ def _fits(hint: Any, value: object) -> bool:
     if origin is tuple:
         (item, *_) = typing.get_args(hint)
         return isinstance(value, list | tuple) and all(_fits(item, v) for v in value)
-    if origin is not None:
+    if _is_mapping(hint):
         key, item = typing.get_args(hint)
         return isinstance(value, Mapping) and all(
             _fits(key, k) and _fits(item, v) for k, v in value.items()
         )
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if _is_union(hint):
+        return any(_fits(a, value) for a in typing.get_args(hint))
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, hint)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation this check does not know: validate() judges the value
 
 
 def check_type(name: str, value: object, *, where: str = "") -> None:
@@ -212,7 +232,8 @@ def check_type(name: str, value: object, *, where: str = "") -> None:
     expected = _expected(hint) + (" or a number" if extra else "")
     got = _toml_type(value)
     items = list(value.values()) if isinstance(value, Mapping) else value
-    if typing.get_origin(hint) is not None and isinstance(items, list | tuple):
+    container = typing.get_origin(hint) is tuple or _is_mapping(hint)
+    if container and isinstance(items, list | tuple):
         args = typing.get_args(hint)
         inner = args[0] if typing.get_origin(hint) is tuple else args[-1]
         wrong = next((v for v in items if not _fits(inner, v)), None)
@@ -232,7 +253,7 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
             out[name] = tuple(out[name])
         elif hint is float:
             out[name] = float(out[name])
-        elif typing.get_origin(hint) is not None:
+        elif _is_mapping(hint):
             out[name] = dict(out[name])
     return out
 
