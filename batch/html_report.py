@@ -376,6 +376,8 @@ def _svg(figure: Any, salt: str) -> str:
         figure.savefig(buffer, format="svg")
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
+    # The RDF metadata block only names its vocabularies by URL: drop it, the page names none.
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, count=1, flags=re.S)
     # Scale with the page: the viewBox keeps the proportions, the width follows the column.
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text,
                   count=1)  # fmt: skip

@@ -340,7 +340,7 @@ class Recorder:
         self.save_every = save_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saved = 0.0
+        self._saved = clock()
 
     def start(self, *, resumed_rows: int = 0) -> None:
         now = self.clock()
