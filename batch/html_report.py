@@ -499,6 +499,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar{height:10px;border-radius:2px;display:inline-block}
 figure{margin:8px 0 18px}figure svg{display:block;max-width:100%;height:auto}
 code{font-size:12px}.muted{color:#757575}
+.kv{display:grid;grid-template-columns:repeat(2,max-content minmax(0,1fr));gap:3px 14px}
+.kv b{color:#616161;font-weight:600}.kv code{overflow-wrap:anywhere}
 """
 
 
@@ -611,9 +613,9 @@ def render_html(view: RunView, *, generated: float | None = None) -> str:
     settings = _settings(summary)
     parts.append("<h2>Settings</h2>")
     if settings:
-        parts.append("<table>")
-        parts += [f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in settings]
-        parts.append("</table>")
+        parts.append('<div class="kv">')
+        parts += [f"<b>{_e(k)}</b><code>{_e(v)}</code>" for k, v in settings]
+        parts.append("</div>")
     else:
         parts.append('<p class="muted">No summary yet: the settings are written when the run '
                      "ends.</p>")  # fmt: skip

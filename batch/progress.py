@@ -42,8 +42,8 @@ class Progress:
         self._interval = interval
         self._clock = clock
         self._wall = wall
-        self._calls: deque[tuple[float, float]] = deque()  # (time, calls) over the last 10 s
         self._start = clock()
+        self._calls: deque[tuple[float, float]] = deque([(self._start, 0.0)])  # (time, calls)
         self._last_line = self._start
         self._lock = threading.Lock()
         self._done = 0

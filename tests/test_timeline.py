@@ -176,3 +176,32 @@ def test_a_job_keeps_its_timeline_across_an_interruption_and_resume(tmp_path: Pa
     # AND the summary names it, with the exit code
     assert second.summary["timeline"] == str(timeline_path(report))
     assert second.summary["exit_code"] == 1
+
+
+def test_the_progress_line_shows_the_finish_as_a_local_time_and_the_quota_share() -> None:
+    from datetime import datetime
+
+    from batch.models import RowResult, Status
+    from batch.progress import Progress
+
+    # GIVEN a 1000-row run whose quota is known (50/s), on manual clocks
+    clock = ManualClock(start=0.0)
+    wall = 1_800_000_000.0
+    calls = [0]
+    stream = io.StringIO()
+    progress = Progress(1000, stream=stream, interval=10.0, clock=clock, wall=lambda: wall,
+                        extra=lambda: {"rate": 25.0, "throttles": 0, "calls": calls[0],
+                                       "quota": 50.0})  # fmt: skip
+    # WHEN 250 rows (and calls) finish in the first 10 s
+    for n in range(1, 251):
+        clock.now = n * 0.04
+        calls[0] = n
+        progress.add(RowResult(n, f"u{n}", Status.UPDATED))
+    line = stream.getvalue().strip().splitlines()[-1]
+    # THEN the line says when it will be done (750 rows at 25/s: in 30 s) as a local time
+    assert f"(done ~{datetime.fromtimestamp(wall + 30).strftime('%H:%M')})" in line
+    # AND the job's 25 calls/s as a share of the 50/s quota
+    assert "rate 25.0/s (50% of the 50/s quota)" in line
+    # AND without a known quota, no share is claimed
+    quiet = Progress(10, stream=io.StringIO(), extra=lambda: {"rate": 1.0, "calls": 5})
+    assert "quota" not in quiet.line(5.0)
