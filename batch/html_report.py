@@ -301,7 +301,7 @@ def terminal_summary(view: RunView) -> str:
     if view.timeline is not None and view.timeline.buckets:
         tl = view.timeline
         span = tl.buckets[-1].t + tl.resolution - tl.buckets[0].t
-        peak = max(b.accepted / max(b.samples * SAMPLE_SECONDS, 1e-9) for b in tl.buckets)
+        peak = max(b.accepted / max(b.seconds, 1e-3) for b in tl.buckets)
         lat: dict[int, int] = {}
         for b in tl.buckets:
             for i, c in b.latency.items():
@@ -341,7 +341,7 @@ def _series(timeline: Timeline) -> _Series:
     out = _Series()
     previous: Bucket | None = None
     for bucket in timeline.buckets:
-        seconds = max(bucket.samples * SAMPLE_SECONDS, 1e-9)
+        seconds = max(bucket.seconds, 1e-3)
         if previous is not None and bucket.t - previous.t > 2.5 * timeline.resolution:
             gap = datetime.fromtimestamp(previous.t + timeline.resolution).astimezone()
             out.add(gap, dict.fromkeys(out.columns, nan))
@@ -360,10 +360,13 @@ def _series(timeline: Timeline) -> _Series:
         out.add(datetime.fromtimestamp(bucket.t).astimezone(), values)
         previous = bucket
     if previous is not None:  # close the last step at the end of its bucket
-        end = min(previous.t + timeline.resolution, previous.t + previous.samples * SAMPLE_SECONDS)
+        end = min(previous.t + timeline.resolution, previous.t + previous.seconds)
         out.add(datetime.fromtimestamp(end).astimezone(),
                 {k: v[-1] for k, v in out.columns.items()})  # fmt: skip
     return out
+
+
+_COORD = re.compile(r"(\d\.\d)\d+")
 
 
 def _svg(figure: Any, salt: str) -> str:
@@ -378,6 +381,8 @@ def _svg(figure: Any, salt: str) -> str:
     text = text[text.index("<svg"):]
     # The RDF metadata block only names its vocabularies by URL: drop it, the page names none.
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, count=1, flags=re.S)
+    # Path coordinates to 0.1 pt (matplotlib writes six decimals): a third of the bytes.
+    text = re.sub(r'\bd="([^"]*)"', lambda m: 'd="' + _COORD.sub(r"\1", m.group(1)) + '"', text)
     # Scale with the page: the viewBox keeps the proportions, the width follows the column.
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text,
                   count=1)  # fmt: skip
@@ -386,7 +391,10 @@ def _svg(figure: Any, salt: str) -> str:
 def _figure(title: str, *, height: float = 2.6) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, height), dpi=96, layout="constrained")
+    figure = Figure(figsize=(10, height), dpi=96)
+    # Margins fixed in inches, not fitted per chart: the time axes of all charts line up.
+    figure.subplots_adjust(left=0.75 / 10, right=1 - 0.15 / 10, bottom=0.6 / height,
+                           top=1 - 0.35 / height)  # fmt: skip
     axes = figure.add_subplot()
     axes.set_title(title, loc="left", fontsize=11)
     axes.grid(True, color="#e0e0e0", linewidth=0.6)
@@ -441,6 +449,24 @@ def charts(view: RunView) -> list[tuple[str, str]]:
     _run_marks(axes, timeline)
     axes.legend(loc="lower right", fontsize=8, framealpha=0.9)
     out.append(("Rate, throughput and throttles against the quota", _svg(figure, "rate")))
+
+    # Throttles are a few per minute against a rate of tens per second: on the rate's scale
+    # they vanish, so they get their own chart, per minute, where 02:13 shows.
+    figure, axes = _figure("Throttled and failed calls per minute", height=2.0)
+    axes.fill_between(t, [v * 60 for v in col["throttled"]], step="post", color="#c62828",
+                      alpha=0.8, label="throttled (TooManyRequests)", linewidth=0)  # fmt: skip
+    axes.plot(t, [v * 60 for v in col["faults"]], color="#ef6c00", linewidth=1,
+              drawstyle="steps-post", label="faults (5xx, timeouts)")  # fmt: skip
+    axes.set_ylabel("calls/min")
+    if not any(v > 0 for v in col["throttled"] + col["faults"]):
+        axes.text(0.5, 0.5, "no throttles, no faults", transform=axes.transAxes, ha="center",
+                  va="center", color="#757575")  # fmt: skip
+    axes.set_ylim(bottom=0, top=max([v * 60 for v in col["throttled"] + col["faults"]
+                                     if v == v] + [1.0]) * 1.15)  # fmt: skip
+    _time_axis(axes)
+    _run_marks(axes, timeline)
+    axes.legend(loc="upper right", fontsize=8)
+    out.append(("Throttles and faults over time", _svg(figure, "throttles")))
 
     figure, axes = _figure("Latency of accepted calls (ms)")
     axes.plot(t, col["p50"], color="#1565c0", linewidth=1.2, label="p50")

@@ -94,6 +94,7 @@ class Bucket:
 
     t: float
     samples: int = 0
+    seconds: float = 0.0  # the time its samples cover: counts / seconds are per-second rates
     sent: int = 0
     accepted: int = 0
     throttled: int = 0
@@ -116,6 +117,7 @@ class Bucket:
     def merge(self, other: Bucket) -> None:
         self.t = min(self.t, other.t)
         self.samples += other.samples
+        self.seconds += other.seconds
         self.sent += other.sent
         self.accepted += other.accepted
         self.throttled += other.throttled
@@ -131,7 +133,8 @@ class Bucket:
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "t": round(self.t, 3), "samples": self.samples, "sent": self.sent,
+            "t": round(self.t, 3), "samples": self.samples, "seconds": round(self.seconds, 3),
+            "sent": self.sent,
             "accepted": self.accepted, "throttled": self.throttled, "faults": self.faults,
             "rate_sum": round(self.rate_sum, 3), "rate_max": round(self.rate_max, 3),
             "in_flight_sum": self.in_flight_sum, "in_flight_max": self.in_flight_max,
@@ -146,6 +149,7 @@ class Bucket:
     def from_record(cls, record: Mapping[str, Any]) -> Bucket:
         return cls(
             t=float(record["t"]), samples=int(record.get("samples", 0)),
+            seconds=float(record.get("seconds", record.get("samples", 0))),
             sent=int(record.get("sent", 0)), accepted=int(record.get("accepted", 0)),
             throttled=int(record.get("throttled", 0)), faults=int(record.get("faults", 0)),
             rate_sum=float(record.get("rate_sum", 0.0)),
@@ -179,6 +183,7 @@ class Timeline:
         self.buckets: list[Bucket] = []
         self._lock = threading.Lock()
         self._last: Reading | None = None
+        self._last_t: float | None = None
         self._pending_latency: dict[int, int] = {}
         self._pending_accepted = 0
 
@@ -193,6 +198,7 @@ class Timeline:
             self.runs.append({"start": round(now, 3), "end": round(now, 3),
                               "resumed_rows": resumed_rows})  # fmt: skip
             self._last = reading
+            self._last_t = now
 
     def record_call(self, seconds: float) -> None:
         """One accepted call and its latency (the runner's hook; called from workers)."""
@@ -210,6 +216,10 @@ class Timeline:
                 self.origin = now
             bucket = self._bucket_at(now)
             bucket.samples += 1
+            # The first sample of a timeline fed without start_run covers one interval.
+            since = SAMPLE_SECONDS if self._last_t is None else now - self._last_t
+            bucket.seconds += max(since, 0.0)
+            self._last_t = now
             bucket.sent += max(reading.sent - last.sent, 0)
             bucket.throttled += max(reading.throttled - last.throttled, 0)
             bucket.faults += max(reading.faults - last.faults, 0)
@@ -246,10 +256,13 @@ class Timeline:
         return bucket
 
     def _coarsen(self) -> None:
-        """Double the resolution until the buckets fit in half the room (caller holds the
-        lock). Buckets merge by aligned time, so a gap between runs stays a gap."""
+        """Double the resolution (caller holds the lock): contiguous buckets halve in number;
+        again while they do not fit (lone buckets around gaps merge with none). Buckets merge
+        by aligned time, so a gap between runs stays a gap."""
         assert self.origin is not None
-        while len(self.buckets) > self.max_buckets // 2:
+        first = True
+        while first or len(self.buckets) > self.max_buckets:
+            first = False
             self.resolution *= 2
             merged: list[Bucket] = []
             for bucket in self.buckets:

@@ -84,9 +84,9 @@ def test_the_page_holds_the_run_and_nothing_it_must_not(tmp_path: Path) -> None:
     # WHEN its HTML report is written
     assert main(["report", str(report), "--html", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
-    # THEN it has the headline, counts by status and error, four charts, the settings
+    # THEN it has the headline, counts by status and error, five charts, the settings
     assert "finished: some rows invalid, failed or skipped" in page
-    assert page.count("<svg") == 4
+    assert page.count("<svg") == 5
     assert "UserNotFoundException" in page and "988" in page
     assert "quota 50/s (GetProvisionedLimit)" in page
     assert "workers" in page
@@ -191,7 +191,7 @@ def test_run_with_html_writes_the_page_of_that_run(emulator: Any, make_pool: Any
     # THEN the page is there, owner-only, with its charts, the run's counts and the failed row
     page = html.read_text(encoding="utf-8")
     assert stat.S_IMODE(html.stat().st_mode) == 0o600
-    assert page.count("<svg") == 4
+    assert page.count("<svg") == 5
     assert "121: ghost01" in page
     assert "rate asked 60/s (quota not read)" in page
     summary = json.loads(report.with_name(report.name + ".summary.json").read_text())
@@ -218,11 +218,11 @@ def test_the_page_renders_in_a_real_browser_with_charts_and_no_errors(
         headline = browser.evaluate("document.querySelector('.outcome').innerText")
     # THEN there is no script error, no console error and no request leaving the file
     assert problems(events) == []
-    # AND four charts are laid out at the page's width, each with lines drawn across it
+    # AND five charts are laid out at the page's width, each with lines drawn across it
     shown = json.loads(charts)
-    assert len(shown) == 4
+    assert len(shown) == 5
     assert all(c["w"] > 800 and c["h"] > 150 and c["lines"] >= 1 for c in shown), shown
-    assert "calls/s" in shown[0]["text"] and "ms" in shown[1]["text"]
+    assert "calls/s" in shown[0]["text"] and "ms" in shown[2]["text"]
     assert headline.startswith("finished: some rows invalid, failed or skipped")
 
 

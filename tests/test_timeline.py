@@ -53,12 +53,24 @@ def test_a_ten_million_row_night_stays_bounded_and_keeps_every_count(tmp_path: P
     assert sum(b.statuses["updated"] for b in timeline.buckets) == sent
     assert sum(b.accepted for b in timeline.buckets) == 2 * seconds
     assert sum(b.samples for b in timeline.buckets) == seconds
+    assert abs(sum(b.seconds for b in timeline.buckets) - seconds) < 1e-3
     # AND the rate set and calls in flight keep their level (means), not a sum
     assert all(abs(b.rate - 139.0) < 1e-9 and b.in_flight == 12 for b in timeline.buckets)
     # AND the file it is saved to stays small
     path = tmp_path / "night.timeline.json"
     timeline.save(path)
     assert path.stat().st_size < 600_000
+
+
+def test_sparse_samples_far_apart_stay_bounded_too() -> None:
+    # GIVEN samples 1,000 s apart (a run stopped and resumed again and again), 100 buckets
+    timeline = Timeline(max_buckets=100)
+    timeline.start_run(0.0, Reading())
+    for n in range(1, 5001):
+        timeline.sample(1000.0 * n, Reading(sent=n))
+        # THEN lone buckets merge too: never more than the room
+        assert len(timeline.buckets) <= 101
+    assert sum(b.sent for b in timeline.buckets) == 5000
 
 
 def test_percentiles_come_from_the_histogram_within_five_percent() -> None:
