@@ -197,10 +197,10 @@ def load_run(report: Path) -> RunView:
             summary = json.loads(spath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"summary {spath}: unreadable ({exc})") from None
-    # A summary older than the report belongs to an earlier run: this one has not ended.
-    finished = summary is not None and (
-        not report.exists() or spath.stat().st_mtime >= report.stat().st_mtime
-    )
+    # A run writes its summary last (after the report, the journal's end and the timeline's):
+    # a summary older than any of them belongs to an earlier run, and this one has not ended.
+    others = [p.stat().st_mtime for p in (report, jpath, timeline_path(report)) if p.exists()]
+    finished = summary is not None and spath.stat().st_mtime >= max(others, default=0.0)
     if report.is_file():
         scan = scan_report(report)
     elif jpath.is_file():  # a Parquet report is only written when its run ends

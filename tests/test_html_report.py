@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import stat
 import sys
@@ -129,8 +130,11 @@ def test_report_without_html_prints_a_finished_run(tmp_path: Path,
 def test_report_without_html_prints_an_unfinished_run_from_what_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a run still going: 300 of 1000 rows reported, a timeline, no summary yet
+    # GIVEN a run still going: 300 of 1000 rows reported, a timeline, and only the summary of
+    # an earlier run (written before this run's files)
     report = tmp_path / "live.report.csv"
+    write_summary(report, 5, 0)
+    os.utime(report.with_name(report.name + ".summary.json"), (1.6e9, 1.6e9))
     write_report(report, 300, failing=2)
     write_timeline(report, 12, rows=1000)
     # WHEN `report REPORT` runs
@@ -240,3 +244,28 @@ def test_the_browser_check_sees_a_script_error_and_a_request(tmp_path: Path) -> 
     # THEN the check reports both: the browser test can fail
     assert any(p.startswith("script error") for p in found), found
     assert any("network request: http://127.0.0.1:9/x.png" in p for p in found), found
+
+
+def test_a_parquet_report_of_a_resumed_run(tmp_path: Path) -> None:
+    from batch.models import RowResult, Status
+    from batch.report import write_parquet
+
+    # GIVEN a Parquet report, and a timeline of a run that was stopped and resumed
+    report = tmp_path / "night.report.parquet"
+    write_parquet(report, [RowResult(n, f"user{n}", Status.FAILED if n == 7 else Status.UPDATED,
+                                     error_code="AliasExistsException" if n == 7 else "")
+                           for n in range(1, 51)])  # fmt: skip
+    timeline = Timeline(identity={"input_sha256": "x"}, rows=50)
+    for start in (1.7e9, 1.7e9 + 600):
+        timeline.start_run(start, Reading())
+        for s in range(1, 6):
+            timeline.sample(start + s, Reading(sent=5 * s, rate=25.0, statuses={"updated": 5 * s}))
+    timeline.save(timeline_path(report))
+    write_summary(report, 50, 1)
+    out = tmp_path / "night.html"
+    # WHEN its page is written
+    assert main(["report", str(report), "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    # THEN the sample row comes from the Parquet file and the resume is marked on the charts
+    assert "7: user7" in page and "AliasExistsException" in page
+    assert "runs (resumed)" in page and page.count(">resumed<") >= 2
