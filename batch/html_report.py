@@ -84,8 +84,10 @@ class ReportScan:
     def add(self, row: int, username: str, status: str, code: str, message: str) -> None:
         self.rows += 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
-        if not code:
-            return
+        if code:
+            self.add_error(row, username, code, message)
+
+    def add_error(self, row: int, username: str, code: str, message: str) -> None:
         if code not in self.errors and len(self.errors) >= MAX_CODES:
             code = "(other)"
         sample = self.errors.setdefault(code, ErrorSample(message=message))
@@ -101,39 +103,46 @@ def _plain(cell: str) -> str:
     return cell
 
 
-def _iter_report(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
-    """(row, username, status, error_code, error_message) for each report row, streamed."""
-    fmt = report_format(path)
-    if fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            at = {name: i for i, name in enumerate(header)}
-            if "row" not in at or "status" not in at:
-                raise UsageError(f"report {path}: not a cognito-batch report (no row/status)")
-            i_row, i_user, i_status = at["row"], at.get("username"), at["status"]
-            i_code, i_msg = at.get("error_code"), at.get("error_message")
-            width = len(header)
-            for cells in reader:
-                if len(cells) != width:
-                    continue  # a torn last line of a run still writing
-                yield (
-                    int(cells[i_row]),
-                    _plain(cells[i_user]) if i_user is not None else "",
-                    cells[i_status],
-                    _plain(cells[i_code]) if i_code is not None else "",
-                    _plain(cells[i_msg]) if i_msg is not None else "",
-                )
-    elif fmt == "jsonl":
-        yield from _iter_json_lines(path)
-    else:
-        import pyarrow.parquet as pq
+def _scan_csv(path: Path, scan: ReportScan) -> None:
+    """Count a CSV report's rows; only rows with an error code take the slow path (most rows
+    of a night have none, and a million of them should cost about what reading them does)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        at = {name: i for i, name in enumerate(header)}
+        if "row" not in at or "status" not in at:
+            raise UsageError(f"report {path}: not a cognito-batch report (no row/status)")
+        i_row, i_status, width = at["row"], at["status"], len(header)
+        i_user, i_code, i_msg = at.get("username"), at.get("error_code"), at.get("error_message")
+        by_status = scan.by_status
+        rows = 0
+        for cells in reader:
+            if len(cells) != width:
+                continue  # a torn last line of a run still writing
+            rows += 1
+            status = cells[i_status]
+            by_status[status] = by_status.get(status, 0) + 1
+            if i_code is not None and cells[i_code]:
+                scan.add_error(
+                    int(cells[i_row]), _plain(cells[i_user]) if i_user is not None else "",
+                    _plain(cells[i_code]), _plain(cells[i_msg]) if i_msg is not None else "",
+                )  # fmt: skip
+        scan.rows += rows
 
-        columns = ["row", "username", "status", "error_code", "error_message"]
-        for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=65_536):
-            data = batch.to_pydict()
-            yield from zip(data["row"], data["username"], data["status"],
-                           data["error_code"], data["error_message"], strict=True)  # fmt: skip
+
+def _iter_report(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
+    """(row, username, status, error_code, error_message) for each row of a JSON-lines or
+    Parquet report, streamed."""
+    if report_format(path) == "jsonl":
+        yield from _iter_json_lines(path)
+        return
+    import pyarrow.parquet as pq
+
+    columns = ["row", "username", "status", "error_code", "error_message"]
+    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=65_536):
+        data = batch.to_pydict()
+        yield from zip(data["row"], data["username"], data["status"],
+                       data["error_code"], data["error_message"], strict=True)  # fmt: skip
 
 
 def _iter_json_lines(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
@@ -152,8 +161,11 @@ def _iter_json_lines(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
 def scan_report(path: Path) -> ReportScan:
     scan = ReportScan(source=str(path))
     try:
-        for row, username, status, code, message in _iter_report(path):
-            scan.add(row, username, status, code, message)
+        if report_format(path) == "csv":
+            _scan_csv(path, scan)
+        else:
+            for row, username, status, code, message in _iter_report(path):
+                scan.add(row, username, status, code, message)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         raise UsageError(f"report {path}: unreadable ({exc})") from None
     return scan
