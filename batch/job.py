@@ -285,11 +285,14 @@ class Job:
         writer = open_report(report)
         self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
         total = plan.rows
-        progress = Progress(
-            total, quiet=config.quiet, stream=self.stream,
-            extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles,
-                           "calls": runner.stats.calls, "quota": self.quota},
-        )  # fmt: skip
+
+        def live() -> dict[str, float]:
+            # Carried rows are shown before the runner exists (a resume on a terminal).
+            stats = self.runner.stats if self.runner is not None else None
+            return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
+                    "calls": stats.calls if stats else 0, "quota": self.quota}  # fmt: skip
+
+        progress = Progress(total, quiet=config.quiet, stream=self.stream, extra=live)
         lock = threading.Lock()
 
         def on_result(result: RowResult) -> None:

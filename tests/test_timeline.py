@@ -217,3 +217,32 @@ def test_the_progress_line_shows_the_finish_as_a_local_time_and_the_quota_share(
     # AND without a known quota, no share is claimed
     quiet = Progress(10, stream=io.StringIO(), extra=lambda: {"rate": 1.0, "calls": 5})
     assert "quota" not in quiet.line(5.0)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_resume_on_a_terminal_shows_carried_rows_before_the_runner_exists(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a run interrupted at user0150 (over 25 rows finished), on a terminal
+    fake = FakeCognito(seed_users())
+    report = tmp_path / "demo.report.csv"
+    config = job_config(report, workers=4, quiet=False)
+    job = Job(config, gateway=fake, stream=Terminal())  # type: ignore[arg-type]
+
+    def interrupt(username: str) -> None:
+        if username == "user0150" and job.runner is not None:
+            job.runner.stop("interrupted by SIGINT")
+
+    fake.hook = interrupt
+    job.run()
+    # WHEN it is resumed on a terminal (the bar's postfix is drawn for the carried rows)
+    fake.hook = None
+    terminal = Terminal()
+    result = Job(config, gateway=fake, stream=terminal).run()  # type: ignore[arg-type]
+    # THEN it finishes (no error while the carried rows are counted) and the bar was drawn
+    assert result.summary["resumed_rows"] >= 25
+    assert result.exit_code == 1 and "row" in terminal.getvalue()
