@@ -382,9 +382,14 @@ class Job:
         if config.html:
             from batch.html_report import write_html
 
-            html = write_html(report, Path(config.html))
-            if not config.quiet:
-                self.stream.write(f"  html report: {html}\n")
+            try:  # the run is done and recorded: a page that cannot be drawn changes nothing
+                html = write_html(report, Path(config.html))
+            except Exception as exc:  # noqa: BLE001 - reported on one line, not raised
+                self.stream.write(f"cognito-batch: warning: no HTML report ({exc}); "
+                                  f"try: cognito-batch report {report} --html {config.html}\n")
+            else:
+                if not config.quiet:
+                    self.stream.write(f"  html report: {html}\n")
         return JobResult(code, summary, report)
 
     def _controller(self) -> RateController:
