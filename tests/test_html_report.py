@@ -21,11 +21,9 @@ from batch.timeline import Reading, Timeline, timeline_path
 
 SECRET = "s3cr3t-metadata-value"
 CHROMIUM = find_chromium()
-needs_browser = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium on PATH (make test installs Debian's chromium when it can: "
-    "apt-get install -y chromium)",
-)
+NO_BROWSER = ("no chromium on PATH (make test installs Debian's chromium when it can: "
+              "apt-get install -y chromium)")  # fmt: skip
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
 
 
 def write_report(path: Path, rows: int, *, failing: int = 0) -> None:
@@ -175,24 +173,20 @@ def test_without_matplotlib_html_is_one_line_and_exit_2(
     assert not (tmp_path / "r.csv").exists() and not (tmp_path / "x.html").exists()
 
 
-def run_with_html(emulator: Any, make_pool: Any, tmp_path: Path) -> tuple[Path, Path]:
+def test_run_with_html_writes_a_page_that_renders_in_a_real_browser(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a pool and an input with one user the pool lacks, asked for above the quota
     pool = make_pool(users=users(120))
     rows = updates(120) + [{"username": "ghost01", "tier": "gold", "department": "x"}]
     source = write_csv(tmp_path / "in.csv", rows)
     report, html = tmp_path / "in.report.csv", tmp_path / "in.report.html"
+    # WHEN the job runs with --html through the CLI, against the emulator over HTTP
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "60",
                  "--html", str(html), "--quiet", "--yes"])  # fmt: skip
-    assert code == 1  # ghost01 does not exist
-    return report, html
-
-
-def test_run_with_html_writes_the_page_of_that_run(emulator: Any, make_pool: Any,
-                                                   tmp_path: Path) -> None:
-    # GIVEN a pool and an input with one user the pool lacks
-    # WHEN the job runs with --html through the CLI, against the emulator over HTTP
-    report, html = run_with_html(emulator, make_pool, tmp_path)
     # THEN the page is there, owner-only, with its charts, the run's counts and the failed row
+    assert code == 1  # ghost01 does not exist
     page = html.read_text(encoding="utf-8")
     assert stat.S_IMODE(html.stat().st_mode) == 0o600
     assert page.count("<svg") == 5
@@ -200,15 +194,8 @@ def test_run_with_html_writes_the_page_of_that_run(emulator: Any, make_pool: Any
     assert "rate asked 60/s (quota not read)" in page
     summary = json.loads(report.with_name(report.name + ".summary.json").read_text())
     assert summary["exit_code"] == 1 and f">{summary['counts']['updated']}<" in page
-
-
-@needs_browser
-def test_the_page_renders_in_a_real_browser_with_charts_and_no_errors(
-    emulator: Any, make_pool: Any, tmp_path: Path
-) -> None:
-    # GIVEN the HTML report of a real run against the emulator
-    _, html = run_with_html(emulator, make_pool, tmp_path)
-    assert CHROMIUM is not None
+    if CHROMIUM is None:
+        pytest.skip(NO_BROWSER)
     # WHEN headless Chromium opens it from disk
     with Browser(CHROMIUM) as browser:
         browser.open(width=1200)
