@@ -4,20 +4,40 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-delta clean
+.PHONY: demo test lint bench bench-delta clean browser screenshot
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[emulator,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[emulator,html,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m batch.demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The HTML report's browser test needs a real Chromium: Debian's package, installed here when
+# absent and possible (root, or sudo without a password, and apt-get). When it cannot be, the
+# install does not fail the target: the browser test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: no chromium and no apt-get: the browser test will be skipped"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "browser: no chromium, and no root to install it: the browser test will be skipped"; exit 0; fi; \
+	  echo "browser: installing Debian's chromium for the HTML report's browser test"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	    && echo "browser: $$(chromium --version 2>/dev/null)" \
+	    || echo "browser: could not install chromium: the browser test will be skipped"; \
+	fi
+
+# docs/report.png: the demo run's HTML report as headless Chromium shows it.
+screenshot: demo browser
+	$(BIN)/python docs/screenshot.py reports/demo.report.html docs/report.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check batch tests bench

@@ -26,6 +26,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--job", help="job file (TOML); flags override it")
     add("--user-pool-id", dest="user_pool_id")
     add("--report", help="report path: .csv, .jsonl or .parquet (default reports/INPUT.report.csv)")
+    add("--html", help="also write the run's one-file HTML report here (needs the html extra)")
     add("--rate", help="calls per second, or 'auto' to discover it (default 25)")
     add("--max-rate", dest="max_rate", type=float, help="with --rate auto: never above this")
     add(
@@ -135,6 +136,9 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="rerun the failed and skipped rows of an earlier report")
     retry.add_argument("from_report", metavar="REPORT")
     _run_options(retry)
+    view = sub.add_parser("report", help="show a run: its summary, or --html for a one-file page")
+    view.add_argument("view_report", metavar="REPORT", help="the run's report (.csv/.jsonl/...)")
+    view.add_argument("--html", help="write a self-contained HTML page here")
     emulator = sub.add_parser("emulator", help="run the local Cognito emulator (no AWS account)")
     if not with_emulator:  # its options are only needed to run it (and it imports moto)
         return parser
@@ -151,7 +155,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_attempts", "give_up_after",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
-            "profile", "endpoint_url", "quiet")  # fmt: skip
+            "profile", "endpoint_url", "quiet", "html")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(args.client_metadata, what="--client-metadata")
     if args.yes:
@@ -191,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FATAL
         return run_from_args(args)
     try:
+        if args.command == "report":
+            from batch.html_report import report_command
+
+            return report_command(args.view_report, html=args.html)
         if args.command == "retry":
             from batch.retry import retry_config
 

@@ -32,6 +32,7 @@ class JobConfig:
     input: str = ""
     user_pool_id: str = ""
     report: str = ""
+    html: str = ""  # also write the run's one-file HTML report here (``html_report``)
     format: str = ""
     delimiter: str = ","
     username_column: str = ""  # empty: the key's own name ("username", "email", ...)
@@ -129,7 +130,7 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise UsageError(f"job file {p}: unknown setting {unknown[0]!r}")
-    for name in ("input", "report"):
+    for name in ("input", "report", "html"):
         if isinstance(data.get(name), str) and data[name]:
             data[name] = os.path.normpath(p.parent / data[name])
     return data

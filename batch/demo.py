@@ -3,8 +3,9 @@
 1. starts the emulator (moto behind the project's front) at Cognito's default quotas
    (25 user updates/s) with 30 ms of latency per call;
 2. creates a pool with the demo schema and seeds it from sample_data/seed_users.csv;
-3. runs ``cognito-batch run --job jobs/demo.toml`` against it, as a user would (a subprocess);
-4. prints what the emulator saw, and stops it.
+3. runs ``cognito-batch run --job jobs/demo.toml --html reports/demo.report.html`` against it,
+   as a user would (a subprocess);
+4. prints what the emulator saw, stops it, and points to the run's HTML report.
 
 Exit code: 0 when the job ended as the sample data says it must: exit code 1, because the
 input holds six deliberately bad rows, one of them a user written twice (6 invalid, 1 failed:
@@ -24,6 +25,7 @@ from batch.plan import attribute_name
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_EXIT = 1
+HTML = ROOT / "reports" / "demo.report.html"
 
 
 def seed_rows(path: Path) -> list[dict[str, str]]:
@@ -57,6 +59,8 @@ def main() -> int:
             "--endpoint-url",
             emulator.endpoint_url,
             "--fresh",
+            "--html",
+            str(HTML.relative_to(ROOT)),
         ]
         print("demo: $ cognito-batch " + " ".join(command[3:]), flush=True)
         code = subprocess.call(command, env=env, cwd=ROOT)
@@ -69,6 +73,8 @@ def main() -> int:
     if code == EXPECTED_EXIT:
         print("demo: the job exited 1, as it must: the sample input holds deliberately bad rows "
               "(see the report); the demo itself succeeded")  # fmt: skip
+        print(f"demo: open the run's one-file HTML report: {HTML.as_uri()}  (or: cognito-batch "
+              f"report {HTML.relative_to(ROOT).with_suffix('.csv')})")  # fmt: skip
         return 0
     print(f"demo: unexpected exit code {code} from the job")
     return code or 3

@@ -44,6 +44,7 @@ from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.timeline import Reading, Recorder, open_timeline, timeline_path
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -98,6 +99,7 @@ class Job:
         self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
         self.runner: Runner | None = None
         self.journal: Journal | None = None
+        self.quota = 0.0  # the enforced UserUpdate calls/s, when known (0: unknown)
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -222,6 +224,10 @@ class Job:
     def run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
+        if config.html and not config.dry_run:  # before any call: a missing extra costs nothing
+            from batch.html_report import require_matplotlib
+
+            require_matplotlib()
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_column(lambda: iter_column(self.source, config.username_column))
@@ -274,13 +280,20 @@ class Job:
         config = self.config
         controller = self._controller()
         report.parent.mkdir(parents=True, exist_ok=True)
+        tpath = timeline_path(report)
+        timeline = open_timeline(tpath, header.as_record(), rows=plan.rows,
+                                 resume=not config.fresh and jpath.exists())  # fmt: skip
         writer = open_report(report)
         self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
         total = plan.rows
-        progress = Progress(
-            total, quiet=config.quiet, stream=self.stream,
-            extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
-        )  # fmt: skip
+
+        def live() -> dict[str, float]:
+            # Carried rows are shown before the runner exists (a resume on a terminal).
+            stats = self.runner.stats if self.runner is not None else None
+            return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
+                    "calls": stats.calls if stats else 0, "quota": self.quota}  # fmt: skip
+
+        progress = Progress(total, quiet=config.quiet, stream=self.stream, extra=live)
         lock = threading.Lock()
         hint = KeyHint(config.key)
 
@@ -310,7 +323,13 @@ class Job:
             on_result=on_result,
             resolve=self.resolver,
             stop=self.stop_event,
+            on_call=timeline.record_call,
         )  # fmt: skip
+        recorder = Recorder(timeline, lambda: Reading(
+            sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
+            rate=controller.rate, in_flight=runner.stats.in_flight,
+            statuses=dict(progress.counters.by_status)), tpath)  # fmt: skip
+        recorder.start(resumed_rows=len(carried))
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
         try:
@@ -322,6 +341,7 @@ class Job:
             if not stopped:
                 journal.complete()
             journal.close()
+            recorder.close(complete=not stopped)
         if report.suffix.lower() == ".parquet":
             final = read_journal(jpath)
             assert final is not None
@@ -356,16 +376,29 @@ class Job:
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
+            "timeline": str(tpath),
         }
         if hint.text():
             summary["hint"] = hint.text()
+        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+                         signal_code=self.signals.code)  # fmt: skip
+        summary["exit_code"] = code
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
         if hint.text():  # said even with --quiet: like a warning, it may save the next run
             self.stream.write(f"cognito-batch: hint: {hint.text()}\n")
-        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
-                         signal_code=self.signals.code)  # fmt: skip
+        if config.html:
+            from batch.html_report import write_html
+
+            try:  # the run is done and recorded: a page that cannot be drawn changes nothing
+                html = write_html(report, Path(config.html))
+            except Exception as exc:  # noqa: BLE001 - reported on one line, not raised
+                self.stream.write(f"cognito-batch: warning: no HTML report ({exc}); "
+                                  f"try: cognito-batch report {report} --html {config.html}\n")
+            else:
+                if not config.quiet:
+                    self.stream.write(f"  html report: {html}\n")
         return JobResult(code, summary, report)
 
     def _controller(self) -> RateController:

@@ -1,11 +1,18 @@
-"""Progress: a tqdm bar on a terminal; plain periodic lines elsewhere (cron, CI, log files)."""
+"""Progress: a tqdm bar on a terminal; plain periodic lines elsewhere (cron, CI, log files).
+
+Both show when the run will end as a local wall-clock time (who reads a progress line at
+night wants "done by 03:40", not "12,800 s"), and, when the enforced quota is known (the
+``quota`` extra), the share of it the job's calls are taking over the last ten seconds.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from typing import TextIO
 
 from batch.models import Counters, RowResult, Status
@@ -25,6 +32,7 @@ class Progress:
         quiet: bool = False,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.total = total
         self.counters = Counters()
@@ -33,7 +41,9 @@ class Progress:
         self._quiet = quiet
         self._interval = interval
         self._clock = clock
+        self._wall = wall
         self._start = clock()
+        self._calls: deque[tuple[float, float]] = deque([(self._start, 0.0)])  # (time, calls)
         self._last_line = self._start
         self._lock = threading.Lock()
         self._done = 0
@@ -60,26 +70,63 @@ class Progress:
 
     def _postfix(self) -> dict[str, object]:
         extra = self._extra()
+        now = self._clock()
         failed = self.counters.by_status.get(Status.FAILED.value, 0)
-        return {
+        postfix: dict[str, object] = {
             "failed": failed,
             "throttled": int(extra.get("throttles", 0)),
             "rate": f"{extra.get('rate', 0):.1f}/s",
         }
+        share = self._quota_share(now, extra)
+        if share:
+            postfix["quota"] = share
+        finish = self._finish(now)
+        if finish:
+            postfix["done"] = finish
+        return postfix
+
+    def _finish(self, now: float) -> str:
+        """The expected end as a local time ("03:40", or "Tue 03:40" beyond a day)."""
+        elapsed = now - self._start
+        left = max(self.total - self._done, 0)
+        if self._done == 0 or elapsed <= 0:
+            return ""
+        seconds = left / (self._done / elapsed)
+        end = datetime.fromtimestamp(self._wall() + seconds)
+        return end.strftime("%a %H:%M" if seconds >= 20 * 3600 else "%H:%M")
+
+    def _quota_share(self, now: float, extra: dict[str, float]) -> str:
+        """The job's calls per second over the last ten seconds, as a share of the quota."""
+        quota = extra.get("quota") or 0.0
+        if "calls" not in extra:
+            return ""
+        self._calls.append((now, extra["calls"]))
+        while len(self._calls) > 2 and now - self._calls[1][0] >= 10.0:
+            self._calls.popleft()
+        first_t, first_calls = self._calls[0]
+        if quota <= 0 or now - first_t <= 0:
+            return ""
+        return f"{100.0 * (extra['calls'] - first_calls) / (now - first_t) / quota:.0f}%"
 
     def line(self, now: float) -> str:
         elapsed = max(now - self._start, 1e-9)
         speed = self._done / elapsed
         left = max(self.total - self._done, 0)
         eta = f"{left / speed:.0f}s" if speed > 0 else "?"
+        finish = self._finish(now)
+        if finish:
+            eta += f" (done ~{finish})"
         extra = self._extra()
+        share = self._quota_share(now, extra)
         pct = 100.0 * self._done / self.total if self.total else 100.0
         failed = self.counters.by_status.get(Status.FAILED.value, 0)
         invalid = self.counters.by_status.get(Status.INVALID.value, 0)
         return (
             f"progress: {self._done}/{self.total} rows ({pct:.0f}%), {speed:.1f} rows/s, "
             f"failed {failed}, invalid {invalid}, throttled {int(extra.get('throttles', 0))}, "
-            f"rate {extra.get('rate', 0):.1f}/s, eta {eta}"
+            f"rate {extra.get('rate', 0):.1f}/s"
+            + (f" ({share} of the {extra['quota']:g}/s quota)" if share else "")
+            + f", eta {eta}"
         )
 
     def close(self) -> None:

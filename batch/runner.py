@@ -95,8 +95,10 @@ class Runner:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         stop: threading.Event | None = None,
+        on_call: Callable[[float], None] | None = None,
     ) -> None:
         self.writer = writer
+        self._on_call = on_call  # each accepted call's seconds (the timeline's latency)
         self.settings = settings
         self.controller = controller
         self._on_result = on_result
@@ -302,6 +304,8 @@ class Runner:
         self.pacer.set_rate(self.controller.rate)
         with self._lock:
             self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+        if self._on_call is not None:
+            self._on_call(now - sent)
 
     def _send(self, update: UserUpdate, kind: str) -> None:
         """The one HTTP call; however it ends, the concurrency climber counts it."""
