@@ -129,6 +129,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             print(f"endpoint_url={emulator.endpoint_url}")
             if pool_id:
                 print(f"user_pool_id={pool_id}")
+            print(f"s3_endpoint_url={emulator.s3_endpoint_url}")
             sys.stdout.flush()
             stop.wait()
     except (OSError, ValueError, EmulatorError) as exc:
