@@ -56,6 +56,7 @@ class JobConfig:
     schema_check: bool = True
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
+    log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.logs)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -122,9 +123,13 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise UsageError(f"job file {p}: unknown setting {unknown[0]!r}")
     for name in ("input", "report"):
-        if isinstance(data.get(name), str) and data[name]:
+        if isinstance(data.get(name), str) and data[name] and not _is_s3(data[name]):
             data[name] = os.path.normpath(p.parent / data[name])
     return data
+
+
+def _is_s3(text: str) -> bool:
+    return text[:5].lower() == "s3://"
 
 
 def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
@@ -184,6 +189,8 @@ def validate(config: JobConfig) -> JobConfig:
         raise UsageError("--on-duplicate must be 'invalid' or 'last'")
     if config.key not in ("username", "email", "phone_number", "sub"):
         raise UsageError("--key must be username, email, phone_number or sub")
+    if config.log_format not in ("text", "json"):
+        raise UsageError("--log-format must be text or json")
     if config.format and config.format not in ("csv", "parquet"):
         raise UsageError("--format must be csv or parquet")
     for name, value in config.client_metadata.items():

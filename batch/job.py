@@ -9,6 +9,7 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import threading
 import time
@@ -18,10 +19,12 @@ from typing import Any
 
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
+from batch.datasets import dataset_parts
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.logs import EventLog, version
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
@@ -43,6 +46,7 @@ from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.storage import input_identity
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -66,10 +70,12 @@ class Job:
     ) -> None:
         self.config = config
         self.stream = stream or sys.stderr
+        self.log = EventLog(self.stream, format=config.log_format)
         self.confirm = confirm
         self.handle_signals = handle_signals
         self.source: InputSource = open_input(
-            config.input, format=config.format or None, delimiter=config.delimiter
+            config.input, format=config.format or None, delimiter=config.delimiter,
+            profile=config.profile or None,
         )
         self.header = read_header(self.source)
         self.mapping = ColumnMapping(
@@ -94,7 +100,8 @@ class Job:
         self.resolver: Resolver | None = None
         self.lookup_mode = ""
         self.stop_event = threading.Event()
-        self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
+        self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync,
+                                  say=self._say if self.log.json else None)  # fmt: skip
         self.runner: Runner | None = None
         self.journal: Journal | None = None
 
@@ -146,8 +153,9 @@ class Job:
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
             snapshot = PoolSnapshot(config.report_path().parent)
             if not config.quiet:
-                self.stream.write(f"cognito-batch: reading the pool's users (ListUsers at "
-                                  f"{config.list_rate:g}/s) to compare...\n")  # fmt: skip
+                self.log.emit("read_users", f"cognito-batch: reading the pool's users "
+                              f"(ListUsers at {config.list_rate:g}/s) to compare...",
+                              mode="snapshot", list_rate=config.list_rate)  # fmt: skip
             try:
                 snapshot.fill(self.gateway, config.user_pool_id, key=config.key, wanted=scan,
                               attributes=set(self.columns.values()), paced=paced)  # fmt: skip
@@ -221,13 +229,18 @@ class Job:
     def run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
+        if not config.quiet:
+            self.log.emit("start", version=version(), input=self.source.name,
+                          report=str(config.report_path()), pool_id=config.user_pool_id,
+                          region=self.gateway.region, dry_run=config.dry_run,
+                          rate=config.rate, workers=config.workers)  # fmt: skip
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_column(lambda: iter_column(self.source, config.username_column))
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
-        header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
+        header = JournalHeader(input_identity(self.source), config.fingerprint())
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, frozenset(carried))
@@ -237,14 +250,21 @@ class Job:
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
+        if not config.quiet and not config.dry_run:
+            self._log_plan(plan)
         if config.dry_run:
             if self.needs_lookup:
                 self.open_lookup(scan, self.stop_event)
             try:
-                return dry_run(
+                result = dry_run(
                     self.items(scan, frozenset(), self.planner()), plan, report,
-                    resolve=self.resolver, schema=self.schema, stream=self.stream,
+                    resolve=self.resolver, schema=self.schema,
+                    stream=io.StringIO() if self.log.json else self.stream,
                 )  # fmt: skip
+                if self.log.json and not config.quiet:
+                    self._log_plan(plan)
+                    self.log.summary(result.summary, None, exit_code=result.exit_code)
+                return result
             finally:
                 if self.lookup is not None:
                     self.lookup.close()
@@ -277,7 +297,7 @@ class Job:
         self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
         total = plan.rows
         progress = Progress(
-            total, quiet=config.quiet, stream=self.stream,
+            total, quiet=config.quiet, stream=self.stream, log=self.log,
             extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
         )  # fmt: skip
         lock = threading.Lock()
@@ -344,8 +364,9 @@ class Job:
             "stopped": runner.stop_reason,
             "report": str(report),
             "journal": str(jpath),
-            "input": str(self.source.path.resolve()),
+            "input": self.source.uri or str(self.source.path.resolve()),
             "input_sha256": header.input_sha256,
+            "input_parts": dataset_parts(self.source),
             "settings": config.public(),
             "resumed_rows": len(carried),
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
@@ -353,10 +374,10 @@ class Job:
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }
         write_summary(report, summary)
-        if not config.quiet:
-            self.stream.write(format_summary(summary) + "\n")
         code = exit_code(summary["counts"], fatal=runner.fatal is not None,
                          signal_code=self.signals.code)  # fmt: skip
+        if not config.quiet:
+            self.log.summary(summary, format_summary(summary), exit_code=code)
         return JobResult(code, summary, report)
 
     def _controller(self) -> RateController:
@@ -376,6 +397,16 @@ class Job:
         if self.runner is not None:
             self.runner.stop(reason)
         self.stop_event.set()
+
+    def _say(self, text: str) -> None:
+        self.log.warning(text.strip().removeprefix("cognito-batch: "), signal=True)
+
+    def _log_plan(self, plan: PlanSummary) -> None:
+        self.log.emit("plan", rows=plan.rows, to_apply=plan.to_apply, resumed=plan.resumed,
+                      counts=plan.by_status, attributes=plan.attributes, messages=plan.messages,
+                      pending_verification=plan.pending_verification,
+                      estimated_seconds=round(plan.estimated_seconds, 1), rate=plan.rate,
+                      counted=bool(plan.by_status), upper_bound=plan.upper_bound)  # fmt: skip
 
     def _sync(self) -> None:
         if self.journal is not None:
