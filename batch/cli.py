@@ -8,15 +8,19 @@ Exit codes: 0 every row updated or unchanged; 1 some rows invalid, failed or ski
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from batch.config import build_config, parse_pairs
 from batch.errors import BatchError
 from batch.exit_codes import EXIT_FATAL, EXIT_SIGINT
 from batch.job import Job, needs_confirmation
+from batch.logs import LOG_FORMATS, EventLog, route_logging, version
 from batch.plan_summary import PlanSummary
 
 
@@ -106,6 +110,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--profile")
     add("--endpoint-url", dest="endpoint_url")
     add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS,
+        help="stderr as text lines (default) or one JSON object per line")  # fmt: skip
     add(
         "--quiet",
         "-q",
@@ -121,6 +127,7 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
         prog="cognito-batch",
         description="Bulk, throttled, resumable attribute updates for Amazon Cognito user pools.",
     )
+    parser.add_argument("--version", action="version", version=f"cognito-batch {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="apply a file of attribute updates to a user pool")
     _run_options(run)
@@ -143,7 +150,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_attempts",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
-            "profile", "endpoint_url", "quiet")  # fmt: skip
+            "profile", "endpoint_url", "quiet", "log_format")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(args.client_metadata, what="--client-metadata")
     if args.yes:
@@ -151,8 +158,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _ask(plan: PlanSummary) -> bool:
-    sys.stderr.write(plan.describe() + "\n")
+def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
+    if log is None or not log.json:  # in JSON mode the job's plan event has said it
+        sys.stderr.write(plan.describe() + "\n")
     if not sys.stdin.isatty():
         raise BatchError(
             "refusing to write to a real user pool without confirmation: "
@@ -164,12 +172,47 @@ def _ask(plan: PlanSummary) -> bool:
     return answer in ("y", "yes")
 
 
+def _log_format(argv: Sequence[str]) -> str:
+    """The --log-format asked for, read before parsing so a usage error obeys it too."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--log-format="):
+            value = arg.partition("=")[2]
+        elif arg == "--log-format" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        return value if value in LOG_FORMATS else "text"
+    return "text"
+
+
+@contextlib.contextmanager
+def _usage_errors(log: EventLog) -> Iterator[None]:
+    """argparse writes its usage error itself; in JSON mode catch it and say it as an event."""
+    if not log.json:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exc:
+        lines = captured.getvalue().strip().splitlines()
+        if exc.code not in (0, None):
+            log.error(lines[-1] if lines else "bad usage", exit_code=EXIT_FATAL, kind="UsageError")
+        elif lines:
+            sys.stdout.write(captured.getvalue())
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="cognito-batch: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(with_emulator="emulator" in argv or "-h" in argv or "--help" in argv)
+    log = EventLog(sys.stderr, format=_log_format(argv))
+    route_logging(log)
     try:
-        args = parser.parse_args(argv)
+        with _usage_errors(log):
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else EXIT_FATAL
     if args.command == "emulator":
@@ -189,14 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = retry_config(args.from_report, args.job, _overrides(args))
         else:
             config = build_config(args.job, _overrides(args))
-        confirm = _ask if needs_confirmation(config) else None
+        confirm = functools.partial(_ask, log=log) if needs_confirmation(config) else None
         job = Job(config, confirm=confirm, handle_signals=True)
         return job.run().exit_code
     except BatchError as exc:
-        sys.stderr.write(f"cognito-batch: error: {exc}\n")
+        log.error(str(exc), exit_code=EXIT_FATAL, kind=type(exc).__name__)
         return EXIT_FATAL
     except KeyboardInterrupt:
-        sys.stderr.write("cognito-batch: interrupted\n")
+        log.warning("interrupted", exit_code=EXIT_SIGINT)
         return EXIT_SIGINT
     except BrokenPipeError:
         return EXIT_FATAL

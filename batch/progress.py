@@ -6,10 +6,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
+from batch.logs import EventLog
 from batch.models import Counters, RowResult, Status
 
+JSON_INTERVAL = 5.0  # seconds between progress events in JSON mode
 Extra = Callable[[], dict[str, float]]
 
 
@@ -25,6 +27,7 @@ class Progress:
         quiet: bool = False,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        log: EventLog | None = None,
     ) -> None:
         self.total = total
         self.counters = Counters()
@@ -38,7 +41,10 @@ class Progress:
         self._lock = threading.Lock()
         self._done = 0
         self._bar = None
-        if not quiet and self._stream.isatty():
+        self._log = log
+        if log is not None and log.json:
+            self._interval = min(interval, JSON_INTERVAL)
+        if not quiet and self._stream.isatty() and (log is None or not log.json):
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
@@ -55,6 +61,9 @@ class Progress:
             now = self._clock()
             if not self._quiet and now - self._last_line >= self._interval:
                 self._last_line = now
+                if self._log is not None:
+                    self._log.emit("progress", self.line(now), **self.fields(now))
+                    return
                 self._stream.write(self.line(now) + "\n")
                 self._stream.flush()
 
@@ -81,6 +90,21 @@ class Progress:
             f"failed {failed}, invalid {invalid}, throttled {int(extra.get('throttles', 0))}, "
             f"rate {extra.get('rate', 0):.1f}/s, eta {eta}"
         )
+
+    def fields(self, now: float) -> dict[str, Any]:
+        """The progress line as a ``progress`` event's fields (batch.logs)."""
+        elapsed = max(now - self._start, 1e-9)
+        speed = self._done / elapsed
+        left = max(self.total - self._done, 0)
+        extra = self._extra()
+        return {
+            "done": self._done, "total": self.total,
+            "percent": round(100.0 * self._done / self.total, 1) if self.total else 100.0,
+            "rows_per_s": round(speed, 2), "elapsed_s": round(elapsed, 1),
+            "eta_s": round(left / speed, 1) if speed > 0 else None,
+            "counts": dict(self.counters.by_status),
+            "throttles": int(extra.get("throttles", 0)), "rate": round(extra.get("rate", 0), 2),
+        }  # fmt: skip
 
     def close(self) -> None:
         with self._lock:
