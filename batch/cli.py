@@ -14,6 +14,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from batch.config import build_config, parse_pairs
@@ -110,6 +111,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--profile")
     add("--endpoint-url", dest="endpoint_url")
     add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
+    add("--shard", help="K/N: only the rows whose user key hashes to shard K of N (from 0); "
+        "auto or auto/N: K (and N) from AWS_BATCH_JOB_ARRAY_INDEX/_SIZE or JOB_COMPLETION_INDEX")
     add("--log-format", dest="log_format", choices=LOG_FORMATS,
         help="stderr as text lines (default) or one JSON object per line")  # fmt: skip
     add(
@@ -134,6 +137,11 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="rerun the failed and skipped rows of an earlier report")
     retry.add_argument("from_report", metavar="REPORT")
     _run_options(retry)
+    merge = sub.add_parser("merge", help="assemble one report and summary from a run's shards")
+    merge.add_argument("report", metavar="REPORT_OR_FOLDER",
+                       help="the --report the shards were given, or the folder holding them")
+    merge.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS)
+    merge.add_argument("--quiet", "-q", action="store_true")
     emulator = sub.add_parser("emulator", help="run the local Cognito emulator (no AWS account)")
     if not with_emulator:  # its options are only needed to run it (and it imports moto)
         return parser
@@ -150,7 +158,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_attempts",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
-            "profile", "endpoint_url", "quiet", "log_format")  # fmt: skip
+            "profile", "endpoint_url", "quiet", "log_format", "shard")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(args.client_metadata, what="--client-metadata")
     if args.yes:
@@ -170,6 +178,16 @@ def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")
+
+
+def _merge(args: argparse.Namespace, log: EventLog) -> int:
+    from batch.merge import merge
+    from batch.report import format_summary
+
+    code, summary, _ = merge(Path(args.report))
+    if not args.quiet:
+        log.summary(summary, format_summary(summary), exit_code=code, shards=summary["shards"])
+    return code
 
 
 def _log_format(argv: Sequence[str]) -> str:
@@ -226,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FATAL
         return run_from_args(args)
     try:
+        if args.command == "merge":
+            return _merge(args, log)
         if args.command == "retry":
             from batch.retry import retry_config
 

@@ -57,6 +57,7 @@ class JobConfig:
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
     log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.logs)
+    shard: str = ""  # K/N, auto or auto/N (batch.shard); validated to K/N
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -90,6 +91,8 @@ class JobConfig:
             "rows",
         )
         data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
+        if self.shard:  # only when set: journals written before shards existed still resume
+            data["shard"] = self.shard
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def public(self) -> dict[str, Any]:
@@ -198,6 +201,10 @@ def validate(config: JobConfig) -> JobConfig:
             raise UsageError("client metadata keys and values must be 1 to 256 characters")
     if config.key != "username" and config.username_column == "username":
         config = replace(config, username_column=config.key)
+    if config.shard:
+        from batch.shard import share_of
+
+        config = share_of(config)
     return config
 
 

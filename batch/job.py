@@ -42,8 +42,9 @@ from batch.reader import InputSource, iter_column, iter_rows, open_input, read_h
 from batch.report import format_summary, open_report, write_parquet, write_summary
 from batch.retrying import Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
-from batch.scan import KeyScan, scan_column
+from batch.scan import KeyScan
 from batch.schema import PoolSchema
+from batch.shard import Shard, scan_shard
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 from batch.storage import input_identity
@@ -71,6 +72,7 @@ class Job:
         self.config = config
         self.stream = stream or sys.stderr
         self.log = EventLog(self.stream, format=config.log_format)
+        self.shard = Shard.parse(config.shard) if config.shard else None
         self.confirm = confirm
         self.handle_signals = handle_signals
         self.source: InputSource = open_input(
@@ -183,8 +185,10 @@ class Job:
                 continue
             if row.row in done:
                 continue
-            item = planner.plan(row)
             key = row.values.get(self.config.username_column, "")
+            if self.shard is not None and not self.shard.owns(key):
+                continue  # another shard's row: not in this shard's report at all
+            item = planner.plan(row)
             dup = scan.duplicate(key) if key else None
             if dup is not None and not (
                 isinstance(item, RowResult) and item.status == Status.INVALID
@@ -233,10 +237,11 @@ class Job:
             self.log.emit("start", version=version(), input=self.source.name,
                           report=str(config.report_path()), pool_id=config.user_pool_id,
                           region=self.gateway.region, dry_run=config.dry_run,
-                          rate=config.rate, workers=config.workers)  # fmt: skip
+                          rate=config.rate, workers=config.workers,
+                          shard=config.shard or None)  # fmt: skip
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        scan = scan_column(lambda: iter_column(self.source, config.username_column))
+        scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
@@ -367,6 +372,7 @@ class Job:
             "input": self.source.uri or str(self.source.path.resolve()),
             "input_sha256": header.input_sha256,
             "input_parts": dataset_parts(self.source),
+            "shard": config.shard or None,
             "settings": config.public(),
             "resumed_rows": len(carried),
             "read_calls": self.lookup.reads if self.lookup is not None else 0,

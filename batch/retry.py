@@ -69,7 +69,8 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
-    for name in ("dry_run", "fresh", "report", "input", "rows"):
+    # A shard's retry reruns that shard's failed rows itself (its rates are already divided).
+    for name in ("dry_run", "fresh", "report", "input", "rows", "shard"):
         settings.pop(name, None)
     data = {**settings, "input": input_path, "rows": rows,
             "report": str(next_report_path(path))}  # fmt: skip
