@@ -125,6 +125,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             if args.ready_file:
                 _write_atomically(Path(args.ready_file), {
                     "endpoint_url": emulator.endpoint_url, "user_pool_id": pool_id,
+                    "s3_endpoint_url": emulator.s3_endpoint_url,
                 })  # fmt: skip
             print(f"endpoint_url={emulator.endpoint_url}")
             if pool_id:
