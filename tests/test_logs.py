@@ -155,3 +155,43 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     # THEN the installed package's version is printed
     assert code == 0
     assert capsys.readouterr().out.strip() == f"cognito-batch {metadata.version('cognito-batch')}"
+
+
+def test_sigterm_on_an_s3_input_is_told_in_json(
+    emulator: Any, make_pool: Any, make_bucket: Any, s3_client: Any, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # GIVEN a run in its own process over an S3 CSV, logging JSON
+    n = 300
+    pool = make_pool(users=[{"username": f"k{i:04d}"} for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
+    bucket = make_bucket()
+    body = "username,tier\n" + "".join(f"k{i:04d},t{i % 7}\n" for i in range(1, n + 1))
+    s3_client.put_object(Bucket=bucket, Key="in.csv", Body=body.encode())
+    report = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch", "run", f"s3://{bucket}/in.csv", "--user-pool-id", pool,
+         "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--rate", "100",
+         "--yes", "--log-format", "json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    journal = Path(str(report) + ".journal")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 30:
+            break
+        time.sleep(0.01)
+    # WHEN the scheduler sends SIGTERM
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    # THEN exit 143, and the stop is told in JSON lines like everything else
+    assert proc.returncode == 143, err
+    records = json_lines(err.decode())
+    signals = [r for r in records if r["event"] == "warning" and r.get("signal")]
+    assert len(signals) == 1 and "SIGTERM" in signals[0]["message"]
+    assert records[-1]["event"] == "summary" and records[-1]["exit_code"] == 143
+    assert records[-1]["stopped"] == "interrupted by SIGTERM"

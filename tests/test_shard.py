@@ -152,3 +152,25 @@ def test_merge_refuses_a_missing_shard(
     err = capsys.readouterr().err.strip()
     assert code == 2 and "shard 1 of 3" in err and len(err.splitlines()) == 1
     assert not report.exists()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_merge_keeps_the_report_format(
+    make_pool: Any, emulator: Any, tmp_path: Path, suffix: str
+) -> None:
+    # GIVEN two shards of a run reporting JSONL or Parquet
+    pool = make_pool(users=[{"username": f"u{i}"} for i in range(1, 13)])
+    source = write_rows(tmp_path / "in.csv", [{"username": f"u{i}", "tier": "a"}
+                                              for i in range(1, 13)])  # fmt: skip
+    report = tmp_path / f"run{suffix}"
+    for k in (0, 1):
+        assert main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                     emulator.endpoint_url, "--report", str(report), "--shard", f"{k}/2",
+                     "--yes", "--quiet"]) == 0  # fmt: skip
+    # WHEN they are merged
+    code = main(["merge", str(report), "--quiet"])
+    # THEN the merged report is in the same format and holds every row once
+    from batch.merge import read_results
+
+    rows = sorted(r.row for r in read_results(report))
+    assert code == 0 and rows == list(range(1, 13))
