@@ -31,8 +31,10 @@ from batch.shard import SHARD_NAME
 _SUMMED = ("calls", "throttles", "faults", "resumed_rows", "read_calls")
 _PER_SHARD = ("rows", "counts", "calls", "throttles", "duration_s", "achieved_rate",
               "rate_final", "stopped", "report")  # fmt: skip
-# Settings that differ between shards by design.
-_OWN = ("shard", "report", "rate", "max_rate", "list_rate", "get_rate")
+# The settings that change what a run writes (JobConfig.fingerprint's): shards must agree on
+# them; how fast, how loud or with which profile each ran may differ.
+_SAME = ("user_pool_id", "username_column", "key", "columns", "exclude", "empty",
+         "on_duplicate", "mark_verified", "skip_unchanged", "format", "delimiter")  # fmt: skip
 
 
 def find_shards(target: Path) -> tuple[Path, list[Path]]:
@@ -158,11 +160,11 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
 
 def _check_same_run(shards: list[Path], summaries: list[dict[str, Any]]) -> None:
     first = summaries[0]
-    base = {k: v for k, v in first.get("settings", {}).items() if k not in _OWN}
+    base = {k: first.get("settings", {}).get(k) for k in _SAME}
     for path, summary in zip(shards[1:], summaries[1:], strict=True):
         if summary.get("input_sha256") != first.get("input_sha256"):
             raise UsageError(f"{path}: this shard ran over a different input than {shards[0]}")
-        own = {k: v for k, v in summary.get("settings", {}).items() if k not in _OWN}
+        own = {k: summary.get("settings", {}).get(k) for k in _SAME}
         if own != base:
             diff = sorted(k for k in set(own) | set(base) if own.get(k) != base.get(k))
             raise UsageError(f"{path}: this shard ran with different settings ({diff[0]})")

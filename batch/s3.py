@@ -130,7 +130,11 @@ class S3Gateway:
             params["VersionId"] = meta.version_id
         elif meta.etag:
             params["IfMatch"] = meta.etag
-        answer = self._call(uri, "get_object", **params)
+        try:
+            answer = self._call(uri, "get_object", **params)
+        except PreconditionFailed:
+            raise PreconditionFailed("the object was replaced while this run was reading it",
+                                     uri=uri, code="PreconditionFailed") from None  # fmt: skip
         try:
             data: bytes = answer["Body"].read()
         except Exception as exc:  # noqa: BLE001 - a connection dropped mid-body

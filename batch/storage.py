@@ -302,6 +302,9 @@ def storage_for(location: Location, *, profile: str | None = None) -> Storage:
 
 class HasParts(Protocol):
     @property
+    def path(self) -> Path: ...
+
+    @property
     def parts(self) -> tuple[ObjectInfo, ...]: ...
 
     @property
@@ -324,6 +327,8 @@ def input_identity(source: HasParts) -> str:
     relative name, size, ETag and VersionId (local parts: their SHA-256 instead of the ETag);
     S3 gives the ETag without a read, so a 50 GB dataset is identified in one listing."""
     parts = source.parts
+    if not parts:  # a source made by hand around a local file
+        return file_sha256(source.path)
     if not source.dataset and len(parts) == 1 and not parts[0].location.is_s3:
         return file_sha256(parts[0].location.path)
     return parts_identity(parts)

@@ -174,3 +174,20 @@ def test_merge_keeps_the_report_format(
 
     rows = sorted(r.row for r in read_results(report))
     assert code == 0 and rows == list(range(1, 13))
+
+
+def test_merge_checks_the_shards_ran_one_run() -> None:
+    from batch.merge import _check_same_run
+
+    # GIVEN shard summaries that agree on what is written but not on how loud or fast
+    def summary(**settings: Any) -> dict[str, Any]:
+        base = {"user_pool_id": "p", "key": "username", "log_format": "text", "rate": "10"}
+        return {"input_sha256": "abc", "settings": {**base, **settings}}
+
+    paths = [Path("r.shard-0-of-2.csv"), Path("r.shard-1-of-2.csv")]
+    # WHEN / THEN speed and log format may differ; the pool, the key or the input may not
+    _check_same_run(paths, [summary(), summary(log_format="json", rate="5")])
+    with pytest.raises(UsageError, match="different settings"):
+        _check_same_run(paths, [summary(), summary(key="email")])
+    with pytest.raises(UsageError, match="different input"):
+        _check_same_run(paths, [summary(), {**summary(), "input_sha256": "def"}])
