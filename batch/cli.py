@@ -8,15 +8,20 @@ Exit codes: 0 every row updated or unchanged; 1 some rows invalid, failed or ski
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from batch.config import build_config, parse_pairs
 from batch.errors import BatchError
 from batch.exit_codes import EXIT_FATAL, EXIT_SIGINT
 from batch.job import Job, needs_confirmation
+from batch.logs import LOG_FORMATS, EventLog, route_logging, version
 from batch.plan_summary import PlanSummary
 
 
@@ -115,6 +120,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--profile")
     add("--endpoint-url", dest="endpoint_url")
     add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
+    add("--shard", help="K/N: only the rows whose user key hashes to shard K of N (from 0); "
+        "auto or auto/N: K (and N) from AWS_BATCH_JOB_ARRAY_INDEX/_SIZE or JOB_COMPLETION_INDEX")
+    add("--log-format", dest="log_format", choices=LOG_FORMATS,
+        help="stderr as text lines (default) or one JSON object per line")  # fmt: skip
     add(
         "--quiet",
         "-q",
@@ -130,6 +139,7 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
         prog="cognito-batch",
         description="Bulk, throttled, resumable attribute updates for Amazon Cognito user pools.",
     )
+    parser.add_argument("--version", action="version", version=f"cognito-batch {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="apply a file of attribute updates to a user pool")
     _run_options(run)
@@ -139,6 +149,11 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
     view = sub.add_parser("report", help="show a run: its summary, or --html for a one-file page")
     view.add_argument("view_report", metavar="REPORT", help="the run's report (.csv/.jsonl/...)")
     view.add_argument("--html", help="write a self-contained HTML page here")
+    merge = sub.add_parser("merge", help="assemble one report and summary from a run's shards")
+    merge.add_argument("report", metavar="REPORT_OR_FOLDER",
+                       help="the --report the shards were given, or the folder holding them")
+    merge.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS)
+    merge.add_argument("--quiet", "-q", action="store_true")
     emulator = sub.add_parser("emulator", help="run the local Cognito emulator (no AWS account)")
     if not with_emulator:  # its options are only needed to run it (and it imports moto)
         return parser
@@ -155,7 +170,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_attempts", "give_up_after",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
-            "profile", "endpoint_url", "quiet", "html")  # fmt: skip
+            "profile", "endpoint_url", "quiet", "html", "log_format", "shard")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(args.client_metadata, what="--client-metadata")
     if args.yes:
@@ -163,8 +178,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _ask(plan: PlanSummary) -> bool:
-    sys.stderr.write(plan.describe() + "\n")
+def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
+    if log is None or not log.json:  # in JSON mode the job's plan event has said it
+        sys.stderr.write(plan.describe() + "\n")
     if not sys.stdin.isatty():
         raise BatchError(
             "refusing to write to a real user pool without confirmation: "
@@ -176,12 +192,57 @@ def _ask(plan: PlanSummary) -> bool:
     return answer in ("y", "yes")
 
 
+def _merge(args: argparse.Namespace, log: EventLog) -> int:
+    from batch.merge import merge
+    from batch.report import format_summary
+
+    code, summary, _ = merge(Path(args.report))
+    if not args.quiet:
+        log.summary(summary, format_summary(summary), exit_code=code, shards=summary["shards"])
+    return code
+
+
+def _log_format(argv: Sequence[str]) -> str:
+    """The --log-format asked for, read before parsing so a usage error obeys it too."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--log-format="):
+            value = arg.partition("=")[2]
+        elif arg == "--log-format" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        return value if value in LOG_FORMATS else "text"
+    return "text"
+
+
+@contextlib.contextmanager
+def _usage_errors(log: EventLog) -> Iterator[None]:
+    """argparse writes its usage error itself; in JSON mode catch it and say it as an event."""
+    if not log.json:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as exc:
+        lines = captured.getvalue().strip().splitlines()
+        if exc.code not in (0, None):
+            log.error(lines[-1] if lines else "bad usage", exit_code=EXIT_FATAL, kind="UsageError")
+        elif lines:
+            sys.stdout.write(captured.getvalue())
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="cognito-batch: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(with_emulator="emulator" in argv or "-h" in argv or "--help" in argv)
+    log = EventLog(sys.stderr, format=_log_format(argv))
+    route_logging(log)
     try:
-        args = parser.parse_args(argv)
+        with _usage_errors(log):
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else EXIT_FATAL
     if args.command == "emulator":
@@ -199,20 +260,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from batch.html_report import report_command
 
             return report_command(args.view_report, html=args.html)
+        if args.command == "merge":
+            return _merge(args, log)
         if args.command == "retry":
             from batch.retry import retry_config
 
             config = retry_config(args.from_report, args.job, _overrides(args))
         else:
             config = build_config(args.job, _overrides(args))
-        confirm = _ask if needs_confirmation(config) else None
+        confirm = functools.partial(_ask, log=log) if needs_confirmation(config) else None
         job = Job(config, confirm=confirm, handle_signals=True)
         return job.run().exit_code
     except BatchError as exc:
-        sys.stderr.write(f"cognito-batch: error: {exc}\n")
+        log.error(str(exc), exit_code=EXIT_FATAL, kind=type(exc).__name__)
         return EXIT_FATAL
     except KeyboardInterrupt:
-        sys.stderr.write("cognito-batch: interrupted\n")
+        log.warning("interrupted", exit_code=EXIT_SIGINT)
         return EXIT_SIGINT
     except BrokenPipeError:
         return EXIT_FATAL

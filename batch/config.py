@@ -63,6 +63,8 @@ class JobConfig:
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
     give_up_after: float = 60.0  # seconds without a successful call while transport fails; 0: never
+    log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.logs)
+    shard: str = ""  # K/N, auto or auto/N (batch.shard); validated to K/N
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -96,6 +98,8 @@ class JobConfig:
             "rows",
         )
         data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
+        if self.shard:  # only when set: journals written before shards existed still resume
+            data["shard"] = self.shard
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def public(self) -> dict[str, Any]:
@@ -131,9 +135,13 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise UsageError(f"job file {p}: unknown setting {unknown[0]!r}")
     for name in ("input", "report", "html"):
-        if isinstance(data.get(name), str) and data[name]:
+        if isinstance(data.get(name), str) and data[name] and not _is_s3(data[name]):
             data[name] = os.path.normpath(p.parent / data[name])
     return data
+
+
+def _is_s3(text: str) -> bool:
+    return text[:5].lower() == "s3://"
 
 
 def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
@@ -291,6 +299,8 @@ def validate(config: JobConfig) -> JobConfig:
         raise UsageError("--on-duplicate must be 'invalid' or 'last'")
     if config.key not in ("username", "email", "phone_number", "sub"):
         raise UsageError("--key must be username, email, phone_number or sub")
+    if config.log_format not in ("text", "json"):
+        raise UsageError("--log-format must be text or json")
     if config.format and config.format not in ("csv", "parquet"):
         raise UsageError("--format must be csv or parquet")
     for name, value in config.client_metadata.items():
@@ -303,6 +313,10 @@ def validate(config: JobConfig) -> JobConfig:
                     config.rate)  # fmt: skip
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
+    if config.shard:
+        from batch.shard import share_of
+
+        config = share_of(config)
     return config
 
 

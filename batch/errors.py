@@ -4,6 +4,7 @@
     ├── UsageError            bad flags or job file                     -> exit 2
     ├── InputError            unreadable input: file, row, column named -> exit 2
     ├── ResumeError           a journal that does not match this run    -> exit 2
+    ├── StorageError          S3 (or a local file) refused: bucket, key, access -> exit 2
     └── CognitoError          an answer (or no answer) from Cognito, with its code
         ├── RetryableError    try the same call again, after a back-off
         │   ├── ThrottledError    TooManyRequestsException
@@ -84,6 +85,16 @@ class InputError(BatchError):
 
 class ResumeError(BatchError):
     """A journal exists that this run may not continue."""
+
+
+class StorageError(BatchError):
+    """An object or file could not be read or written (S3's code kept: ``NoSuchBucket``,
+    ``NoSuchKey``, ``AccessDenied``, ``PreconditionFailed`` ...). Raised by ``batch.s3``."""
+
+    def __init__(self, message: str, *, uri: str, code: str = "") -> None:
+        self.uri = uri
+        self.code = code
+        super().__init__(f"{uri}: {message}")
 
 
 class CognitoError(BatchError):

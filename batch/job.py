@@ -9,6 +9,7 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import threading
 import time
@@ -18,10 +19,12 @@ from typing import Any
 
 from batch.cognito import CognitoGateway, ConnectionSettings, identifies_as_emulator
 from batch.config import JobConfig
+from batch.datasets import dataset_parts
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.logs import EventLog, version
 from batch.messages import KeyHint
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
@@ -40,10 +43,12 @@ from batch.reader import InputSource, iter_column, iter_rows, open_input, read_h
 from batch.report import format_summary, open_report, write_parquet, write_summary
 from batch.retrying import Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
-from batch.scan import KeyScan, scan_column
+from batch.scan import KeyScan
 from batch.schema import PoolSchema
+from batch.shard import Shard, scan_shard
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.storage import input_identity
 from batch.timeline import Reading, Recorder, open_timeline, timeline_path
 
 __all__ = [
@@ -68,10 +73,13 @@ class Job:
     ) -> None:
         self.config = config
         self.stream = stream or sys.stderr
+        self.log = EventLog(self.stream, format=config.log_format)
+        self.shard = Shard.parse(config.shard) if config.shard else None
         self.confirm = confirm
         self.handle_signals = handle_signals
         self.source: InputSource = open_input(
-            config.input, format=config.format or None, delimiter=config.delimiter
+            config.input, format=config.format or None, delimiter=config.delimiter,
+            profile=config.profile or None,
         )
         self.header = read_header(self.source)
         self.mapping = ColumnMapping(
@@ -96,7 +104,8 @@ class Job:
         self.resolver: Resolver | None = None
         self.lookup_mode = ""
         self.stop_event = threading.Event()
-        self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
+        self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync,
+                                  say=self._say if self.log.json else None)  # fmt: skip
         self.runner: Runner | None = None
         self.journal: Journal | None = None
         self.quota = 0.0  # the enforced UserUpdate calls/s, when known (0: unknown)
@@ -149,8 +158,9 @@ class Job:
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
             snapshot = PoolSnapshot(config.report_path().parent)
             if not config.quiet:
-                self.stream.write(f"cognito-batch: reading the pool's users (ListUsers at "
-                                  f"{config.list_rate:g}/s) to compare...\n")  # fmt: skip
+                self.log.emit("read_users", f"cognito-batch: reading the pool's users "
+                              f"(ListUsers at {config.list_rate:g}/s) to compare...",
+                              mode="snapshot", list_rate=config.list_rate)  # fmt: skip
             try:
                 snapshot.fill(self.gateway, config.user_pool_id, key=config.key, wanted=scan,
                               attributes=set(self.columns.values()), paced=paced)  # fmt: skip
@@ -178,8 +188,10 @@ class Job:
                 continue
             if row.row in done:
                 continue
-            item = planner.plan(row)
             key = row.values.get(self.config.username_column, "")
+            if self.shard is not None and not self.shard.owns(key):
+                continue  # another shard's row: not in this shard's report at all
+            item = planner.plan(row)
             dup = scan.duplicate(key) if key else None
             if dup is not None and not (
                 isinstance(item, RowResult) and item.status == Status.INVALID
@@ -228,13 +240,19 @@ class Job:
             from batch.html_report import require_matplotlib
 
             require_matplotlib()
+        if not config.quiet:
+            self.log.emit("start", version=version(), input=self.source.name,
+                          report=str(config.report_path()), pool_id=config.user_pool_id,
+                          region=self.gateway.region, dry_run=config.dry_run,
+                          rate=config.rate, workers=config.workers,
+                          shard=config.shard or None)  # fmt: skip
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        scan = scan_column(lambda: iter_column(self.source, config.username_column))
+        scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
-        header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
+        header = JournalHeader(input_identity(self.source), config.fingerprint())
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, frozenset(carried))
@@ -244,14 +262,21 @@ class Job:
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
+        if not config.quiet and not config.dry_run:
+            self._log_plan(plan)
         if config.dry_run:
             if self.needs_lookup:
                 self.open_lookup(scan, self.stop_event)
             try:
-                return dry_run(
+                result = dry_run(
                     self.items(scan, frozenset(), self.planner()), plan, report,
-                    resolve=self.resolver, schema=self.schema, stream=self.stream,
+                    resolve=self.resolver, schema=self.schema,
+                    stream=io.StringIO() if self.log.json else self.stream,
                 )  # fmt: skip
+                if self.log.json and not config.quiet:
+                    self._log_plan(plan)
+                    self.log.summary(result.summary, None, exit_code=result.exit_code)
+                return result
             finally:
                 if self.lookup is not None:
                     self.lookup.close()
@@ -293,7 +318,8 @@ class Job:
             return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
                     "calls": stats.calls if stats else 0, "quota": self.quota}  # fmt: skip
 
-        progress = Progress(total, quiet=config.quiet, stream=self.stream, extra=live)
+        progress = Progress(total, quiet=config.quiet, stream=self.stream, log=self.log,
+                            extra=live)  # fmt: skip
         lock = threading.Lock()
         hint = KeyHint(config.key)
 
@@ -368,8 +394,10 @@ class Job:
             "stopped": runner.stop_reason,
             "report": str(report),
             "journal": str(jpath),
-            "input": str(self.source.path.resolve()),
+            "input": self.source.uri or str(self.source.path.resolve()),
             "input_sha256": header.input_sha256,
+            "input_parts": dataset_parts(self.source),
+            "shard": config.shard or None,
             "settings": config.public(),
             "client_metadata_keys": sorted(config.client_metadata),  # never its values
             "resumed_rows": len(carried),
@@ -385,20 +413,20 @@ class Job:
         summary["exit_code"] = code
         write_summary(report, summary)
         if not config.quiet:
-            self.stream.write(format_summary(summary) + "\n")
+            self.log.summary(summary, format_summary(summary), exit_code=code)
         if hint.text():  # said even with --quiet: like a warning, it may save the next run
-            self.stream.write(f"cognito-batch: hint: {hint.text()}\n")
+            self.log.warning(f"hint: {hint.text()}")
         if config.html:
             from batch.html_report import write_html
 
             try:  # the run is done and recorded: a page that cannot be drawn changes nothing
                 html = write_html(report, Path(config.html))
             except Exception as exc:  # noqa: BLE001 - reported on one line, not raised
-                self.stream.write(f"cognito-batch: warning: no HTML report ({exc}); "
-                                  f"try: cognito-batch report {report} --html {config.html}\n")
+                self.log.warning(f"warning: no HTML report ({exc}); "
+                                 f"try: cognito-batch report {report} --html {config.html}")
             else:
                 if not config.quiet:
-                    self.stream.write(f"  html report: {html}\n")
+                    self.log.emit("html_report", f"  html report: {html}", path=str(html))
         return JobResult(code, summary, report)
 
     def _controller(self) -> RateController:
@@ -418,6 +446,16 @@ class Job:
         if self.runner is not None:
             self.runner.stop(reason)
         self.stop_event.set()
+
+    def _say(self, text: str) -> None:
+        self.log.warning(text.strip().removeprefix("cognito-batch: "), signal=True)
+
+    def _log_plan(self, plan: PlanSummary) -> None:
+        self.log.emit("plan", rows=plan.rows, to_apply=plan.to_apply, resumed=plan.resumed,
+                      counts=plan.by_status, attributes=plan.attributes, messages=plan.messages,
+                      pending_verification=plan.pending_verification,
+                      estimated_seconds=round(plan.estimated_seconds, 1), rate=plan.rate,
+                      counted=bool(plan.by_status), upper_bound=plan.upper_bound)  # fmt: skip
 
     def _sync(self) -> None:
         if self.journal is not None:

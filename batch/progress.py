@@ -13,10 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
+from batch.logs import EventLog
 from batch.models import Counters, RowResult, Status
 
+JSON_INTERVAL = 5.0  # seconds between progress events in JSON mode
 Extra = Callable[[], dict[str, float]]
 
 
@@ -33,6 +35,7 @@ class Progress:
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        log: EventLog | None = None,
     ) -> None:
         self.total = total
         self.counters = Counters()
@@ -48,7 +51,10 @@ class Progress:
         self._lock = threading.Lock()
         self._done = 0
         self._bar = None
-        if not quiet and self._stream.isatty():
+        self._log = log
+        if log is not None and log.json:
+            self._interval = min(interval, JSON_INTERVAL)
+        if not quiet and self._stream.isatty() and (log is None or not log.json):
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
@@ -65,6 +71,9 @@ class Progress:
             now = self._clock()
             if not self._quiet and now - self._last_line >= self._interval:
                 self._last_line = now
+                if self._log is not None:
+                    self._log.emit("progress", self.line(now), **self.fields(now))
+                    return
                 self._stream.write(self.line(now) + "\n")
                 self._stream.flush()
 
@@ -128,6 +137,21 @@ class Progress:
             + (f" ({share} of the {extra['quota']:g}/s quota)" if share else "")
             + f", eta {eta}"
         )
+
+    def fields(self, now: float) -> dict[str, Any]:
+        """The progress line as a ``progress`` event's fields (batch.logs)."""
+        elapsed = max(now - self._start, 1e-9)
+        speed = self._done / elapsed
+        left = max(self.total - self._done, 0)
+        extra = self._extra()
+        return {
+            "done": self._done, "total": self.total,
+            "percent": round(100.0 * self._done / self.total, 1) if self.total else 100.0,
+            "rows_per_s": round(speed, 2), "elapsed_s": round(elapsed, 1),
+            "eta_s": round(left / speed, 1) if speed > 0 else None,
+            "counts": dict(self.counters.by_status),
+            "throttles": int(extra.get("throttles", 0)), "rate": round(extra.get("rate", 0), 2),
+        }  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import decimal
+import io
 import re
 import sys
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from typing import Any
 
 from batch.errors import InputError
 from batch.models import InputRow
+from batch.storage import ObjectInfo, Storage, is_s3
 
 FORMATS = ("csv", "parquet")
 _BATCH_ROWS = 2048
@@ -36,19 +38,38 @@ csv.field_size_limit(min(sys.maxsize, 16 * 1024 * 1024))
 
 @dataclass(frozen=True, slots=True)
 class InputSource:
-    """A readable input file and how to read it."""
+    """A readable input and how to read it: a local file (``path``), an S3 object, or a
+    Parquet dataset of part files (``dataset``), each part in ``parts`` (see ``datasets``)."""
 
     path: Path
     format: str
     delimiter: str = ","
+    uri: str = ""  # s3://... or a dataset folder; empty for a local file
+    parts: tuple[ObjectInfo, ...] = ()
+    dataset: bool = False
+    storage: Storage | None = None
+    part_rows: tuple[int, ...] = ()  # a dataset's rows per part, from the footers
+    partitions: tuple[str, ...] = ()  # hive partition columns, in folder order
 
     @property
     def name(self) -> str:
-        return str(self.path)
+        return self.uri or str(self.path)
 
 
-def open_input(path: str | Path, *, format: str | None = None, delimiter: str = ",") -> InputSource:
-    """Check that the input exists and decide its format (``--format`` wins over the suffix)."""
+def open_input(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    delimiter: str = ",",
+    profile: str | None = None,
+) -> InputSource:
+    """Check that the input exists and decide its format (``--format`` wins over the suffix).
+
+    ``s3://bucket/key``, ``s3://bucket/prefix/`` and local folders go to ``batch.datasets``."""
+    if is_s3(str(path)) or Path(path).is_dir():
+        from batch.datasets import open_stored
+
+        return open_stored(str(path), format=format, delimiter=delimiter, profile=profile)
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", path=str(p))
@@ -57,7 +78,13 @@ def open_input(path: str | Path, *, format: str | None = None, delimiter: str = 
         raise InputError(f"unknown format {fmt!r}: use --format csv or parquet", path=str(p))
     if fmt == "csv" and len(delimiter) != 1:
         raise InputError("the delimiter must be one character", path=str(p))
-    return InputSource(p, fmt, delimiter)
+    return InputSource(p, fmt, delimiter, parts=(local_part(p),))
+
+
+def local_part(path: Path) -> ObjectInfo:
+    from batch.storage import LocalStorage, parse
+
+    return LocalStorage().stat(parse(path))
 
 
 def _format_from_suffix(path: Path) -> str:
@@ -73,6 +100,10 @@ def _format_from_suffix(path: Path) -> str:
 
 def read_header(source: InputSource) -> list[str]:
     """The column names, checked: present, non-empty, unique."""
+    if source.dataset:
+        from batch.datasets import dataset_header
+
+        return dataset_header(source)
     header = _parquet_header(source) if source.format == "parquet" else _csv_header(source)
     if not header:
         raise InputError("the file is empty: expected a header row", path=source.name)
@@ -95,6 +126,11 @@ def read_header(source: InputSource) -> list[str]:
 
 def iter_rows(source: InputSource) -> Iterator[InputRow]:
     """Every data row, in order, streamed."""
+    if source.dataset:
+        from batch.datasets import dataset_rows
+
+        yield from dataset_rows(source)
+        return
     if source.format == "parquet":
         yield from _parquet_rows(source)
     else:
@@ -103,6 +139,11 @@ def iter_rows(source: InputSource) -> Iterator[InputRow]:
 
 def iter_column(source: InputSource, column: str) -> Iterator[str]:
     """One column's values, in row order (a cheap pass: Parquet reads only that column)."""
+    if source.dataset:
+        from batch.datasets import dataset_column
+
+        yield from dataset_column(source, column)
+        return
     if source.format == "parquet":
         pf = _parquet_file(source)
         for batch in pf.iter_batches(batch_size=_BATCH_ROWS * 8, columns=[column]):
@@ -120,7 +161,16 @@ def _open_text(source: InputSource) -> Any:
     # utf-8-sig strips a BOM if there is one; newline="" lets csv see quoted newlines;
     # surrogateescape keeps an undecodable byte in the text, so the row that holds it is
     # the row named in the error, not the start of an 8 KiB decoding block.
-    return open(source.path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return io.TextIOWrapper(
+        open_bytes(source), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
+
+
+def open_bytes(source: InputSource) -> Any:
+    """The input's bytes: the local file, or a ranged-GET stream of the S3 object."""
+    if source.storage is None:
+        return open(source.path, "rb")
+    return source.storage.open_read(source.parts[0])
 
 
 def _csv_reader(handle: Any, source: InputSource) -> Any:
@@ -177,7 +227,7 @@ def _check_utf8(source: InputSource, row: int, fields: list[str]) -> None:
         if match is None:
             continue
         byte = ord(match.group()) - 0xDC00
-        with open(source.path, "rb") as handle:
+        with open_bytes(source) as handle:
             parquet = handle.read(4) == b"PAR1"
         hint = " (it looks like a Parquet file: use --format parquet)" if parquet else ""
         raise InputError(
@@ -195,7 +245,7 @@ def _parquet_file(source: InputSource) -> Any:
     import pyarrow.parquet as pq  # deferred: only Parquet runs pay for the import
 
     try:
-        return pq.ParquetFile(source.path)
+        return pq.ParquetFile(source.path if source.storage is None else open_bytes(source))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types
         raise InputError(
             f"not a readable Parquet file ({' '.join(str(exc).split())[:200]})", path=source.name

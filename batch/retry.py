@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from batch.config import JobConfig, build_config
-from batch.errors import UsageError
-from batch.journal import file_sha256
+from batch.errors import BatchError, UsageError
+from batch.reader import open_input
 from batch.report import read_report, summary_path
+from batch.storage import input_identity
 
 RETRY_STATUSES = frozenset({"failed", "skipped"})
 NOT_RETRIED_CODES = frozenset({"Superseded"})
@@ -38,6 +39,16 @@ def next_report_path(report: Path) -> Path:
     raise UsageError(f"{report}: too many retry reports beside it")
 
 
+def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> bool:
+    try:
+        source = open_input(input_path, format=settings.get("format") or None,
+                            delimiter=settings.get("delimiter") or ",",
+                            profile=settings.get("profile") or None)  # fmt: skip
+        return input_identity(source) == identity
+    except BatchError:
+        return False
+
+
 def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
     path = Path(report)
     spath = summary_path(path)
@@ -54,11 +65,12 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
-    if not Path(input_path).is_file() or file_sha256(Path(input_path)) != input_sha:
+    if not _same_input(input_path, input_sha, settings):
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
-    for name in ("dry_run", "fresh", "report", "input", "rows"):
+    # A shard's retry reruns that shard's failed rows itself (its rates are already divided).
+    for name in ("dry_run", "fresh", "report", "input", "rows", "shard"):
         settings.pop(name, None)
     data = {**settings, "input": input_path, "rows": rows,
             "report": str(next_report_path(path))}  # fmt: skip

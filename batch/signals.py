@@ -27,8 +27,10 @@ class SignalStop:
         *,
         on_stop: Callable[[str], None],
         sync: Callable[[], None],
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.stream = stream
+        self._say_with = say  # e.g. batch.logs: the line as a JSON event
         self.on_stop = on_stop  # called with the reason, from the handler
         self.sync = sync  # makes what is written durable before an immediate exit
         self.code = 0
@@ -54,6 +56,9 @@ class SignalStop:
     def _say(self, text: str) -> None:
         """Write from a signal handler: a buffered stream the interrupted code may be in the
         middle of writing raises "reentrant call", so go to the file descriptor directly."""
+        if self._say_with is not None:
+            self._say_with(text)
+            return
         try:
             os.write(self.stream.fileno(), text.encode())
         except (AttributeError, OSError, ValueError):

@@ -92,3 +92,43 @@ def cognito_client(emulator: Emulator) -> Any:
     return boto3.client(
         "cognito-idp", endpoint_url=emulator.endpoint_url, region_name="us-east-1", config=config
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(emulator: Emulator) -> Iterator[str]:
+    """The emulator's S3 (moto over HTTP), found the AWS CLI's way: AWS_ENDPOINT_URL_S3."""
+    from batch.storage import reset_clients
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_S3", emulator.s3_endpoint_url)
+        reset_clients()
+        yield emulator.s3_endpoint_url
+    reset_clients()
+
+
+_bucket_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_bucket(s3_endpoint: str, clean_emulator: Emulator) -> Callable[[], str]:
+    """Factory: a fresh bucket in the emulator's S3; returns its name."""
+    import boto3
+
+    def factory(*, versioned: bool = False) -> str:
+        name = f"bucket-{next(_bucket_numbers)}"
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=name)
+        if versioned:
+            client.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+            )
+        return name
+
+    return factory
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name="us-east-1")

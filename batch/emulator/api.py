@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from batch.emulator.front import EmulatorSettings, Front
 from batch.emulator.rules import PoolRules, validate_update
+from batch.emulator.s3 import S3Server
 from batch.emulator.server import (
     DEFAULT_REGION,
     HOST,
@@ -79,17 +80,21 @@ class Emulator:
         self._front: Front | None = None
         self._server: FrontServer | None = None
         self._thread: threading.Thread | None = None
+        self._s3: S3Server | None = None
 
     def start(self) -> Emulator:
         if self._server is not None:
             return self
         self._moto = Moto()
         self._moto.start()
+        self._s3 = S3Server()
+        self._s3.start()
         self._front = Front(self._moto, self.settings, clock=self._clock, sleep=self._sleep)
         try:
             self._server = FrontServer(self._front, self._port)
         except OSError:
             self._moto.stop()
+            self._s3.stop()
             raise
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -105,7 +110,9 @@ class Emulator:
             stop_server(self._server, self._thread)
         if self._moto is not None:
             self._moto.stop()
-        self._server = self._thread = self._moto = self._front = None
+        if self._s3 is not None:
+            self._s3.stop()
+        self._server = self._thread = self._moto = self._front = self._s3 = None
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -128,6 +135,18 @@ class Emulator:
         """moto itself, without the front: no quota, no faults, no rules."""
         return f"http://{HOST}:{self._running()[0].port}"
 
+    @property
+    def s3_endpoint_url(self) -> str:
+        """moto's S3 (set ``AWS_ENDPOINT_URL_S3`` to it); see ``batch.emulator.s3``."""
+        return self.s3.endpoint_url
+
+    @property
+    def s3(self) -> S3Server:
+        """The S3 front: ``deny(bucket, prefix)``, ``stats()``."""
+        self._running()
+        assert self._s3 is not None
+        return self._s3
+
     def _running(self) -> tuple[Moto, FrontServer, Front]:
         if self._moto is None or self._server is None or self._front is None:
             raise RuntimeError("the emulator is not running; call start() first")
@@ -143,8 +162,10 @@ class Emulator:
         return self.settings
 
     def reset(self) -> None:
-        """Zero the stats, refill the buckets, clear injections; moto's data stays."""
+        """Zero the stats, refill the buckets, clear injections and S3 denials; moto's data
+        stays."""
         self._running()[2].reset()
+        self.s3.reset()
 
     def inject(
         self,

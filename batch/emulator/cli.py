@@ -125,10 +125,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             if args.ready_file:
                 _write_atomically(Path(args.ready_file), {
                     "endpoint_url": emulator.endpoint_url, "user_pool_id": pool_id,
+                    "s3_endpoint_url": emulator.s3_endpoint_url,
                 })  # fmt: skip
             print(f"endpoint_url={emulator.endpoint_url}")
             if pool_id:
                 print(f"user_pool_id={pool_id}")
+            print(f"s3_endpoint_url={emulator.s3_endpoint_url}")
             sys.stdout.flush()
             stop.wait()
     except (OSError, ValueError, EmulatorError) as exc:
