@@ -19,9 +19,19 @@ from typing import Any
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
 from batch.dry_run import dry_run
-from batch.errors import CognitoError, FatalError, ResumeError, UsageError
+from batch.errors import CognitoError, FatalError, InputError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.files import private_dir
+from batch.guard import (
+    InputChanged,
+    InputWatch,
+    check_journal,
+    check_outputs,
+    run_outputs,
+    unread_rows,
+)
+from batch.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.lock import RunLock, lock_path
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
@@ -42,7 +52,16 @@ from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
-from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.snapshot import (
+    LiveLookup,
+    Lookup,
+    PacedCall,
+    PoolSnapshot,
+    Resolver,
+    choose,
+    remove_stale_snapshots,
+    snapshot_prefix,
+)
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -71,6 +90,8 @@ class Job:
         self.source: InputSource = open_input(
             config.input, format=config.format or None, delimiter=config.delimiter
         )
+        # Before the header is read: the run refuses an input that changes from here on.
+        self.watch = InputWatch(self.source.path)
         self.header = read_header(self.source)
         self.mapping = ColumnMapping(
             username_column=config.username_column,
@@ -144,7 +165,8 @@ class Job:
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
         if how == "snapshot":
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
-            snapshot = PoolSnapshot(config.report_path().parent)
+            report = config.report_path()
+            snapshot = PoolSnapshot(report.parent, prefix=snapshot_prefix(report))
             if not config.quiet:
                 self.stream.write(f"cognito-batch: reading the pool's users (ListUsers at "
                                   f"{config.list_rate:g}/s) to compare...\n")  # fmt: skip
@@ -170,19 +192,35 @@ class Job:
     ) -> Iterator[UserUpdate | RowResult]:
         """Every row still to report, planned, with the duplicate rule applied."""
         only = frozenset(self.config.rows)
-        for row in iter_rows(self.source):
-            if only and row.row not in only:
-                continue
-            if row.row in done:
-                continue
-            item = planner.plan(row)
-            key = row.values.get(self.config.username_column, "")
-            dup = scan.duplicate(key) if key else None
-            if dup is not None and not (
-                isinstance(item, RowResult) and item.status == Status.INVALID
-            ):
-                item = self._duplicate(item, dup)
-            yield item
+        last = 0  # the last row handed on: read while the input was still the scanned one
+        try:
+            for row in self.watch.rows(iter_rows(self.source), expected=scan.rows):
+                last = row.row
+                if only and row.row not in only:
+                    continue
+                if row.row in done:
+                    continue
+                item = planner.plan(row)
+                key = row.values.get(self.config.username_column, "")
+                dup = scan.duplicate(key) if key else None
+                if dup is not None and not (
+                    isinstance(item, RowResult) and item.status == Status.INVALID
+                ):
+                    item = self._duplicate(item, dup)
+                yield item
+        except InputError:
+            if self.runner is None:  # planning or a dry run: nothing applied yet, exit 2
+                raise
+            if not self.watch.changed:  # a reader error may be the change's symptom
+                try:
+                    self.watch.check()
+                except InputChanged:
+                    pass
+                else:
+                    raise
+            # Applying: stop, and report every row not read yet skipped, without reading it.
+            self._stop(self.watch.changed)
+            yield from unread_rows(last, scan.rows, self.watch.changed, done=done, only=only)
 
     def _duplicate(
         self, item: UserUpdate | RowResult, dup: tuple[int, int]
@@ -219,6 +257,15 @@ class Job:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> JobResult:
+        """Refuse outputs that would overwrite the input, take the report's lock, then run."""
+        report = self.config.report_path()
+        check_outputs(self.source.path, run_outputs(report))  # before anything is written
+        private_dir(report.parent)
+        with RunLock(lock_path(report)):
+            remove_stale_snapshots(report)  # left by a run killed while it read the pool
+            return self._run()
+
+    def _run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
         # The whole input is read once before the first call: a file that cannot be read
@@ -227,7 +274,7 @@ class Job:
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
-        header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
+        header = JournalHeader(self.watch.hashed(), config.fingerprint())
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, frozenset(carried))
@@ -345,7 +392,8 @@ class Job:
             "report": str(report),
             "journal": str(jpath),
             "input": str(self.source.path.resolve()),
-            "input_sha256": header.input_sha256,
+            # A changed input is not the file this hash names: record none (retry refuses).
+            "input_sha256": None if self.watch.changed else header.input_sha256,
             "settings": config.public(),
             "resumed_rows": len(carried),
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
@@ -355,7 +403,8 @@ class Job:
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
-        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+        code = exit_code(summary["counts"],
+                         fatal=runner.fatal is not None or bool(self.watch.changed),
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)
 
@@ -382,7 +431,7 @@ class Job:
             self.journal.sync()
 
     def _resume_state(self, jpath: Path, header: JournalHeader) -> dict[int, RowResult]:
-        state = None if self.config.fresh else read_journal(jpath)
+        state = None if self.config.fresh else check_journal(jpath)
         if state is None or state.complete:
             return {}
         if state.header != header:
