@@ -457,6 +457,34 @@ def test_sighup_stops_like_sigterm_and_a_rerun_finishes(
     assert updates_accepted(emulator) == n
 
 
+def test_a_hang_up_of_the_terminal_still_ends_with_report_and_summary(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    import pty
+
+    # GIVEN a run (not quiet) whose stdout and stderr are a terminal
+    n = 400
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n)
+    master, slave = pty.openpty()
+    command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
+               "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
+               "--rate", "100"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=slave)  # fmt: skip
+    os.close(slave)
+    try:
+        assert wait_for(lambda: journal_lines(report) >= 50, proc)
+    finally:
+        # WHEN the terminal goes away (its writes now fail with EIO) and SIGHUP arrives
+        os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    proc.wait(timeout=30)
+    # THEN the job still stops gracefully: exit 129, every row reported, the summary written
+    assert proc.returncode == 129
+    assert sorted(int(r["row"]) for r in read_rows(report)) == list(range(1, n + 1))
+    assert json.loads(summary_path(report).read_text())["stopped"] == "interrupted by SIGHUP"
+
+
 # -- 6. snapshots ----------------------------------------------------------------------------
 
 
