@@ -193,3 +193,15 @@ def check_journal(path: Path) -> JournalState | None:
 def _lines_before(path: Path, offset: int) -> int:
     with open(path, "rb") as handle:
         return handle.read(offset).count(b"\n")
+
+
+def check_dry_run_target(report: Path) -> None:
+    """A dry run writes a planned report and summary: never over a real run's (its journal
+    beside it says there is one), which would lose that run's results and make it unretryable."""
+    from batch.journal import journal_path
+
+    if journal_path(report).exists():
+        raise UsageError(
+            f"report {report} holds a real run's results (its journal is beside it): "
+            "give the dry run another --report"
+        )

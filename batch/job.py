@@ -25,6 +25,7 @@ from batch.files import private_dir
 from batch.guard import (
     InputChanged,
     InputWatch,
+    check_dry_run_target,
     check_journal,
     check_outputs,
     run_outputs,
@@ -260,6 +261,8 @@ class Job:
         """Refuse outputs that would overwrite the input, take the report's lock, then run."""
         report = self.config.report_path()
         check_outputs(self.source.path, run_outputs(report))  # before anything is written
+        if self.config.dry_run:
+            check_dry_run_target(report)
         private_dir(report.parent)
         with RunLock(lock_path(report)):
             remove_stale_snapshots(report)  # left by a run killed while it read the pool

@@ -141,6 +141,19 @@ def test_retry_onto_the_report_it_retries_is_refused(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in kept} == kept
 
 
+def test_a_dry_run_onto_a_real_runs_report_is_refused(tmp_path: Path) -> None:
+    # GIVEN a finished real run
+    source = write_input(tmp_path / "in.csv", 5)
+    report = tmp_path / "out.csv"
+    fake = fake_users(5)
+    fake_job(report, source, fake).run()
+    kept = {p: p.read_bytes() for p in (report, summary_path(report))}
+    # WHEN a dry run is aimed at its report, THEN it is refused and the run's files kept
+    with pytest.raises(UsageError, match="real run"):
+        fake_job(report, source, fake, dry_run=True).run()
+    assert {p: p.read_bytes() for p in kept} == kept
+
+
 # -- 2. one run per report -------------------------------------------------------------------
 
 
@@ -171,12 +184,14 @@ def test_overlapping_runs_of_the_same_command_the_second_refused(
     # GIVEN a cron job whose run is still going when the next one starts
     n = 300
     pool, source, report = prepare(emulator, make_pool, tmp_path, n)
-    first = start(source, pool, emulator, report, "--rate", "200")
+    # (7.5 s at 40/s: the second's start-up, even on a loaded machine, falls inside it)
+    first = start(source, pool, emulator, report, "--rate", "40")
     assert wait_for(lambda: journal_lines(report) >= 20, first)
     # WHEN the same command starts again
-    second = start(source, pool, emulator, report, "--rate", "200")
+    second = start(source, pool, emulator, report, "--rate", "40")
     _, err = second.communicate(timeout=60)
     # THEN the second exits 2 at once, naming the first, and the first finishes whole
+    assert first.poll() is None, "the first run ended before the second started: too fast"
     assert second.returncode == 2, err
     assert f"pid {first.pid}".encode() in err and b"Traceback" not in err
     first.wait(timeout=60)
