@@ -105,6 +105,7 @@ class InputWatch:
         if state is None:
             raise InputError("no such file", path=str(path))
         self.start = state
+        self._key = (state.size, state.mtime_ns, state.inode, state.device)
         self.sha256 = ""  # set by ``hashed``
         self.changed = ""  # why the input is no longer the one scanned ("": it is)
 
@@ -112,6 +113,12 @@ class InputWatch:
         """Raise ``InputChanged`` if the file is not the one the scan saw."""
         if self.changed:
             raise InputChanged(self.changed, path=str(self.path))
+        try:  # once per row: a bare stat and a tuple compare (~1.5 us)
+            st = os.stat(self.path)
+            if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev) == self._key:
+                return
+        except OSError:
+            pass
         why = self.start.differs(FileState.of(self.path))
         if why:
             self._changed(f"the input changed during the run ({why})")

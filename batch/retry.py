@@ -18,6 +18,7 @@ its summary or its journal is refused.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,13 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
+    ran_with = {k: settings.get(k) for k in CONNECTION}
     for name in ("dry_run", "fresh", "report", "input", "rows", *CONNECTION):
         settings.pop(name, None)
     if job_file:
         job = load_job_file(job_file)
         settings.update({k: v for k, v in job.items() if k in CONNECTION or k in PACE})
+    _note_connection(ran_with, {**settings, **{k: v for k, v in overrides.items() if v}})
     target = Path(overrides.get("report") or next_report_path(
         path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
     check_outputs(Path(input_path), run_outputs(target), protected=[
@@ -90,3 +93,16 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     data.update({k: v for k, v in overrides.items()
                  if v is not None and k not in ("input", "report")})  # fmt: skip
     return build_config(None, data)
+
+
+def _note_connection(ran_with: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Say which connection flags the run had that the retry lacks (names only: the values
+    are the summary's, which is not to be trusted, or echoed)."""
+    missing = [f"--{k.replace('_', '-')}" for k in ("endpoint_url", "profile", "region")
+               if ran_with.get(k) and not given.get(k)]  # fmt: skip
+    if missing:
+        logging.getLogger("batch").warning(
+            "the run being retried was made with %s; retry takes where to connect only from "
+            "its own flags, --job or the environment: pass them again if they are needed",
+            ", ".join(missing),
+        )

@@ -544,7 +544,7 @@ def finished_with_failures(tmp_path: Path) -> Path:
     return report
 
 
-def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path) -> None:
+def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, caplog: Any) -> None:
     from batch.job import needs_confirmation
     from batch.retry import retry_config
 
@@ -560,6 +560,9 @@ def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path) -> N
     # THEN none of those came from the summary, and the retry asks like run does
     assert (config.endpoint_url, config.profile, config.region) == ("", "", "")
     assert config.confirm and needs_confirmation(config)
+    # ... and the operator is told which flags the run had, by name, never the summary's values
+    assert "--endpoint-url, --profile, --region" in caplog.text
+    assert "attacker" not in caplog.text and "prod-admin" not in caplog.text
     # WHEN flags or a job file give them, THEN those are used
     flagged = retry_config(
         str(report), None, {"endpoint_url": "http://127.0.0.1:9", "confirm": False}
