@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from batch.errors import InputError, ResumeError, UsageError
 from batch.journal import JournalState, file_sha256, read_journal
@@ -24,6 +25,7 @@ from batch.models import InputRow, RowResult, Status
 
 #: Files at most this big are hashed again when reading ends (~60 ms at 1 GB/s).
 REHASH_BYTES = 64 * 1024 * 1024
+T = TypeVar("T")
 INPUT_CHANGED = "InputChanged"
 
 
@@ -108,6 +110,7 @@ class InputWatch:
         self._key = (state.size, state.mtime_ns, state.inode, state.device)
         self.sha256 = ""  # set by ``hashed``
         self.changed = ""  # why the input is no longer the one scanned ("": it is)
+        self.last = 0  # the last row handed on (read while the file was the scanned one)
 
     def check(self) -> None:
         """Raise ``InputChanged`` if the file is not the one the scan saw."""
@@ -137,16 +140,43 @@ class InputWatch:
     def rows(self, rows: Iterable[InputRow], *, expected: int) -> Iterator[InputRow]:
         """``rows``, each handed on only once the file is known unchanged after it was read;
         never a row past ``expected`` (the scan's count); the hash compared at the end."""
+        self.last = 0  # each pass (planning, then applying) starts from the first row
         for row in rows:
             self.check()
             if row.row > expected:
                 self._changed(f"the input changed during the run (row {row.row} was not there "
                               f"when it was scanned: {expected} rows)")  # fmt: skip
+            self.last = row.row
             yield row
         self.check()
         small = self.start.size <= REHASH_BYTES
         if self.sha256 and small and file_sha256(self.path) != self.sha256:
             self._changed("the input changed during the run (its SHA-256 differs)")
+
+
+def stop_on_change(
+    items: Iterable[T],
+    watch: InputWatch,
+    *,
+    stop: Callable[[str], None],
+    expected: int,
+    done: Iterable[int] = (),
+    only: Iterable[int] = (),
+) -> Iterator[T | RowResult]:
+    """The run's feed: ``items`` until the input changes (``InputChanged``, or a reader error
+    the change caused), then ``stop(reason)`` and a ``skipped`` result for every row not read."""
+    try:
+        yield from items
+    except InputError:
+        if not watch.changed:
+            try:
+                watch.check()
+            except InputChanged:
+                pass
+            else:
+                raise  # a reader error of its own: the file did not change
+        stop(watch.changed)
+        yield from unread_rows(watch.last, expected, watch.changed, done=done, only=only)
 
 
 def unread_rows(

@@ -19,17 +19,16 @@ from typing import Any
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
 from batch.dry_run import dry_run
-from batch.errors import CognitoError, FatalError, InputError, ResumeError, UsageError
+from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
 from batch.files import private_dir
 from batch.guard import (
-    InputChanged,
     InputWatch,
     check_dry_run_target,
     check_journal,
     check_outputs,
     run_outputs,
-    unread_rows,
+    stop_on_change,
 )
 from batch.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.lock import RunLock, lock_path
@@ -193,35 +192,19 @@ class Job:
     ) -> Iterator[UserUpdate | RowResult]:
         """Every row still to report, planned, with the duplicate rule applied."""
         only = frozenset(self.config.rows)
-        last = 0  # the last row handed on: read while the input was still the scanned one
-        try:
-            for row in self.watch.rows(iter_rows(self.source), expected=scan.rows):
-                last = row.row
-                if only and row.row not in only:
-                    continue
-                if row.row in done:
-                    continue
-                item = planner.plan(row)
-                key = row.values.get(self.config.username_column, "")
-                dup = scan.duplicate(key) if key else None
-                if dup is not None and not (
-                    isinstance(item, RowResult) and item.status == Status.INVALID
-                ):
-                    item = self._duplicate(item, dup)
-                yield item
-        except InputError:
-            if self.runner is None:  # planning or a dry run: nothing applied yet, exit 2
-                raise
-            if not self.watch.changed:  # a reader error may be the change's symptom
-                try:
-                    self.watch.check()
-                except InputChanged:
-                    pass
-                else:
-                    raise
-            # Applying: stop, and report every row not read yet skipped, without reading it.
-            self._stop(self.watch.changed)
-            yield from unread_rows(last, scan.rows, self.watch.changed, done=done, only=only)
+        for row in self.watch.rows(iter_rows(self.source), expected=scan.rows):
+            if only and row.row not in only:
+                continue
+            if row.row in done:
+                continue
+            item = planner.plan(row)
+            key = row.values.get(self.config.username_column, "")
+            dup = scan.duplicate(key) if key else None
+            if dup is not None and not (
+                isinstance(item, RowResult) and item.status == Status.INVALID
+            ):
+                item = self._duplicate(item, dup)
+            yield item
 
     def _duplicate(
         self, item: UserUpdate | RowResult, dup: tuple[int, int]
@@ -360,7 +343,10 @@ class Job:
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
         try:
-            runner.run(self.items(scan, frozenset(carried), self.planner()))
+            # A changed input stops the run; the rows not read yet are reported skipped.
+            runner.run(stop_on_change(self.items(scan, frozenset(carried), self.planner()),
+                                      self.watch, stop=self._stop, expected=scan.rows,
+                                      done=frozenset(carried), only=config.rows))  # fmt: skip
         finally:
             progress.close()
             writer.close()

@@ -324,6 +324,30 @@ def test_an_input_changed_before_the_first_write_stops_with_exit_2(tmp_path: Pat
     assert fake.calls == []
 
 
+def test_an_input_changed_while_the_operator_confirms_applies_nothing(tmp_path: Path) -> None:
+    # GIVEN an interactive run whose input is edited while the plan waits for a "yes"
+    n = 50
+    source = write_input(tmp_path / "in.csv", n)
+    fake = fake_users(n)
+    report = tmp_path / "out.csv"
+    settings = {"input": str(source), "user_pool_id": POOL, "report": str(report), "quiet": True}
+    config = build_config(None, {**settings, "rate": "10000"})
+
+    def confirm(plan: Any) -> bool:
+        source.write_text(source.read_text().replace(",t", ",X"))
+        return True
+
+    job = Job(config, gateway=fake, confirm=confirm, stream=io.StringIO())  # type: ignore[arg-type]
+    # WHEN it goes ahead
+    result = job.run()
+    # THEN nothing is applied: exit 2, every row reported skipped with the reason
+    assert result.exit_code == 2
+    assert fake.calls == []
+    rows = read_rows(report)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {(r["status"], r["error_code"]) for r in rows} == {("skipped", "InputChanged")}
+
+
 # -- 4. every OS failure is one line, exit 2 -------------------------------------------------
 
 
