@@ -213,8 +213,8 @@ def os_error(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or str(exc) or type(exc).__name__
     name = errno.errorcode.get(exc.errno or 0, "")
-    return (f"{where}{what}{f' ({name})' if name else ''}; nothing recorded in the journal "
-            "is lost: rerun the same command once this is fixed")  # fmt: skip
+    return (f"{where}{what}{f' ({name})' if name else ''}; rerun the same command once this "
+            "is fixed: it resumes from the journal, so no row is lost")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def check_outputs(
     for what, path in outputs:
         for other_what, other in keep:
             if same_file(path, other):
-                same = "" if path.resolve() == other.resolve() else f" ({other})"
+                same = "" if os.path.normpath(path) == os.path.normpath(other) else f" ({other})"
                 raise UsageError(
                     f"{what} {path} is {other_what}{same}: refusing to overwrite it; "
                     "choose another --report"
