@@ -225,6 +225,8 @@ def check_journal(path: Path) -> JournalState | None:
             f"{type(exc).__name__}); {fix}"
         ) from None
     if state is None:
+        if path.is_file() and path.stat().st_size > 0:  # written whole and renamed: not torn
+            raise ResumeError(f"{path}: corrupt journal (line 1 is not a journal header); {fix}")
         return None
     with open(path, "rb") as handle:
         handle.seek(state.valid_bytes)

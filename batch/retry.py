@@ -27,6 +27,7 @@ from batch.config import JobConfig, build_config, load_job_file
 from batch.errors import UsageError
 from batch.guard import check_outputs, run_outputs
 from batch.journal import file_sha256, journal_path
+from batch.lock import RunLock, lock_path
 from batch.report import read_report, summary_path
 
 RETRY_STATUSES = frozenset({"failed", "skipped"})
@@ -69,7 +70,8 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         ) from None
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
-    rows = retry_rows(path)
+    with RunLock(lock_path(path)):  # a run still writing this report: its rows are not final
+        rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
     if not Path(input_path).is_file() or file_sha256(Path(input_path)) != input_sha:

@@ -426,8 +426,13 @@ def test_a_full_disk_mid_run_is_one_line_exit_2_and_loses_no_row(
     assert n <= updates_accepted(emulator) <= n + 8
 
 
-@pytest.mark.parametrize("bad", ['{"row": 3, "status": "bogus"}', "[1, 2]", "not json"])
-def test_a_corrupt_journal_line_in_the_middle_is_a_resume_error(tmp_path: Path, bad: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "bad"), [(5, '{"row": 3, "status": "bogus"}'), (5, "[1, 2]"), (5, "not json"),
+                      (0, "not a header")]
+)  # fmt: skip
+def test_a_corrupt_journal_line_in_the_middle_is_a_resume_error(
+    tmp_path: Path, line: int, bad: str
+) -> None:
     # GIVEN an unfinished run's journal with a damaged line among its results
     n = 40
     source = write_input(tmp_path / "in.csv", n)
@@ -440,7 +445,7 @@ def test_a_corrupt_journal_line_in_the_middle_is_a_resume_error(tmp_path: Path, 
     job.run()
     lines = journal_path(report).read_text().splitlines(keepends=True)
     assert len(lines) > 10
-    lines[5] = bad + "\n"
+    lines[line] = bad + "\n"
     journal_path(report).write_text("".join(lines))
     # WHEN the run is resumed, THEN it is refused in one line naming the journal
     fake.hook = None
@@ -599,6 +604,18 @@ def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, capl
     assert (from_job.profile, from_job.region) == ("ops", "us-west-2")
     # ... but what is written still comes from the run (its input and mapping)
     assert from_job.input == summary["input"] and dict(from_job.columns) == {}
+
+
+def test_retry_of_a_report_whose_run_is_still_going_is_refused(tmp_path: Path) -> None:
+    from batch.lock import RunLock, lock_path
+    from batch.retry import retry_config
+
+    # GIVEN a report whose run (resumed) is still going
+    report = finished_with_failures(tmp_path)
+    with RunLock(lock_path(report)):
+        # WHEN it is retried, THEN it is refused: its rows are not final yet
+        with pytest.raises(UsageError, match="another run is using this report"):
+            retry_config(str(report), None, {})
 
 
 def test_retry_dry_run_leaves_the_retry_name_free(tmp_path: Path) -> None:
