@@ -110,6 +110,7 @@ def snapshot_prefix(report: Path) -> str:
 
 
 SNAPSHOT_SUFFIX = ".sqlite3"
+_RANDOM = re.compile(r"^[a-z0-9_]{8}$")  # tempfile's names: 8 of these characters
 
 
 def remove_stale_snapshots(report: Path) -> list[Path]:
@@ -120,7 +121,10 @@ def remove_stale_snapshots(report: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     for name in names:
-        if name.startswith(prefix) and name.endswith(SNAPSHOT_SUFFIX):
+        # Exactly mkstemp's 8 random characters between: never another report's snapshot
+        # (``out.csv.snapshot-x.csv``'s starts with ``out.csv.snapshot-`` too).
+        middle = name[len(prefix) : -len(SNAPSHOT_SUFFIX)]
+        if name.startswith(prefix) and name.endswith(SNAPSHOT_SUFFIX) and _RANDOM.match(middle):
             path = report.parent / name
             path.unlink(missing_ok=True)
             removed.append(path)

@@ -550,13 +550,13 @@ def test_a_snapshot_is_private_beside_the_report_in_a_private_new_folder(tmp_pat
 def test_a_snapshot_left_by_a_killed_run_is_removed_on_the_next_start(tmp_path: Path) -> None:
     # GIVEN the snapshot a kill -9 left beside the report, and another report's live one
     source = write_input(tmp_path / "in.csv", 3)
-    stale = tmp_path / "out.csv.snapshot-k1ll3d.sqlite3"
+    stale = tmp_path / "out.csv.snapshot-k1ll3d_x.sqlite3"
     stale.write_bytes(b"users' current attributes")
-    other = tmp_path / "other.csv.snapshot-l1v3.sqlite3"
+    other = tmp_path / "out.csv.snapshot-x.csv.snapshot-l1v3abcd.sqlite3"
     other.write_bytes(b"another run's")
     # WHEN the next run on the report starts
     fake_job(tmp_path / "out.csv", source, fake_users(3)).run()
-    # THEN the stale snapshot is gone, the other report's kept
+    # THEN the stale snapshot is gone, another report's (whose name starts the same) kept
     assert not stale.exists()
     assert other.exists()
 
