@@ -547,6 +547,33 @@ def test_a_snapshot_is_private_beside_the_report_in_a_private_new_folder(tmp_pat
     assert not snapshot.path.exists()
 
 
+def test_skip_unchanged_into_a_new_folder_snapshots_privately_and_cleans_up(
+    emulator: Any, make_pool: Any, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batch.snapshot import PoolSnapshot
+
+    # GIVEN a --skip-unchanged run whose report folder does not exist yet (main: a traceback)
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, 31)])
+    source = write_input(tmp_path / "in.csv", 30)
+    report = tmp_path / "new" / "out.csv"
+    seen: list[tuple[str, int]] = []
+    real_fill = PoolSnapshot.fill
+
+    def fill(self: PoolSnapshot, *args: Any, **kwargs: Any) -> None:
+        seen.append((self.path.name, stat.S_IMODE(os.stat(self.path).st_mode)))
+        real_fill(self, *args, **kwargs)
+
+    monkeypatch.setattr(PoolSnapshot, "fill", fill)
+    # WHEN it runs
+    code = cli(emulator, pool, source, "--skip-unchanged", "--report", str(report))
+    # THEN it succeeds; the snapshot was 0600 beside the report, named for it, and is gone
+    assert code == 0, capsys.readouterr().err
+    [(name, mode)] = seen
+    assert name.startswith("out.csv.snapshot-") and mode == 0o600
+    assert stat.S_IMODE(os.stat(report.parent).st_mode) == 0o700
+    assert not [p for p in report.parent.iterdir() if p.name.startswith("out.csv.snapshot-")]
+
+
 def test_a_snapshot_left_by_a_killed_run_is_removed_on_the_next_start(tmp_path: Path) -> None:
     # GIVEN the snapshot a kill -9 left beside the report, and another report's live one
     source = write_input(tmp_path / "in.csv", 3)
