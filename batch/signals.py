@@ -4,9 +4,10 @@ now.
 A graceful stop lets the calls in flight finish, reports every row not applied ``skipped``
 and exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP). SIGHUP (a closed terminal or ssh
 session) used to kill the job on the spot, with the report behind the journal and no summary;
-it is now a graceful stop like SIGTERM. The terminal it came from is gone, and writing to a
-hung-up terminal fails (EIO), so stdout and stderr that were that terminal are pointed at
-``/dev/null`` first: the report and summary files still get written.
+it is now a graceful stop like SIGTERM (unless it was ignored when the job started, as
+``nohup`` does: then it stays ignored and the job runs on). The terminal it came from is
+gone, and writing to a hung-up terminal fails (EIO), so stdout and stderr that were that
+terminal are pointed at ``/dev/null`` first: the report and summary files still get written.
 
 The second Ctrl-C leaves at once, after an fsync of the journal: every result so far is in it
 already (written line by line), so a resume redoes at most the rows in flight.
@@ -50,6 +51,8 @@ class SignalStop:
             # Asked now: once the terminal hangs up, isatty() on it fails too.
             self._ttys = [fd for fd in (1, 2) if _isatty(fd)]
             for signum in CODES:
+                if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                    continue  # started under nohup: the operator asked to ride out a hang-up
                 self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 

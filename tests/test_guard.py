@@ -529,6 +529,27 @@ def test_a_hang_up_of_the_terminal_still_ends_with_report_and_summary(
     assert json.loads(summary_path(report).read_text())["stopped"] == "interrupted by SIGHUP"
 
 
+def test_under_nohup_a_hang_up_is_still_ignored(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run started with SIGHUP ignored, as nohup starts it
+    n = 200
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n)
+    command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
+               "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
+               "--quiet", "--rate", "100"]  # fmt: skip
+    ignore = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=ignore)  # fmt: skip
+    assert wait_for(lambda: journal_lines(report) >= 20, proc)
+    # WHEN the terminal hangs up
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    # THEN the job runs on to the end
+    assert proc.returncode == 0, err
+    assert {r["status"] for r in read_rows(report)} == {"updated"}
+
+
 # -- 6. snapshots ----------------------------------------------------------------------------
 
 
