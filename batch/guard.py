@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -173,7 +173,7 @@ def stop_on_change(
     *,
     stop: Callable[[str], None],
     expected: int,
-    done: Iterable[int] = (),
+    done: Container[int] = (),
     only: Iterable[int] = (),
 ) -> Iterator[T | RowResult]:
     """The run's feed: ``items`` until the input changes (``InputChanged``, or a reader error
@@ -195,13 +195,15 @@ def stop_on_change(
 
 
 def unread_rows(
-    after: int, expected: int, reason: str, *, done: Iterable[int] = (), only: Iterable[int] = ()
-) -> Iterator[RowResult]:
+    after: int, expected: int, reason: str, *, done: Container[int] = (),
+    only: Iterable[int] = (),
+) -> Iterator[RowResult]:  # fmt: skip
     """``skipped`` results for the rows ``after``+1 .. ``expected`` that a changed input can
-    no longer be trusted to give (their values are unknown, so no username either)."""
-    finished, wanted = frozenset(done), frozenset(only)
+    no longer be trusted to give (their values are unknown, so no username either). ``done``
+    is only asked ``in`` (a set, or a bitmap of millions of rows: never copied)."""
+    wanted = frozenset(only)
     for row in range(after + 1, expected + 1):
-        if row in finished or (wanted and row not in wanted):
+        if row in done or (wanted and row not in wanted):
             continue
         yield RowResult(row, "", Status.SKIPPED, error_code=INPUT_CHANGED, error_message=reason)
 
@@ -240,7 +242,7 @@ def check_journal(path: Path) -> JournalState | None:
         rest = handle.read()
     if rest.count(b"\n") > 0:
         line = 1 + _lines_before(path, state.valid_bytes)
-        raise ResumeError(f"{path}: corrupt journal (line {line} is not JSON); {fix}")
+        raise ResumeError(f"{path}: corrupt journal (line {line} is damaged); {fix}")
     return state
 
 
