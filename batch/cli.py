@@ -1,14 +1,16 @@
 """The command line: parse, confirm, run, exit code. A thin shell over ``batch.job``.
 
 Exit codes: 0 every row updated or unchanged; 1 some rows invalid, failed or skipped;
-2 usage, configuration, input or fatal Cognito error; 130 interrupted (SIGINT);
-143 terminated (SIGTERM).
+2 usage, configuration, input or fatal Cognito error, or an OS failure (a read-only folder,
+a full disk, a path that is a folder): one line, never a traceback; 129 hung up (SIGHUP);
+130 interrupted (SIGINT); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import io
 import logging
@@ -279,6 +281,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SIGINT
     except BrokenPipeError:
         return EXIT_FATAL
+    except OSError as exc:
+        sys.stderr.write(f"cognito-batch: error: {os_error(exc)}\n")
+        return EXIT_FATAL
+
+
+def os_error(exc: OSError) -> str:
+    """One line for an OS failure: the file, the system's words, and what is safe to do.
+    (Every result is in the journal before the report, so a rerun resumes without loss.)"""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return (f"{where}{what}{f' ({name})' if name else ''}; rerun the same command once this "
+            "is fixed: it resumes from the journal, so no row is lost")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
     0    every row updated or unchanged
     1    some rows invalid, failed or skipped (see the report)
     2    usage, configuration or input error, or a fatal Cognito error: the job stopped
+    129  hung up (SIGHUP: the terminal or ssh session closed), stopped as for SIGTERM
     130  interrupted (SIGINT)
     143  terminated (SIGTERM)
+
+Each signal exits 128 + its number, the shell's convention for a process a signal ended, so
+a wrapper or scheduler can tell a hang-up (129) from a deliberate stop (143): a job that ends
+129 was not stopped by anyone and can simply be resumed, under nohup, tmux or a scheduler.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Mapping
 EXIT_OK = 0
 EXIT_ROWS = 1
 EXIT_FATAL = 2
+EXIT_SIGHUP = 129
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

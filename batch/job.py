@@ -23,7 +23,17 @@ from batch.datasets import dataset_parts
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
+from batch.files import private_dir
+from batch.guard import (
+    InputWatch,
+    check_dry_run_target,
+    check_journal,
+    check_outputs,
+    run_outputs,
+    stop_on_change,
+)
 from batch.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.lock import RunLock, lock_path
 from batch.logs import EventLog, version
 from batch.messages import KeyHint
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
@@ -47,7 +57,16 @@ from batch.scan import KeyScan
 from batch.schema import PoolSchema
 from batch.shard import Shard, scan_shard
 from batch.signals import SignalStop
-from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.snapshot import (
+    LiveLookup,
+    Lookup,
+    PacedCall,
+    PoolSnapshot,
+    Resolver,
+    choose,
+    remove_stale_snapshots,
+    snapshot_prefix,
+)
 from batch.storage import input_identity
 from batch.timeline import Reading, Recorder, open_timeline, timeline_path
 
@@ -81,6 +100,11 @@ class Job:
             config.input, format=config.format or None, delimiter=config.delimiter,
             profile=config.profile or None,
         )
+        # Before the header is read: the run refuses an input that changes from here on.
+        self.watch = (
+            InputWatch(self.source.path) if not self.source.uri
+            else InputWatch(None, identity=lambda: input_identity(self.source))
+        )  # fmt: skip
         self.header = read_header(self.source)
         self.mapping = ColumnMapping(
             username_column=config.username_column,
@@ -156,7 +180,8 @@ class Job:
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
         if how == "snapshot":
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
-            snapshot = PoolSnapshot(config.report_path().parent)
+            report = config.report_path()
+            snapshot = PoolSnapshot(report.parent, prefix=snapshot_prefix(report))
             if not config.quiet:
                 self.log.emit("read_users", f"cognito-batch: reading the pool's users "
                               f"(ListUsers at {config.list_rate:g}/s) to compare...",
@@ -183,7 +208,7 @@ class Job:
     ) -> Iterator[UserUpdate | RowResult]:
         """Every row still to report, planned, with the duplicate rule applied."""
         only = frozenset(self.config.rows)
-        for row in iter_rows(self.source):
+        for row in self.watch.rows(iter_rows(self.source), expected=scan.rows):
             if only and row.row not in only:
                 continue
             if row.row in done:
@@ -234,6 +259,18 @@ class Job:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> JobResult:
+        """Refuse outputs that would overwrite the input, take the report's lock, then run."""
+        report = self.config.report_path()
+        # Before anything is written; an S3 input cannot be a local output.
+        check_outputs(None if self.source.uri else self.source.path, run_outputs(report))
+        if self.config.dry_run:
+            check_dry_run_target(report)
+        private_dir(report.parent)
+        with RunLock(lock_path(report)):
+            remove_stale_snapshots(report)  # left by a run killed while it read the pool
+            return self._run()
+
+    def _run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
         if config.html and not config.dry_run:  # before any call: a missing extra costs nothing
@@ -252,7 +289,7 @@ class Job:
         self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
-        header = JournalHeader(input_identity(self.source), config.fingerprint())
+        header = JournalHeader(self.watch.hashed(), config.fingerprint())
         carried = {} if config.dry_run else self._resume_state(jpath, header)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, frozenset(carried))
@@ -359,7 +396,10 @@ class Job:
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
         try:
-            runner.run(self.items(scan, frozenset(carried), self.planner()))
+            # A changed input stops the run; the rows not read yet are reported skipped.
+            runner.run(stop_on_change(self.items(scan, frozenset(carried), self.planner()),
+                                      self.watch, stop=self._stop, expected=scan.rows,
+                                      done=frozenset(carried), only=config.rows))  # fmt: skip
         finally:
             progress.close()
             writer.close()
@@ -395,7 +435,8 @@ class Job:
             "report": str(report),
             "journal": str(jpath),
             "input": self.source.uri or str(self.source.path.resolve()),
-            "input_sha256": header.input_sha256,
+            # A changed input is not the file this hash names: record none (retry refuses).
+            "input_sha256": None if self.watch.changed else header.input_sha256,
             "input_parts": dataset_parts(self.source),
             "shard": config.shard or None,
             "settings": config.public(),
@@ -408,7 +449,8 @@ class Job:
         }
         if hint.text():
             summary["hint"] = hint.text()
-        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+        code = exit_code(summary["counts"],
+                         fatal=runner.fatal is not None or bool(self.watch.changed),
                          signal_code=self.signals.code)  # fmt: skip
         summary["exit_code"] = code
         write_summary(report, summary)
@@ -462,7 +504,7 @@ class Job:
             self.journal.sync()
 
     def _resume_state(self, jpath: Path, header: JournalHeader) -> dict[int, RowResult]:
-        state = None if self.config.fresh else read_journal(jpath)
+        state = None if self.config.fresh else check_journal(jpath)
         if state is None or state.complete:
             return {}
         if state.header != header:

@@ -3,23 +3,40 @@
 The report holds no attribute values, so the rows are read again from the original input,
 which the run's summary names with its SHA-256: a changed input is refused. Rows skipped as
 ``Superseded`` (an earlier copy of a duplicated user) are not retried.
+
+What is written (pool, mapping, key, rules) comes from the summary, so the rows are applied as
+the run applied them. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
+can write the report folder can edit the summary, and it must not be able to send a retry,
+with the user's credentials and without a question, to another endpoint. They come the way
+``run`` takes them: flags, then ``--job``'s file, then the environment (``AWS_PROFILE``,
+``AWS_REGION``, ``AWS_ENDPOINT_URL``); from a job file only they and the pacing settings
+(``PACE``) are taken. The retry report is ``REPORT.retryN`` (the next free N); a dry run writes
+``REPORT.retryN.dry-run`` and leaves N free; a retry report that is the report being retried,
+its summary or its journal is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batch.config import JobConfig, build_config
+from batch.config import JobConfig, build_config, load_job_file
 from batch.errors import BatchError, UsageError
+from batch.guard import check_outputs, run_outputs
+from batch.journal import journal_path
+from batch.lock import RunLock, lock_path
 from batch.reader import open_input
 from batch.report import read_report, summary_path
 from batch.storage import input_identity
 
 RETRY_STATUSES = frozenset({"failed", "skipped"})
 NOT_RETRIED_CODES = frozenset({"Superseded"})
+CONNECTION = ("endpoint_url", "profile", "region", "confirm")
+PACE = ("rate", "max_rate", "rate_algorithm", "workers", "max_attempts", "max_row_seconds",
+        "per_user_rate", "list_rate", "get_rate", "quiet")  # fmt: skip
 
 
 def retry_rows(report: Path) -> tuple[int, ...]:
@@ -30,11 +47,14 @@ def retry_rows(report: Path) -> tuple[int, ...]:
     return tuple(sorted(set(rows)))
 
 
-def next_report_path(report: Path) -> Path:
+def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
+    """``R.retryN.csv``, the next free N; a dry run's ``R.retryN.dry-run.csv`` keeps N free."""
     stem = report.name[: -len(report.suffix)] if report.suffix else report.name
     for n in range(1, 1000):
         candidate = report.with_name(f"{stem}.retry{n}{report.suffix}")
         if not candidate.exists():
+            if dry_run:
+                return report.with_name(f"{stem}.retry{n}.dry-run{report.suffix}")
             return candidate
     raise UsageError(f"{report}: too many retry reports beside it")
 
@@ -62,19 +82,43 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         ) from None
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
-    rows = retry_rows(path)
+    with RunLock(lock_path(path)):  # a run still writing this report: its rows are not final
+        rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
     if not _same_input(input_path, input_sha, settings):
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
+    ran_with = {k: settings.get(k) for k in CONNECTION}
     # A shard's retry reruns that shard's failed rows itself (its rates are already divided).
-    for name in ("dry_run", "fresh", "report", "input", "rows", "shard"):
+    for name in ("dry_run", "fresh", "report", "input", "rows", "shard", *CONNECTION):
         settings.pop(name, None)
-    data = {**settings, "input": input_path, "rows": rows,
-            "report": str(next_report_path(path))}  # fmt: skip
-    data.update({k: v for k, v in overrides.items() if v is not None and k != "input"})
     if job_file:
-        raise UsageError("retry takes its settings from the report's summary; drop --job")
+        job = load_job_file(job_file)
+        settings.update({k: v for k, v in job.items() if k in CONNECTION or k in PACE})
+    _note_connection(ran_with, {**settings, **{k: v for k, v in overrides.items() if v}})
+    target = Path(overrides.get("report") or next_report_path(
+        path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
+    local_input = None if input_path.startswith("s3://") else Path(input_path)
+    check_outputs(local_input, run_outputs(target), protected=[
+        ("the report being retried", path), ("the summary of the report being retried", spath),
+        ("the journal of the report being retried", journal_path(path)),
+    ])  # fmt: skip
+    data = {**settings, "input": input_path, "rows": rows, "report": str(target)}
+    data.update({k: v for k, v in overrides.items()
+                 if v is not None and k not in ("input", "report")})  # fmt: skip
     return build_config(None, data)
+
+
+def _note_connection(ran_with: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Say which connection flags the run had that the retry lacks (names only: the values
+    are the summary's, which is not to be trusted, or echoed)."""
+    missing = [f"--{k.replace('_', '-')}" for k in ("endpoint_url", "profile", "region")
+               if ran_with.get(k) and not given.get(k)]  # fmt: skip
+    if missing:
+        logging.getLogger("batch").warning(
+            "the run being retried was made with %s; retry takes where to connect only from "
+            "its own flags, --job or the environment: pass them again if they are needed",
+            ", ".join(missing),
+        )

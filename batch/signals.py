@@ -1,9 +1,16 @@
-"""SIGINT and SIGTERM during a run: the first stops it gracefully, a second Ctrl-C exits now.
+"""SIGINT, SIGTERM and SIGHUP during a run: the first stops it gracefully, a second Ctrl-C exits
+now.
 
 A graceful stop lets the calls in flight finish, reports every row not applied ``skipped``
-and exits 130 (SIGINT) or 143 (SIGTERM). The second Ctrl-C leaves at once, after an fsync of
-the journal: every result so far is in it already (written line by line), so a resume redoes
-at most the rows in flight.
+and exits 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP). SIGHUP (a closed terminal or ssh
+session) used to kill the job on the spot, with the report behind the journal and no summary;
+it is now a graceful stop like SIGTERM (unless it was ignored when the job started, as
+``nohup`` does: then it stays ignored and the job runs on). The terminal it came from is
+gone, and writing to a hung-up terminal fails (EIO), so stdout and stderr that were that
+terminal are pointed at ``/dev/null`` first: the report and summary files still get written.
+
+The second Ctrl-C leaves at once, after an fsync of the journal: every result so far is in it
+already (written line by line), so a resume redoes at most the rows in flight.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import IO, Any
 
-from batch.exit_codes import EXIT_SIGINT, EXIT_SIGTERM
+from batch.exit_codes import EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM
+
+#: The signals that stop a run gracefully, and the code each exits with.
+CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
 
 
 class SignalStop:
@@ -36,10 +46,15 @@ class SignalStop:
         self.code = 0
         self.reason = ""
         self._previous: dict[int, Any] = {}
+        self._ttys: list[int] = []  # stdout/stderr descriptors that are a terminal
 
     def __enter__(self) -> SignalStop:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            # Asked now: once the terminal hangs up, isatty() on it fails too.
+            self._ttys = [fd for fd in (1, 2) if _isatty(fd)]
+            for signum in CODES:
+                if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                    continue  # started under nohup: the operator asked to ride out a hang-up
                 self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
@@ -66,7 +81,9 @@ class SignalStop:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+        code = CODES.get(signal.Signals(signum), EXIT_SIGTERM)
+        if signum == signal.SIGHUP:
+            self._detach_terminal()
         if self.code and signum == signal.SIGINT:
             try:
                 self.sync()
@@ -82,3 +99,26 @@ class SignalStop:
             "(Ctrl-C again to exit at once)\n"
         )
         self.on_stop(self.reason)
+
+    def _detach_terminal(self) -> None:
+        """Point the descriptors that were the (now hung-up) terminal at /dev/null."""
+        if not self._ttys:
+            return
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        for fd in self._ttys:
+            try:
+                os.dup2(null, fd)
+            except OSError:
+                pass
+        os.close(null)
+        self._ttys = []
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False

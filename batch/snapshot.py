@@ -12,6 +12,12 @@ the update quota, so reads never slow the writes down):
 Paging the pool costs P/60 list calls; per-row reads cost N get (or list) calls. ``choose``
 takes the cheaper in seconds at each quota: with the defaults a snapshot wins once the input
 holds more than ~1/15 of the pool (keyed by username) or ~1/60 (keyed by email).
+
+The snapshot holds users' current values, so it is private: ``0600`` (``mkstemp``) at an
+unpredictable name beside the report (``REPORT.snapshot-XXXX.sqlite3``) in a folder created
+``0700``, removed when the run ends. A run that could not remove it (a second Ctrl-C, ``kill
+-9``) leaves it behind; the next run on the same report removes it as it starts (it holds the
+report's lock, so no live run can be using it).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from batch.files import private_dir
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan import with_verified_flags
 from batch.ratelimit import Pacer, Waiter
@@ -98,12 +105,42 @@ class PacedCall:
         return box[-1]
 
 
+def snapshot_prefix(report: Path) -> str:
+    return f"{report.name}.snapshot-"
+
+
+SNAPSHOT_SUFFIX = ".sqlite3"
+_RANDOM = re.compile(r"^[a-z0-9_]{8}$")  # tempfile's names: 8 of these characters
+
+
+def remove_stale_snapshots(report: Path) -> list[Path]:
+    """Remove snapshots an earlier run on ``report`` left behind; call with its lock held."""
+    prefix, removed = snapshot_prefix(report), []
+    try:
+        names = os.listdir(report.parent)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        # Exactly mkstemp's 8 random characters between: never another report's snapshot
+        # (``out.csv.snapshot-x.csv``'s starts with ``out.csv.snapshot-`` too).
+        middle = name[len(prefix) : -len(SNAPSHOT_SUFFIX)]
+        if name.startswith(prefix) and name.endswith(SNAPSHOT_SUFFIX) and _RANDOM.match(middle):
+            path = report.parent / name
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 class PoolSnapshot:
     """The input's users, read by paging the pool, held in SQLite on disk."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        fd, name = tempfile.mkstemp(prefix="cognito-batch-snapshot-", suffix=".sqlite3",
-                                    dir=directory)  # fmt: skip
+    def __init__(
+        self, directory: Path | None = None, *, prefix: str = "cognito-batch-snapshot-"
+    ) -> None:
+        if directory is not None:
+            private_dir(directory)
+        # mkstemp: created 0600 with O_EXCL at a random name, so nothing planted is followed.
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=SNAPSHOT_SUFFIX, dir=directory)
         os.close(fd)
         self.path = Path(name)
         self._db = sqlite3.connect(self.path, check_same_thread=False)

@@ -219,8 +219,10 @@ def test_retry_reruns_exactly_the_failed_rows(
     # WHEN the missing users now exist and the report is retried
     emulator.seed_users(pool, [{"username": f"k{i:05d}"} for i in (10, 20, 30)])
     before = updates_accepted(emulator)
+    # (connection settings come from the flags, never from the summary)
     retry = subprocess.run([sys.executable, "-m", "batch", "retry", str(report), "--yes",
-                            "--quiet"], cwd=ROOT, capture_output=True, timeout=60)  # fmt: skip
+                            "--quiet", "--endpoint-url", emulator.endpoint_url],
+                           cwd=ROOT, capture_output=True, timeout=60)  # fmt: skip
     # THEN exactly those rows are applied, into a new report
     assert retry.returncode == 0, retry.stderr
     rows = read_rows(tmp_path / "out.retry1.csv")
