@@ -188,6 +188,7 @@ def stop_on_change(
     expected: int,
     done: Container[int] = (),
     only: Iterable[int] = (),
+    foreign: Container[int] | None = None,
 ) -> Iterator[T | RowResult]:
     """The run's feed: ``items`` until the input changes (``InputChanged``, or a reader error
     the change caused), then ``stop(reason)`` and a ``skipped`` result for every row not read."""
@@ -204,12 +205,13 @@ def stop_on_change(
                 raise  # a reader error of its own: the file did not change
         reason = f"{watch.changed}: rows not applied are skipped; rerun once the file is stable"
         stop(reason)
-        yield from unread_rows(watch.last, expected, reason, done=done, only=only)
+        yield from unread_rows(watch.last, expected, reason, done=done, only=only,
+                               foreign=foreign)
 
 
 def unread_rows(
     after: int, expected: int, reason: str, *, done: Container[int] = (),
-    only: Iterable[int] = (),
+    only: Iterable[int] = (), foreign: Container[int] | None = None,
 ) -> Iterator[RowResult]:  # fmt: skip
     """``skipped`` results for the rows ``after``+1 .. ``expected`` that a changed input can
     no longer be trusted to give (their values are unknown, so no username either). ``done``
@@ -217,6 +219,8 @@ def unread_rows(
     wanted = frozenset(only)
     for row in range(after + 1, expected + 1):
         if row in done or (wanted and row not in wanted):
+            continue
+        if foreign is not None and row in foreign:  # another shard's: not in this report
             continue
         yield RowResult(row, "", Status.SKIPPED, error_code=INPUT_CHANGED, error_message=reason)
 

@@ -208,7 +208,7 @@ class Job:
     ) -> Iterator[UserUpdate | RowResult]:
         """Every row still to report, planned, with the duplicate rule applied."""
         only = frozenset(self.config.rows)
-        for row in self.watch.rows(iter_rows(self.source), expected=scan.rows):
+        for row in self.watch.rows(iter_rows(self.source), expected=scan.last_input_row):
             if only and row.row not in only:
                 continue
             if row.row in done:
@@ -398,8 +398,9 @@ class Job:
         try:
             # A changed input stops the run; the rows not read yet are reported skipped.
             runner.run(stop_on_change(self.items(scan, frozenset(carried), self.planner()),
-                                      self.watch, stop=self._stop, expected=scan.rows,
-                                      done=frozenset(carried), only=config.rows))  # fmt: skip
+                                      self.watch, stop=self._stop,
+                                      expected=scan.last_input_row, done=frozenset(carried),
+                                      only=config.rows, foreign=scan.foreign))  # fmt: skip
         finally:
             progress.close()
             writer.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +34,13 @@ class KeyScan:
     hashes: np.ndarray = field(
         default_factory=lambda: np.empty(0, dtype=np.uint64)
     )  # every key's hash, sorted: membership for the snapshot
+    #: Rows of the input that are not this run's (another shard's); None: every row is.
+    foreign: Container[int] | None = None
+    input_rows: int = -1  # the input's last data row; -1: ``rows``
+
+    @property
+    def last_input_row(self) -> int:
+        return self.rows if self.input_rows < 0 else self.input_rows
 
     def __contains__(self, key: str) -> bool:
         h = np.uint64(key_hash(key))
