@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from batch.brake import FailureLimit
 from batch.errors import UsageError
 
 DEFAULT_RATE = 25.0  # Cognito's default UserUpdate quota, requests/s, account-wide
@@ -56,6 +57,8 @@ class JobConfig:
     schema_check: bool = True
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
+    undo: bool = True  # record before-images beside the report (``undo.py``)
+    max_failures: str = "auto"  # the brake: N, P%, auto or none (``brake.py``)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -139,8 +142,9 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
-    if "rate" in out:
-        out["rate"] = str(out["rate"])
+    for name in ("rate", "max_failures"):
+        if name in out:
+            out[name] = str(out[name])
     for name in ("exclude", "rows"):
         if name in out:
             if isinstance(out[name], str):
@@ -189,6 +193,7 @@ def validate(config: JobConfig) -> JobConfig:
     for name, value in config.client_metadata.items():
         if not name or len(name) > 256 or len(value) > 256:
             raise UsageError("client metadata keys and values must be 1 to 256 characters")
+    FailureLimit.parse(config.max_failures)
     if config.key != "username" and config.username_column == "username":
         config = replace(config, username_column=config.key)
     return config

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from batch.brake import Brake, FailureLimit
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
 from batch.dry_run import dry_run
@@ -43,6 +44,7 @@ from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.undo import BeforeImages, Remembering, UndoLog, undo_path
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -97,6 +99,7 @@ class Job:
         self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
         self.runner: Runner | None = None
         self.journal: Journal | None = None
+        self.undo_log: UndoLog | None = None
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -135,6 +138,11 @@ class Job:
     def needs_lookup(self) -> bool:
         return self.config.skip_unchanged or self.config.key != "username"
 
+    @property
+    def records_undo(self) -> bool:
+        """Before-images are taken (``undo.py``); they need the users read, like a diff."""
+        return self.config.undo and not self.config.dry_run
+
     def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
         """Read the input's users (snapshot or live, by cost) for keys and the diff."""
         config = self.config
@@ -142,6 +150,10 @@ class Job:
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
+        if not self.needs_lookup:
+            # Read only for before-images: every row is written anyway, and per-row reads at
+            # the read quota (~100/s) keep ahead of the writes (25/s) with no wait up front.
+            how = "live"
         if how == "snapshot":
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
             snapshot = PoolSnapshot(config.report_path().parent)
@@ -160,6 +172,7 @@ class Job:
             self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
                                      paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
         self.lookup_mode = how
+        self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         self.resolver = Resolver(
             self.lookup, config.key, config.skip_unchanged, config.mark_verified, types
@@ -253,7 +266,7 @@ class Job:
 
         try:
             with self.signals if self.handle_signals else contextlib.nullcontext():
-                if self.needs_lookup:
+                if self.needs_lookup or self.records_undo:
                     self.open_lookup(scan, self.stop_event)
                 return self._apply(scan, plan, report, jpath, header, carried, started)
         finally:
@@ -281,12 +294,19 @@ class Job:
             extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
         )  # fmt: skip
         lock = threading.Lock()
+        brake = Brake(FailureLimit.parse(config.max_failures))
+        resolve: Callable[[UserUpdate], UserUpdate | RowResult] | None = self.resolver
+        if self.records_undo and isinstance(self.lookup, Remembering) and resolve is not None:
+            self.undo_log = UndoLog(undo_path(report), self._undo_header(header))
+            resolve = BeforeImages(resolve, self.lookup, self.undo_log)
 
         def on_result(result: RowResult) -> None:
             with lock:
                 journal.write(result)
                 writer.write(result)
             progress.add(result)
+            if brake.add(result):
+                runner.stop(brake.reason)
 
         for result in carried.values():
             writer.write(result)
@@ -304,7 +324,7 @@ class Job:
             ),
             controller=controller,
             on_result=on_result,
-            resolve=self.resolver,
+            resolve=resolve,
             stop=self.stop_event,
         )  # fmt: skip
         if self.stop_event.is_set():
@@ -318,6 +338,10 @@ class Job:
             if not stopped:
                 journal.complete()
             journal.close()
+            if self.undo_log is not None:
+                if not stopped:
+                    self.undo_log.complete()
+                self.undo_log.close()
         if report.suffix.lower() == ".parquet":
             final = read_journal(jpath)
             assert final is not None
@@ -351,13 +375,22 @@ class Job:
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
+            "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
+                             "decided": brake.decided, "tripped": brake.tripped},
+            "undo": self.undo_log.stats() if self.undo_log is not None else None,
         }
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
-        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+        code = exit_code(summary["counts"], fatal=runner.fatal is not None or brake.tripped,
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)
+
+    def _undo_header(self, header: JournalHeader) -> dict[str, Any]:
+        config = self.config
+        return {"pool": config.user_pool_id, "region": self.gateway.region,
+                "endpoint_url": config.endpoint_url, "input_sha256": header.input_sha256,
+                "settings": header.settings, "report": str(config.report_path())}  # fmt: skip
 
     def _controller(self) -> RateController:
         config = self.config

@@ -89,3 +89,10 @@ class FakeCognito:
         with self._lock:
             for name in names:
                 self.users[username].pop(name, None)
+
+    def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
+        """A read (for before-images and diffs): not counted in ``calls``, never scripted."""
+        with self._lock:
+            if username not in self.users:
+                raise RowError("UserNotFoundException", "User does not exist.", operation="get")
+            return {**self.users[username], "username": username}
