@@ -94,6 +94,7 @@ class ExportSettings:
     max_attempts: int = 8
     fresh: bool = False
     quiet: bool = False
+    checkpoint_seconds: float = CHECKPOINT_SECONDS  # at most this much paging is redone
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ class Exporter:
                 users += len(page)
                 pages += 1
                 now = time.monotonic()
-                if token and now - last_checkpoint >= CHECKPOINT_SECONDS:
+                if token and now - last_checkpoint >= self.settings.checkpoint_seconds:
                     self._save(handle, identity, token, users, pages)
                     last_checkpoint = now
                     if not self.settings.quiet:
