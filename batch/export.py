@@ -247,23 +247,30 @@ class Exporter:
         self.checkpoint.unlink(missing_ok=True)
 
 
-def _csv_to_parquet(source: Path, out: Path) -> None:
-    """The spool as Parquet, every column a string, in batches (bounded memory)."""
+def _csv_to_parquet(source: Path, out: Path, *, chunk: int = 10_000) -> None:
+    """The spool as Parquet, every column a string, ``chunk`` rows a row group. Parsed with
+    the csv module rather than pyarrow's streaming CSV reader, whose memory grew with the
+    file (44 MB of Arrow memory at 1M rows against 6 MB at 20k, pyarrow 26)."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     with open(source, encoding="utf-8", newline="") as handle:
-        header = next(csv.reader(handle))
-    types = {name: pa.string() for name in header}
-    reader = pacsv.open_csv(
-        source,
-        read_options=pacsv.ReadOptions(block_size=1 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                             quoted_strings_can_be_null=False),  # fmt: skip
-    )
-    schema = pa.schema([(name, pa.string()) for name in header])
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for batch in reader:
-            writer.write_table(pa.Table.from_batches([batch], schema=schema))
+        rows = csv.reader(handle)
+        header = next(rows)
+        schema = pa.schema([(name, pa.string()) for name in header])
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            batch: list[list[str]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= chunk:
+                    writer.write_table(_table(batch, schema))
+                    batch = []
+            if batch:
+                writer.write_table(_table(batch, schema))
+
+
+def _table(rows: list[list[str]], schema: Any) -> Any:
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    return pa.Table.from_arrays([pa.array(c, pa.string()) for c in columns], schema=schema)
