@@ -9,6 +9,7 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -150,7 +151,8 @@ class Job:
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
-        if not self.needs_lookup:
+        writes = (config.max_rate or math.inf) if config.auto_rate else config.fixed_rate
+        if not self.needs_lookup and writes <= config.get_rate:
             # Read only for before-images: every row is written anyway, and per-row reads at
             # the read quota (~100/s) keep ahead of the writes (25/s) with no wait up front.
             how = "live"
