@@ -384,6 +384,9 @@ class Job:
         write_summary(report, summary)
         if not config.quiet:
             self.stream.write(format_summary(summary) + "\n")
+            if self.undo_log is not None:
+                self.stream.write(f"  undo: {self.undo_log.path} ({self.undo_log.records} "
+                                  f"before-images; cognito-batch undo {report})\n")  # fmt: skip
         code = exit_code(summary["counts"], fatal=runner.fatal is not None or brake.tripped,
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)

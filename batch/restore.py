@@ -18,6 +18,7 @@ The undo of ``reports/x.csv`` is reported in ``reports/x.undo.csv`` (``--report`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -36,7 +37,7 @@ from batch.journal import Journal, JournalHeader, file_sha256, journal_path, rea
 from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
-from batch.ratelimit import FixedRate, Pacer, Waiter, event_waiter
+from batch.ratelimit import FixedRate, MeasuredRate, Pacer, RateController, Waiter, event_waiter
 from batch.report import format_summary, open_report, summary_path, write_parquet, write_summary
 from batch.retrying import Cancelled, Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
@@ -222,7 +223,7 @@ class UndoJob:
                            schema=None, stream=self.stream)  # fmt: skip
         if plan.to_apply and self.confirm is not None and not self.confirm(plan):
             raise UsageError("not confirmed: nothing was written")
-        with self.signals if self.handle_signals else _nothing():
+        with self.signals if self.handle_signals else contextlib.nullcontext():
             return self._apply(resolver, message_attrs, plan, report, jpath, header,
                                carried, started)  # fmt: skip
 
@@ -240,7 +241,14 @@ class UndoJob:
         config = self.config
         writer = open_report(report)
         self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
-        progress = Progress(plan.rows, quiet=config.quiet, stream=self.stream)  # type: ignore[arg-type]
+        controller: RateController = FixedRate(config.fixed_rate)
+        if config.auto_rate:  # as the run: slow start, then just under what Cognito accepts
+            ceiling = config.max_rate or 10_000.0
+            controller = MeasuredRate(initial=min(ceiling, 10.0), max_rate=ceiling)
+        progress = Progress(
+            plan.rows, quiet=config.quiet, stream=self.stream,  # type: ignore[arg-type]
+            extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
+        )  # fmt: skip
         brake = Brake(FailureLimit.parse(config.max_failures))
         lock = threading.Lock()
 
@@ -264,7 +272,7 @@ class UndoJob:
                                   max_row_seconds=config.max_row_seconds),
                 client_metadata=config.client_metadata, per_user_rate=config.per_user_rate,
             ),
-            controller=FixedRate(config.fixed_rate), on_result=on_result, resolve=resolver,
+            controller=controller, on_result=on_result, resolve=resolver,
             stop=self.stop_event,
         )  # fmt: skip
         gateway.pacer, gateway.wait = runner.pacer, event_waiter(self.stop_event)
@@ -289,7 +297,10 @@ class UndoJob:
             "counts": {s.value: counts.by_status.get(s.value, 0) for s in Status},
             "errors": dict(counts.by_error), "calls": runner.stats.calls,
             "throttles": runner.stats.throttles, "faults": runner.stats.faults,
-            "duration_s": round(duration, 3), "rate": config.fixed_rate,
+            "duration_s": round(duration, 3),
+            "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "rate_final": round(controller.rate, 2), "rate_low": round(controller.history.low, 2),
+            "rate_high": round(controller.history.high, 2),
             "achieved_rate": round(counts.by_status.get("updated", 0) / duration, 2)
             if duration > 0 else 0.0,
             "read_calls": resolver.lookup.reads, "stopped": runner.stop_reason,
@@ -324,11 +335,3 @@ class UndoJob:
     def _sync(self) -> None:
         if self.journal is not None:
             self.journal.sync()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
