@@ -446,3 +446,30 @@ def test_plan_restore_email_sets_flag_true_then_puts_it_back() -> None:
     plain = plan_restore(record, current)
     assert isinstance(plain, UserUpdate)
     assert message_split(plain.attributes, frozenset()) == ([("email", "old@x.io")], [])
+
+
+def test_time_in_resolve_counts_in_the_window() -> None:
+    # GIVEN a runner whose resolve step (a read, a before-image's fsync) takes 0.2 s a row on
+    # a manual clock, and calls that take none
+    from fakes import FakeCognito, ManualClock
+
+    from batch.ratelimit import FixedRate
+    from batch.runner import Runner, RunnerSettings
+
+    clock = ManualClock()
+    fake = FakeCognito({f"u{i}": {} for i in range(30)})
+
+    def slow(update: UserUpdate) -> UserUpdate:
+        clock.sleep(0.2)
+        return update
+
+    runner = Runner(fake, RunnerSettings(user_pool_id="p", workers=1),  # type: ignore[arg-type]
+                    controller=FixedRate(50), on_result=lambda r: None, resolve=slow,
+                    clock=clock)  # fmt: skip
+
+    # WHEN 30 rows are applied
+    runner.run(UserUpdate(i + 1, f"u{i}", (("given_name", "x"),)) for i in range(30))
+
+    # THEN Little's law counts the 0.2 s a row holds its slot: 50/s x 0.2 s x 2 + 2
+    assert runner.stats.resolve == pytest.approx(0.2, rel=0.01)
+    assert runner.wanted() == 22
