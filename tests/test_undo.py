@@ -473,3 +473,22 @@ def test_time_in_resolve_counts_in_the_window() -> None:
     # THEN Little's law counts the 0.2 s a row holds its slot: 50/s x 0.2 s x 2 + 2
     assert runner.stats.resolve == pytest.approx(0.2, rel=0.01)
     assert runner.wanted() == 22
+
+
+def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
+    # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator
+    from batch.job import needs_confirmation
+    from batch.restore import undo_config
+
+    for endpoint, asks in (("", True), ("http://127.0.0.1:4566", False)):
+        report = tmp_path / f"r{int(asks)}.csv"
+        log = UndoLog(undo_path(report), {"pool": "us-east-1_AbC123", "region": "eu-west-1",
+                                          "endpoint_url": endpoint})  # fmt: skip
+        log.close()
+
+        # WHEN its undo is configured, THEN a real pool asks unless --yes, the emulator never
+        config, header = undo_config(str(report), {})
+        assert (config.user_pool_id, config.region) == ("us-east-1_AbC123", "eu-west-1")
+        assert needs_confirmation(config) is asks
+        assert needs_confirmation(undo_config(str(report), {"confirm": False})[0]) is False
+        assert config.report_path() == tmp_path / f"r{int(asks)}.undo.csv"
