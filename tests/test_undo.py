@@ -123,7 +123,9 @@ def test_undo_restores_every_attribute_map(
     source = write_csv(tmp_path / "in.csv", ["username", "tier", "department", "start_date"],
                        rows)  # fmt: skip
     report = tmp_path / "out.csv"
-    extra = ["--empty", "delete"] + (["--skip-unchanged"] if path == "snapshot" else [])
+    # Live: reads keep ahead of writes (rate <= get_rate); snapshot: --skip-unchanged, by cost.
+    extra = ["--empty", "delete"] + (["--skip-unchanged"] if path == "snapshot" else
+                                     ["--rate", "100"])  # fmt: skip
 
     # WHEN it runs (some rows fail), THEN the pool changed as asked
     assert main(run_args(source, pool, fast, report, *extra)) == 1
