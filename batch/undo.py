@@ -105,6 +105,7 @@ class UndoLog:
             self._handle.write(json.dumps({"undo": VERSION, **header}) + "\n")
             self._handle.flush()
             os.fsync(self._handle.fileno())
+            _sync_dir(path.parent)  # a power cut must not lose the new file's name either
         self.resumed = resume
         self._cond = threading.Condition(threading.Lock())
         self._written = 0
@@ -167,6 +168,19 @@ class UndoLog:
         return {"file": str(self.path), "records": self.records, "fsyncs": self.fsyncs,
                 "fsync_ms": round(self.fsync_seconds * 1000, 1),
                 "resumed": self.resumed}  # fmt: skip
+
+
+def _sync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible everywhere (some platforms cannot open a folder)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _datasync(fd: int) -> None:
