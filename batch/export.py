@@ -7,8 +7,10 @@ attribute (``plan.attribute_name``): ``custom:department`` becomes ``department`
 bare name would mean something else (a standard attribute, or ``username``), then it keeps its
 prefix. An absent attribute is an empty cell, which ``run`` leaves alone. Only attributes
 ``run`` can write are exported (never ``sub``, immutable or developer-only attributes), so
-``run`` accepts the file as it is: the round trip export, edit, ``run --skip-unchanged`` writes
-exactly the edits, and the unedited file writes nothing. Values are written exactly as stored
+``run`` accepts the file as it is. The ``*_verified`` flags only when named in
+``--attributes``: an edited email sent with the old ``email_verified = true`` would skip its
+verification. The round trip holds: export, edit, ``run --skip-unchanged`` writes exactly the
+edits, and the unedited file writes nothing. Values are written exactly as stored
 (no spreadsheet-formula defusing: that would change them on the way back).
 
 Memory is flat: users are streamed page by page; the CSV header comes from the pool's schema
@@ -43,12 +45,15 @@ from batch.files import atomic_path, open_private, write_text_atomic
 from batch.plan import attribute_name
 from batch.ratelimit import Pacer, event_waiter
 from batch.retrying import Retrier, RetryPolicy
-from batch.schema import PoolSchema
+from batch.schema import VERIFIED_FLAG, PoolSchema
 from batch.snapshot import PacedCall
 
 FORMATS = ("csv", "jsonl", "parquet")
 CHECKPOINT_SECONDS = 1.0
 USERNAME = "username"
+#: Left out unless asked for: an export edited to a new email, run without --skip-unchanged,
+#: would send the old ``email_verified = true`` with it and mark an unverified address verified.
+VERIFIED_FLAGS = frozenset(VERIFIED_FLAG.values())
 
 
 def export_format(path: Path) -> str:
@@ -70,9 +75,11 @@ def column_for(attr: str) -> str:
 
 def export_attributes(schema: PoolSchema, wanted: Sequence[str] = ()) -> list[str]:
     """The attributes to export: those named (as ``run`` maps a column name), or every one
-    ``run`` can write (no ``sub``, immutable or developer-only attributes)."""
+    ``run`` can write (no ``sub``, immutable or developer-only attributes), but the
+    ``*_verified`` flags."""
     if not wanted:
-        return [n for n in schema.writable_names() if not schema.rules[n].developer_only]
+        return [n for n in schema.writable_names()
+                if not schema.rules[n].developer_only and n not in VERIFIED_FLAGS]  # fmt: skip
     out: list[str] = []
     for name in wanted:
         attr = attribute_name(name.strip(), {})

@@ -7,8 +7,9 @@ End to end against the emulator over real HTTP.
    -> test_unedited_export_writes_nothing
 2. Export, edit two cells, run: exactly those two writes.
    -> test_two_edited_cells_write_exactly_those
-3. Only what run can write: no ``sub``, no immutable attribute; custom names without their
-   prefix (run adds it back); ``--attributes`` and ``--filter``; a bad attribute is exit 2.
+3. Only what run can write: no ``sub``, no immutable attribute, no ``*_verified`` flag; custom
+   names without their prefix (run adds it back); ``--attributes`` and ``--filter``; a bad
+   attribute is exit 2.
    -> test_columns_are_what_run_can_write, test_attributes_and_filter, test_unwritable_attribute
 4. Parquet and JSONL outputs hold the same users (Parquet round-trips through run too).
    -> test_parquet_and_jsonl
@@ -149,6 +150,7 @@ def test_columns_are_what_run_can_write(fast: Any, make_pool: Any, tmp_path: Pat
     assert header[0] == "username"
     assert {"tier", "department", "level", "is_manager", "email", "given_name"} <= set(header)
     assert not {"sub", "employee_id", "custom:employee_id", "custom:tier"} & set(header)
+    assert not {"email_verified", "phone_number_verified"} & set(header)
 
 
 def test_attributes_and_filter(fast: Any, make_pool: Any, tmp_path: Path) -> None:
