@@ -118,6 +118,22 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="discard an unfinished run's journal instead of resuming it",
     )
+    add(
+        "--no-undo",
+        dest="undo",
+        action="store_const",
+        const=False,
+        help="do not record before-images (REPORT.undo.jsonl): the run cannot be undone",
+    )
+    add(
+        "--undo",
+        dest="undo",
+        action="store_const",
+        const=True,
+        help="record before-images also against the local emulator (on by default for a "
+        "real pool)",
+    )
+    _max_failures(parser)
     add("--region")
     add("--profile")
     add("--endpoint-url", dest="endpoint_url")
@@ -134,6 +150,53 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="no progress or summary on stderr",
     )
+
+
+def _max_failures(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-failures",
+        dest="max_failures",
+        metavar="N|P%",
+        help="stop (exit 2) once more rows fail than this: a number, a percentage of the rows "
+        "decided, auto (default: more than 50 and 10%%) or none",
+    )
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region")
+    parser.add_argument("--profile")
+    parser.add_argument("--endpoint-url", dest="endpoint_url")
+    parser.add_argument("--quiet", "-q", dest="quiet", action="store_const", const=True,
+                        help="no progress or summary on stderr")  # fmt: skip
+
+
+def _undo_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("from_report", metavar="REPORT", help="the report of the run to undo")
+    add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
+    add("--dry-run", dest="dry_run", action="store_const", const=True,
+        help="read the users and write the planned report; no write call")  # fmt: skip
+    add("--force", action="store_true",
+        help="restore attributes changed again since the run too (no Conflict)")  # fmt: skip
+    add("--report", help="the undo's report (default REPORT with .undo before its suffix)")
+    add("--rate", help="calls per second (default: the run's)")
+    add("--workers", type=int)
+    add("--max-attempts", dest="max_attempts", type=int)
+    add("--fresh", action="store_const", const=True,
+        help="discard an unfinished undo's journal instead of resuming it")  # fmt: skip
+    _max_failures(parser)
+    _connection(parser)
+
+
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("out", metavar="OUT", help="a .csv, .jsonl or .parquet file")
+    add("--user-pool-id", dest="user_pool_id", required=True)
+    add("--attributes", help="comma-separated attributes (default: every one run can write)")
+    add("--filter", help='a ListUsers filter, e.g. \'email ^= "a"\'')
+    add("--rate", type=float, default=25.0, help="ListUsers calls per second (default 25)")
+    add("--fresh", action="store_true", help="start over instead of resuming")
+    _connection(parser)
 
 
 def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
@@ -156,6 +219,10 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
                        help="the --report the shards were given, or the folder holding them")
     merge.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS)
     merge.add_argument("--quiet", "-q", action="store_true")
+    undo = sub.add_parser("undo", help="put back what a run changed, from its before-images")
+    _undo_options(undo)
+    export = sub.add_parser("export", help="write every user's attributes in run's input format")
+    _export_options(export)
     emulator = sub.add_parser("emulator", help="run the local Cognito emulator (no AWS account)")
     if not with_emulator:  # its options are only needed to run it (and it imports moto)
         return parser
@@ -172,9 +239,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_attempts", "give_up_after",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
-            "profile", "endpoint_url", "quiet", "html", "log_format", "shard")  # fmt: skip
+            "profile", "endpoint_url", "quiet", "html", "log_format", "shard", "undo",
+            "max_failures")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
-    out["client_metadata"] = parse_pairs(args.client_metadata, what="--client-metadata")
+    out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),
+                                         what="--client-metadata")  # fmt: skip
     if args.yes:
         out["confirm"] = False
     return out
@@ -264,6 +333,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command(args.view_report, html=args.html)
         if args.command == "merge":
             return _merge(args, log)
+        if args.command == "export":
+            return _export(args)
+        if args.command == "undo":
+            from batch.restore import UndoJob, undo_config
+
+            config, _ = undo_config(args.from_report, _overrides(args))
+            confirm = _ask if needs_confirmation(config) else None
+            undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True)
+            return undo.run().exit_code
         if args.command == "retry":
             from batch.retry import retry_config
 
@@ -294,6 +372,29 @@ def os_error(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno or 0, "")
     return (f"{where}{what}{f' ({name})' if name else ''}; rerun the same command once this "
             "is fixed: it resumes from the journal, so no row is lost")  # fmt: skip
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from batch.cognito import CognitoGateway, ConnectionSettings
+    from batch.export import Exporter, ExportSettings
+
+    if args.rate <= 0:
+        raise BatchError("--rate must be above 0")
+    settings = ExportSettings(
+        user_pool_id=args.user_pool_id, out=Path(args.out),
+        attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),
+        filter=args.filter or "", list_rate=args.rate, fresh=args.fresh,
+        quiet=bool(args.quiet),
+    )  # fmt: skip
+    gateway = CognitoGateway(ConnectionSettings(region=args.region, profile=args.profile,
+                                                endpoint_url=args.endpoint_url))  # fmt: skip
+    result = Exporter(settings, gateway).run()
+    if not args.quiet:
+        sys.stderr.write(f"cognito-batch: exported {result.users} users ({result.pages} pages) "
+                         f"to {result.path} in {result.duration_s:.1f}s\n")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":

@@ -287,13 +287,17 @@ class CognitoGateway:
         pagination_token: str | None = None,
         filter_expression: str | None = None,
         limit: int = 60,
+        attributes_to_get: Sequence[str] | None = None,
     ) -> tuple[list[dict[str, str]], str | None]:
-        """One ListUsers page: users as attribute maps (``username`` included), next token."""
+        """One ListUsers page: users as attribute maps (``username`` included), next token.
+        ``attributes_to_get`` (AttributesToGet) makes Cognito send only those attributes."""
         params: dict[str, Any] = {"UserPoolId": user_pool_id, "Limit": limit}
         if pagination_token:
             params["PaginationToken"] = pagination_token
         if filter_expression:
             params["Filter"] = filter_expression
+        if attributes_to_get:
+            params["AttributesToGet"] = list(attributes_to_get)
         answer = self._call("list_users", **params)
         users = []
         for user in answer.get("Users", []):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from batch.brake import FailureLimit
 from batch.errors import UsageError
 
 log = logging.getLogger("cognito-batch")
@@ -65,6 +66,10 @@ class JobConfig:
     give_up_after: float = 60.0  # seconds without a successful call while transport fails; 0: never
     log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.logs)
     shard: str = ""  # K/N, auto or auto/N (batch.shard); validated to K/N
+    # Record before-images beside the report (``undo.py``). None: on for a real pool, off for
+    # the project's emulator (its runs are tests and benchmarks); true/false: as said.
+    undo: bool | None = None
+    max_failures: str = "auto"  # the brake: N, P%, auto or none (``brake.py``)
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -166,7 +171,7 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
 
 _HINTS: dict[str, Any] = typing.get_type_hints(JobConfig)
 #: Fields that take more than their annotation says (``rate``: a number, or a word like auto).
-_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float)}
+_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,)}
 _TOML_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
 
 
@@ -253,8 +258,9 @@ def check_type(name: str, value: object, *, where: str = "") -> None:
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
-    if "rate" in out:
-        out["rate"] = str(out["rate"])
+    for name in ("rate", "max_failures"):  # a number or a string in a job file
+        if name in out and isinstance(out[name], int | float) and not isinstance(out[name], bool):
+            out[name] = str(out[name])
     for name, hint in _HINTS.items():
         if name not in out:
             continue
@@ -311,6 +317,7 @@ def validate(config: JobConfig) -> JobConfig:
     if config.max_rate and not config.auto_rate:
         log.warning("--max-rate applies only with --rate auto; the fixed --rate %s is used",
                     config.rate)  # fmt: skip
+    FailureLimit.parse(config.max_failures)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:

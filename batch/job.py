@@ -9,7 +9,9 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import math
 import sys
 import threading
 import time
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from batch.brake import Brake, FailureLimit
 from batch.cognito import CognitoGateway, ConnectionSettings, identifies_as_emulator
 from batch.config import JobConfig
 from batch.datasets import dataset_parts
@@ -69,6 +72,7 @@ from batch.snapshot import (
 )
 from batch.storage import input_identity
 from batch.timeline import Reading, Recorder, open_timeline, timeline_path
+from batch.undo import BeforeImages, Remembering, UndoLog, undo_path
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -133,6 +137,7 @@ class Job:
         self.runner: Runner | None = None
         self.journal: Journal | None = None
         self.quota = 0.0  # the enforced UserUpdate calls/s, when known (0: unknown)
+        self.undo_log: UndoLog | None = None
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -171,6 +176,17 @@ class Job:
     def needs_lookup(self) -> bool:
         return self.config.skip_unchanged or self.config.key != "username"
 
+    @functools.cached_property
+    def records_undo(self) -> bool:
+        """Before-images are taken (``undo.py``); they need the users read, like a diff. By
+        default for a real pool, not for the project's emulator (tests, demo, benchmarks)."""
+        if self.config.dry_run:
+            return False
+        if self.config.undo is not None:
+            return self.config.undo
+        url = self.config.endpoint_url
+        return not (url and identifies_as_emulator(url))
+
     def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
         """Read the input's users (snapshot or live, by cost) for keys and the diff."""
         config = self.config
@@ -178,6 +194,11 @@ class Job:
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
                      list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
+        writes = (config.max_rate or math.inf) if config.auto_rate else config.fixed_rate
+        if not self.needs_lookup and writes <= config.get_rate:
+            # Read only for before-images: every row is written anyway, and per-row reads at
+            # the read quota (~100/s) keep ahead of the writes (25/s) with no wait up front.
+            how = "live"
         if how == "snapshot":
             paced = PacedCall(Pacer(config.list_rate), retrier, wait)
             report = config.report_path()
@@ -198,6 +219,7 @@ class Job:
             self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
                                      paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
         self.lookup_mode = how
+        self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         self.resolver = Resolver(
             self.lookup, config.key, config.skip_unchanged, config.mark_verified, types
@@ -322,7 +344,7 @@ class Job:
 
         try:
             with self.signals if self.handle_signals else contextlib.nullcontext():
-                if self.needs_lookup:
+                if self.needs_lookup or self.records_undo:
                     self.open_lookup(scan, self.stop_event)
                 return self._apply(scan, plan, report, jpath, header, carried, started)
         finally:
@@ -359,6 +381,11 @@ class Job:
                             extra=live)  # fmt: skip
         lock = threading.Lock()
         hint = KeyHint(config.key)
+        brake = Brake(FailureLimit.parse(config.max_failures))
+        resolve: Callable[[UserUpdate], UserUpdate | RowResult] | None = self.resolver
+        if self.records_undo and isinstance(self.lookup, Remembering) and resolve is not None:
+            self.undo_log = UndoLog(undo_path(report), self._undo_header(header))
+            resolve = BeforeImages(resolve, self.lookup, self.undo_log)
 
         def on_result(result: RowResult) -> None:
             with lock:
@@ -366,6 +393,8 @@ class Job:
                 writer.write(result)
                 hint.add(result)
             progress.add(result)
+            if brake.add(result):
+                runner.stop(brake.reason)
 
         for result in carried.values():
             writer.write(result)
@@ -384,7 +413,7 @@ class Job:
             ),
             controller=controller,
             on_result=on_result,
-            resolve=self.resolver,
+            resolve=resolve,
             stop=self.stop_event,
             on_call=timeline.record_call,
         )  # fmt: skip
@@ -409,6 +438,10 @@ class Job:
                 journal.complete()
             journal.close()
             recorder.close(complete=not stopped)
+            if self.undo_log is not None:
+                if not stopped:
+                    self.undo_log.complete()
+                self.undo_log.close()
         if report.suffix.lower() == ".parquet":
             final = read_journal(jpath)
             assert final is not None
@@ -447,16 +480,24 @@ class Job:
             "lookup": self.lookup_mode,
             "pool": {"id": config.user_pool_id, "region": self.gateway.region},
             "timeline": str(tpath),
+            "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
+                             "decided": brake.decided, "tripped": brake.tripped},
+            "undo": self.undo_log.stats() if self.undo_log is not None else None,
         }
         if hint.text():
             summary["hint"] = hint.text()
-        code = exit_code(summary["counts"],
-                         fatal=runner.fatal is not None or bool(self.watch.changed),
+        stopped_job = runner.fatal is not None or bool(self.watch.changed) or brake.tripped
+        code = exit_code(summary["counts"], fatal=stopped_job,
                          signal_code=self.signals.code)  # fmt: skip
         summary["exit_code"] = code
         write_summary(report, summary)
         if not config.quiet:
             self.log.summary(summary, format_summary(summary), exit_code=code)
+            if self.undo_log is not None:
+                self.log.emit("undo", f"  undo: {self.undo_log.path} ({self.undo_log.records} "
+                              f"before-images; cognito-batch undo {report})",
+                              path=str(self.undo_log.path),
+                              records=self.undo_log.records)  # fmt: skip
         if hint.text():  # said even with --quiet: like a warning, it may save the next run
             self.log.warning(f"hint: {hint.text()}")
         if config.html:
@@ -471,6 +512,12 @@ class Job:
                 if not config.quiet:
                     self.log.emit("html_report", f"  html report: {html}", path=str(html))
         return JobResult(code, summary, report)
+
+    def _undo_header(self, header: JournalHeader) -> dict[str, Any]:
+        config = self.config
+        return {"pool": config.user_pool_id, "region": self.gateway.region,
+                "endpoint_url": config.endpoint_url, "input_sha256": header.input_sha256,
+                "settings": header.settings, "report": str(config.report_path())}  # fmt: skip
 
     def _controller(self) -> RateController:
         config = self.config

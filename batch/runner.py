@@ -79,6 +79,7 @@ class Stats:
     faults: int = 0
     in_flight: int = 0
     latency: float = 0.05  # EWMA of a call's seconds
+    resolve: float = 0.0  # EWMA of a row's seconds in ``resolve`` (reads, before-images)
 
 
 class Runner:
@@ -139,8 +140,9 @@ class Runner:
 
     def wanted(self) -> int:
         """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
-        jitter, + 2."""
-        return math.ceil(self.controller.rate * self.stats.latency * 2) + 2
+        jitter, + 2. A row holds its slot through ``resolve`` too, so that time counts."""
+        held = self.stats.latency + self.stats.resolve
+        return math.ceil(self.controller.rate * held * 2) + 2
 
     def window(self) -> int:
         """Rows allowed in flight: Little's law's capped by ``workers``, or fewer when the rate
@@ -266,6 +268,8 @@ class Runner:
             except TransientError as exc:  # a live lookup spent its retries: the endpoint too?
                 self._endpoint_failed(exc)
                 raise
+            with self._lock:
+                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * (self._clock() - started)
             if isinstance(resolved, RowResult):
                 return resolved
             update = resolved

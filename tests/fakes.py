@@ -89,3 +89,23 @@ class FakeCognito:
         with self._lock:
             for name in names:
                 self.users[username].pop(name, None)
+
+    def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
+        """A read (for before-images and diffs): not counted in ``calls``, never scripted."""
+        with self._lock:
+            if username not in self.users:
+                raise RowError("UserNotFoundException", "User does not exist.", operation="get")
+            return {**self.users[username], "username": username}
+
+    def list_users_page(
+        self, user_pool_id: str, *, pagination_token: str | None = None,
+        filter_expression: str | None = None, limit: int = 60,
+        attributes_to_get: Sequence[str] | None = None,
+    ) -> tuple[list[dict[str, str]], str | None]:  # fmt: skip
+        """ListUsers without filters: pages of ``limit`` in name order, the token an offset."""
+        start = int(pagination_token or 0)
+        with self._lock:
+            names = sorted(self.users)
+            page = [{**self.users[n], "username": n} for n in names[start : start + limit]]
+        more = start + limit < len(names)
+        return page, str(start + limit) if more else None
