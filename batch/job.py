@@ -16,13 +16,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from batch.cognito import CognitoGateway, ConnectionSettings, is_local_endpoint
 from batch.config import JobConfig
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
-from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
+from batch.journal import (
+    VERSION,
+    Journal,
+    JournalHeader,
+    JournalState,
+    file_sha256,
+    journal_path,
+    read_journal,
+)
+from batch.models import Counters, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
@@ -36,8 +46,9 @@ from batch.ratelimit import (
     event_waiter,
 )
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
-from batch.report import format_summary, open_report, write_parquet, write_summary
+from batch.report import ReportWriter, format_summary, open_report, summary_path, write_summary
 from batch.retrying import Retrier, RetryPolicy
+from batch.rowset import RowSet
 from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan, scan_column
 from batch.schema import PoolSchema
@@ -166,11 +177,19 @@ class Job:
         )
 
     def items(
-        self, scan: KeyScan, done: set[int] | frozenset[int], planner: Planner
+        self,
+        scan: KeyScan,
+        done: RowSet | frozenset[int],
+        planner: Planner,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[UserUpdate | RowResult]:
-        """Every row still to report, planned, with the duplicate rule applied."""
+        """Every row still to report, planned, with the duplicate rule applied. With ``stop``,
+        the feed ends as soon as it is set: the rows not read are reported in bulk."""
         only = frozenset(self.config.rows)
         for row in iter_rows(self.source):
+            if stop is not None and stop.is_set():
+                return
             if only and row.row not in only:
                 continue
             if row.row in done:
@@ -200,7 +219,7 @@ class Job:
                                        f"{last}); use --on-duplicate last to keep the last",
                          key=key)  # fmt: skip
 
-    def plan_summary(self, scan: KeyScan, done: set[int] | frozenset[int]) -> PlanSummary:
+    def plan_summary(self, scan: KeyScan, done: RowSet | frozenset[int]) -> PlanSummary:
         """A full planning pass: counts by planned outcome, attributes, messages."""
         summary = PlanSummary(
             pool_id=self.config.user_pool_id,
@@ -228,9 +247,16 @@ class Job:
         report = config.report_path()
         jpath = journal_path(report)
         header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
-        carried = {} if config.dry_run else self._resume_state(jpath, header)
+        state = None if config.dry_run else self._resume_state(jpath, header)
+        if state is not None and state.complete:
+            if state.version == VERSION and not (
+                report.is_file() and summary_path(report).is_file()
+            ):
+                return self._rebuild(state, report, jpath, header, started)
+            state = None  # a finished run's journal is simply replaced by this one
+        done = state.finished if state is not None else RowSet(scan.rows)
         if config.dry_run or self.confirm is not None:
-            plan = self.plan_summary(scan, frozenset(carried))
+            plan = self.plan_summary(scan, done)
             plan.upper_bound = self.needs_lookup and not config.dry_run
         else:  # unattended: no one reads a plan, so skip the extra pass over the input
             plan = PlanSummary(
@@ -255,7 +281,7 @@ class Job:
             with self.signals if self.handle_signals else contextlib.nullcontext():
                 if self.needs_lookup:
                     self.open_lookup(scan, self.stop_event)
-                return self._apply(scan, plan, report, jpath, header, carried, started)
+                return self._apply(scan, plan, report, jpath, header, state, started)
         finally:
             if self.lookup is not None:
                 self.lookup.close()
@@ -267,29 +293,36 @@ class Job:
         report: Path,
         jpath: Path,
         header: JournalHeader,
-        carried: dict[int, RowResult],
+        state: JournalState | None,
         started: float,
     ) -> JobResult:
         config = self.config
         controller = self._controller()
-        report.parent.mkdir(parents=True, exist_ok=True)
-        writer = open_report(report)
-        self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
         total = plan.rows
         progress = Progress(
             total, quiet=config.quiet, stream=self.stream,
             extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
         )  # fmt: skip
+        # Every row reported so far: the carried ones (the journal's finished rows), then each
+        # result of this run. A bitmap, so a resume of millions of rows stays flat in memory.
+        reported = state.finished if state is not None else RowSet(scan.rows)
+        resumed = len(reported)
+        writer = open_report(report)
+        try:
+            # The carry streams from the old journal into the compacted one and the report in
+            # one pass; the old journal stays in place until the new one is whole.
+            carry = self._carry(state, writer, progress) if state is not None else None
+            self.journal = journal = Journal(jpath, header, carry=carry)
+        except BaseException:
+            writer.close()
+            raise
         lock = threading.Lock()
 
         def on_result(result: RowResult) -> None:
             with lock:
                 journal.write(result)
                 writer.write(result)
-            progress.add(result)
-
-        for result in carried.values():
-            writer.write(result)
+                reported.add(result.row)
             progress.add(result)
 
         self.runner = runner = Runner(
@@ -309,55 +342,135 @@ class Job:
         )  # fmt: skip
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
+        unreached = 0
         try:
-            runner.run(self.items(scan, frozenset(carried), self.planner()))
-        finally:
-            progress.close()
-            writer.close()
-            stopped = runner.stopping
-            if not stopped:
+            try:
+                runner.run(self.items(scan, reported, self.planner(), stop=self.stop_event))
+                # Once stopping, the feed ends: the rows it never read are reported here, in
+                # bulk, and not journaled (nothing was done to them), so a resume does them.
+                with lock:
+                    unreached = self._report_unreached(
+                        writer, reported, scan.rows, runner.stop_reason or "not reached"
+                    )
+                progress.add_counts(Counters({Status.SKIPPED.value: unreached},
+                                             {"Stopped": unreached} if unreached else {}))
+            finally:
+                progress.close()
+                writer.close()  # durable (fsync'd) before the summary and the marker
+            counts = progress.counters
+            summary = self._summary(counts, total, report, jpath, header, resumed, started)
+            summary.update(self._run_stats(runner, controller))
+            write_summary(report, summary)
+            # Last: a finished journal is never resumed, so it may say so only once the report
+            # and summary it vouches for are on disk.
+            if not runner.stopping and not unreached:
                 journal.complete()
+        finally:
             journal.close()
-        if report.suffix.lower() == ".parquet":
-            final = read_journal(jpath)
-            assert final is not None
-            write_parquet(report, (final.results[r] for r in sorted(final.results)))
+        if not config.quiet:
+            self.stream.write(format_summary(summary) + "\n")
+        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
+                         signal_code=self.signals.code)  # fmt: skip
+        return JobResult(code, summary, report)
 
-        counts = progress.counters
+    @staticmethod
+    def _carry(state: JournalState, writer: ReportWriter, progress: Progress) -> Iterator[bytes]:
+        """The finished rows of the old journal, each written to the report on its way into
+        the compacted journal (the line as it is); counted in bulk at the end."""
+        counts = Counters()
+        by_status, by_error = counts.by_status, counts.by_error
+        for line, cells in state.carried():
+            writer.write_cells(cells)
+            by_status[cells[3]] = by_status.get(cells[3], 0) + 1
+            if cells[5]:
+                by_error[cells[5]] = by_error.get(cells[5], 0) + 1
+            yield line
+        progress.add_counts(counts)
+
+    def _report_unreached(
+        self, writer: ReportWriter, reported: RowSet, last: int, reason: str
+    ) -> int:
+        """Report ``skipped`` every row of the input that has no result yet."""
+        n = 0
+        if self.config.rows:
+            wanted = [r for r in sorted(set(self.config.rows)) if r not in reported]
+            chunks: Iterator[np.ndarray] = iter([np.array(wanted, dtype=np.int64)] if wanted
+                                                else [])  # fmt: skip
+        else:
+            chunks = reported.missing(last)
+        for rows in chunks:
+            writer.write_skipped(rows, "Stopped", reason)
+            n += int(rows.size)
+        return n
+
+    def _summary(
+        self, counts: Counters, total: int, report: Path, jpath: Path, header: JournalHeader,
+        resumed: int, started: float,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The summary's parts that do not come from the runner."""
+        config = self.config
         duration = time.monotonic() - started
         updated = counts.by_status.get("updated", 0)
-        summary: dict[str, Any] = {
+        return {
             "rows": total,
             "counts": {s.value: counts.by_status.get(s.value, 0) for s in Status},
             "errors": dict(counts.by_error),
-            "calls": runner.stats.calls,
-            "throttles": runner.stats.throttles,
-            "faults": runner.stats.faults,
+            "calls": 0,
+            "throttles": 0,
+            "faults": 0,
             "duration_s": round(duration, 3),
             "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
             "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "stopped": "",
+            "report": str(report),
+            "journal": str(jpath),
+            "input": str(self.source.path.resolve()),
+            "input_sha256": header.input_sha256,
+            "settings": config.public(),
+            "resumed_rows": resumed,
+            "read_calls": self.lookup.reads if self.lookup is not None else 0,
+            "lookup": self.lookup_mode,
+            "pool": {"id": config.user_pool_id, "region": self.gateway.region},
+        }
+
+    @staticmethod
+    def _run_stats(runner: Runner, controller: RateController) -> dict[str, Any]:
+        return {
+            "calls": runner.stats.calls,
+            "throttles": runner.stats.throttles,
+            "faults": runner.stats.faults,
             "rate_final": round(controller.rate, 2),
             "rate_low": round(controller.history.low, 2),
             "rate_high": round(controller.history.high, 2),
             "concurrency": {"final": runner.window(), "low": runner.climber.low,
                             "high": runner.climber.high},  # fmt: skip
             "stopped": runner.stop_reason,
-            "report": str(report),
-            "journal": str(jpath),
-            "input": str(self.source.path.resolve()),
-            "input_sha256": header.input_sha256,
-            "settings": config.public(),
-            "resumed_rows": len(carried),
-            "read_calls": self.lookup.reads if self.lookup is not None else 0,
-            "lookup": self.lookup_mode,
-            "pool": {"id": config.user_pool_id, "region": self.gateway.region},
         }
+
+    def _rebuild(
+        self, state: JournalState, report: Path, jpath: Path, header: JournalHeader,
+        started: float,
+    ) -> JobResult:  # fmt: skip
+        """A finished run whose report or summary is gone: write them again from its journal,
+        calling nothing (every row has its result there)."""
+        counts = Counters()
+        writer = open_report(report)
+        try:
+            for result in state.records():
+                writer.write(result)
+                counts.add(result)
+        finally:
+            writer.close()
+        summary = self._summary(counts, sum(counts.by_status.values()), report, jpath, header,
+                                0, started)  # fmt: skip
+        summary["rebuilt_from_journal"] = True
         write_summary(report, summary)
-        if not config.quiet:
-            self.stream.write(format_summary(summary) + "\n")
-        code = exit_code(summary["counts"], fatal=runner.fatal is not None,
-                         signal_code=self.signals.code)  # fmt: skip
-        return JobResult(code, summary, report)
+        if not self.config.quiet:
+            self.stream.write(
+                f"cognito-batch: {jpath}: this run had finished; its report was missing and "
+                "is rebuilt from the journal (no call made)\n" + format_summary(summary) + "\n"
+            )
+        return JobResult(exit_code(summary["counts"], fatal=False, signal_code=0), summary, report)
 
     def _controller(self) -> RateController:
         config = self.config
@@ -381,10 +494,15 @@ class Job:
         if self.journal is not None:
             self.journal.sync()
 
-    def _resume_state(self, jpath: Path, header: JournalHeader) -> dict[int, RowResult]:
+    def _resume_state(self, jpath: Path, header: JournalHeader) -> JournalState | None:
+        """The journal an earlier run of this report left (None: none, or ``--fresh``). An
+        unfinished one must be of this input and settings; a finished one is returned as it
+        is (replaced by this run, or rebuilt into a missing report when it matches)."""
         state = None if self.config.fresh else read_journal(jpath)
-        if state is None or state.complete:
-            return {}
+        if state is None:
+            return None
+        if state.complete:
+            return state if state.header == header else None
         if state.header != header:
             what = (
                 "a different input file"
@@ -395,7 +513,7 @@ class Job:
                 f"{jpath}: an unfinished run of {what} is recorded here; rerun it with the "
                 "same input and settings to finish it, or pass --fresh to discard it"
             )
-        return {row: r for row, r in sorted(state.results.items()) if r.status in FINISHED}
+        return state
 
 
 def run_job(config: JobConfig, **kwargs: Any) -> JobResult:
