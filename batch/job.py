@@ -243,10 +243,11 @@ class Job:
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_column(lambda: iter_column(self.source, config.username_column))
-        self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
         header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
+        # The journal before the pool: a run that cannot resume is refused, and a lost report
+        # rebuilt, without a network call.
         state = None if config.dry_run else self._resume_state(jpath, header)
         if state is not None and state.complete:
             if state.version == VERSION and not (
@@ -254,6 +255,7 @@ class Job:
             ):
                 return self._rebuild(state, report, jpath, header, started)
             state = None  # a finished run's journal is simply replaced by this one
+        self.load_schema()
         done = state.finished if state is not None else RowSet(scan.rows)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
