@@ -23,6 +23,7 @@ from batch.config import JobConfig
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
+from batch.files import remove_stale_temporaries
 from batch.journal import (
     VERSION,
     Journal,
@@ -309,6 +310,8 @@ class Job:
         # result of this run. A bitmap, so a resume of millions of rows stays flat in memory.
         reported = state.finished if state is not None else RowSet(scan.rows)
         resumed = len(reported)
+        for path in (report, jpath):  # a killed run's half-written temporaries
+            remove_stale_temporaries(path)
         writer = open_report(report)
         try:
             # The carry streams from the old journal into the compacted one and the report in
