@@ -109,18 +109,6 @@ def encode(result: RowResult) -> bytes:
     return _line("\t".join(fields).encode("utf-8", "surrogatepass"))
 
 
-def _payload(line: bytes) -> bytes | None:
-    """The line's fields if it is whole and its checksum matches, else None."""
-    if len(line) < 10 or line[-1:] != b"\n" or line[8:9] != b"\t":
-        return None
-    payload = line[9:-1]
-    try:
-        crc = int(line[:8], 16)
-    except ValueError:
-        return None
-    return payload if zlib.crc32(payload) == crc else None
-
-
 def decode(payload: bytes) -> RowResult:
     text = payload.decode("utf-8", "surrogatepass")
     parts = text.split("\t")
@@ -228,10 +216,17 @@ def read_journal(path: Path) -> JournalState | None:
         complete = False
         valid = len(first)
         index = 0
+        crc32, statuses, finished_codes = zlib.crc32, _STATUS, _FINISHED
         for line in handle:
-            payload = _payload(line)
-            if payload is None:
-                break  # torn or garbled: nothing from here on is trusted
+            # Inlined checks: a resume of millions of rows spends its first seconds here.
+            if line[-1:] != b"\n" or line[8:9] != b"\t":
+                break  # torn: the process died mid-line
+            payload = line[9:-1]
+            try:
+                if crc32(payload) != int(line[:8], 16):
+                    break  # garbled: nothing from here on is trusted
+            except ValueError:
+                break
             if payload == _COMPLETE:
                 complete = True
                 valid += len(line)
@@ -242,14 +237,14 @@ def read_journal(path: Path) -> JournalState | None:
             except ValueError:
                 break
             status = payload[tab + 1 : tab + 2]
-            if status not in _STATUS:
+            if status not in statuses or row < 0:
                 break
             valid += len(line)
             if row in seen:
                 last[row] = index
             else:
                 seen.add(row)
-            if status in _FINISHED:
+            if status in finished_codes:
                 finished.add(row)
             else:
                 finished.discard(row)

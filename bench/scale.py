@@ -245,6 +245,21 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
     return out
 
 
+def v1_size(journal: Path, sample: int = 100_000) -> float:
+    """Bytes a row the same results took as version 1 (a JSON object a line), from a sample."""
+    sys.path.insert(0, str(ROOT))
+    from batch.journal import read_journal
+
+    state = read_journal(journal)
+    total = count = 0
+    for result in state.records() if state else ():
+        total += len((json.dumps(result.as_record(), ensure_ascii=False) + "\n").encode())
+        count += 1
+        if count >= sample:
+            break
+    return round(total / max(1, count), 1)
+
+
 def _time(fn: Any) -> float:
     t = time.perf_counter()
     fn()
@@ -298,6 +313,7 @@ def main() -> int:
                 lines = sum(1 for _ in open(journal, "rb")) - 1
                 record.setdefault("runs", {})[label] = {
                     "journal_bytes_per_row": round(journal.stat().st_size / max(1, lines), 1),
+                    "journal_v1_bytes_per_row": v1_size(journal) if label == "new" else None,
                     "report_rows": sum(1 for _ in open(report, "rb")) - 1,
                 }
         # In a child too: the parent stays small (a child's ru_maxrss starts at the size of
