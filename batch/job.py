@@ -310,7 +310,7 @@ class Job:
         # result of this run. A bitmap, so a resume of millions of rows stays flat in memory.
         reported = state.finished if state is not None else RowSet(scan.rows)
         resumed = len(reported)
-        for path in (report, jpath):  # a killed run's half-written temporaries
+        for path in (report, jpath, summary_path(report)):  # a killed run's temporaries
             remove_stale_temporaries(path)
         writer = open_report(report)
         try:
