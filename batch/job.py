@@ -318,6 +318,8 @@ class Job:
             # one pass; the old journal stays in place until the new one is whole.
             carry = self._carry(state, writer, progress) if state is not None else None
             self.journal = journal = Journal(jpath, header, carry=carry)
+        except _CarryStopped:
+            return self._stopped_in_carry(writer, report, jpath)
         except BaseException:
             writer.close()
             raise
@@ -378,19 +380,37 @@ class Job:
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)
 
-    @staticmethod
-    def _carry(state: JournalState, writer: ReportWriter, progress: Progress) -> Iterator[bytes]:
+    def _carry(
+        self, state: JournalState, writer: ReportWriter, progress: Progress
+    ) -> Iterator[bytes]:
         """The finished rows of the old journal, each written to the report on its way into
-        the compacted journal (the line as it is); counted in bulk at the end."""
+        the compacted journal (the line as it is); counted in bulk at the end. A signal stops
+        it: copying millions of rows must not hold a SIGTERM past the scheduler's SIGKILL."""
         counts = Counters()
         by_status, by_error = counts.by_status, counts.by_error
-        for line, cells in state.carried():
+        stop = self.stop_event
+        for n, (line, cells) in enumerate(state.carried()):
+            if not n & 4095 and stop.is_set():
+                raise _CarryStopped
             writer.write_cells(cells)
             by_status[cells[3]] = by_status.get(cells[3], 0) + 1
             if cells[5]:
                 by_error[cells[5]] = by_error.get(cells[5], 0) + 1
             yield line
         progress.add_counts(counts)
+
+    def _stopped_in_carry(self, writer: ReportWriter, report: Path, jpath: Path) -> JobResult:
+        """A signal during the carry: the old journal stands untouched (the compacted one was
+        never renamed over it) and the half-copied report is removed, so nothing claims to be
+        the run's report; the same command resumes and writes it whole."""
+        writer.close()
+        report.unlink(missing_ok=True)
+        reason = self.signals.reason or "interrupted"
+        self.stream.write(f"cognito-batch: {reason} while resuming; {jpath} is unchanged: "
+                          "run the same command again to resume\n")  # fmt: skip
+        summary: dict[str, Any] = {"stopped": reason, "report": str(report),
+                                   "journal": str(jpath)}  # fmt: skip
+        return JobResult(self.signals.code or EXIT_SIGTERM, summary, report)
 
     def _report_unreached(
         self, writer: ReportWriter, reported: RowSet, last: int, reason: str
@@ -519,6 +539,10 @@ class Job:
                 "same input and settings to finish it, or pass --fresh to discard it"
             )
         return state
+
+
+class _CarryStopped(Exception):
+    """A signal arrived while a resume copied the finished rows."""
 
 
 def run_job(config: JobConfig, **kwargs: Any) -> JobResult:

@@ -23,7 +23,7 @@ from batch.cli import main
 from batch.config import JobConfig, build_config
 from batch.errors import ResumeError
 from batch.job import Job
-from batch.journal import journal_path, read_journal
+from batch.journal import JournalState, journal_path, read_journal
 from batch.report import read_report, summary_path
 from batch.retry import retry_config
 
@@ -276,3 +276,48 @@ def test_an_unfinished_journal_of_an_older_version_is_exit_2_in_one_line(
     # THEN exit 2, no traceback; --fresh is named as the way out
     assert code == 2 and "Traceback" not in err and "--fresh" in err
     assert err.count("\n") == 1
+
+
+def test_a_signal_during_the_carry_stops_at_once_and_leaves_the_journal_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a run of 20,000 rows stopped half way (about 10,000 finished rows to carry)
+    n = 20_000
+    source = write_input(tmp_path / "in.csv", n, valid_every=100)
+    report = tmp_path / "out.csv"
+    fake = FakeCognito(users(n))
+    first = Job(config(source, report), gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
+    stop_at(first, fake, f"user{n // 2}")
+    first.run()
+    fake.hook = None
+    before = journal_path(report).read_bytes()
+
+    # WHEN a resume is signalled (as SIGTERM does) just after it starts copying finished rows
+    job = Job(config(source, report), gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
+    copied: list[int] = []
+    original = JournalState.carried
+
+    def carried(self: JournalState) -> Any:
+        for item in original(self):
+            copied.append(item[1][0])
+            if len(copied) == 1:
+                job._stop("interrupted by SIGTERM")  # noqa: SLF001 - what the handler calls
+            yield item
+
+    fake.calls.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JournalState, "carried", carried)
+        result = job.run()
+
+    # THEN it stopped within a few thousand rows of the copy, with no call made, exit 143
+    assert len(copied) <= 4097 < len(read_journal(journal_path(report)).finished)  # type: ignore[union-attr]
+    assert fake.calls == [] and result.exit_code == 143
+    # AND the journal is as it was, no half report and no temporary is left
+    assert journal_path(report).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.csv", journal_path(report).name, summary_path(report).name]
+    )
+    # WHEN the same command runs again THEN it resumes to a whole report
+    Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
+    rows = assert_each_row_once(report, n)
+    assert not [r for r in rows if r["status"] == "skipped"]
