@@ -14,7 +14,7 @@ from typing import IO, Any
 from batch.exit_codes import EXIT_OK, EXIT_ROWS
 from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan_summary import PlanSummary
-from batch.report import open_report, write_parquet, write_summary
+from batch.report import open_report, write_summary
 from batch.schema import PoolSchema
 
 
@@ -27,8 +27,7 @@ def dry_run(
     schema: PoolSchema | None,
     stream: IO[str],
 ) -> JobResult:
-    writer = open_report(report) if report.suffix.lower() != ".parquet" else None
-    results: list[RowResult] = []
+    writer = open_report(report)  # every format streams: no row is held
     plan.reset_counts()
     for item in items:
         if isinstance(item, UserUpdate) and resolve is not None:
@@ -37,14 +36,8 @@ def dry_run(
         if isinstance(item, UserUpdate):
             item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
                              error_message="dry run: not applied")  # fmt: skip
-        if writer is not None:
-            writer.write(item)
-        else:
-            results.append(item)
-    if writer is not None:
-        writer.close()
-    else:
-        write_parquet(report, results)
+        writer.write(item)
+    writer.close()
     stream.write("dry run: nothing was written\n" + plan.describe() + "\n")
     summary: dict[str, Any] = {
         "dry_run": True, "rows": plan.rows, "to_apply": plan.to_apply,

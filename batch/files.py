@@ -81,6 +81,24 @@ def atomic_write(path: Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]
             os.fsync(handle.fileno())
 
 
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove what ``atomic_path`` left beside ``path`` when a process died before renaming
+    (``kill -9`` in the middle of a journal's compaction or a Parquet report): they hold the
+    same personal data as the file. Call it only while no other writer of ``path`` runs."""
+    removed = 0
+    if path.parent.is_dir():
+        # mkstemp's random part is 8 characters: the pattern matches this file's only.
+        for stale in path.parent.glob(f".{glob_escape(path.name)}.{'?' * 8}.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                removed += 1
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(text)

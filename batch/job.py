@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from batch.brake import Brake, FailureLimit
 from batch.cognito import CognitoGateway, ConnectionSettings, identifies_as_emulator
 from batch.config import JobConfig
-from batch.datasets import dataset_parts
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
-from batch.files import private_dir
+from batch.files import private_dir, remove_stale_temporaries
 from batch.guard import (
     InputWatch,
     check_dry_run_target,
@@ -35,11 +36,11 @@ from batch.guard import (
     run_outputs,
     stop_on_change,
 )
-from batch.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.journal import VERSION, Journal, JournalHeader, JournalState, journal_path
 from batch.lock import RunLock, lock_path
 from batch.logs import EventLog, version
 from batch.messages import KeyHint
-from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
+from batch.models import Counters, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
@@ -53,8 +54,9 @@ from batch.ratelimit import (
     event_waiter,
 )
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
-from batch.report import format_summary, open_report, write_parquet, write_summary
+from batch.report import ReportWriter, format_summary, open_report, summary_path, write_summary
 from batch.retrying import Retrier, RetryPolicy
+from batch.rowset import RowSet
 from batch.runner import Runner, RunnerSettings
 from batch.scan import KeyScan
 from batch.schema import PoolSchema
@@ -226,11 +228,19 @@ class Job:
         )
 
     def items(
-        self, scan: KeyScan, done: set[int] | frozenset[int], planner: Planner
+        self,
+        scan: KeyScan,
+        done: RowSet | frozenset[int],
+        planner: Planner,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[UserUpdate | RowResult]:
-        """Every row still to report, planned, with the duplicate rule applied."""
+        """Every row still to report, planned, with the duplicate rule applied. With ``stop``,
+        the feed ends as soon as it is set: the rows not read are reported in bulk."""
         only = frozenset(self.config.rows)
         for row in self.watch.rows(iter_rows(self.source), expected=scan.last_input_row):
+            if stop is not None and stop.is_set():
+                return
             if only and row.row not in only:
                 continue
             if row.row in done:
@@ -262,7 +272,7 @@ class Job:
                                        f"{last}); use --on-duplicate last to keep the last",
                          key=key)  # fmt: skip
 
-    def plan_summary(self, scan: KeyScan, done: set[int] | frozenset[int]) -> PlanSummary:
+    def plan_summary(self, scan: KeyScan, done: RowSet | frozenset[int]) -> PlanSummary:
         """A full planning pass: counts by planned outcome, attributes, messages."""
         summary = PlanSummary(
             pool_id=self.config.user_pool_id,
@@ -308,13 +318,22 @@ class Job:
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
-        self.load_schema()
         report = config.report_path()
         jpath = journal_path(report)
         header = JournalHeader(self.watch.hashed(), config.fingerprint())
-        carried = {} if config.dry_run else self._resume_state(jpath, header)
+        # The journal before the pool: a run that cannot resume is refused, and a lost report
+        # rebuilt, without a network call.
+        state = None if config.dry_run else self._resume_state(jpath, header)
+        if state is not None and state.complete:
+            if state.version == VERSION and not (
+                report.is_file() and summary_path(report).is_file()
+            ):
+                return self._rebuild(state, report, jpath, header, started)
+            state = None  # a finished run's journal is simply replaced by this one
+        self.load_schema()
+        done = state.finished if state is not None else RowSet(scan.last_input_row)
         if config.dry_run or self.confirm is not None:
-            plan = self.plan_summary(scan, frozenset(carried))
+            plan = self.plan_summary(scan, done)
             plan.upper_bound = self.needs_lookup and not config.dry_run
         else:  # unattended: no one reads a plan, so skip the extra pass over the input
             plan = PlanSummary(
@@ -328,7 +347,7 @@ class Job:
                 self.open_lookup(scan, self.stop_event)
             try:
                 result = dry_run(
-                    self.items(scan, frozenset(), self.planner()), plan, report,
+                    self.items(scan, RowSet(), self.planner()), plan, report,
                     resolve=self.resolver, schema=self.schema,
                     stream=io.StringIO() if self.log.json else self.stream,
                 )  # fmt: skip
@@ -346,7 +365,7 @@ class Job:
             with self.signals if self.handle_signals else contextlib.nullcontext():
                 if self.needs_lookup or self.records_undo:
                     self.open_lookup(scan, self.stop_event)
-                return self._apply(scan, plan, report, jpath, header, carried, started)
+                return self._apply(scan, plan, report, jpath, header, state, started)
         finally:
             if self.lookup is not None:
                 self.lookup.close()
@@ -358,17 +377,11 @@ class Job:
         report: Path,
         jpath: Path,
         header: JournalHeader,
-        carried: dict[int, RowResult],
+        state: JournalState | None,
         started: float,
     ) -> JobResult:
         config = self.config
         controller = self._controller()
-        report.parent.mkdir(parents=True, exist_ok=True)
-        tpath = timeline_path(report)
-        timeline = open_timeline(tpath, header.as_record(), rows=plan.rows,
-                                 resume=not config.fresh and jpath.exists())  # fmt: skip
-        writer = open_report(report)
-        self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
         total = plan.rows
 
         def live() -> dict[str, float]:
@@ -379,6 +392,26 @@ class Job:
 
         progress = Progress(total, quiet=config.quiet, stream=self.stream, log=self.log,
                             extra=live)  # fmt: skip
+        # Every row reported so far: the carried ones (the journal's finished rows), then each
+        # result of this run. A bitmap, so a resume of millions of rows stays flat in memory.
+        reported = state.finished if state is not None else RowSet(scan.last_input_row)
+        resumed = len(reported)
+        for path in (report, jpath, summary_path(report)):  # a killed run's temporaries
+            remove_stale_temporaries(path)
+        tpath = timeline_path(report)
+        timeline = open_timeline(tpath, header.as_record(), rows=plan.rows,
+                                 resume=state is not None)  # fmt: skip
+        writer = open_report(report)
+        try:
+            # The carry streams from the old journal into the compacted one and the report in
+            # one pass; the old journal stays in place until the new one is whole.
+            carry = self._carry(state, writer, progress) if state is not None else None
+            self.journal = journal = Journal(jpath, header, carry=carry)
+        except _CarryStopped:
+            return self._stopped_in_carry(writer, report, jpath)
+        except BaseException:
+            writer.close()
+            raise
         lock = threading.Lock()
         hint = KeyHint(config.key)
         brake = Brake(FailureLimit.parse(config.max_failures))
@@ -391,14 +424,11 @@ class Job:
             with lock:
                 journal.write(result)
                 writer.write(result)
+                reported.add(result.row)
                 hint.add(result)
             progress.add(result)
             if brake.add(result):
                 runner.stop(brake.reason)
-
-        for result in carried.values():
-            writer.write(result)
-            progress.add(result)
 
         self.runner = runner = Runner(
             self.gateway,  # type: ignore[arg-type]
@@ -421,76 +451,59 @@ class Job:
             sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
             rate=controller.rate, in_flight=runner.stats.in_flight,
             statuses=dict(progress.counters.by_status)), tpath)  # fmt: skip
-        recorder.start(resumed_rows=len(carried))
+        recorder.start(resumed_rows=resumed)
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
+        unreached = 0
         try:
-            # A changed input stops the run; the rows not read yet are reported skipped.
-            runner.run(stop_on_change(self.items(scan, frozenset(carried), self.planner()),
-                                      self.watch, stop=self._stop,
-                                      expected=scan.last_input_row, done=frozenset(carried),
-                                      only=config.rows, foreign=scan.foreign))  # fmt: skip
-        finally:
-            progress.close()
-            writer.close()
-            stopped = runner.stopping
-            if not stopped:
-                journal.complete()
-            journal.close()
-            recorder.close(complete=not stopped)
+            try:
+                # A changed input stops the run; the rows not read yet are reported skipped.
+                feed = stop_on_change(
+                    self.items(scan, reported, self.planner(), stop=self.stop_event),
+                    self.watch, stop=self._stop, expected=scan.last_input_row,
+                    done=reported, only=config.rows, foreign=scan.foreign,
+                )  # fmt: skip
+                runner.run(feed)
+                # Once stopping, the feed ends: the rows it never read are reported here, in
+                # bulk, and not journaled (nothing was done to them), so a resume does them.
+                with lock:
+                    unreached = self._report_unreached(
+                        writer, reported, scan.last_input_row, runner.stop_reason or "not reached",
+                        foreign=scan.foreign,
+                    )  # fmt: skip
+                progress.add_counts(Counters({Status.SKIPPED.value: unreached},
+                                             {"Stopped": unreached} if unreached else {}))
+            finally:
+                progress.close()
+                writer.close()  # durable (fsync'd) before the summary and the marker
+            finished = not runner.stopping and not unreached
+            recorder.close(complete=finished)
             if self.undo_log is not None:
-                if not stopped:
+                if finished:
                     self.undo_log.complete()
                 self.undo_log.close()
-        if report.suffix.lower() == ".parquet":
-            final = read_journal(jpath)
-            assert final is not None
-            write_parquet(report, (final.results[r] for r in sorted(final.results)))
-
-        counts = progress.counters
-        duration = time.monotonic() - started
-        updated = counts.by_status.get("updated", 0)
-        summary: dict[str, Any] = {
-            "rows": total,
-            "counts": {s.value: counts.by_status.get(s.value, 0) for s in Status},
-            "errors": dict(counts.by_error),
-            "calls": runner.stats.calls,
-            "throttles": runner.stats.throttles,
-            "faults": runner.stats.faults,
-            "duration_s": round(duration, 3),
-            "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
-            "rate": "auto" if config.auto_rate else config.fixed_rate,
-            "rate_final": round(controller.rate, 2),
-            "rate_low": round(controller.history.low, 2),
-            "rate_high": round(controller.history.high, 2),
-            "concurrency": {"final": runner.window(), "low": runner.climber.low,
-                            "high": runner.climber.high},  # fmt: skip
-            "stopped": runner.stop_reason,
-            "report": str(report),
-            "journal": str(jpath),
-            "input": self.source.uri or str(self.source.path.resolve()),
-            # A changed input is not the file this hash names: record none (retry refuses).
-            "input_sha256": None if self.watch.changed else header.input_sha256,
-            "input_parts": dataset_parts(self.source),
-            "shard": config.shard or None,
-            "settings": config.public(),
-            "client_metadata_keys": sorted(config.client_metadata),  # never its values
-            "resumed_rows": len(carried),
-            "read_calls": self.lookup.reads if self.lookup is not None else 0,
-            "lookup": self.lookup_mode,
-            "pool": {"id": config.user_pool_id, "region": self.gateway.region},
-            "timeline": str(tpath),
-            "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
-                             "decided": brake.decided, "tripped": brake.tripped},
-            "undo": self.undo_log.stats() if self.undo_log is not None else None,
-        }
-        if hint.text():
-            summary["hint"] = hint.text()
-        stopped_job = runner.fatal is not None or bool(self.watch.changed) or brake.tripped
-        code = exit_code(summary["counts"], fatal=stopped_job,
-                         signal_code=self.signals.code)  # fmt: skip
-        summary["exit_code"] = code
-        write_summary(report, summary)
+            counts = progress.counters
+            summary = self._summary(counts, total, report, jpath, header, resumed, started)
+            summary.update(self._run_stats(runner, controller))
+            summary.update({
+                "timeline": str(tpath),
+                "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
+                                 "decided": brake.decided, "tripped": brake.tripped},
+                "undo": self.undo_log.stats() if self.undo_log is not None else None,
+            })  # fmt: skip
+            if hint.text():
+                summary["hint"] = hint.text()
+            stopped_job = runner.fatal is not None or bool(self.watch.changed) or brake.tripped
+            code = exit_code(summary["counts"], fatal=stopped_job,
+                             signal_code=self.signals.code)  # fmt: skip
+            summary["exit_code"] = code
+            write_summary(report, summary)
+            # Last: a finished journal is never resumed, so it may say so only once the report
+            # and summary it vouches for are on disk.
+            if finished:
+                journal.complete()
+        finally:
+            journal.close()
         if not config.quiet:
             self.log.summary(summary, format_summary(summary), exit_code=code)
             if self.undo_log is not None:
@@ -518,6 +531,126 @@ class Job:
         return {"pool": config.user_pool_id, "region": self.gateway.region,
                 "endpoint_url": config.endpoint_url, "input_sha256": header.input_sha256,
                 "settings": header.settings, "report": str(config.report_path())}  # fmt: skip
+
+    def _carry(
+        self, state: JournalState, writer: ReportWriter, progress: Progress
+    ) -> Iterator[bytes]:
+        """The finished rows of the old journal, each written to the report on its way into
+        the compacted journal (the line as it is); counted in bulk at the end. A signal stops
+        it: copying millions of rows must not hold a SIGTERM past the scheduler's SIGKILL."""
+        counts = Counters()
+        by_status, by_error = counts.by_status, counts.by_error
+        stop = self.stop_event
+        for n, (line, cells) in enumerate(state.carried()):
+            if not n & 4095 and stop.is_set():
+                raise _CarryStopped
+            writer.write_cells(cells)
+            by_status[cells[3]] = by_status.get(cells[3], 0) + 1
+            if cells[5]:
+                by_error[cells[5]] = by_error.get(cells[5], 0) + 1
+            yield line
+        progress.add_counts(counts)
+
+    def _stopped_in_carry(self, writer: ReportWriter, report: Path, jpath: Path) -> JobResult:
+        """A signal during the carry: the old journal stands untouched (the compacted one was
+        never renamed over it) and the half-copied report is removed, so nothing claims to be
+        the run's report; the same command resumes and writes it whole."""
+        writer.close()
+        report.unlink(missing_ok=True)
+        reason = self.signals.reason or "interrupted"
+        self.stream.write(f"cognito-batch: {reason} while resuming; {jpath} is unchanged: "
+                          "run the same command again to resume\n")  # fmt: skip
+        summary: dict[str, Any] = {"stopped": reason, "report": str(report),
+                                   "journal": str(jpath)}  # fmt: skip
+        return JobResult(self.signals.code or EXIT_SIGTERM, summary, report)
+
+    def _report_unreached(
+        self, writer: ReportWriter, reported: RowSet, last: int, reason: str, *,
+        foreign: RowSet | None = None,
+    ) -> int:  # fmt: skip
+        """Report ``skipped`` every row of the input that has no result yet (``foreign``:
+        another shard's rows, never this run's to report)."""
+        n = 0
+        if self.config.rows:
+            wanted = [r for r in sorted(set(self.config.rows))
+                      if r not in reported and not (foreign is not None and r in foreign)]
+            chunks: Iterator[np.ndarray] = iter([np.array(wanted, dtype=np.int64)] if wanted
+                                                else [])  # fmt: skip
+        else:
+            chunks = reported.missing(last, besides=foreign)
+        for rows in chunks:
+            writer.write_skipped(rows, "Stopped", reason)
+            n += int(rows.size)
+        return n
+
+    def _summary(
+        self, counts: Counters, total: int, report: Path, jpath: Path, header: JournalHeader,
+        resumed: int, started: float,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The summary's parts that do not come from the runner."""
+        config = self.config
+        duration = time.monotonic() - started
+        updated = counts.by_status.get("updated", 0)
+        return {
+            "rows": total,
+            "counts": {s.value: counts.by_status.get(s.value, 0) for s in Status},
+            "errors": dict(counts.by_error),
+            "calls": 0,
+            "throttles": 0,
+            "faults": 0,
+            "duration_s": round(duration, 3),
+            "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
+            "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "stopped": "",
+            "report": str(report),
+            "journal": str(jpath),
+            "input": str(self.source.path.resolve()),
+            "input_sha256": header.input_sha256,
+            "settings": config.public(),
+            "resumed_rows": resumed,
+            "read_calls": self.lookup.reads if self.lookup is not None else 0,
+            "lookup": self.lookup_mode,
+            "pool": {"id": config.user_pool_id, "region": self.gateway.region},
+        }
+
+    @staticmethod
+    def _run_stats(runner: Runner, controller: RateController) -> dict[str, Any]:
+        return {
+            "calls": runner.stats.calls,
+            "throttles": runner.stats.throttles,
+            "faults": runner.stats.faults,
+            "rate_final": round(controller.rate, 2),
+            "rate_low": round(controller.history.low, 2),
+            "rate_high": round(controller.history.high, 2),
+            "concurrency": {"final": runner.window(), "low": runner.climber.low,
+                            "high": runner.climber.high},  # fmt: skip
+            "stopped": runner.stop_reason,
+        }
+
+    def _rebuild(
+        self, state: JournalState, report: Path, jpath: Path, header: JournalHeader,
+        started: float,
+    ) -> JobResult:  # fmt: skip
+        """A finished run whose report or summary is gone: write them again from its journal,
+        calling nothing (every row has its result there)."""
+        counts = Counters()
+        writer = open_report(report)
+        try:
+            for result in state.records():
+                writer.write(result)
+                counts.add(result)
+        finally:
+            writer.close()
+        summary = self._summary(counts, sum(counts.by_status.values()), report, jpath, header,
+                                0, started)  # fmt: skip
+        summary["rebuilt_from_journal"] = True
+        write_summary(report, summary)
+        if not self.config.quiet:
+            self.stream.write(
+                f"cognito-batch: {jpath}: this run had finished; its report was missing and "
+                "is rebuilt from the journal (no call made)\n" + format_summary(summary) + "\n"
+            )
+        return JobResult(exit_code(summary["counts"], fatal=False, signal_code=0), summary, report)
 
     def _controller(self) -> RateController:
         config = self.config
@@ -551,10 +684,16 @@ class Job:
         if self.journal is not None:
             self.journal.sync()
 
-    def _resume_state(self, jpath: Path, header: JournalHeader) -> dict[int, RowResult]:
+    def _resume_state(self, jpath: Path, header: JournalHeader) -> JournalState | None:
+        """The journal an earlier run of this report left (None: none, or ``--fresh``). An
+        unfinished one must be of this input and settings; a finished one is returned as it
+        is (replaced by this run, or rebuilt into a missing report when it matches). A
+        damaged one is refused in one line (``guard.check_journal``)."""
         state = None if self.config.fresh else check_journal(jpath)
-        if state is None or state.complete:
-            return {}
+        if state is None:
+            return None
+        if state.complete:
+            return state if state.header == header else None
         if state.header != header:
             what = (
                 "a different input file"
@@ -565,7 +704,11 @@ class Job:
                 f"{jpath}: an unfinished run of {what} is recorded here; rerun it with the "
                 "same input and settings to finish it, or pass --fresh to discard it"
             )
-        return {row: r for row, r in sorted(state.results.items()) if r.status in FINISHED}
+        return state
+
+
+class _CarryStopped(Exception):
+    """A signal arrived while a resume copied the finished rows."""
 
 
 def run_job(config: JobConfig, **kwargs: Any) -> JobResult:

@@ -77,6 +77,18 @@ class Progress:
                 self._stream.write(self.line(now) + "\n")
                 self._stream.flush()
 
+    def add_counts(self, counts: Counters) -> None:
+        """Count many results at once (carried rows, rows never reached): no work per row."""
+        n = sum(counts.by_status.values())
+        with self._lock:
+            for mine, theirs in ((self.counters.by_status, counts.by_status),
+                                 (self.counters.by_error, counts.by_error)):  # fmt: skip
+                for name, count in theirs.items():
+                    mine[name] = mine.get(name, 0) + count
+            self._done += n
+            if self._bar is not None and n:
+                self._bar.update(n)
+
     def _postfix(self) -> dict[str, object]:
         extra = self._extra()
         now = self._clock()

@@ -34,11 +34,11 @@ from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import exit_code
 from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
-from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
+from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
 from batch.ratelimit import FixedRate, MeasuredRate, Pacer, RateController, Waiter, event_waiter
-from batch.report import format_summary, open_report, summary_path, write_parquet, write_summary
+from batch.report import format_summary, open_report, summary_path, write_summary
 from batch.retrying import Cancelled, Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
 from batch.schema import PoolSchema
@@ -294,10 +294,6 @@ class UndoJob:
             if not runner.stopping:
                 journal.complete()
             journal.close()
-        if report.suffix.lower() == ".parquet":
-            final = read_journal(jpath)
-            assert final is not None
-            write_parquet(report, (final.results[r] for r in sorted(final.results)))
         counts = progress.counters
         duration = time.monotonic() - started
         summary: dict[str, Any] = {
@@ -333,7 +329,9 @@ class UndoJob:
         if state.header != header:
             raise ResumeError(f"{jpath}: an unfinished undo with other settings (or of another "
                               "run) is recorded here; pass --fresh to discard it")  # fmt: skip
-        return {row: r for row, r in sorted(state.results.items()) if r.status in FINISHED}
+        # An undo has a row per before-image (the rows a run wrote), so its finished results
+        # are held while it resumes; the run's own resume streams them (``job._carry``).
+        return {r.row: r for r in state.records() if r.row in state.finished}
 
     def _stop(self, reason: str) -> None:
         if self.runner is not None:

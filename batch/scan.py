@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from batch.rowset import RowSet
 
 
 def key_hash(key: str) -> int:
@@ -35,7 +37,7 @@ class KeyScan:
         default_factory=lambda: np.empty(0, dtype=np.uint64)
     )  # every key's hash, sorted: membership for the snapshot
     #: Rows of the input that are not this run's (another shard's); None: every row is.
-    foreign: Container[int] | None = None
+    foreign: RowSet | None = None
     input_rows: int = -1  # the input's last data row; -1: ``rows``
 
     @property

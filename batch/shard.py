@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batch.errors import UsageError
+from batch.rowset import RowSet
 from batch.scan import KeyScan, scan_column
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def scan_shard(values: Callable[[], Iterable[str]], shard: Shard | None) -> KeyS
     if shard is None:
         return scan_column(values)
     owned = [0]
-    foreign = RowBits()
+    foreign = RowSet()
 
     def masked() -> Iterator[str]:
         owned[0] = 0
@@ -146,21 +147,3 @@ def scan_shard(values: Callable[[], Iterable[str]], shard: Shard | None) -> KeyS
     scan = scan_column(masked)
     return replace(scan, rows=owned[0], input_rows=scan.rows, foreign=foreign)
 
-
-class RowBits:
-    """A set of row numbers as a bitmap: one bit a row, however many rows are in it."""
-
-    def __init__(self) -> None:
-        self._bits = bytearray()
-
-    def add(self, row: int) -> None:
-        index = row >> 3
-        if index >= len(self._bits):
-            self._bits.extend(bytes(index + 1 - len(self._bits)))
-        self._bits[index] |= 1 << (row & 7)
-
-    def __contains__(self, row: object) -> bool:
-        if not isinstance(row, int) or row < 0:
-            return False
-        index = row >> 3
-        return index < len(self._bits) and bool(self._bits[index] >> (row & 7) & 1)

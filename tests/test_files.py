@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from batch.files import atomic_path, atomic_write, open_private, private_dir, write_text_atomic
+from batch.files import (
+    atomic_path,
+    atomic_write,
+    open_private,
+    private_dir,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
 
 
 def mode(path: Path) -> int:
@@ -74,3 +81,19 @@ def test_atomic_replace_of_a_symlink_replaces_the_link_not_its_target(tmp_path: 
     write_text_atomic(link, "{}")
     assert victim.read_text() == "precious"
     assert not link.is_symlink() and link.read_text() == "{}"
+
+
+def test_temporaries_a_killed_writer_left_are_removed(tmp_path: Path) -> None:
+    # GIVEN the temporaries of a Parquet report and its journal a killed run left, and others'
+    report = tmp_path / "r[1].parquet"
+    for name in (".r[1].parquet.abc12_yz.tmp", ".r[1].parquet.journal.abc12_yz.tmp",
+                 ".other.abc12_yz.tmp",
+                 "r[1].parquet"):  # fmt: skip
+        (tmp_path / name).write_text("x")
+    # WHEN the next run starts on that report
+    removed = remove_stale_temporaries(report)
+    # THEN only the report's own temporaries are gone (the journal's are named after it)
+    assert removed == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.abc12_yz.tmp", ".r[1].parquet.journal.abc12_yz.tmp", "r[1].parquet"
+    ]  # fmt: skip

@@ -1,8 +1,13 @@
-"""The resume journal: round trip, torn lines, versions, last-wins, atomic carry."""
+"""The resume journal: round trip, compact lines, torn and garbled lines, versions, last-wins,
+atomic carry, owner-only files, and the flat memory of its finished-row bitmap."""
 
 from __future__ import annotations
 
 import json
+import stat
+import sys
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +17,13 @@ from batch.errors import ResumeError
 from batch.journal import (
     Journal,
     JournalHeader,
+    encode,
     file_sha256,
     journal_path,
     read_journal,
 )
 from batch.models import RowResult, Status
+from batch.rowset import RowSet
 
 HEADER = JournalHeader(input_sha256="ab" * 32, settings="0123456789abcdef")
 
@@ -45,10 +52,18 @@ def test_journal_path_sits_beside_the_report() -> None:
     assert journal_path(Path("reports/run.report.csv")) == Path("reports/run.report.csv.journal")
 
 
+def records(path: Path) -> dict[int, RowResult]:
+    state = read_journal(path)
+    assert state is not None
+    return {r.row: r for r in state.records()}
+
+
 def test_round_trip(tmp_path: Path) -> None:
-    # GIVEN a journal with four results
+    # GIVEN a journal with four results (tabs, newlines, backslashes and non-ASCII in texts)
     path = tmp_path / "r.csv.journal"
-    write_journal(path, results())
+    odd = RowResult(5, "a\tb", Status.FAILED, attempts=2, error_code="X",
+                    error_message="line1\nline2\r\\n — \\ \udcff", key="k\\t")  # fmt: skip
+    write_journal(path, [*results(), odd])
 
     # WHEN it is read back
     state = read_journal(path)
@@ -56,17 +71,33 @@ def test_round_trip(tmp_path: Path) -> None:
     # THEN header and results are as written, and the run is not complete
     assert state is not None
     assert state.header == HEADER
-    assert state.results == {r.row: r for r in results()}
+    assert list(state.records()) == [*results(), odd]
     assert state.complete is False
     assert state.valid_bytes == path.stat().st_size
+    assert state.records_count == 5
 
 
-def test_finished_keeps_only_rows_a_resume_does_not_redo(tmp_path: Path) -> None:
+def test_a_line_is_compact_and_checksummed(tmp_path: Path) -> None:
+    # GIVEN an updated row as most rows end
+    line = encode(RowResult(1234567, "user1234567", Status.UPDATED, attempts=1, elapsed_ms=23))
+    # THEN it is one short tab-separated line whose first field is the CRC32 of the rest
+    assert line == b"%08x\t1234567\tu\t1\t23\tuser1234567\n" % zlib.crc32(
+        b"1234567\tu\t1\t23\tuser1234567"
+    )
+    assert len(line) < 40
+
+
+def test_finished_holds_only_rows_a_resume_does_not_redo(tmp_path: Path) -> None:
     path = tmp_path / "j"
     write_journal(path, results())
     state = read_journal(path)
     assert state is not None
-    assert sorted(state.finished()) == [1, 2]
+    assert [r for r in range(10) if r in state.finished] == [1, 2]
+    assert len(state.finished) == 2
+    assert [cells for _, cells in state.carried()] == [
+        (1, "u1", "", "updated", 1, "", "", 12),
+        (2, "u2", "", "invalid", 0, "InvalidValue", "column 'email': not an email address — é", 0),
+    ]  # fmt: skip
 
 
 def test_complete_marker(tmp_path: Path) -> None:
@@ -74,7 +105,7 @@ def test_complete_marker(tmp_path: Path) -> None:
     write_journal(path, results(), complete=True)
     state = read_journal(path)
     assert state is not None and state.complete is True
-    assert len(state.results) == 4
+    assert len(records(path)) == 4
 
 
 def test_no_journal_reads_as_none(tmp_path: Path) -> None:
@@ -86,9 +117,10 @@ def test_no_journal_reads_as_none(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "torn",
-    [b'{"row": 5, "status": "upd', b'{"row": 5, "status": "updated"}', b"{", b"\xe2\x82"],
-    ids=["half-object", "whole-object-no-newline", "brace", "half-utf8"],
-)
+    [b"1a2b3c4d\t5\tu\t1", b"%08x\t5\tu\t1\t2\tu5" % zlib.crc32(b"5\tu\t1\t2\tu5"),
+     b"\x00\x00\x00\x00", b"\xe2\x82"],
+    ids=["half-line", "whole-line-no-newline", "zeros", "half-utf8"],
+)  # fmt: skip
 def test_a_torn_last_line_is_ignored_and_the_rest_kept(tmp_path: Path, torn: bytes) -> None:
     # GIVEN a journal whose last write was cut off mid-line
     path = tmp_path / "j"
@@ -102,31 +134,71 @@ def test_a_torn_last_line_is_ignored_and_the_rest_kept(tmp_path: Path, torn: byt
 
     # THEN the earlier results are all there, row 5 is not, and the valid length excludes it
     assert state is not None
-    assert sorted(state.results) == [1, 2, 3, 4]
+    assert sorted(records(path)) == [1, 2, 3, 4]
     assert state.valid_bytes == whole
 
 
-def test_a_garbled_last_line_with_a_newline_is_ignored(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "garbled",
+    [b"1a2b3c4d\t5\tu\t1\t2\tu5\n",  # a checksum that does not match
+     b"%08x\t5\tX\t1\n" % zlib.crc32(b"5\tX\t1"),  # a status that does not exist
+     b"%08x\tfive\tu\t1\n" % zlib.crc32(b"five\tu\t1"),  # a row that is not a number
+     b'{"row": 5, "status": "updated"}\n',  # a version 1 line
+     b"\n"],
+    ids=["bad-crc", "bad-status", "bad-row", "json", "empty"],
+)  # fmt: skip
+def test_a_garbled_line_ends_what_is_trusted(tmp_path: Path, garbled: bytes) -> None:
+    # GIVEN a garbled line (with its newline) and then a good one after it
     path = tmp_path / "j"
     write_journal(path, results())
+    whole = path.stat().st_size
     with open(path, "ab") as handle:
-        handle.write(b'{"row": 5, "status": "upd\n')
+        handle.write(garbled + encode(RowResult(6, "u6", Status.UPDATED)))
+
+    # WHEN it is read
     state = read_journal(path)
+
+    # THEN reading stopped at the garbled line: row 6 after it is not trusted either
     assert state is not None
-    assert sorted(state.results) == [1, 2, 3, 4]
+    assert sorted(records(path)) == [1, 2, 3, 4]
+    assert 6 not in state.finished
+    assert state.valid_bytes == whole
 
 
-def test_a_header_of_another_version_is_a_resume_error(tmp_path: Path) -> None:
+def test_an_unfinished_journal_of_an_older_version_is_a_one_line_resume_error(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a version 1 journal (JSON lines) of a run that did not finish
     path = tmp_path / "j"
-    path.write_text(json.dumps({"journal": 2, "input_sha256": "x", "settings": "y"}) + "\n")
-    with pytest.raises(ResumeError, match="version"):
+    path.write_text(json.dumps({"journal": 1, "input_sha256": "x", "settings": "y"}) + "\n"
+                    + '{"row": 1, "status": "updated"}\n')  # fmt: skip
+    # WHEN it is read, THEN the error names the version and the way out, on one line
+    with pytest.raises(ResumeError, match="version 1") as caught:
+        read_journal(path)
+    assert "--fresh" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_finished_journal_of_an_older_version_reads_as_complete(tmp_path: Path) -> None:
+    # GIVEN a version 1 journal of a run that finished: the next run may simply replace it
+    path = tmp_path / "j"
+    path.write_text(json.dumps({"journal": 1, "input_sha256": "x", "settings": "y"}) + "\n"
+                    + '{"row": 1, "status": "updated"}\n{"complete": true}\n')  # fmt: skip
+    state = read_journal(path)
+    assert state is not None and state.complete and state.version == 1
+
+
+def test_a_journal_of_a_newer_version_is_a_resume_error(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_text(json.dumps({"journal": 3, "input_sha256": "x", "settings": "y"}) + "\n")
+    with pytest.raises(ResumeError, match="newer"):
         read_journal(path)
 
 
-def test_a_file_that_is_not_a_journal_is_a_resume_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", [b'{"row": 1, "status": "updated"}\n', b"garbage\n", b"[1]\n"])
+def test_a_file_that_is_not_a_journal_is_a_resume_error(tmp_path: Path, first: bytes) -> None:
     path = tmp_path / "j"
-    path.write_text('{"row": 1, "status": "updated"}\n')
-    with pytest.raises(ResumeError):
+    path.write_bytes(first)
+    with pytest.raises(ResumeError, match="not a cognito-batch journal"):
         read_journal(path)
 
 
@@ -137,15 +209,21 @@ def test_the_last_record_for_a_row_wins(tmp_path: Path) -> None:
         RowResult(3, "u3", Status.FAILED, error_code="InternalErrorException"),
         RowResult(1, "u1", Status.UPDATED),
         RowResult(3, "u3", Status.UPDATED, attempts=2),
+        RowResult(1, "u1", Status.SKIPPED, error_code="Stopped"),
     ])  # fmt: skip
 
     # WHEN read
     state = read_journal(path)
 
-    # THEN row 3's final result is the later one
+    # THEN each row's final result is its later one, and only that one is streamed
     assert state is not None
-    assert state.results[3] == RowResult(3, "u3", Status.UPDATED, attempts=2)
-    assert sorted(state.finished()) == [1, 3]
+    assert list(state.records()) == [
+        RowResult(3, "u3", Status.UPDATED, attempts=2),
+        RowResult(1, "u1", Status.SKIPPED, error_code="Stopped"),
+    ]
+    assert 3 in state.finished and 1 not in state.finished
+    again = encode(RowResult(3, "u3", Status.UPDATED, attempts=2))
+    assert [line for line, _ in state.carried()] == [again]
 
 
 def test_opening_carries_finished_rows_into_a_fresh_file(tmp_path: Path) -> None:
@@ -153,24 +231,22 @@ def test_opening_carries_finished_rows_into_a_fresh_file(tmp_path: Path) -> None
     path = tmp_path / "j"
     write_journal(path, results())
     with open(path, "ab") as handle:
-        handle.write(b'{"row": 9')
+        handle.write(b"0000\t9")
     old = read_journal(path)
     assert old is not None
     old_inode = path.stat().st_ino
 
-    # WHEN a resumed run opens it, carrying the finished rows
-    journal = Journal(path, HEADER, carry=iter(old.finished().values()))
+    # WHEN a resumed run opens it, carrying the finished rows (streamed from the old file)
+    journal = Journal(path, HEADER, carry=(line for line, _ in old.carried()))
     journal.write(RowResult(3, "u3", Status.UPDATED, attempts=1))
     journal.close()
 
     # THEN the file was replaced (not rewritten in place), and holds the carry then new rows
     assert path.stat().st_ino != old_inode
-    assert not path.with_name(path.name + ".tmp").exists()
-    lines = path.read_text(encoding="utf-8").splitlines()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j"]  # no temporary left
+    lines = path.read_bytes().splitlines()
     assert json.loads(lines[0]) == HEADER.as_record()
-    assert [json.loads(line)["row"] for line in lines[1:]] == [1, 2, 3]
-    state = read_journal(path)
-    assert state is not None and sorted(state.results) == [1, 2, 3]
+    assert [r.row for r in read_journal(path).records()] == [1, 2, 3]  # type: ignore[union-attr]
 
 
 def test_a_carry_that_fails_leaves_the_old_journal_intact(tmp_path: Path) -> None:
@@ -187,18 +263,78 @@ def test_a_carry_that_fails_leaves_the_old_journal_intact(tmp_path: Path) -> Non
     with pytest.raises(OSError, match="disk full"):
         Journal(path, HEADER, carry=broken_carry())
 
-    # THEN the old journal is untouched
+    # THEN the old journal is untouched, and no temporary is left beside it
     assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j"]
 
 
 def test_every_write_is_on_disk_before_close(tmp_path: Path) -> None:
-    # A crash after a write loses nothing the OS has: lines are flushed as they are written.
+    # A crash after a write loses nothing the OS has: lines are written unbuffered.
     path = tmp_path / "j"
     journal = Journal(path, HEADER, fsync_every=1000, fsync_seconds=1000.0)
     journal.write(results()[0])
     state = read_journal(path)
     journal.close()
-    assert state is not None and sorted(state.results) == [1]
+    assert state is not None and 1 in state.finished
+
+
+def test_the_journal_is_owner_only_and_refuses_a_planted_link(tmp_path: Path) -> None:
+    # GIVEN a folder where someone planted a link at the journal's name
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    path = tmp_path / "j"
+    path.symlink_to(victim)
+    # WHEN the journal is created THEN the link is replaced, not followed, and the file is 0600
+    write_journal(path, results())
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_finished_row_set_takes_a_bit_a_row_at_a_million_rows() -> None:
+    # GIVEN a million finished rows, in the bitmap and (for scale) in a set
+    n = 1_000_000
+    finished = RowSet(n)
+    for row in range(1, n + 1):
+        finished.add(row)
+    as_set = set(range(1, n + 1))
+    # THEN the bitmap holds them in an eighth of a byte each, where a set costs > 30 bytes
+    assert len(finished) == n and n in finished and 0 not in finished and n + 1 not in finished
+    assert sys.getsizeof(finished._bits) <= n // 8 + 100  # noqa: SLF001 - what it costs
+    assert sys.getsizeof(as_set) > 30 * n
+    # AND the rows missing from it come out in bulk
+    finished.discard(7)
+    finished.discard(n)
+    assert [int(r) for chunk in finished.missing(n + 2, chunk=4096) for r in chunk] == [
+        7, n, n + 1, n + 2
+    ]  # fmt: skip
+
+
+def journal_of(path: Path, n: int) -> Path:
+    with open(path, "wb") as handle:
+        handle.write(json.dumps(HEADER.as_record()).encode() + b"\n")
+        handle.write(b"".join(encode(RowResult(r, f"user{r}", Status.UPDATED, attempts=1))
+                              for r in range(1, n + 1)))  # fmt: skip
+    return path
+
+
+def scan_peak(path: Path) -> int:
+    tracemalloc.start()
+    state = read_journal(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert state is not None
+    return peak
+
+
+def test_scanning_a_journal_does_not_grow_per_row_like_a_dict(tmp_path: Path) -> None:
+    # GIVEN journals of 10,000 and 100,000 finished rows
+    small, large = journal_of(tmp_path / "s", 10_000), journal_of(tmp_path / "l", 100_000)
+    # WHEN each is scanned, allocations traced
+    grown = scan_peak(large) - scan_peak(small)
+    # THEN 90,000 more rows cost about two bitmaps' 11 kB more, never the ~77 MB a dict of
+    # results (860 bytes a row) took: under a byte a row
+    assert grown < 90_000, grown
 
 
 def test_file_sha256(tmp_path: Path) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from batch.errors import UsageError
 from batch.models import REPORT_COLUMNS, RowResult, Status
 from batch.report import (
+    ParquetReport,
     format_summary,
     neutralise,
     open_report,
@@ -123,7 +126,77 @@ def test_write_parquet_round_trip(tmp_path: Path) -> None:
     table = pq.read_table(path)
     assert table.column_names == list(REPORT_COLUMNS)
     assert table.to_pylist() == [r.as_record() for r in results()]
-    assert not path.with_name(path.name + ".tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.parquet"]  # no temporary left
+
+
+def test_a_parquet_report_streams_in_chunks_and_appears_only_when_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a Parquet report with a chunk of 2 rows
+    monkeypatch.setattr(ParquetReport, "CHUNK", 2)
+    path = tmp_path / "r.parquet"
+    writer = open_report(path)
+    # WHEN rows are written THEN none is held beyond a chunk, and no report is visible yet
+    for item in results():
+        writer.write(item)
+    assert len(writer._chunk) < 2  # type: ignore[attr-defined]  # noqa: SLF001
+    assert not path.exists()
+    # WHEN it is closed THEN the whole report is there, in row groups of the chunk's size
+    writer.close()
+    parquet = pq.ParquetFile(path)
+    assert parquet.metadata.num_row_groups == 2
+    assert parquet.read().to_pylist() == [r.as_record() for r in results()]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each(
+    tmp_path: Path, suffix: str
+) -> None:
+    # GIVEN a report with one result, then 100,000 rows a stopped run never reached
+    path = tmp_path / f"r.{suffix}"
+    writer = open_report(path)
+    writer.write(results()[0])
+    writer.write_skipped(np.arange(2, 100_002, dtype=np.int64), "Stopped", "=by SIGTERM, \"x\"")
+    writer.close()
+    # WHEN read back
+    records = read_report(path)
+    # THEN each is one skipped row, the reason kept (defused in CSV), the other cells empty
+    assert [int(r["row"]) for r in records] == list(range(1, 100_002))
+    last = records[-1]
+    message = "'=by SIGTERM, \"x\"" if suffix == "csv" else "=by SIGTERM, \"x\""
+    assert (last["status"], last["error_code"], last["error_message"]) == (
+        "skipped", "Stopped", message
+    )  # fmt: skip
+    assert (last["username"], last["key"], last["attempts"], last["elapsed_ms"]) == (
+        "", "", "0", "0"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_every_report_and_summary_is_owner_only_and_never_written_through_a_link(
+    tmp_path: Path, suffix: str
+) -> None:
+    # GIVEN a report folder where someone planted links at the report's and summary's names
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    folder = tmp_path / "new"
+    folder.mkdir(mode=0o700)
+    path = folder / f"r.{suffix}"
+    path.symlink_to(victim)
+    summary_path(path).symlink_to(victim)
+    # WHEN the report is written: CSV/JSONL refuse the link, Parquet and the summary replace it
+    if suffix == "parquet":
+        write(path, results())
+    else:
+        with pytest.raises(OSError):
+            open_report(path)
+        path.unlink()
+        write(path, results())
+    write_summary(path, summary())
+    # THEN the victim is untouched, and the report and summary are regular 0600 files
+    assert victim.read_text() == "precious"
+    for made in (path, summary_path(path)):
+        assert not made.is_symlink() and stat.S_IMODE(made.stat().st_mode) == 0o600
 
 
 def test_write_parquet_of_no_rows_is_a_valid_empty_file(tmp_path: Path) -> None:
@@ -181,7 +254,7 @@ def test_write_summary_writes_json_beside_the_report(tmp_path: Path) -> None:
     path = write_summary(report, summary())
     assert path == summary_path(report) == tmp_path / "demo.report.csv.summary.json"
     assert json.loads(path.read_text(encoding="utf-8")) == summary()
-    assert not path.with_name(path.name + ".tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.report.csv.summary.json"]
 
 
 def test_format_summary_names_the_counts_errors_and_report() -> None:

@@ -72,7 +72,8 @@ def run_args(source: Path, pool: str, emulator: Any, report: Path, *extra: str) 
     # --undo: against the project's emulator before-images are off unless asked for.
     undo_flag = [] if "--no-undo" in extra else ["--undo"]
     return ["run", *undo_flag, str(source), "--user-pool-id", pool,
-            "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes", "--quiet", *extra]  # fmt: skip
+            "--endpoint-url", emulator.endpoint_url, "--report", str(report),
+            "--rate", "500", "--yes", "--quiet", *extra]  # fmt: skip
 
 
 def undo(report: Path, emulator: Any, *extra: str) -> int:
