@@ -24,6 +24,7 @@ import numpy as np
 from batch.brake import Brake, FailureLimit
 from batch.cognito import CognitoGateway, ConnectionSettings, identifies_as_emulator
 from batch.config import JobConfig
+from batch.datasets import dataset_parts
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, exit_code
@@ -604,9 +605,13 @@ class Job:
             "stopped": "",
             "report": str(report),
             "journal": str(jpath),
-            "input": str(self.source.path.resolve()),
-            "input_sha256": header.input_sha256,
+            "input": self.source.uri or str(self.source.path.resolve()),
+            # A changed input is not the file this hash names: record none (retry refuses).
+            "input_sha256": None if self.watch.changed else header.input_sha256,
+            "input_parts": dataset_parts(self.source),
+            "shard": config.shard or None,
             "settings": config.public(),
+            "client_metadata_keys": sorted(config.client_metadata),  # never its values
             "resumed_rows": resumed,
             "read_calls": self.lookup.reads if self.lookup is not None else 0,
             "lookup": self.lookup_mode,

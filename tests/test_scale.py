@@ -26,6 +26,7 @@ from batch.job import Job
 from batch.journal import JournalState, journal_path, read_journal
 from batch.report import read_report, summary_path
 from batch.retry import retry_config
+from batch.timeline import timeline_path
 
 POOL = "us-east-1_test"
 
@@ -49,7 +50,9 @@ def users(n: int) -> dict[str, dict[str, str]]:
 
 def config(source: Path, report: Path, **overrides: Any) -> JobConfig:
     settings: dict[str, Any] = {"input": str(source), "user_pool_id": POOL, "report": str(report),
-                                "rate": "100000", "workers": 4, "quiet": True, "confirm": False}
+                                "rate": "100000", "workers": 4, "quiet": True, "confirm": False,
+                                "undo": False}  # the journal's scale, not the before-images'
+
     settings.update(overrides)  # fmt: skip
     return build_config(None, settings)
 
@@ -253,7 +256,8 @@ def test_report_journal_and_summary_are_owner_only(tmp_path: Path, suffix: str) 
     # THEN the folder is 0700, every file in it 0600, and no temporary file is left
     assert mode(report.parent) == 0o700
     names = sorted(p.name for p in report.parent.iterdir())
-    assert names == sorted([report.name, journal_path(report).name, summary_path(report).name])
+    assert names == sorted([report.name, journal_path(report).name, summary_path(report).name,
+                            timeline_path(report).name])
     assert {mode(p) for p in report.parent.iterdir()} == {0o600}
     assert len(read_report(report)) == n
 
@@ -315,7 +319,8 @@ def test_a_signal_during_the_carry_stops_at_once_and_leaves_the_journal_as_it_wa
     # AND the journal is as it was, no half report and no temporary is left
     assert journal_path(report).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["in.csv", journal_path(report).name, summary_path(report).name]
+            ["in.csv", journal_path(report).name, summary_path(report).name,
+             timeline_path(report).name]  # the first run's, beside its journal
     )
     # WHEN the same command runs again THEN it resumes to a whole report
     Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
