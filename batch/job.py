@@ -9,6 +9,7 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from batch.models import FINISHED, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
+from batch.quota import Quotas, default_quotas, read_quotas
 from batch.ratelimit import (
     AimdRate,
     CubicRate,
@@ -33,6 +35,7 @@ from batch.ratelimit import (
     MeasuredRate,
     Pacer,
     RateController,
+    SharedRate,
     event_waiter,
 )
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
@@ -50,6 +53,13 @@ __all__ = [
 ]  # fmt: skip
 
 Confirm = Callable[[PlanSummary], bool]
+
+#: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
+#: other applications even when they are idle; auto, 5 % (ratelimit.py).
+POLITE_SHARE = 0.90
+AUTO_SHARE = 0.95
+#: The plan warns when a run may take more than this share of the quota.
+WARN_SHARE = 0.90
 
 
 class Job:
@@ -97,6 +107,39 @@ class Job:
         self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
         self.runner: Runner | None = None
         self.journal: Journal | None = None
+        self.quotas: Quotas = default_quotas("not read")
+
+    # -- the quota ---------------------------------------------------------------------------
+
+    def read_quotas(self) -> None:
+        """The enforced rates of the categories this run calls (GetProvisionedLimit)."""
+        categories = ["UserUpdate"]
+        if self.needs_lookup:
+            categories += ["UserRead", "UserList"]
+        self.quotas = read_quotas(self.gateway, categories)
+
+    def rate_plan(self) -> tuple[str, float, float]:
+        """(what the rate means, the most the job will send, its share of the UserUpdate
+        quota): the ceiling the controller never goes above."""
+        config, quota = self.config, self.quotas.update
+        cap = config.max_rate or math.inf
+        if config.polite_rate:
+            ceiling = min(cap, POLITE_SHARE * quota)
+            what = f"polite: up to {100 * POLITE_SHARE:.0f}% of it, less while others need more"
+        elif config.auto_rate:
+            if not self.quotas.known and config.rate_algorithm == "shared":
+                ceiling = min(cap, 10_000.0)
+                what = "auto: discovered (the quota is not known)"
+            else:
+                ceiling = min(cap, AUTO_SHARE * quota)
+                what = f"auto: up to {100 * AUTO_SHARE:.0f}% of it, less while others need more"
+        elif config.rate_share is not None:
+            ceiling = config.rate_share * quota
+            what = f"{config.rate.strip()} of the quota, less while others need it"
+        else:
+            ceiling = config.fixed_rate
+            what = f"at most {ceiling:g}/s, less while others need it"
+        return what, ceiling, ceiling / quota if quota > 0 else 0.0
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -208,13 +251,27 @@ class Job:
             region=self.gateway.region,
             endpoint=self.config.endpoint_url,
             rows=len(self.config.rows) if self.config.rows else scan.rows,
-            rate=self.config.fixed_rate if not self.config.auto_rate else (
-                self.config.max_rate or self.config.fixed_rate),
             resumed=len(done),
         )  # fmt: skip
+        self._plan_rate(summary)
         for item in self.items(scan, done, self.planner()):
             summary.tally(item, self.schema)
         return summary
+
+    def _plan_rate(self, summary: PlanSummary) -> None:
+        what, ceiling, share = self.rate_plan()
+        summary.rate = ceiling
+        summary.rate_meaning = what
+        summary.quota = self.quotas.update
+        summary.quota_source = self.quotas.source
+        summary.quota_share = share
+        if share > WARN_SHARE:
+            summary.warnings.append(
+                f"--rate {self.config.rate.strip()} may take {100 * share:.0f}% of the "
+                f"{self.quotas.update:g}/s UserUpdate quota, leaving other applications in this "
+                "account and region little; throttles slow the job, but only after their calls "
+                "were refused too"
+            )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -225,6 +282,7 @@ class Job:
         # stops the job before it has touched the pool (or even the network).
         scan = scan_column(lambda: iter_column(self.source, config.username_column))
         self.load_schema()
+        self.read_quotas()
         report = config.report_path()
         jpath = journal_path(report)
         header = JournalHeader(file_sha256(self.source.path), config.fingerprint())
@@ -237,6 +295,7 @@ class Job:
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
+            self._plan_rate(plan)
         if config.dry_run:
             if self.needs_lookup:
                 self.open_lookup(scan, self.stop_event)
@@ -280,6 +339,9 @@ class Job:
             total, quiet=config.quiet, stream=self.stream,
             extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
         )  # fmt: skip
+        if not config.quiet:
+            for warning in plan.warnings:
+                self.stream.write(f"cognito-batch: warning: {warning}\n")
         lock = threading.Lock()
 
         def on_result(result: RowResult) -> None:
@@ -306,6 +368,7 @@ class Job:
             on_result=on_result,
             resolve=self.resolver,
             stop=self.stop_event,
+            on_note=progress.note,
         )  # fmt: skip
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
@@ -335,7 +398,10 @@ class Job:
             "faults": runner.stats.faults,
             "duration_s": round(duration, 3),
             "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
-            "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "rate": self._rate_label(),
+            "rate_ceiling": round(plan.rate, 2),
+            "quota": {**self.quotas.public(), "share": round(plan.quota_share, 3)},
+            "window_capped": runner.cap_note,
             "rate_final": round(controller.rate, 2),
             "rate_low": round(controller.history.low, 2),
             "rate_high": round(controller.history.high, 2),
@@ -359,17 +425,33 @@ class Job:
                          signal_code=self.signals.code)  # fmt: skip
         return JobResult(code, summary, report)
 
+    def _rate_label(self) -> str | float:
+        config = self.config
+        if config.polite_rate:
+            return "polite"
+        if config.auto_rate or config.rate_share is not None:
+            return config.rate.strip().lower()
+        return config.fixed_rate
+
     def _controller(self) -> RateController:
         config = self.config
-        if config.auto_rate:
-            ceiling = config.max_rate or 10_000.0
+        _, ceiling, _ = self.rate_plan()
+        algorithm = config.rate_algorithm
+        if config.auto_rate and (algorithm != "shared" or not self.quotas.known):
+            # The quota is not known (or an old controller is asked for, to compare):
+            # discover it from throttles, from 10/s up.
             initial = min(ceiling, 10.0)
-            if config.rate_algorithm == "aimd":
+            if algorithm == "aimd":
                 return AimdRate(initial=initial, max_rate=ceiling)
-            if config.rate_algorithm == "cubic":
+            if algorithm == "cubic":
                 return CubicRate(initial=initial, max_rate=ceiling)
             return MeasuredRate(initial=initial, max_rate=ceiling)
-        return FixedRate(config.fixed_rate)
+        if algorithm == "fixed" and not config.auto_rate:
+            return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
+        if config.polite_rate:
+            # The default leaves more under the last level at which the bucket ran out.
+            return SharedRate(ceiling=ceiling, keep=0.85)
+        return SharedRate(ceiling=ceiling)
 
     def _stop(self, reason: str) -> None:
         """A signal asks the run to stop: the runner winds down, waiting reads wake."""

@@ -58,6 +58,17 @@ class Progress:
                 self._stream.write(self.line(now) + "\n")
                 self._stream.flush()
 
+    def note(self, message: str) -> None:
+        """A message shown once, on its own line (above the bar on a terminal)."""
+        if self._quiet:
+            return
+        with self._lock:
+            if self._bar is not None:
+                self._bar.write(f"cognito-batch: {message}", file=self._stream)
+            else:
+                self._stream.write(f"cognito-batch: {message}\n")
+                self._stream.flush()
+
     def _postfix(self) -> dict[str, object]:
         extra = self._extra()
         failed = self.counters.by_status.get(Status.FAILED.value, 0)

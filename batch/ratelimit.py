@@ -38,14 +38,27 @@ class Pacer:
 
     Each caller reserves the next slot under a lock and sleeps until it outside the lock, so
     callers queue fairly and the lock is never held while sleeping. ``burst`` slots may be
-    taken at once after an idle spell (default 1: strictly paced).
+    taken at once after an idle spell (default 1: strictly paced). With ``group`` > 1 the slots
+    come in groups sharing one instant, ``group`` intervals apart: the same rate, sent as a
+    small burst that finds a low bucket before a neighbour's single call does (see
+    ``SharedRate``).
     """
 
-    def __init__(self, rate: float, *, burst: float = 1.0, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float = 1.0,
+        group: int = 1,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._interval = 1.0 / rate
         self._burst = max(1.0, burst)
+        self._group = max(1, group)
+        self._used = 0  # slots taken in the current group
+        self._group_at = 0.0
         self._clock = clock
         self._next = clock()
         self._lock = threading.Lock()
@@ -54,20 +67,28 @@ class Pacer:
     def rate(self) -> float:
         return 1.0 / self._interval
 
-    def set_rate(self, rate: float) -> None:
+    def set_rate(self, rate: float, *, group: int | None = None) -> None:
         with self._lock:
+            if group is not None and group != self._group:
+                self._group, self._used = max(1, group), 0
             interval = 1.0 / max(rate, 1e-3)
             # The next slot was reserved at the old spacing: move it to the new one.
-            self._next += interval - self._interval
+            self._next += self._group * (interval - self._interval)
             self._interval = interval
 
     def reserve(self) -> float:
         """Reserve one slot; return how long to wait for it (0 if it is now)."""
         with self._lock:
             now = self._clock()
-            earliest = now - (self._burst - 1.0) * self._interval
-            slot = max(self._next, earliest)
-            self._next = slot + self._interval
+            if self._used == 0:
+                earliest = now - (self._burst - 1.0) * self._interval
+                self._group_at = max(self._next, earliest)
+            slot = self._group_at
+            self._used += 1
+            if self._used >= self._group:
+                # ``group`` slots share one instant, ``group`` intervals apart: the same rate.
+                self._used = 0
+                self._next = slot + self._group * self._interval
             return max(0.0, slot - now)
 
     def acquire(self, wait: Waiter) -> bool:
@@ -399,3 +420,81 @@ class UserGate:
     @property
     def tracked(self) -> int:
         return len(self._last)
+
+
+class SharedRate(_Adaptive):
+    """A share of a quota that other applications use too: cut hard at the first throttle,
+    come back just under where the bucket ran out, wait, then probe, never above ``ceiling``.
+
+    See the module docstring for why each step is what it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        ceiling: float,
+        initial: float | None = None,
+        min_rate: float = 0.5,
+        beta: float = 0.5,
+        keep: float = 0.9,
+        confirm_s: float = 1.0,
+        settle_s: float = 2.0,
+        hold_s: float = 4.0,
+        hold_max_s: float = 32.0,
+        probe: float = 0.03,
+        group: int = 4,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        now = clock()
+        super().__init__(ceiling if initial is None else initial, ceiling, min_rate, now)
+        # Below 8/s a group would be a burst the bucket may not hold.
+        self.group = group if ceiling >= 8 else 1
+        self._cuts: deque[float] = deque(maxlen=3)
+        self.beta, self.keep, self.confirm_s, self.settle_s = beta, keep, confirm_s, settle_s
+        self.hold_s, self.hold_max_s, self.probe = hold_s, hold_max_s, probe
+        self._hold = hold_s
+        self._cut_at = -math.inf
+        self._floor = self._rate  # the rate right after the last cut
+        self._plateau = self.max_rate  # where the return from a cut levels off
+        self._last_limit = math.inf  # the rate at which the bucket last ran out
+        self._last_grow = now
+
+    def on_success(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            self._accepted.add(now)
+            if now - self._last_grow < 0.05 or self._rate >= self.max_rate:
+                return
+            self._last_grow = now
+            t = now - self._cut_at
+            if t < self.confirm_s:
+                return
+            if t < self._hold:
+                reach = 1.0 - math.exp(-(t - self.confirm_s) / self.settle_s)
+                new = self._floor + (self._plateau - self._floor) * reach
+            else:
+                p = t - self._hold
+                new = self._plateau + self.probe * self.max_rate * p * p
+            self._set(min(self.max_rate, max(self._rate, new)), now)
+
+    def on_throttle(self, sent_at: float, now: float) -> None:
+        with self._lock:
+            if sent_at < self._cut_at:
+                return  # sent before the last cut: says nothing about the rate since
+            accepted = self._accepted.rate(now)
+            limit = min(self._rate, accepted) if accepted > 0 else self._rate
+            t = now - self._cut_at
+            if t >= self._hold and limit < 1.15 * self._last_limit:
+                # A probe that found no more room than the last one: probe less often.
+                self._hold = min(self.hold_max_s, 2 * self._hold)
+            elif limit >= 1.15 * self._last_limit:
+                self._hold = self.hold_s
+            self._last_limit = limit
+            self._cuts.append(now)
+            if len(self._cuts) == 3 and now - self._cuts[0] < 2.0:
+                # Cut after cut: the bucket may be smaller than a group; send singly from now.
+                self.group = 1
+            self._plateau = max(self.min_rate, self.keep * limit)
+            self._floor = max(self.min_rate, self.beta * limit)
+            self._cut_at = now
+            self._last_grow = now
+            self._set(self._floor, now)
