@@ -448,10 +448,11 @@ class Job:
             return MeasuredRate(initial=initial, max_rate=ceiling)
         if algorithm == "fixed" and not config.auto_rate:
             return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
-        if config.polite_rate:
-            # The default leaves more under the last level at which the bucket ran out.
-            return SharedRate(ceiling=ceiling, keep=0.85)
-        return SharedRate(ceiling=ceiling)
+        if config.auto_rate:
+            return SharedRate(ceiling=ceiling)
+        # The default, and a rate the operator gave: further under the level at which the
+        # bucket ran out, probing half as often (ratelimit.py: SharedRate).
+        return SharedRate(ceiling=ceiling, keep=0.85 if config.polite_rate else 0.9, hold_s=8.0)
 
     def _stop(self, reason: str) -> None:
         """A signal asks the run to stop: the runner winds down, waiting reads wake."""
