@@ -139,6 +139,10 @@ class Job:
         else:
             ceiling = config.fixed_rate
             what = f"at most {ceiling:g}/s, less while others need it"
+            if self.quotas.known and ceiling > quota:
+                # Above the enforced quota every extra call is refused, someone's or ours.
+                ceiling = quota
+                what = f"--rate {config.fixed_rate:g} is above the quota: {quota:g} at most"
         return what, ceiling, ceiling / quota if quota > 0 else 0.0
 
     # -- phases ------------------------------------------------------------------------------
