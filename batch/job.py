@@ -55,9 +55,9 @@ __all__ = [
 Confirm = Callable[[PlanSummary], bool]
 
 #: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
-#: other applications even when they are idle; auto, 5 % (ratelimit.py).
+#: other applications even when they are idle; auto fills what they leave (ratelimit.py).
 POLITE_SHARE = 0.90
-AUTO_SHARE = 0.95
+AUTO_SHARE = 1.0
 #: The plan warns when a run may take more than this share of the quota.
 WARN_SHARE = 0.90
 
@@ -269,7 +269,7 @@ class Job:
         summary.quota = self.quotas.update
         summary.quota_source = self.quotas.source
         summary.quota_share = share
-        if share > WARN_SHARE:
+        if share > WARN_SHARE and not (self.config.auto_rate or self.config.polite_rate):
             summary.warnings.append(
                 f"--rate {self.config.rate.strip()} may take {100 * share:.0f}% of the "
                 f"{self.quotas.update:g}/s UserUpdate quota, leaving other applications in this "

@@ -31,8 +31,11 @@ Q = 50/s, the neighbour 10, 30, 5, 10/s) and then on the emulator (bench/README.
    for the neighbour. That halved the neighbour's refused calls (0.6 % -> 0.3 %).
 
 The controller, in that light:
-- **Headroom under the known quota**: never above a ceiling (default 0.90 Q, auto 0.95 Q,
-  or ``--rate``), so an idle account never sees a throttle and a neighbour's spike has room.
+- **Headroom under the known quota**: never above a ceiling (default 0.90 Q, auto Q, or
+  ``--rate``), so an idle account never sees a throttle, and by default a neighbour's spike
+  has room before the bucket runs dry. (Auto at 0.95 Q could not reach 0.95 Q of goodput
+  on an idle quota once start-up is counted; at Q its cost to the neighbour rose from ~0.45
+  to ~0.5 % in the simulation.)
 - **Immediate, deep back-off at the first throttle**: the rate falls to ``beta`` (0.5) of the
   rate accepted when the bucket ran out, at once, so the bucket refills instead of hovering
   empty (a 0.98 cut kept it empty). One cut per round trip: a throttle on a call sent before

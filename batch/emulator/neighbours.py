@@ -67,6 +67,7 @@ class Neighbour:
         poisson: bool,
         seed: int,
         clock: Callable[[], float],
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.category = category
         self.schedule = schedule
@@ -76,6 +77,8 @@ class Neighbour:
         self._random = random.Random(seed)
         self._clock = clock
         self._stop = threading.Event()
+        # Sleeps up to the given seconds; True when stopped. Tests pass one that moves a clock.
+        self._wait = wait or self._stop.wait
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"neighbour-{category}",
                                         daemon=True)  # fmt: skip
@@ -83,6 +86,11 @@ class Neighbour:
     def start(self) -> None:
         self._start = self._clock()
         self._thread.start()
+
+    def run_here(self) -> None:
+        """Run the schedule on the calling thread until ``wait`` says stop (for tests)."""
+        self._start = self._clock()
+        self._run()
 
     def stop(self) -> None:
         self._stop.set()
@@ -103,7 +111,7 @@ class Neighbour:
                 due += left
             else:
                 due += self.gap(rate)
-            if self._stop.wait(max(0.0, due - self._clock())):
+            if self._wait(max(0.0, due - self._clock())) or self._stop.is_set():
                 return
             if rate > 0:
                 ok = self._take()
