@@ -596,13 +596,14 @@ def test_a_fixed_rate_is_a_ceiling_throttles_slow_it_and_it_returns() -> None:
 
 
 def test_shared_rate_sends_singly_when_the_bucket_is_smaller_than_a_group() -> None:
-    # GIVEN groups of 4 and throttle after throttle on calls sent after each cut
+    # GIVEN groups of 4 and throttle after throttle on calls sent after each cut, seconds
+    # apart (a low rate), never back to probing
     from batch.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=40.0, clock=lambda: 0.0)
     assert rate.group == 4
     for i in range(4):
-        rate.on_throttle(0.1 * i + 0.05, 0.1 * i + 0.06)
+        rate.on_throttle(3.0 * i + 0.05, 3.0 * i + 0.06)
     # THEN it sends singly from then on, from where the cuts began (not spiralled down)
     assert rate.group == 1
     assert rate.rate == pytest.approx(20.0)
