@@ -34,18 +34,19 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--user-pool-id", dest="user_pool_id")
     add("--report", help="report path: .csv, .jsonl or .parquet (default reports/INPUT.report.csv)")
     add("--html", help="also write the run's one-file HTML report here (needs the html extra)")
-    add("--rate", help="calls per second, or 'auto' to discover it (default 25)")
+    add("--rate", help="calls per second (25), a share of the enforced quota (80%%), or 'auto'; "
+        "default: the part of the quota other applications leave, politely")
     add("--max-rate", dest="max_rate", type=float, help="with --rate auto: never above this")
     add(
         "--rate-algorithm",
         dest="rate_algorithm",
-        choices=["measured", "aimd", "cubic"],
+        choices=["shared", "measured", "aimd", "cubic", "fixed"],
         help=argparse.SUPPRESS,
     )
     add(
         "--workers",
         type=int,
-        help="most calls in flight (default 8; fewer are used when the "
+        help="most calls in flight (default 64; fewer are used when the "
         "rate and latency need fewer)",
     )
     add("--max-attempts", dest="max_attempts", type=int, help="calls per row at most (default 8)")

@@ -269,6 +269,16 @@ class CognitoGateway:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def get_provisioned_limit(self, category: str) -> tuple[int, int]:
+        """The enforced and the free (no-cost) rate of an API category, requests/s
+        (GetProvisionedLimit's ``ProvisionedLimitValue`` and ``FreeLimitValue``)."""
+        answer = self._call(
+            "get_provisioned_limit",
+            LimitDefinition={"LimitClass": "API_CATEGORY", "Attributes": {"Category": category}},
+        )
+        limit = answer["Limit"]
+        return int(limit["ProvisionedLimitValue"]), int(limit["FreeLimitValue"])
+
     def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
         pool: dict[str, Any] = self._call("describe_user_pool", UserPoolId=user_pool_id)["UserPool"]
         return pool

@@ -23,7 +23,8 @@ from batch.errors import UsageError
 log = logging.getLogger("cognito-batch")
 
 DEFAULT_RATE = 25.0  # Cognito's default UserUpdate quota, requests/s, account-wide
-MAX_WORKERS = 64
+MAX_WORKERS = 256
+DEFAULT_WORKERS = 64  # a bound, not a target: threads start only when the rate needs them
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,10 @@ class JobConfig:
     exclude: tuple[str, ...] = ()
     empty: str = "leave"
     on_duplicate: str = "invalid"
-    rate: str = str(DEFAULT_RATE)  # a number, or "auto"
+    rate: str = ""  # calls/s, "P%" of the enforced quota, "auto"; empty: polite (quota.py)
     max_rate: float = 0.0  # with rate = "auto": the ceiling (0: none)
-    rate_algorithm: str = "measured"  # with rate = "auto": measured, aimd or cubic (for bench)
-    workers: int = 8
+    rate_algorithm: str = "shared"  # shared; or, for comparison: measured, aimd, cubic, fixed
+    workers: int = DEFAULT_WORKERS
     max_attempts: int = 8
     max_row_seconds: float = 300.0
     per_user_rate: float = 10.0
@@ -78,8 +79,24 @@ class JobConfig:
         return self.rate.strip().lower() == "auto"
 
     @property
+    def polite_rate(self) -> bool:
+        """No --rate: take the part of the quota others leave, politely (ratelimit.py)."""
+        return not self.rate.strip()
+
+    @property
+    def rate_share(self) -> float | None:
+        """``--rate P%``: the share of the enforced UserUpdate quota (0..1), else None."""
+        text = self.rate.strip()
+        return float(text[:-1]) / 100.0 if text.endswith("%") else None
+
+    @property
     def fixed_rate(self) -> float:
-        return DEFAULT_RATE if self.auto_rate else float(self.rate)
+        """``--rate N`` in calls/s; Cognito's default quota for the other forms (before the
+        quota is read: ``job.py`` resolves shares and the polite default against it)."""
+        text = self.rate.strip()
+        if not text or self.auto_rate or text.endswith("%"):
+            return DEFAULT_RATE
+        return float(text)
 
     def report_path(self) -> Path:
         if self.report:
@@ -261,6 +278,10 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("rate", "max_failures"):  # a number or a string in a job file
         if name in out and isinstance(out[name], int | float) and not isinstance(out[name], bool):
             out[name] = str(out[name])
+    if isinstance(out.get("rate"), str) and not out["rate"].strip():
+        # given, but empty: the default is had by leaving it out
+        raise UsageError("--rate '': expected calls per second (25), a share of the quota "
+                         "(80%) or 'auto'")  # fmt: skip
     for name, hint in _HINTS.items():
         if name not in out:
             continue
@@ -280,15 +301,9 @@ def validate(config: JobConfig) -> JobConfig:
         raise UsageError("no input file: give INPUT or 'input' in the job file")
     if not config.user_pool_id:
         raise UsageError("no user pool: give --user-pool-id or 'user_pool_id' in the job file")
-    if not config.auto_rate:
-        try:
-            rate = float(config.rate)
-        except ValueError:
-            raise UsageError(f"--rate must be a number or 'auto', not {config.rate!r}") from None
-        if not 0 < rate <= 100_000:
-            raise UsageError("--rate must be above 0 and at most 100000")
-    if config.rate_algorithm not in ("measured", "aimd", "cubic"):
-        raise UsageError("rate_algorithm must be measured, aimd or cubic")
+    check_rate(config.rate)
+    if config.rate_algorithm not in ("shared", "measured", "aimd", "cubic", "fixed"):
+        raise UsageError("rate_algorithm must be shared, measured, aimd, cubic or fixed")
     if config.max_rate < 0:
         raise UsageError("--max-rate must not be negative")
     if not 1 <= config.workers <= MAX_WORKERS:
@@ -325,6 +340,26 @@ def validate(config: JobConfig) -> JobConfig:
 
         config = share_of(config)
     return config
+
+
+def check_rate(text: str) -> None:
+    """``N`` (calls/s), ``P%`` (of the enforced quota), ``auto`` or empty; else UsageError."""
+    text = text.strip()
+    if not text or text.lower() == "auto":
+        return
+    number = text[:-1].strip() if text.endswith("%") else text
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(
+            f"--rate {text!r}: expected calls per second (25), a share of the quota (80%) or "
+            "'auto'"
+        ) from None
+    if text.endswith("%"):
+        if not 0 < value <= 100:
+            raise UsageError(f"--rate {text!r}: a share of the quota is above 0% and at most 100%")
+    elif not 0 < value <= 100_000:
+        raise UsageError(f"--rate {text!r}: calls per second must be above 0 and at most 100000")
 
 
 def parse_pairs(pairs: list[str] | None, *, what: str) -> dict[str, str] | None:

@@ -45,6 +45,7 @@ from batch.models import Counters, JobResult, RowResult, Status, UserUpdate
 from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
+from batch.quota import Quotas, default_quotas, read_quotas
 from batch.ratelimit import (
     AimdRate,
     CubicRate,
@@ -52,6 +53,7 @@ from batch.ratelimit import (
     MeasuredRate,
     Pacer,
     RateController,
+    SharedRate,
     event_waiter,
 )
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
@@ -83,6 +85,13 @@ __all__ = [
 ]  # fmt: skip
 
 Confirm = Callable[[PlanSummary], bool]
+
+#: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
+#: other applications even when they are idle; auto fills what they leave (ratelimit.py).
+POLITE_SHARE = 0.90
+AUTO_SHARE = 1.0
+#: The plan warns when a run may take more than this share of the quota.
+WARN_SHARE = 0.90
 
 
 class Job:
@@ -139,8 +148,50 @@ class Job:
                                   say=self._say if self.log.json else None)  # fmt: skip
         self.runner: Runner | None = None
         self.journal: Journal | None = None
-        self.quota = 0.0  # the enforced UserUpdate calls/s, when known (0: unknown)
         self.undo_log: UndoLog | None = None
+        self.quotas: Quotas = default_quotas("not read")
+
+    @property
+    def quota(self) -> float:
+        """The enforced UserUpdate calls/s when it was read (0: not known), for the progress
+        line's share."""
+        return self.quotas.update if self.quotas.known else 0.0
+
+    # -- the quota ---------------------------------------------------------------------------
+
+    def read_quotas(self) -> None:
+        """The enforced rates of the categories this run calls (GetProvisionedLimit)."""
+        categories = ["UserUpdate"]
+        if self.needs_lookup:
+            categories += ["UserRead", "UserList"]
+        self.quotas = read_quotas(self.gateway, categories)
+
+    def rate_plan(self) -> tuple[str, float, float]:
+        """(what the rate means, the most the job will send, its share of the UserUpdate
+        quota): the ceiling the controller never goes above."""
+        config, quota = self.config, self.quotas.update
+        cap = config.max_rate or math.inf
+        if config.polite_rate:
+            ceiling = min(cap, POLITE_SHARE * quota)
+            what = f"polite: up to {100 * POLITE_SHARE:.0f}% of it, less while others need more"
+        elif config.auto_rate:
+            if not self.quotas.known and config.rate_algorithm == "shared":
+                ceiling = min(cap, 10_000.0)
+                what = "auto: discovered (the quota is not known)"
+            else:
+                ceiling = min(cap, AUTO_SHARE * quota)
+                what = f"auto: up to {100 * AUTO_SHARE:.0f}% of it, less while others need more"
+        elif config.rate_share is not None:
+            ceiling = config.rate_share * quota
+            what = f"{config.rate.strip()} of the quota, less while others need it"
+        else:
+            ceiling = config.fixed_rate
+            what = f"at most {ceiling:g}/s, less while others need it"
+            if self.quotas.known and ceiling > quota:
+                # Above the enforced quota every extra call is refused, someone's or ours.
+                ceiling = quota
+                what = f"--rate {config.fixed_rate:g} is above the quota: {quota:g} at most"
+        return what, ceiling, ceiling / quota if quota > 0 else 0.0
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -281,13 +332,27 @@ class Job:
             region=self.gateway.region,
             endpoint=self.config.endpoint_url,
             rows=len(self.config.rows) if self.config.rows else scan.rows,
-            rate=self.config.fixed_rate if not self.config.auto_rate else (
-                self.config.max_rate or self.config.fixed_rate),
             resumed=len(done),
         )  # fmt: skip
+        self._plan_rate(summary)
         for item in self.items(scan, done, self.planner()):
             summary.tally(item, self.schema)
         return summary
+
+    def _plan_rate(self, summary: PlanSummary) -> None:
+        what, ceiling, share = self.rate_plan()
+        summary.rate = ceiling
+        summary.rate_meaning = what
+        summary.quota = self.quotas.update
+        summary.quota_source = self.quotas.source
+        summary.quota_share = share
+        if share > WARN_SHARE and not (self.config.auto_rate or self.config.polite_rate):
+            summary.warnings.append(
+                f"--rate {self.config.rate.strip()} may take {100 * share:.0f}% of the "
+                f"{self.quotas.update:g}/s UserUpdate quota, leaving other applications in this "
+                "account and region little; throttles slow the job, but only after their calls "
+                "were refused too"
+            )
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -332,6 +397,7 @@ class Job:
                 return self._rebuild(state, report, jpath, header, started)
             state = None  # a finished run's journal is simply replaced by this one
         self.load_schema()
+        self.read_quotas()
         done = state.finished if state is not None else RowSet(scan.last_input_row)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
@@ -341,6 +407,7 @@ class Job:
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
+            self._plan_rate(plan)
         if not config.quiet and not config.dry_run:
             self._log_plan(plan)
         if config.dry_run:
@@ -393,6 +460,9 @@ class Job:
 
         progress = Progress(total, quiet=config.quiet, stream=self.stream, log=self.log,
                             extra=live)  # fmt: skip
+        if not config.quiet:
+            for warning in plan.warnings:
+                self.log.warning(f"warning: {warning}")
         # Every row reported so far: the carried ones (the journal's finished rows), then each
         # result of this run. A bitmap, so a resume of millions of rows stays flat in memory.
         reported = state.finished if state is not None else RowSet(scan.last_input_row)
@@ -447,6 +517,7 @@ class Job:
             resolve=resolve,
             stop=self.stop_event,
             on_call=timeline.record_call,
+            on_note=progress.note,
         )  # fmt: skip
         recorder = Recorder(timeline, lambda: Reading(
             sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
@@ -487,6 +558,9 @@ class Job:
             summary = self._summary(counts, total, report, jpath, header, resumed, started)
             summary.update(self._run_stats(runner, controller))
             summary.update({
+                "rate_ceiling": round(plan.rate, 2),
+                "quota": {**self.quotas.public(), "share": round(plan.quota_share, 3)},
+                "window_capped": runner.cap_note,
                 "timeline": str(tpath),
                 "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
                                  "decided": brake.decided, "tripped": brake.tripped},
@@ -601,7 +675,7 @@ class Job:
             "faults": 0,
             "duration_s": round(duration, 3),
             "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
-            "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "rate": self._rate_label(),
             "stopped": "",
             "report": str(report),
             "journal": str(jpath),
@@ -657,17 +731,34 @@ class Job:
             )
         return JobResult(exit_code(summary["counts"], fatal=False, signal_code=0), summary, report)
 
+    def _rate_label(self) -> str | float:
+        config = self.config
+        if config.polite_rate:
+            return "polite"
+        if config.auto_rate or config.rate_share is not None:
+            return config.rate.strip().lower()
+        return config.fixed_rate
+
     def _controller(self) -> RateController:
         config = self.config
-        if config.auto_rate:
-            ceiling = config.max_rate or 10_000.0
+        _, ceiling, _ = self.rate_plan()
+        algorithm = config.rate_algorithm
+        if config.auto_rate and (algorithm != "shared" or not self.quotas.known):
+            # The quota is not known (or an old controller is asked for, to compare):
+            # discover it from throttles, from 10/s up.
             initial = min(ceiling, 10.0)
-            if config.rate_algorithm == "aimd":
+            if algorithm == "aimd":
                 return AimdRate(initial=initial, max_rate=ceiling)
-            if config.rate_algorithm == "cubic":
+            if algorithm == "cubic":
                 return CubicRate(initial=initial, max_rate=ceiling)
             return MeasuredRate(initial=initial, max_rate=ceiling)
-        return FixedRate(config.fixed_rate)
+        if algorithm == "fixed" and not config.auto_rate:
+            return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
+        if config.auto_rate:
+            return SharedRate(ceiling=ceiling)
+        # The default, and a rate the operator gave: further under the level at which the
+        # bucket ran out, probing half as often (ratelimit.py: SharedRate).
+        return SharedRate(ceiling=ceiling, keep=0.85 if config.polite_rate else 0.9, hold_s=8.0)
 
     def _stop(self, reason: str) -> None:
         """A signal asks the run to stop: the runner winds down, waiting reads wake."""

@@ -27,6 +27,11 @@ class PlanSummary:
     rate: float = 25.0
     resumed: int = 0
     upper_bound: bool = False  # counted before reading users: unchanged rows not yet known
+    rate_meaning: str = ""
+    quota: float = 0.0  # the enforced UserUpdate quota, requests/s
+    quota_source: str = ""  # "read from GetProvisionedLimit" or "defaults: ..."
+    quota_share: float = 0.0  # the most of it the run takes
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def estimated_seconds(self) -> float:
@@ -65,6 +70,13 @@ class PlanSummary:
             f"about {duration(self.estimated_seconds)} "
             f"at {self.rate:g}/s",
         ]  # fmt: skip
+        if self.quota:
+            lines.append(
+                f"quota:     UserUpdate {self.quota:g}/s ({self.quota_source}); this run takes "
+                f"up to {self.rate:g}/s = {100 * self.quota_share:.0f}% of it"
+                + (f" ({self.rate_meaning})" if self.rate_meaning else "")
+            )
+        lines += [f"warning:   {w}" for w in self.warnings]
         if self.by_status:
             lines.append("planned:   " + ", ".join(f"{k} {v}" for k, v in
                                                    sorted(self.by_status.items())))  # fmt: skip

@@ -89,6 +89,19 @@ class Progress:
             if self._bar is not None and n:
                 self._bar.update(n)
 
+    def note(self, message: str) -> None:
+        """A message shown once, on its own line (above the bar on a terminal)."""
+        if self._quiet:
+            return
+        with self._lock:
+            if self._bar is not None:
+                self._bar.write(f"cognito-batch: {message}", file=self._stream)
+            elif self._log is not None:
+                self._log.warning(message)
+            else:
+                self._stream.write(f"cognito-batch: {message}\n")
+                self._stream.flush()
+
     def _postfix(self) -> dict[str, object]:
         extra = self._extra()
         now = self._clock()

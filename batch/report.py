@@ -279,10 +279,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (
             f": from {summary['rate_low']:g} to {summary['rate_high']:g}, "
             f"ending at {summary['rate_final']:g}/s)"
-            if summary.get("rate") == "auto"
+            if summary.get("rate") in ("auto", "polite") or "rate_low" in summary
             else ")"
         ),
     ]  # fmt: skip
+    quota = summary.get("quota")
+    if isinstance(quota, dict) and quota.get("rates"):
+        lines.append(f"  quota: UserUpdate {quota['rates'].get('UserUpdate', 0):g}/s "
+                     f"({quota.get('source', '')}); the run took up to "
+                     f"{100 * float(quota.get('share', 0)):.0f}% of it")  # fmt: skip
+    if summary.get("window_capped"):
+        lines.append(f"  capped: {summary['window_capped']}")
     if summary.get("errors"):
         lines.append(
             "  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items()))

@@ -97,6 +97,7 @@ class Runner:
         rng: random.Random | None = None,
         stop: threading.Event | None = None,
         on_call: Callable[[float], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.writer = writer
         self._on_call = on_call  # each accepted call's seconds (the timeline's latency)
@@ -109,7 +110,11 @@ class Runner:
         self.stop_reason = ""
         self.fatal: CognitoError | None = None
         self._wait = event_waiter(self._stop)
-        self.pacer = Pacer(controller.rate, clock=clock)
+        self.group = int(getattr(controller, "group", 1))
+        self.pacer = Pacer(controller.rate, group=self.group, clock=clock)
+        self.cap_note = ""  # said once when --workers caps what the rate needs
+        self._on_note = on_note
+        self._started = clock()
         self.gate = UserGate(per_user_rate=settings.per_user_rate, clock=clock)
         self.retrier = Retrier(
             settings.retry, wait=self._wait, clock=clock, rng=rng, on_retry=self._count_retry
@@ -140,9 +145,27 @@ class Runner:
 
     def wanted(self) -> int:
         """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
-        jitter, + 2. A row holds its slot through ``resolve`` too, so that time counts."""
+        jitter, + 2, + the pacer's group beyond one (its slots leave together). A row holds
+        its slot through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
-        return math.ceil(self.controller.rate * held * 2) + 2
+        return math.ceil(self.controller.rate * held * 2) + 1 + self.group
+
+    def _check_cap(self, now: float) -> None:
+        """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
+        climber chose fewer (a CPU-bound local endpoint), nor in the first seconds, while the
+        latency estimate settles."""
+        workers = self.settings.workers
+        if self.cap_note or now - self._started < 3.0 or self.climber.low < workers:
+            return
+        wanted = self.wanted()
+        if wanted <= workers:
+            return
+        self.cap_note = (
+            f"--workers {workers} caps the calls in flight: {self.controller.rate:.0f} calls/s at "
+            f"{1000 * self.stats.latency:.0f} ms needs about {wanted}; raise --workers to lift it"
+        )
+        if self._on_note is not None:
+            self._on_note(self.cap_note)
 
     def window(self) -> int:
         """Rows allowed in flight: Little's law's capped by ``workers``, or fewer when the rate
@@ -301,13 +324,15 @@ class Runner:
             self._send(update, kind)
         except ThrottledError:
             self.controller.on_throttle(sent, self._clock())
-            self.pacer.set_rate(self.controller.rate)
+            self.group = int(getattr(self.controller, "group", 1))
+            self.pacer.set_rate(self.controller.rate, group=self.group)
             raise
         now = self._clock()
         self.controller.on_success(sent, now)
         self.pacer.set_rate(self.controller.rate)
         with self._lock:
             self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+            self._check_cap(now)
         if self._on_call is not None:
             self._on_call(now - sent)
 

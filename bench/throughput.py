@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sharing
 from harness import (
     BENCH,
     PYTHON,
@@ -72,6 +73,16 @@ RSS_SECONDS = 180.0
 RSS_RATIO = 1.15  # "flat": within the noise of allocator and import differences
 
 
+def uptime() -> str:
+    """`uptime`'s line: the machine is shared, and its load changes the figures."""
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -92,6 +103,16 @@ def write_inputs(workdir: Path, rows: int) -> tuple[Path, Path]:
               ([f"user{i:06d}", TIERS[(i + 1) % 4], DEPARTMENTS[(i + 1) % 6]]
                for i in range(rows)))  # fmt: skip
     return users, source
+
+
+def head(source: Path, path: Path, rows: int) -> Path:
+    """The header and the first ``rows`` rows of ``source``."""
+    with source.open() as src, path.open("w") as dst:
+        for i, line in enumerate(src):
+            if i > rows:
+                break
+            dst.write(line)
+    return path
 
 
 def write_ceiling_input(path: Path, rows: int) -> Path:
@@ -509,6 +530,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also run --rate auto with --rate-algorithm aimd and cubic (+~4 min)",
     )
     add("--skip-probe", action="store_true", help="skip the emulator capacity probe")
+    add("--scenarios", default="idle,shared,raised",
+        help="idle (the clients above on an idle quota), shared (Q=50 with a live app), raised "
+        "(Q=150 at 100 ms); default all three")
+    add("--sharing-rounds", type=int, default=3, help="rounds of shared and raised (median)")
+    add("--shared-clients", default="default,auto,quota,old,pool",
+        help=f"of {','.join(sharing.SHARED_CLIENTS)}")
+    add("--shared-rows", type=int, default=1900, help="rows per shared run (~60 s)")
+    add("--raised-rows", type=int, default=6000, help="rows per raised run (~40 s)")
     add("--skip-ceiling", action="store_true", help="skip the ceiling (CPU per update)")
     add("--ceiling-rows", type=int, default=10000, help="rows per ceiling round (10000)")
     add("--ceiling-rounds", type=int, default=3, help="cognito-batch runs at the ceiling (3)")
@@ -528,19 +557,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_algorithms:
         clients += [c for c in ALGORITHMS if c not in clients]
     phases = [p.strip() for p in args.phases.split(",") if p.strip() in PHASES]
+    scenarios = {s.strip() for s in args.scenarios.split(",")}
+    if "idle" not in scenarios:
+        clients, phases = [], []
+    seeded = max(args.rows, args.shared_rows if "shared" in scenarios else 0,
+                 args.raised_rows if "raised" in scenarios else 0)  # fmt: skip
 
     started = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="cognito-batch-bench-")
     workdir = Path(tmp.name)
     payload: dict[str, Any] = {
         "benchmark": "throughput", "machine": machine(), "versions": versions(),
+        "uptime": uptime(),
         "code_at_start": code_state(),
         "settings": {"quota": args.quota, "latency_ms": args.latency_ms, "rows": args.rows,
                      "users": args.rows, "phases": {p: PHASES[p] for p in phases},
                      "clients": {c: CLIENTS[c] for c in clients}},
     }  # fmt: skip
     try:
-        users, source = write_inputs(workdir, args.rows)
+        users, all_rows = write_inputs(workdir, seeded)
+        source = head(all_rows, workdir / "input.idle.csv", args.rows)
         emu_args = [
             "--quota",
             f"update={args.quota:g}",
@@ -574,6 +610,19 @@ def main(argv: list[str] | None = None) -> int:
                     save_json(args.out, payload)
             checks = check_runs(runs)
             payload["checks"] = checks
+            if "shared" in scenarios:
+                shared_source = head(all_rows, workdir / "input.shared.csv", args.shared_rows)
+                payload["shared"] = sharing.shared(
+                    emu, workdir, shared_source, args.sharing_rounds,
+                    [c for c in args.shared_clients.split(",") if c in sharing.SHARED_CLIENTS])
+                save_json(args.out, payload)
+            if "raised" in scenarios:
+                raised_source = head(all_rows, workdir / "input.raised.csv", args.raised_rows)
+                payload["raised"] = sharing.raised(
+                    emu, workdir, raised_source, args.sharing_rounds, list(sharing.RAISED_CLIENTS))
+                save_json(args.out, payload)
+                emu.admin.configure(quotas={"UserUpdate": args.quota},
+                                    latency_ms=args.latency_ms)  # fmt: skip
             if not args.skip_ceiling:
                 payload["ceiling"] = ceiling(emu, workdir, args.ceiling_rows, args.bare_calls,
                                              args.startup_repeats, args.ceiling_rounds)  # fmt: skip
@@ -582,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
                 payload["rss"] = rss(emu, workdir, 3000, args.rss_rows)
     finally:
         payload["total_s"] = round(time.perf_counter() - started, 1)
+        payload["uptime_at_end"] = uptime()
         payload["code_at_end"] = code_state()
         save_json(args.out, payload)
         if args.keep:
@@ -612,6 +662,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_runs(payload.get("runs", []), payload.get("checks", [])))
     print()
     print(format_checks(payload.get("checks", [])))
+    for name, fmt in (("shared", sharing.format_shared), ("raised", sharing.format_raised)):
+        if name in payload:
+            print()
+            print(fmt(payload[name]))
     if "ceiling" in payload:
         print()
         print(format_ceiling(payload["ceiling"]))
@@ -633,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             f"WARNING: batch/ changed during the run (now {end['commit']}, "
             f"{end['batch_sha256']}): later runs used different code than earlier ones"
         )
+    print(f"uptime at start: {payload['uptime']}\nuptime at end:   {payload['uptime_at_end']}")
     print(f"total {payload['total_s']:.0f}s; results in {args.out}")
     return 0
 

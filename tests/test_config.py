@@ -107,10 +107,34 @@ def test_missing_or_broken_job_file_is_a_usage_error(tmp_path: Path) -> None:
         build_config(str(broken), {})
 
 
-@pytest.mark.parametrize("rate", ["0", "-1", "100001", "fast", "", "nan"])
+@pytest.mark.parametrize(
+    "rate", ["0", "-1", "-5", "100001", "fast", "abc", "", "nan", "150%", "0%", "-5%", "%", "x%"]
+)
 def test_bad_rate_is_a_usage_error(rate: str) -> None:
     with pytest.raises(UsageError, match="rate"):
         config(rate=rate)
+
+
+@pytest.mark.parametrize(("rate", "share"), [("80%", 0.8), (" 100% ", 1.0), ("12.5%", 0.125)])
+def test_rate_as_a_share_of_the_quota(rate: str, share: float) -> None:
+    # GIVEN --rate P%  WHEN it is validated  THEN it is that share of the quota, not calls/s
+    cfg = config(rate=rate)
+    assert cfg.rate_share == pytest.approx(share)
+    assert not cfg.auto_rate and not cfg.polite_rate
+
+
+def test_no_rate_means_polite() -> None:
+    # GIVEN no --rate anywhere  THEN the job shares the quota politely (job.py sizes it)
+    cfg = config()
+    assert cfg.polite_rate and cfg.rate_share is None and not cfg.auto_rate
+
+
+def test_bad_rate_in_a_job_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    # GIVEN a job file with rate = "150%"
+    path = job_file(tmp_path, 'input = "in.csv"\nuser_pool_id = "p"\nrate = "150%"\n')
+    # WHEN it is loaded  THEN one usage error names the value
+    with pytest.raises(UsageError, match="150%"):
+        build_config(str(path), {})
 
 
 @pytest.mark.parametrize("rate", ["auto", "AUTO", " auto "])
@@ -127,7 +151,7 @@ def test_rate_from_toml_number_and_flag_string_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("workers", 0), ("workers", 65), ("max_attempts", 0), ("max_attempts", 51),
+    [("workers", 0), ("workers", 257), ("max_attempts", 0), ("max_attempts", 51),
      ("max_row_seconds", 0), ("per_user_rate", 0), ("max_rate", -1.0),
      ("empty", "erase"), ("on_duplicate", "first"), ("key", "phone"), ("format", "xlsx"),
      ("client_metadata", {"k": "v" * 257}), ("client_metadata", {"": "v"})],

@@ -83,9 +83,9 @@ def test_sample_data_end_to_end(emulator: Any, make_pool: Any, tmp_path: Path) -
 def test_throttling_at_a_low_quota_ends_with_every_row_updated(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
-    # GIVEN a quota of 10 updates/s and a client told to send 40/s
+    # GIVEN a quota of 10 updates/s the job cannot read, and a client told to send 40/s
     pool = make_pool(users=users(40))
-    emulator.configure(quotas={"UserUpdate": 10}, burst_seconds=0.2)
+    emulator.configure(quotas={"UserUpdate": 10}, burst_seconds=0.2, provisioned_limit="unknown")
     source = write_csv(tmp_path / "in.csv", updates(40))
     report = tmp_path / "out.csv"
     # WHEN it runs
@@ -136,7 +136,7 @@ def test_fatal_error_mid_run_stops_and_reports_every_row(
     report = tmp_path / "out.csv"
     # WHEN it runs
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                   "--report", str(report), "--rate", "200")  # fmt: skip
+                   "--report", str(report), "--rate", "200", "--workers", "8")  # fmt: skip
     # THEN exit 2, every row is in the report once, the rest skipped with the reason
     rows = read_report(report)
     assert code == 2

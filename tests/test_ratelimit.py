@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+from typing import Any
 
 import pytest
 from fakes import ManualClock
@@ -504,3 +505,105 @@ def test_user_gate_forgets_old_users() -> None:
 
     # THEN only users within the interval are still tracked
     assert gate.tracked == 1
+
+
+# -- SharedRate: a quota shared with a neighbour (simulated bucket, virtual time) ----------
+
+
+def test_pacer_groups_share_an_instant_and_keep_the_rate() -> None:
+    # GIVEN a pacer at 40/s sending in groups of 4, on a frozen clock
+    pacer = Pacer(40.0, group=4, clock=ManualClock())
+    # WHEN eight callers reserve at once
+    waits = [pacer.reserve() for _ in range(8)]
+    # THEN four leave now and four one group (4 intervals = 0.1 s) later: still 40/s
+    assert waits == pytest.approx([0.0] * 4 + [0.1] * 4)
+
+
+def test_shared_rate_backs_off_at_the_first_throttle() -> None:
+    # GIVEN the polite controller at its ceiling, its calls all accepted so far
+    from batch.ratelimit import SharedRate
+
+    rate = SharedRate(ceiling=45.0, clock=lambda: 0.0)
+    for i in range(45):
+        rate.on_success(i / 45, i / 45)
+    # WHEN the first throttle comes back (the bucket is empty for everyone)
+    rate.on_throttle(1.0, 1.02)
+    # THEN at once half of what was accepted in the last second (44 calls); a throttle on a
+    # call sent before the cut changes nothing
+    assert rate.rate == pytest.approx(22.0)
+    rate.on_throttle(1.01, 1.03)
+    assert rate.rate == pytest.approx(22.0)
+
+
+def _sim(controller: object, schedule: list[tuple[float, float]], seed: int = 1) -> Any:
+    from sharesim import simulate
+
+    return simulate(controller, quota=50.0, schedule=schedule, seed=seed,  # type: ignore[arg-type]
+                    group=getattr(controller, "group", 1))  # fmt: skip
+
+
+def test_shared_rate_never_goes_above_its_ceiling_and_an_idle_quota_sees_no_throttle() -> None:
+    # GIVEN an idle quota of 50/s and a ceiling of 0.95 Q
+    from batch.ratelimit import SharedRate
+
+    rate = SharedRate(ceiling=47.5, clock=lambda: 0.0)
+    # WHEN it runs for a minute
+    out = _sim(rate, [(0.0, 60.0)])
+    # THEN it never asked for more than the ceiling, got it, and was never throttled
+    assert max(r for _, r in out.rates) <= 47.5
+    assert out.job_throttled == 0
+    assert out.job_accepted >= 0.99 * 47.5 * 60
+
+
+def test_shared_rate_reclaims_within_seconds_what_the_neighbour_releases() -> None:
+    # GIVEN a neighbour at 30/s for 20 s that then drops to 5/s
+    from batch.ratelimit import SharedRate
+
+    rate = SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0)
+    out = _sim(rate, [(30.0, 20.0), (5.0, 40.0)])
+    # THEN while the neighbour is busy the job leaves it room; within 15 s of the drop it is
+    # back above 0.8 of the ceiling
+    busy = [r for t, r in out.rates if 10.0 <= t < 20.0]
+    assert max(busy) < 30.0
+    assert any(r >= 0.8 * 45.0 for t, r in out.rates if 20.0 <= t <= 35.0)
+
+
+def test_shared_rate_costs_the_neighbour_a_fraction_of_the_old_default() -> None:
+    # GIVEN the live app at 10, 30, 5 then 10 calls/s on a 50/s quota, over five seeds
+    from batch.ratelimit import SharedRate
+
+    schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
+    polite = [_sim(SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0),
+                   schedule, seed) for seed in range(1, 6)]  # fmt: skip
+    old = [_sim(FixedRate(25.0), schedule, seed) for seed in range(1, 6)]
+    # THEN the neighbour loses under a third of what the old --rate 25 cost it, while the job
+    # takes at least 0.8 of the quota the neighbour left (the old default: ~0.68)
+    lost = sum(o.neighbour_throttled for o in polite)
+    assert lost < sum(o.neighbour_throttled for o in old) / 3
+    assert sum(o.job_accepted for o in polite) >= 0.8 * sum(o.free for o in polite)
+
+
+def test_a_fixed_rate_is_a_ceiling_throttles_slow_it_and_it_returns() -> None:
+    # GIVEN --rate 40 (a ceiling) and a neighbour that takes 30/s for 20 s, then stops
+    from batch.ratelimit import SharedRate
+
+    rate = SharedRate(ceiling=40.0, hold_s=8.0, clock=lambda: 0.0)
+    out = _sim(rate, [(0.0, 10.0), (30.0, 20.0), (0.0, 30.0)])
+    # THEN 40/s alone, below 40 while the neighbour needs its share, 40/s again after
+    assert all(r == pytest.approx(40.0) for t, r in out.rates if t < 10.0)
+    assert min(r for t, r in out.rates if 10.0 <= t < 30.0) < 25.0
+    assert out.rates[-1][1] == pytest.approx(40.0)
+
+
+def test_shared_rate_sends_singly_when_the_bucket_is_smaller_than_a_group() -> None:
+    # GIVEN groups of 4 and throttle after throttle on calls sent after each cut, seconds
+    # apart (a low rate), never back to probing
+    from batch.ratelimit import SharedRate
+
+    rate = SharedRate(ceiling=40.0, clock=lambda: 0.0)
+    assert rate.group == 4
+    for i in range(4):
+        rate.on_throttle(3.0 * i + 0.05, 3.0 * i + 0.06)
+    # THEN it sends singly from then on, from where the cuts began (not spiralled down)
+    assert rate.group == 1
+    assert rate.rate == pytest.approx(20.0)

@@ -571,3 +571,39 @@ def test_ctrl_c_in_the_waiting_thread_winds_the_run_down_and_is_raised() -> None
     assert runner.stop_reason == "interrupted"
     assert sum(r.status == Status.SKIPPED for r in results.values()) > 150
     assert len(fake.calls) < 50
+
+
+def test_the_window_cap_is_said_once_with_the_flag_that_lifts_it() -> None:
+    # GIVEN --workers 8 and a rate of 150/s at 100 ms (Little's law asks for ~35 in flight)
+    notes: list[str] = []
+    runner = Runner(
+        FakeCognito(users(1)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=8),
+        controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
+    )  # fmt: skip
+    runner.stats.latency = 0.1
+    # WHEN calls complete after the first seconds, again and again
+    start = runner._started
+    with runner._lock:
+        runner._check_cap(start + 1.0)  # too early: the latency estimate is still settling
+        assert notes == []
+        for second in range(4, 10):
+            runner._check_cap(start + second)
+    # THEN the progress line heard it once, naming the cap and --workers
+    assert len(notes) == 1 and runner.cap_note == notes[0]
+    assert "--workers 8 caps the calls in flight" in notes[0] and "raise --workers" in notes[0]
+
+
+def test_no_cap_is_said_when_the_window_fits() -> None:
+    # GIVEN the default bound (64) and the same 150/s at 100 ms
+    notes: list[str] = []
+    runner = Runner(
+        FakeCognito(users(1)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=64),
+        controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
+    )  # fmt: skip
+    runner.stats.latency = 0.1
+    with runner._lock:
+        runner._check_cap(runner._started + 10.0)
+    # THEN nothing is said: nothing holds the rate back
+    assert notes == [] and runner.cap_note == ""

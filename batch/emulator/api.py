@@ -106,6 +106,8 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        if self._front is not None:
+            self._front.close()
         if self._server is not None and self._thread is not None:
             stop_server(self._server, self._thread)
         if self._moto is not None:

@@ -47,6 +47,14 @@ def _quota(text: str) -> tuple[str, float | None]:
     return category, value
 
 
+def _neighbour(text: str) -> tuple[str, str]:
+    name, sep, schedule = text.partition("=")
+    category = _QUOTA_ALIASES.get(name.strip().lower())
+    if not sep or category is None:
+        raise ValueError(f"--neighbour {text!r}: expected CATEGORY=SCHEDULE")
+    return category, schedule
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -89,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="answer AdminUpdateUserAttributes at once, without moto or quota",
     )
+    add("--neighbour", action="append", default=[], metavar="CATEGORY=SCHEDULE",
+        help="background load from other applications on a category's quota, calls/s: "
+        "'UserUpdate=10@20s,30@20s,5@20s,10' (10/s for 20 s, ..., then 10/s); repeatable")
+    add("--neighbour-arrivals", choices=["poisson", "paced"], default="poisson",
+        help="neighbour calls arrive at random (default) or evenly spaced")
+    add("--provisioned-limit", choices=["answer", "deny", "unknown"], default="answer",
+        help="GetProvisionedLimit: answer from the quotas (default), deny it, or not know it")
     add("--create-pool", metavar="NAME", help="create a user pool")
     add(
         "--default-schema",
@@ -113,6 +128,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             "quotas": dict(args.quota), "latency_ms": args.latency_ms,
             "fault_rate": args.fault_rate, "drop_rate": args.drop_rate,
             "seed": args.seed, "ceiling": args.ceiling,
+            "neighbours": dict(_neighbour(n) for n in args.neighbour),
+            "neighbour_arrivals": args.neighbour_arrivals,
+            "provisioned_limit": args.provisioned_limit,
         })  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

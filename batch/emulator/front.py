@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from batch.emulator.neighbours import Neighbour, parse_schedule, start_neighbours
 from batch.emulator.rules import (
     DEFAULT_QUOTAS,
     PER_USER_WRITE_OPERATIONS,
@@ -62,6 +63,12 @@ class EmulatorSettings:
     drop_rate: float = 0.0
     seed: int = 0
     ceiling: bool = False
+    # GetProvisionedLimit: "answer" (from `quotas`), "deny" (AccessDeniedException) or
+    # "unknown" (UnknownOperationException, as an endpoint without the operation answers).
+    provisioned_limit: str = "answer"
+    # Background load per quota category, e.g. {"UserUpdate": "10@20s,30@20s,5"} (neighbours.py)
+    neighbours: dict[str, str] = field(default_factory=dict)
+    neighbour_arrivals: str = "poisson"  # or "paced"
 
     def updated(self, changes: Mapping[str, Any]) -> EmulatorSettings:
         """A validated copy with `changes` applied; `quotas` merge, a None rate removes one."""
@@ -77,6 +84,12 @@ class EmulatorSettings:
                 if not isinstance(value, bool):
                     raise ValueError("ceiling must be true or false")
                 values[name] = value
+            elif name in ("provisioned_limit", "neighbour_arrivals"):
+                values[name] = str(value)
+            elif name == "neighbours":
+                if not isinstance(value, Mapping):
+                    raise ValueError("neighbours must be an object of category -> schedule")
+                values[name] = {str(k): str(v) for k, v in value.items() if v}
             elif name == "seed":
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError("seed must be an integer")
@@ -88,6 +101,14 @@ class EmulatorSettings:
         return result
 
     def check(self) -> None:
+        if self.provisioned_limit not in ("answer", "deny", "unknown"):
+            raise ValueError("provisioned_limit must be answer, deny or unknown")
+        if self.neighbour_arrivals not in ("poisson", "paced"):
+            raise ValueError("neighbour_arrivals must be poisson or paced")
+        for category, schedule in self.neighbours.items():
+            if category not in DEFAULT_QUOTAS:
+                raise ValueError(f"unknown neighbour category {category!r}")
+            parse_schedule(schedule)
         if self.burst_seconds <= 0:
             raise ValueError("burst_seconds must be > 0")
         if self.per_user_write_rate < 0 or self.latency_ms < 0:
@@ -139,6 +160,7 @@ class _Stats:
         self.pending_verification = 0
         self.in_flight = 0
         self.in_flight_peak = 0
+        self.neighbours: list[Neighbour] = []
 
     def begin(self, operation: str) -> None:
         with self._lock:
@@ -170,6 +192,7 @@ class _Stats:
                 "messages": dict(self.messages),
                 "pending_verification": self.pending_verification,
                 "in_flight_peak": self.in_flight_peak,
+                "neighbours": {n.category: n.snapshot() for n in self.neighbours},
             }
 
 
@@ -196,6 +219,8 @@ class Front:
 
     # --- admin -----------------------------------------------------------------------------
     def _apply(self, settings: EmulatorSettings) -> None:
+        for old in getattr(self, "_neighbours", []):
+            old.stop()
         with self._lock:
             self.settings = settings
             self._buckets: dict[str, TokenBucket] = {
@@ -205,6 +230,19 @@ class Front:
             self._user_buckets: dict[tuple[str, str], TokenBucket] = {}
             self._prune_at = 10_000
             self._random = random.Random(settings.seed)
+        # Neighbours draw from the same buckets; their schedule starts now (configure, reset).
+        self._neighbours = start_neighbours(
+            settings.neighbours,
+            {c: b.try_acquire for c, b in self._buckets.items()},
+            poisson=settings.neighbour_arrivals == "poisson", seed=settings.seed,
+            clock=self._clock,
+        )  # fmt: skip
+        self.stats.neighbours = self._neighbours
+
+    def close(self) -> None:
+        """Stop the neighbours' threads."""
+        for neighbour in self._neighbours:
+            neighbour.stop()
 
     def configure(self, changes: Mapping[str, Any]) -> EmulatorSettings:
         changes = dict(changes)
@@ -266,6 +304,9 @@ class Front:
         try:
             if settings.latency_ms > 0:
                 self._sleep(settings.latency_ms / 1000.0)
+            if operation == "GetProvisionedLimit":  # moto lacks it: the front answers
+                outcome, answer = provisioned_limit(_parse(body), settings)
+                return answer
             outcome, reply = self._decide(operation, body, headers, settings)
             return reply
         finally:
@@ -442,6 +483,32 @@ class Front:
                 "UserAttributeNames": present,
             }
             self.moto.call("AdminDeleteUserAttributes", query, auth)
+
+
+def provisioned_limit(
+    payload: Mapping[str, Any], settings: EmulatorSettings
+) -> tuple[str, Reply]:
+    """GetProvisionedLimit from the configured quotas, in Cognito's response shape."""
+    if settings.provisioned_limit == "deny":
+        return "errors", error_reply(400, "AccessDeniedException", "User is not authorized to "
+                                     "perform: cognito-idp:GetProvisionedLimit")  # fmt: skip
+    if settings.provisioned_limit == "unknown":
+        return "errors", error_reply(400, "UnknownOperationException", "")
+    definition = payload.get("LimitDefinition")
+    attributes = definition.get("Attributes") if isinstance(definition, Mapping) else None
+    category = attributes.get("Category") if isinstance(attributes, Mapping) else None
+    if not isinstance(definition, Mapping) or definition.get("LimitClass") != "API_CATEGORY":
+        problem = "LimitDefinition.LimitClass must be API_CATEGORY"
+        return "invalid", error_reply(400, "InvalidParameterException", problem)
+    if category not in DEFAULT_QUOTAS:
+        return "invalid", error_reply(400, "InvalidParameterException",
+                                      f"Unknown API category: {category}")  # fmt: skip
+    rate = settings.quotas.get(str(category), 1_000_000.0)  # no quota configured: unlimited
+    definition = {"LimitClass": "API_CATEGORY", "Attributes": {"Category": category}}
+    limit = {"LimitDefinition": definition,
+             "ProvisionedLimitValue": int(rate),
+             "FreeLimitValue": int(DEFAULT_QUOTAS[str(category)])}
+    return "accepted", json_reply(200, {"Limit": limit})  # fmt: skip
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""The enforced request quotas (GetProvisionedLimit) and the share of them a run takes.
+
+Cognito's quotas are per account and region, shared by every application there. The job reads
+what Cognito enforces for the categories it calls (UserUpdate for AdminUpdateUserAttributes /
+AdminDeleteUserAttributes; UserRead for AdminGetUser and UserList for ListUsers when it reads
+users), so headroom under the quota can be exact instead of guessed. The call needs the IAM
+action ``cognito-idp:GetProvisionedLimit``; when that is denied, or the endpoint (an older
+region build, an emulator) does not know the operation, the job falls back to Cognito's
+documented defaults and says which in the plan and the summary.
+
+``ProvisionedLimitValue`` is the rate Cognito enforces; ``FreeLimitValue`` is the part of it
+included at no extra cost (not the part other applications leave unused: that one no API
+tells, the rate controller finds it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from batch.errors import CognitoError
+
+#: Cognito's documented default rates (requests/s) of the categories the job uses.
+DEFAULT_QUOTAS: dict[str, float] = {"UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0}
+#: The job's operations and the category each one draws from.
+CATEGORY_OF = {"AdminUpdateUserAttributes": "UserUpdate", "AdminDeleteUserAttributes": "UserUpdate",
+               "AdminGetUser": "UserRead", "ListUsers": "UserList"}  # fmt: skip
+
+_DENIED = frozenset({"AccessDeniedException", "AccessDenied", "NotAuthorizedException",
+                     "UnauthorizedOperation", "UnrecognizedClientException"})  # fmt: skip
+_UNKNOWN = frozenset({"UnknownOperationException", "InvalidAction", "UnknownOperation",
+                      "NotImplemented", "OperationNotSupported"})  # fmt: skip
+
+
+class LimitReader(Protocol):
+    """What reading a quota needs: the gateway, or a fake."""
+
+    def get_provisioned_limit(self, category: str) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Requests/s per category, and where they came from."""
+
+    rates: dict[str, float]
+    free: dict[str, float]  # FreeLimitValue (no-cost part), when read
+    source: str  # "read from GetProvisionedLimit" or "defaults: GetProvisionedLimit <why>"
+
+    @property
+    def known(self) -> bool:
+        """True when the rates were read, not assumed."""
+        return self.source.startswith("read")
+
+    @property
+    def update(self) -> float:
+        return self.rates["UserUpdate"]
+
+    def public(self) -> dict[str, object]:
+        return {"rates": dict(self.rates), "free_limit": dict(self.free), "source": self.source}
+
+
+def default_quotas(why: str) -> Quotas:
+    return Quotas(dict(DEFAULT_QUOTAS), {}, f"defaults: GetProvisionedLimit {why}")
+
+
+def read_quotas(reader: LimitReader, categories: Iterable[str] = ("UserUpdate",)) -> Quotas:
+    """The enforced rate of each category; Cognito's defaults when the call is denied or
+    unknown (then for every category: one denial answers for all)."""
+    rates = dict(DEFAULT_QUOTAS)
+    free: dict[str, float] = {}
+    for category in dict.fromkeys(("UserUpdate", *categories)):
+        try:
+            enforced, no_cost = reader.get_provisioned_limit(category)
+        except AttributeError:  # a botocore without the operation
+            return default_quotas("unknown to this botocore")
+        except CognitoError as exc:
+            if exc.code in _DENIED or exc.status in (401, 403):
+                return default_quotas("denied")
+            if exc.code in _UNKNOWN or exc.status == 404:
+                return default_quotas("unknown to the endpoint")
+            return default_quotas(f"failed ({exc.code})")
+        if enforced <= 0:
+            return default_quotas("answered no rate")
+        rates[category] = float(enforced)
+        free[category] = float(no_cost)
+    return Quotas(rates, free, "read from GetProvisionedLimit")

@@ -1,0 +1,216 @@
+"""The shared-quota and raised-quota scenarios of bench/throughput.py.
+
+*Shared quota*: Q = 50 UserUpdate/s, 20 ms, and a neighbour (the live application) drawing from
+the same bucket on a schedule that rises and falls (``NEIGHBOUR``), Poisson, never retrying.
+For each client: the neighbour's calls throttled (%), the bulk job's share of the free quota
+(its updates / the integral of Q minus the neighbour's rate over the job's own loop), and the
+job's own throttled calls (%). *Raised quota*: Q = 150/s at 100 ms, nobody else: goodput / Q.
+Each client runs ``rounds`` times, interleaved (round 1 of every client, then round 2, ...),
+and the tables show medians: where the throttles fall moves from run to run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    PYTHON,
+    EmulatorProcess,
+    cognito_batch,
+    read_summary,
+    run_measured,
+    table,
+    update_stats,
+)
+
+NEIGHBOUR = "10@15s,30@15s,5@15s,10"  # calls/s: the live app rises, falls, settles
+SHARED_Q, SHARED_LATENCY_MS = 50.0, 20.0
+RAISED_Q, RAISED_LATENCY_MS = 150.0, 100.0
+SHARED_CLIENTS = {
+    "default": ("cognito-batch, default flags", []),
+    "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
+    "quota": ("cognito-batch --rate 50 (the quota)", ["--rate", "50"]),
+    "old": ("old default: --rate 25, fixed", ["--rate", "25", "--rate-algorithm", "fixed"]),
+    "pool": ("boto3 16 threads, adaptive", None),
+}
+RAISED_CLIENTS = {
+    "rate": ("cognito-batch --rate 150", ["--rate", "150"]),
+    "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
+    "default": ("cognito-batch, default flags", []),
+}
+# Done-when targets (issue 15).
+SHARED_TARGETS = {"default": (0.005, 0.80), "auto": (0.005, 0.85), "quota": (0.02, 0.0)}
+RAISED_TARGETS = {"rate": 0.95, "auto": 0.90, "default": 0.85}
+RAISED_THROTTLED = 0.01
+
+
+def free_quota(quota: float, schedule: str, start: float, end: float) -> float:
+    """Tokens the neighbour leaves between ``start`` and ``end`` seconds into its schedule."""
+    from batch.emulator.neighbours import parse_schedule
+
+    total, t = 0.0, 0.0
+    for rate, seconds in parse_schedule(schedule):
+        lo, hi = max(t, start), min(t + seconds, end)
+        if hi > lo:
+            total += max(0.0, quota - rate) * (hi - lo)
+        t += seconds
+        if t >= end or math.isinf(t):
+            break
+    return total
+
+
+def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: list[str] | None,
+         quota: float, schedule: str | None) -> dict[str, Any]:  # fmt: skip
+    assert emu.admin is not None
+    report = workdir / f"{label}.report.csv"
+    if flags is None:
+        out = workdir / f"{label}.result.json"
+        argv = [PYTHON, str(Path(__file__).parent / "clients.py"), "threaded", str(source),
+                "--endpoint-url", emu.endpoint_url, "--user-pool-id", emu.user_pool_id,
+                "--out", str(out)]  # fmt: skip
+    else:
+        argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
+                             "--endpoint-url", emu.endpoint_url, *flags, "--yes", "--quiet",
+                             "--fresh", "--report", str(report))  # fmt: skip
+    emu.admin.reset()  # the buckets refill, the neighbour's schedule starts again now
+    reset_at = time.perf_counter()
+    m = run_measured(argv, workdir=workdir, label=label, timeout=900)
+    ended = time.perf_counter() - reset_at
+    stats = emu.admin.stats()
+    upd = update_stats(stats)
+    if flags is None:
+        data = json.loads(out.read_text()) if out.exists() else {}
+        updated, loop_s, summary = int(data.get("updated", 0)), float(data.get("loop_s", 0)), {}
+    else:
+        summary = read_summary(report)
+        updated = int(summary.get("counts", {}).get("updated", 0))
+        loop_s = float(summary.get("duration_s") or m.wall_s)
+    row: dict[str, Any] = {
+        "label": label, "argv": argv, "exit_code": m.returncode, "wall_s": round(m.wall_s, 2),
+        "loop_s": round(loop_s, 2), "updated": updated, "calls": upd["calls"],
+        "throttled": upd["throttled"],
+        "job_throttled_share": upd["throttled"] / upd["calls"] if upd["calls"] else 0.0,
+        "goodput_over_q": updated / m.wall_s / quota if m.wall_s else 0.0,
+        "in_loop_over_q": updated / loop_s / quota if loop_s else 0.0,
+        "rate_low": summary.get("rate_low"), "rate_high": summary.get("rate_high"),
+        "concurrency": summary.get("concurrency"), "quota_source":
+            (summary.get("quota") or {}).get("source"),
+        "window_capped": summary.get("window_capped"),
+        "in_flight_peak": stats.get("in_flight_peak"),
+    }  # fmt: skip
+    if schedule is not None:
+        n = stats.get("neighbours", {}).get("UserUpdate", {})
+        free = free_quota(quota, schedule, ended - loop_s, ended)
+        row.update({
+            "neighbour_calls": int(n.get("calls", 0)),
+            "neighbour_throttled": int(n.get("throttled", 0)),
+            "neighbour_throttled_share": n.get("throttled", 0) / n["calls"] if n.get("calls")
+            else 0.0,
+            "free_quota": round(free, 1),
+            "share_of_free": updated / free if free else 0.0,
+        })  # fmt: skip
+    return row
+
+
+def _log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
+           clients: list[str]) -> dict[str, Any]:  # fmt: skip
+    assert emu.admin is not None
+    emu.admin.configure(quotas={"UserUpdate": SHARED_Q}, latency_ms=SHARED_LATENCY_MS,
+                        fault_rate=0, drop_rate=0, ceiling=False,
+                        neighbours={"UserUpdate": NEIGHBOUR})  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    try:
+        for i in range(rounds):
+            for c in clients:
+                name, flags = SHARED_CLIENTS[c]
+                _log(f"shared quota, round {i + 1}/{rounds}: {name} ...")
+                r = _one(emu, workdir, source, f"shared-{c}-{i}", flags, SHARED_Q, NEIGHBOUR)
+                _log(f"  neighbour {r['neighbour_throttled']}/{r['neighbour_calls']} throttled, "
+                     f"share of free {r['share_of_free']:.3f}, job {r['throttled']}/{r['calls']} "
+                     f"throttled, exit {r['exit_code']}")  # fmt: skip
+                runs[c].append(r)
+    finally:
+        emu.admin.configure(neighbours={})
+    return {"quota": SHARED_Q, "latency_ms": SHARED_LATENCY_MS, "neighbour": NEIGHBOUR,
+            "rounds": rounds, "runs": runs, "medians": {c: _medians(rs) for c, rs in runs.items()}}
+
+
+def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
+           clients: list[str]) -> dict[str, Any]:  # fmt: skip
+    assert emu.admin is not None
+    emu.admin.configure(quotas={"UserUpdate": RAISED_Q}, latency_ms=RAISED_LATENCY_MS,
+                        fault_rate=0, drop_rate=0, ceiling=False, neighbours={})  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    for i in range(rounds):
+        for c in clients:
+            name, flags = RAISED_CLIENTS[c]
+            _log(f"raised quota, round {i + 1}/{rounds}: {name} ...")
+            r = _one(emu, workdir, source, f"raised-{c}-{i}", flags, RAISED_Q, None)
+            _log(f"  {r['in_loop_over_q']:.3f}·Q in its loop ({r['goodput_over_q']:.3f}·Q whole "
+                 f"command), {r['throttled']}/{r['calls']} throttled, exit {r['exit_code']}, "
+                 f"concurrency {r['concurrency']}")  # fmt: skip
+            runs[c].append(r)
+    return {"quota": RAISED_Q, "latency_ms": RAISED_LATENCY_MS, "rounds": rounds, "runs": runs,
+            "medians": {c: _medians(rs) for c, rs in runs.items()}}
+
+
+def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
+    keys = ("neighbour_throttled_share", "share_of_free", "job_throttled_share",
+            "goodput_over_q", "in_loop_over_q")  # fmt: skip
+    return {k: statistics.median(r[k] for r in rows) for k in keys if all(k in r for r in rows)}
+
+
+def format_shared(result: dict[str, Any]) -> str:
+    lines = [f"Shared quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, neighbour "
+             f"UserUpdate={result['neighbour']} (Poisson, no retries); median of "
+             f"{result['rounds']} rounds"]  # fmt: skip
+    rows = []
+    for c, runs in result["runs"].items():
+        med = result["medians"][c]
+        target = SHARED_TARGETS.get(c)
+        verdict = "-"
+        if target is not None:
+            ok = med["neighbour_throttled_share"] <= target[0] and med["share_of_free"] >= target[1]
+            verdict = "PASS" if ok else "FAIL"
+        rows.append([
+            SHARED_CLIENTS[c][0], 100 * med["neighbour_throttled_share"],
+            " ".join(f"{100 * r['neighbour_throttled_share']:.2f}" for r in runs),
+            med["share_of_free"], " ".join(f"{r['share_of_free']:.2f}" for r in runs),
+            100 * med["job_throttled_share"], verdict,
+        ])  # fmt: skip
+    lines.append(table(["client", "live thr %", "(runs)", "share of free", "(runs)",
+                        "job thr %", "target"], rows))  # fmt: skip
+    lines.append("targets: default <= 0.5 % live throttled and >= 0.80 of the free quota; auto "
+                 "<= 0.5 % and >= 0.85; --rate at the quota <= 2 %")
+    return "\n".join(lines)
+
+
+def format_raised(result: dict[str, Any]) -> str:
+    lines = [f"Raised quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, no "
+             f"neighbour, --workers not given; median of {result['rounds']} rounds"]  # fmt: skip
+    rows = []
+    for c, runs in result["runs"].items():
+        med = result["medians"][c]
+        ok = (med["in_loop_over_q"] >= RAISED_TARGETS[c]
+              and med["job_throttled_share"] <= RAISED_THROTTLED)  # fmt: skip
+        rows.append([
+            RAISED_CLIENTS[c][0], med["in_loop_over_q"],
+            " ".join(f"{r['in_loop_over_q']:.3f}" for r in runs), med["goodput_over_q"],
+            100 * med["job_throttled_share"],
+            " ".join(str(r["in_flight_peak"]) for r in runs),
+            f"{'PASS' if ok else 'FAIL'} (>= {RAISED_TARGETS[c]})",
+        ])  # fmt: skip
+    lines.append(table(["client", "/Q in loop", "(runs)", "/Q whole cmd", "thr %",
+                        "in flight peak", "target"], rows))  # fmt: skip
+    return "\n".join(lines)
