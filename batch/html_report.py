@@ -146,7 +146,7 @@ def _iter_report(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
 
 
 def _iter_json_lines(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
-    """Result records of a JSON-lines file (a JSONL report, or a journal's result lines)."""
+    """Result records of a JSONL report."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             try:
@@ -198,7 +198,7 @@ class RunView:
 
 def load_run(report: Path) -> RunView:
     """Read a run from what exists beside ``report``; a usage error when nothing does."""
-    from batch.journal import journal_path
+    from batch.journal import journal_path, read_journal
     from batch.timeline import timeline_path
 
     report_format(report)
@@ -209,16 +209,19 @@ def load_run(report: Path) -> RunView:
             summary = json.loads(spath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"summary {spath}: unreadable ({exc})") from None
-    # A run writes its summary last (after the report, the journal's end and the timeline's):
-    # a summary older than any of them belongs to an earlier run, and this one has not ended.
-    others = [p.stat().st_mtime for p in (report, jpath, timeline_path(report)) if p.exists()]
+    # A run writes its summary after the report and the timeline (only the journal's
+    # completion marker comes later): a summary older than either belongs to an earlier run,
+    # and this one has not ended.
+    others = [p.stat().st_mtime for p in (report, timeline_path(report)) if p.exists()]
     finished = summary is not None and spath.stat().st_mtime >= max(others, default=0.0)
     if report.is_file():
         scan = scan_report(report)
     elif jpath.is_file():  # a Parquet report is only written when its run ends
         scan = ReportScan(source=str(jpath))
-        for row, username, status, code, message in _iter_json_lines(jpath):
-            scan.add(row, username, status, code, message)
+        state = read_journal(jpath)
+        for result in state.records() if state is not None else ():
+            scan.add(result.row, result.username, result.status.value, result.error_code,
+                     result.error_message)  # fmt: skip
     elif summary is None:
         raise UsageError(f"report {report}: no such file (nor its summary or journal)")
     else:
