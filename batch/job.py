@@ -171,26 +171,28 @@ class Job:
         quota): the ceiling the controller never goes above."""
         config, quota = self.config, self.quotas.update
         cap = config.max_rate or math.inf
+        # A shard takes its share of a share: the quota is account-wide, shards add CPU only.
+        shards = self.shard.count if self.shard is not None else 1
         if config.polite_rate:
-            ceiling = min(cap, POLITE_SHARE * quota)
+            ceiling = min(cap, POLITE_SHARE * quota / shards)
             what = f"polite: up to {100 * POLITE_SHARE:.0f}% of it, less while others need more"
         elif config.auto_rate:
             if not self.quotas.known and config.rate_algorithm == "shared":
                 ceiling = min(cap, 10_000.0)
                 what = "auto: discovered (the quota is not known)"
             else:
-                ceiling = min(cap, AUTO_SHARE * quota)
+                ceiling = min(cap, AUTO_SHARE * quota / shards)
                 what = f"auto: up to {100 * AUTO_SHARE:.0f}% of it, less while others need more"
         elif config.rate_share is not None:
-            ceiling = config.rate_share * quota
+            ceiling = config.rate_share * quota / shards
             what = f"{config.rate.strip()} of the quota, less while others need it"
         else:
             ceiling = config.fixed_rate
             what = f"at most {ceiling:g}/s, less while others need it"
-            if self.quotas.known and ceiling > quota:
+            if self.quotas.known and ceiling > quota / shards:
                 # Above the enforced quota every extra call is refused, someone's or ours.
-                ceiling = quota
-                what = f"--rate {config.fixed_rate:g} is above the quota: {quota:g} at most"
+                ceiling = quota / shards
+                what = f"--rate {config.fixed_rate:g} is above the quota: {ceiling:g} at most"
         return what, ceiling, ceiling / quota if quota > 0 else 0.0
 
     # -- phases ------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def _merged_summary(
         **{k: sum(int(s.get(k) or 0) for s in summaries) for k in _SUMMED},
         "duration_s": round(duration, 3),
         "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
-        "rate": "auto" if first.get("rate") == "auto"
+        # A label (auto, polite, P%) stays as it is; calls/s per shard add up.
+        "rate": first.get("rate") if isinstance(first.get("rate"), str)
         else round(sum(float(s.get("rate") or 0) for s in summaries), 2),
         "rate_final": round(sum(float(s.get("rate_final") or 0) for s in summaries), 2),
         "rate_low": round(sum(float(s.get("rate_low") or 0) for s in summaries), 2),

@@ -74,6 +74,8 @@ def read_quotas(reader: LimitReader, categories: Iterable[str] = ("UserUpdate",)
             enforced, no_cost = reader.get_provisioned_limit(category)
         except AttributeError:  # a botocore without the operation
             return default_quotas("unknown to this botocore")
+        except (KeyError, TypeError, ValueError):  # an answer not in the service model's shape
+            return default_quotas("answered in an unknown shape")
         except CognitoError as exc:
             if exc.code in _DENIED or exc.status in (401, 403):
                 return default_quotas("denied")

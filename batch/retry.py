@@ -96,7 +96,9 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         settings.pop(name, None)
     if job_file:
         job = load_job_file(job_file)
-        settings.update({k: v for k, v in job.items() if k in CONNECTION or k in PACE})
+        settings.update({k: v for k, v in job.items()
+                         if k in CONNECTION or k in PACE or k == "client_metadata"})  # fmt: skip
+    _require_metadata(summary, settings, overrides)
     _note_connection(ran_with, {**settings, **{k: v for k, v in overrides.items() if v}})
     target = Path(overrides.get("report") or next_report_path(
         path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
@@ -109,6 +111,22 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     data.update({k: v for k, v in overrides.items()
                  if v is not None and k not in ("input", "report")})  # fmt: skip
     return build_config(None, data)
+
+
+def _require_metadata(
+    summary: Mapping[str, Any], settings: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> None:
+    """The summary keeps client metadata's keys, never its values (they may be secrets a
+    Lambda trigger reads): a retry of a run that passed some must be given them again, or its
+    rows would reach the triggers without them."""
+    keys = summary.get("client_metadata_keys") or []
+    given = overrides.get("client_metadata") or settings.get("client_metadata")
+    if keys and not given:
+        raise UsageError(
+            "the run passed client metadata to Lambda triggers (keys: " + ", ".join(keys) + "); "
+            "its values are never stored, so give them again: --client-metadata KEY=VALUE "
+            "(or client_metadata in --job)"
+        )
 
 
 def _note_connection(ran_with: Mapping[str, Any], given: Mapping[str, Any]) -> None:

@@ -120,7 +120,10 @@ def share_of(config: JobConfig) -> JobConfig:
         return config
     shard = Shard.parse(config.shard)
     n = shard.count
-    rate = config.rate if config.auto_rate else repr(float(config.rate) / n)
+    # A rate in calls/s is divided here; a share of the quota (the polite default, auto,
+    # P%) is divided where the quota is known (job.rate_plan).
+    relative = config.auto_rate or config.polite_rate or config.rate_share is not None
+    rate = config.rate if relative else repr(float(config.rate) / n)
     report = str(shard.path(config.report_path()))
     return replace(config, shard=str(shard), report=report, rate=rate,
                    max_rate=config.max_rate / n, list_rate=config.list_rate / n,

@@ -697,3 +697,20 @@ def test_folders_the_job_creates_are_owner_only(tmp_path: Path) -> None:
     # THEN both folders are 0700
     for folder in (tmp_path / "reports", report.parent):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+def test_retry_of_a_run_with_client_metadata_needs_the_values_again(tmp_path: Path) -> None:
+    from batch.retry import retry_config
+
+    # GIVEN a finished run that passed client metadata (the summary keeps only its keys)
+    report = finished_with_failures(tmp_path)
+    spath = summary_path(report)
+    summary = json.loads(spath.read_text())
+    summary["client_metadata_keys"] = ["source", "token"]
+    spath.write_text(json.dumps(summary))
+    # WHEN it is retried without them THEN it is refused, naming the keys (never values)
+    with pytest.raises(UsageError, match="keys: source, token"):
+        retry_config(str(report), None, {})
+    # WHEN they are given again THEN the retry passes them to the triggers
+    config = retry_config(str(report), None, {"client_metadata": {"source": "hr", "token": "t"}})
+    assert dict(config.client_metadata) == {"source": "hr", "token": "t"}

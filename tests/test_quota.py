@@ -211,3 +211,17 @@ def test_the_cap_note_reaches_the_progress_output_once_unless_quiet() -> None:
     assert stream.getvalue() == (
         "cognito-batch: --workers 8 caps the calls in flight; raise --workers\n")
     assert silent.getvalue() == ""
+
+
+def test_an_answer_in_an_unknown_shape_falls_back_to_the_defaults() -> None:
+    # GIVEN an endpoint whose GetProvisionedLimit answer lacks the Limit the model promises
+    from batch.quota import read_quotas
+
+    class Odd:
+        def get_provisioned_limit(self, category: str) -> tuple[int, int]:
+            raise KeyError("Limit")
+
+    # WHEN the quotas are read THEN the defaults stand, and the plan can say why
+    quotas = read_quotas(Odd(), ["UserUpdate"])
+    assert not quotas.known and quotas.update == 25
+    assert "unknown shape" in quotas.source
