@@ -34,6 +34,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--user-pool-id", dest="user_pool_id")
     add("--report", help="report path: .csv, .jsonl or .parquet (default reports/INPUT.report.csv)")
     add("--html", help="also write the run's one-file HTML report here (needs the html extra)")
+    add("--checkpoint-seconds", dest="checkpoint_seconds", type=float, metavar="SECONDS",
+        help="with an s3:// report: copy the journal to S3 this often (default 5)")
+    add("--lease-seconds", dest="lease_seconds", type=float, metavar="SECONDS",
+        help="with an s3:// report: a killed run's lease expires after this (default 30)")
     add("--rate", help="calls per second (25), a share of the enforced quota (80%%), or 'auto'; "
         "default: the part of the quota other applications leave, politely")
     add("--max-rate", dest="max_rate", type=float, help="with --rate auto: never above this")
@@ -241,7 +245,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
             "profile", "endpoint_url", "quiet", "html", "log_format", "shard", "undo",
-            "max_failures")  # fmt: skip
+            "max_failures", "checkpoint_seconds", "lease_seconds")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),
                                          what="--client-metadata")  # fmt: skip

@@ -71,6 +71,10 @@ class JobConfig:
     # the project's emulator (its runs are tests and benchmarks); true/false: as said.
     undo: bool | None = None
     max_failures: str = "auto"  # the brake: N, P%, auto or none (``brake.py``)
+    # A report in S3 (``checkpoint.py``): journal segments every N seconds, the lease's expiry.
+    checkpoint_seconds: float = 5.0
+    lease_seconds: float = 30.0
+    spool: str = ""  # set by the job, not by a user: the local folder an S3 report is made in
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -99,6 +103,8 @@ class JobConfig:
         return float(text)
 
     def report_path(self) -> Path:
+        if self.spool:  # an S3 report: the run works on a local copy in its spool folder
+            return Path(self.spool) / (self.report.rstrip("/").rpartition("/")[2] or "report.csv")
         if self.report:
             return Path(self.report)
         return Path("reports") / (Path(self.input).stem + ".report.csv")
@@ -130,6 +136,7 @@ class JobConfig:
         data = {k: _jsonable(v) for k, v in asdict(self).items()}
         data.pop("rows", None)
         data.pop("client_metadata", None)
+        data.pop("spool", None)
         return data
 
 
@@ -327,6 +334,11 @@ def validate(config: JobConfig) -> JobConfig:
     for name, value in config.client_metadata.items():
         if not name or len(name) > 256 or len(value) > 256:
             raise UsageError("client metadata keys and values must be 1 to 256 characters")
+    if config.spool:
+        raise UsageError("'spool' is not a setting (the run chooses its own folder)")
+    if config.checkpoint_seconds <= 0 or config.lease_seconds < 2 * config.checkpoint_seconds:
+        raise UsageError("--checkpoint-seconds must be positive and --lease-seconds at least "
+                         "twice as long")
     if config.give_up_after < 0:
         raise UsageError("--give-up-after must not be negative (0: never give up)")
     if config.max_rate and not config.auto_rate:

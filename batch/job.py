@@ -9,6 +9,7 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import math
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,9 +76,12 @@ from batch.snapshot import (
     remove_stale_snapshots,
     snapshot_prefix,
 )
-from batch.storage import input_identity
+from batch.storage import input_identity, is_s3
 from batch.timeline import Reading, Recorder, open_timeline, timeline_path
 from batch.undo import BeforeImages, Remembering, UndoLog, undo_path
+
+if TYPE_CHECKING:
+    from batch.checkpoint import Checkpoint, S3Report
 
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
@@ -150,6 +154,9 @@ class Job:
         self.journal: Journal | None = None
         self.undo_log: UndoLog | None = None
         self.quotas: Quotas = default_quotas("not read")
+        # A report in S3: the run works in a local spool; the checkpoint copies it to S3.
+        self.s3: S3Report | None = None
+        self.checkpoint: Checkpoint | None = None
 
     @property
     def quota(self) -> float:
@@ -360,6 +367,11 @@ class Job:
 
     def run(self) -> JobResult:
         """Refuse outputs that would overwrite the input, take the report's lock, then run."""
+        if is_s3(self.config.report):
+            return self._run_with_s3_report()
+        return self._run_locked()
+
+    def _run_locked(self) -> JobResult:
         report = self.config.report_path()
         # Before anything is written; an S3 input cannot be a local output.
         check_outputs(None if self.source.uri else self.source.path, run_outputs(report))
@@ -370,6 +382,50 @@ class Job:
             remove_stale_snapshots(report)  # left by a run killed while it read the pool
             return self._run()
 
+    def _run_with_s3_report(self) -> JobResult:
+        """The run in a private local spool, its journal checkpointed to S3 as it goes, its
+        report, summary and journal put beside the S3 report at the end (``checkpoint.py``)."""
+        from batch.checkpoint import Checkpoint, S3Report
+
+        config = self.config
+        if config.dry_run:
+            raise UsageError("--dry-run with an s3:// report: give a local --report for the "
+                             "planned report")  # fmt: skip
+        s3 = S3Report(config.report, profile=config.profile or None)
+        try:
+            self.config = dataclasses.replace(config, spool=str(s3.spool))
+            lease = s3.lease(ttl=config.lease_seconds)
+            lease.acquire()  # the first write to the prefix: AccessDenied stops the run here
+            try:
+                s3.restore()
+                self.s3 = s3
+                self.checkpoint = checkpoint = Checkpoint(
+                    s3.store, s3.segments, s3.journal, lease=lease,
+                    interval=config.checkpoint_seconds, on_lost=self._stop,
+                    warn=self.log.warning,
+                )  # fmt: skip
+                try:
+                    result = self._run_locked()
+                except ResumeError as exc:
+                    raise ResumeError(str(exc).replace(str(s3.journal), str(s3.segments))) from None
+                except BaseException:
+                    checkpoint.close()
+                    with contextlib.suppress(Exception):  # what is journaled reaches S3
+                        checkpoint.upload()
+                    raise
+                s3.publish(checkpoint)
+                return result
+            finally:
+                with contextlib.suppress(Exception):  # a lease that expires is released too
+                    lease.release()
+        finally:
+            self.config = config
+            s3.remove_spool()
+
+    def _shown(self, path: Path) -> str:
+        """A file of the run as the operator knows it: beside an S3 report, the object."""
+        return str(self.s3.beside(path)) if self.s3 is not None else str(path)
+
     def _run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
@@ -379,7 +435,7 @@ class Job:
             require_matplotlib()
         if not config.quiet:
             self.log.emit("start", version=version(), input=self.source.name,
-                          report=str(config.report_path()), pool_id=config.user_pool_id,
+                          report=self._shown(config.report_path()), pool_id=config.user_pool_id,
                           region=self.gateway.region, dry_run=config.dry_run,
                           rate=config.rate, workers=config.workers,
                           shard=config.shard or None)  # fmt: skip
@@ -480,6 +536,10 @@ class Job:
             # one pass; the old journal stays in place until the new one is whole.
             carry = self._carry(state, writer, progress) if state is not None else None
             self.journal = journal = Journal(jpath, header, carry=carry)
+            if self.checkpoint is not None and self.s3 is not None:
+                self.checkpoint.begin(resumed=state is not None,
+                                      restored_segments=self.s3.restored_segments,
+                                      clear=self.s3.clear)  # fmt: skip
         except _CarryStopped:
             return self._stopped_in_carry(writer, report, jpath)
         except BaseException:
@@ -563,7 +623,7 @@ class Job:
                 "rate_ceiling": round(plan.rate, 2),
                 "quota": {**self.quotas.public(), "share": round(plan.quota_share, 3)},
                 "window_capped": runner.cap_note,
-                "timeline": str(tpath),
+                "timeline": self._shown(tpath),
                 "max_failures": {"limit": brake.limit.describe(), "failures": brake.failures,
                                  "decided": brake.decided, "tripped": brake.tripped},
                 "undo": self.undo_log.stats() if self.undo_log is not None else None,
@@ -679,8 +739,8 @@ class Job:
             "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
             "rate": self._rate_label(),
             "stopped": "",
-            "report": str(report),
-            "journal": str(jpath),
+            "report": self._shown(report),
+            "journal": self._shown(jpath),
             "input": self.source.uri or str(self.source.path.resolve()),
             # A changed input is not the file this hash names: record none (retry refuses).
             "input_sha256": None if self.watch.changed else header.input_sha256,

@@ -177,3 +177,17 @@ class S3Gateway:
         answer = self._call(f"s3://{bucket}/{key}", "put_object", **params)
         return ObjectMeta(bucket, key, len(body), str(answer.get("ETag") or ""),
                           str(answer.get("VersionId") or ""))  # fmt: skip
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove one object (no error if it is already gone: S3's own rule)."""
+        self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+
+    def upload_file(self, bucket: str, key: str, path: str) -> None:
+        """A local file as one object, streamed from disk (multipart above 8 MiB, by boto3's
+        transfer manager): a report of millions of rows is never held in memory."""
+        uri = f"s3://{bucket}/{key}"
+        try:
+            self._client.upload_file(path, bucket, key)
+        except Exception as exc:  # noqa: BLE001 - translated at this boundary
+            cause = exc.__context__ if isinstance(exc.__context__, bex.ClientError) else exc
+            raise translate(cause, uri) from exc

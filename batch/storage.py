@@ -125,6 +125,18 @@ class Storage(Protocol):
         if_match: str | None = None,
     ) -> ObjectInfo: ...
 
+    def delete(self, location: Location) -> None:
+        """Remove one file or object; nothing happens if it is already gone."""
+        ...
+
+    def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
+        """A whole (small) object and what identifies the version read."""
+        ...
+
+    def put_file(self, location: Location, path: Path) -> None:
+        """A local file as one whole object, streamed (a report of any size)."""
+        ...
+
 
 # -- local -----------------------------------------------------------------------------------
 
@@ -192,6 +204,21 @@ class LocalStorage:
                 handle.write(data)
             return ObjectInfo(location, len(data), etag=_local_etag(path.stat()))
 
+    def delete(self, location: Location) -> None:
+        location.path.unlink(missing_ok=True)
+
+    def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
+        info = self.stat(location)
+        with self.open_read(info) as handle:
+            return info, handle.read()
+
+    def put_file(self, location: Location, path: Path) -> None:
+        from batch.files import atomic_write
+
+        with open(path, "rb") as source, atomic_write(location.path, "wb") as out:
+            while block := source.read(1 << 20):
+                out.write(block)
+
 
 def _local_etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
@@ -231,6 +258,19 @@ class S3Storage:
         meta = self.gateway.put(location.bucket, location.key, data,
                                 if_none_match=if_none_match, if_match=if_match)  # fmt: skip
         return _info(meta)
+
+    def delete(self, location: Location) -> None:
+        self.gateway.delete(location.bucket, location.key)
+
+    def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
+        # Pinned to the ETag the HEAD saw: a version replaced in between is an error, never a
+        # mix (the lease's takeover relies on knowing exactly which version it read).
+        info = self.stat(location)
+        with self.open_read(info) as handle:
+            return info, handle.read()
+
+    def put_file(self, location: Location, path: Path) -> None:
+        self.gateway.upload_file(location.bucket, location.key, str(path))
 
 
 def _info(meta: ObjectMeta, *, relative: str = "") -> ObjectInfo:

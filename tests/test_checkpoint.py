@@ -1,0 +1,374 @@
+"""Reports and checkpoints in S3 (the emulator's moto S3 over HTTP, no boto3 mocking): a run
+killed with SIGKILL resumes on a "fresh machine" from its S3 segments; SIGTERM leaves the
+checkpoint, report and summary in S3; the lease keeps one run per report; an upload that fails
+is retried and loses no row; S3 errors stop the run before any Cognito write."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch.checkpoint import Checkpoint, S3Report, segment_name
+from batch.cli import main
+from batch.errors import ResumeError, StorageError
+from batch.journal import Journal, JournalHeader, encode, read_journal
+from batch.lease import Lease, LeaseLost
+from batch.lock import LockedError
+from batch.models import RowResult, Status
+from batch.storage import Location, ObjectInfo, Storage, parse, storage_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SEGMENTS = "out/report.csv.journal.d/"
+
+
+def input_csv(n: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["username", "tier"])
+    for i in range(1, n + 1):
+        writer.writerow([f"c{i:04d}", f"t{i % 7}"])
+    return out.getvalue().encode()
+
+
+def prepare(make_pool: Any, make_bucket: Any, s3_client: Any, n: int) -> tuple[str, str]:
+    pool = make_pool(users=[{"username": f"c{i:04d}"} for i in range(1, n + 1)])
+    bucket = make_bucket()
+    s3_client.put_object(Bucket=bucket, Key="in/users.csv", Body=input_csv(n))
+    return pool, bucket
+
+
+def command(pool: str, emulator: Any, bucket: str, *extra: str) -> list[str]:
+    return ["run", f"s3://{bucket}/in/users.csv", "--user-pool-id", pool, "--endpoint-url",
+            emulator.endpoint_url, "--report", f"s3://{bucket}/out/report.csv", "--yes",
+            "--quiet", *extra]  # fmt: skip
+
+
+def start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
+    """A real process on a "machine" whose only disk is ``home`` (cwd, HOME and TMPDIR)."""
+    for name in ("cwd", "home", "tmp"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "HOME": str(home / "home"),
+        "TMPDIR": str(home / "tmp"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=home / "cwd", env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+
+
+def keys(s3_client: Any, bucket: str, prefix: str = "") -> list[str]:
+    answer = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for item in answer.get("Contents", [])]
+
+
+def get(s3_client: Any, bucket: str, key: str) -> bytes:
+    body: bytes = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def s3_rows(s3_client: Any, bucket: str) -> list[dict[str, str]]:
+    text = get(s3_client, bucket, "out/report.csv").decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def finished_in(data: bytes, tmp: Path) -> set[int]:
+    path = tmp / "j.journal"
+    path.write_bytes(data)
+    state = read_journal(path)
+    return rows_of(state.finished) if state is not None else set()
+
+
+def rows_of(rows: Any, up_to: int = 1000) -> set[int]:
+    return {r for r in range(1, up_to + 1) if r in rows}
+
+
+def s3_journal(s3_client: Any, bucket: str) -> bytes:
+    return b"".join(get(s3_client, bucket, k) for k in sorted(keys(s3_client, bucket, SEGMENTS)))
+
+
+def accepted(emulator: Any) -> int:
+    ops = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
+    return int(ops.get("accepted", 0))
+
+
+def wait_for(predicate: Any, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_sigkill_then_a_fresh_machine_resumes_from_s3(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path
+) -> None:
+    # GIVEN 300 rows in S3, a report in S3, segments every 0.2 s
+    n, workers = 300, 4
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
+    args = command(pool, emulator, bucket, "--rate", "100", "--workers", str(workers),
+                   "--checkpoint-seconds", "0.2", "--lease-seconds", "1")  # fmt: skip
+    first = tmp_path / "machine-1"
+    proc = start(args, first)
+    # WHEN it is killed (SIGKILL) once S3 holds a few segments
+    assert wait_for(lambda: len(keys(s3_client, bucket, SEGMENTS)) >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    spool = next((first / "tmp").glob("cognito-batch-*"))
+    local_done = finished_in((spool / "report.csv.journal").read_bytes(), tmp_path)
+    s3_done = finished_in(s3_journal(s3_client, bucket), tmp_path)
+    assert s3_done and s3_done <= local_done and len(s3_done) < n
+    # ... the machine's working directory, HOME and TMPDIR are gone
+    shutil.rmtree(first)
+    # ... and its lease has expired (it was killed: nobody renews it)
+    lease = json.loads(get(s3_client, bucket, "out/report.csv.lease"))
+    deadline = time.monotonic() + 10
+    while lease["expires"] >= time.time():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # WHEN the same command runs on another machine with nothing on its disk
+    again = start(args[:-4] + ["--rate", "1000"], tmp_path / "machine-2")
+    _, err = again.communicate(timeout=120)
+    # THEN it finishes, and the S3 report holds every row exactly once, updated
+    assert again.returncode == 0, err.decode()
+    rows = s3_rows(s3_client, bucket)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+    # ... the users hold the input's values
+    for i in (1, 77, 150, n):
+        assert emulator.get_user_attributes(pool, f"c{i:04d}")["custom:tier"] == f"t{i % 7}"
+    # ... at most the rows in flight and those not yet checkpointed were applied twice
+    redone_bound = len(local_done - s3_done) + workers
+    assert n <= accepted(emulator) <= n + redone_bound
+    # ... the summary is in S3 and names the S3 report; the journal is compacted to one object
+    summary = json.loads(get(s3_client, bucket, "out/report.csv.summary.json"))
+    assert summary["report"] == f"s3://{bucket}/out/report.csv"
+    assert summary["resumed_rows"] == len(s3_done)
+    assert keys(s3_client, bucket, SEGMENTS) == []
+    state_bytes = get(s3_client, bucket, "out/report.csv.journal")
+    assert finished_in(state_bytes, tmp_path) == set(range(1, n + 1))
+    print(
+        f"\ns3 kill test: rows={n} checkpointed_at_kill={len(s3_done)} "
+        f"journaled_locally_at_kill={len(local_done)} accepted={accepted(emulator)}"
+    )
+
+
+def test_sigterm_puts_checkpoint_report_and_summary_in_s3(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run under a throttling quota (20 updates/s enforced), the checkpoint in S3
+    n = 300
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    emulator.configure(quotas={"UserUpdate": 20}, latency_ms=5)
+    proc = start(command(pool, emulator, bucket, "--rate", "auto", "--checkpoint-seconds", "0.5"),
+                 tmp_path / "m")  # fmt: skip
+    # WHEN SIGTERM arrives once a segment is in S3
+    assert wait_for(lambda: len(keys(s3_client, bucket, SEGMENTS)) >= 1, proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    # THEN exit 143; the report (every row once, the rest skipped), summary and segments are in S3
+    assert proc.returncode == 143, err.decode()
+    rows = s3_rows(s3_client, bucket)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert any(r["status"] == "skipped" for r in rows)
+    summary = json.loads(get(s3_client, bucket, "out/report.csv.summary.json"))
+    assert summary["exit_code"] == 143
+    done_in_report = {int(r["row"]) for r in rows if r["status"] == "updated"}
+    assert finished_in(s3_journal(s3_client, bucket), tmp_path) == done_in_report
+    assert "out/report.csv.journal" not in keys(s3_client, bucket)  # not finished: no compaction
+    print(f"\ns3 sigterm test: SIGTERM->exit {took:.2f}s, rows done {len(done_in_report)}")
+
+
+def test_report_in_s3_lands_beside_it(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path
+) -> None:
+    # GIVEN 30 rows and a .jsonl report in S3
+    n = 30
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    args = command(pool, emulator, bucket, "--rate", "500")
+    args[args.index("--report") + 1] = f"s3://{bucket}/out/report.jsonl"
+    # WHEN the run ends
+    assert main(args) == 0
+    # THEN the report, summary, timeline and compacted journal are there; the lease released
+    names = set(keys(s3_client, bucket, "out/"))
+    assert {"out/report.jsonl", "out/report.jsonl.summary.json", "out/report.jsonl.journal",
+            "out/report.jsonl.timeline.json", "out/report.jsonl.lease"} == names  # fmt: skip
+    lines = get(s3_client, bucket, "out/report.jsonl").decode().splitlines()
+    assert sorted(json.loads(line)["row"] for line in lines) == list(range(1, n + 1))
+    assert json.loads(get(s3_client, bucket, "out/report.jsonl.lease"))["expires"] == 0
+    # WHEN it runs again: a finished run is replaced, as for a local report
+    assert main(args) == 0
+    assert sorted(keys(s3_client, bucket, "out/")) == sorted(names)
+
+
+def test_a_second_run_is_refused_by_the_lease(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN a live run's lease on the report
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
+    where = parse(f"s3://{bucket}/out/report.csv.lease")
+    holder = Lease(storage_for(where), where)
+    holder.acquire()
+    # WHEN the same command starts elsewhere
+    code = main(command(pool, emulator, bucket))
+    # THEN it exits 2 naming the holder, before any Cognito write
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another run is using this report" in err[0]
+    assert f"pid {os.getpid()}" in err[0]
+    assert accepted(emulator) == 0
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
+    make_bucket: Any, s3_endpoint: str
+) -> None:
+    # GIVEN run A's lease (10 s) and a clock the test moves
+    bucket = make_bucket()
+    where = parse(f"s3://{bucket}/r.csv.lease")
+    now = [1000.0]
+    a = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
+    b = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
+    c = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
+    a.acquire()
+    # WHEN B tries while it is live, THEN it is refused
+    now[0] += 5
+    with pytest.raises(LockedError, match="expires in 5 s"):
+        b.acquire()
+    # WHEN A was killed (no renewal) and its expiry passed, THEN B takes it over
+    now[0] += 6
+    b.acquire()
+    assert b.held
+    # ... C, a moment later, is refused (B's lease is live)
+    with pytest.raises(LockedError):
+        c.acquire()
+    # ... and A, if it was only paused, learns on its next renewal that it lost it
+    with pytest.raises(LeaseLost):
+        a.renew()
+    b.renew()
+
+
+class Flaky:
+    """The real S3 storage, with puts that fail ``failures`` times first (one of them after
+    the object was written: the answer lost on the way back)."""
+
+    def __init__(self, inner: Storage, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.puts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, location: Location, data: bytes, **kwargs: Any) -> ObjectInfo:
+        self.puts += 1
+        if self.failures:
+            self.failures -= 1
+            if self.failures == 0:  # written, but the caller never hears so
+                self.inner.put(location, data, **kwargs)
+            raise StorageError("InternalError: try again", uri=str(location), code="InternalError")
+        return self.inner.put(location, data, **kwargs)
+
+
+def test_an_upload_failing_twice_then_succeeding_loses_no_row(
+    make_bucket: Any, s3_endpoint: str, tmp_path: Path
+) -> None:
+    # GIVEN a journal of 50 results and S3 puts that fail twice (the second after writing)
+    bucket = make_bucket()
+    report = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
+    flaky = Flaky(report.store, failures=2)
+    sleeps: list[float] = []
+    checkpoint = Checkpoint(flaky, report.segments, report.journal, interval=60,
+                            sleep=sleeps.append)  # type: ignore[arg-type]  # fmt: skip
+    header = JournalHeader("sha", "settings")
+    journal = Journal(report.journal, header)
+    checkpoint.begin(resumed=False, restored_segments=0, clear=report.clear)
+    for row in range(1, 51):
+        journal.write(RowResult(row, f"u{row}", Status.UPDATED, 1))
+    # WHEN the checkpoint uploads
+    checkpoint.upload()
+    checkpoint.close()
+    journal.close()
+    # THEN it retried with back-off, and the segment holds every row once (the lost answer's
+    # retry found its own bytes there and counted it done)
+    assert len(sleeps) == 2 and flaky.puts == 3
+    assert checkpoint.next_seq == 1
+    # ... and a fresh machine rebuilds exactly those rows from S3
+    fresh = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
+    fresh.restore()
+    state = read_journal(fresh.journal)
+    assert state is not None and state.header == header
+    assert rows_of(state.finished) == set(range(1, 51)) and fresh.restored_segments == 1
+
+
+def test_a_damaged_last_segment_is_cut_and_an_earlier_gap_refused(
+    make_bucket: Any, s3_client: Any, tmp_path: Path
+) -> None:
+    # GIVEN segment 0 (header + 2 rows) and segment 1 (one row and half a line)
+    bucket = make_bucket()
+    header = json.dumps(JournalHeader("sha", "s").as_record()).encode() + b"\n"
+    line = [encode(RowResult(r, f"u{r}", Status.UPDATED, 1)) for r in (1, 2, 3, 4)]
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0),
+                         Body=header + line[0] + line[1])  # fmt: skip
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(1), Body=line[2] + line[3][:9])
+    # WHEN a fresh machine restores
+    report = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
+    report.restore()
+    # THEN the whole lines are kept and the segment is put back cut to them
+    state = read_journal(report.journal)
+    assert state is not None and rows_of(state.finished) == {1, 2, 3}
+    assert get(s3_client, bucket, SEGMENTS + segment_name(1)) == line[2]
+    # WHEN a segment before the last is missing, THEN the checkpoint is refused
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(3), Body=line[3])
+    with pytest.raises(ResumeError, match="seg-000002 is missing"):
+        S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path)).restore()
+
+
+def test_a_checkpoint_of_another_input_is_refused(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN segments in S3 of an unfinished run of another input
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
+    header = json.dumps(JournalHeader("another", "s").as_record()).encode() + b"\n"
+    row = encode(RowResult(1, "c0001", Status.UPDATED, 1))
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0), Body=header + row)
+    # WHEN the command runs, THEN it is refused in one line naming the S3 checkpoint
+    assert main(command(pool, emulator, bucket)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"s3://{bucket}/{SEGMENTS}" in err[0]
+    assert "different input" in err[0]
+    assert accepted(emulator) == 0
+
+
+def test_a_missing_bucket_stops_before_any_write(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN a report in a bucket that does not exist
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
+    args = command(pool, emulator, bucket)
+    args[args.index("--report") + 1] = "s3://no-such-bucket-here/out/report.csv"
+    # WHEN it runs, THEN one line, exit 2, no Cognito write
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NoSuchBucket" in err[0], err
+    assert accepted(emulator) == 0
