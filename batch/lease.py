@@ -8,8 +8,11 @@ standing in for the local ``flock`` (``lock.py``), which no other machine can se
 
 The object is JSON: holder (a random id), host, pid, start and expiry (Unix seconds). It is
 created with ``If-None-Match: *``; a run that finds one still live is refused, naming the
-holder. A killed run cannot release its lease, so one whose expiry has passed is taken over
-with ``If-Match`` its ETag: of two runs racing for it, exactly one wins. The holder renews with
+holder (a live holder is seen renewing it within a quarter of its ttl). A killed run cannot
+release its lease, so one whose expiry has passed is taken over with ``If-Match`` its ETag: of
+two runs racing for it, exactly one wins. A run that finds a lease not renewed waits for its
+expiry (at most ``ttl``), so a scheduler's immediate retry of a killed run resumes rather than
+failing on the lease. The holder renews with
 ``If-Match`` the ETag of its own last write, so a run that was paused past its expiry (and
 replaced) learns it on its next renewal and stops instead of writing beside its successor.
 Release writes the lease expired (again ``If-Match``), so the next run takes it at once.
@@ -56,38 +59,60 @@ class Lease:
         *,
         ttl: float = TTL_SECONDS,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.location = location
         self.ttl = ttl
         self.clock = clock
+        self.sleep = sleep
         self.holder = uuid.uuid4().hex
         self.started = clock()
         self._etag: str | None = None
+        self._writes = 0
 
     @property
     def held(self) -> bool:
         return self._etag is not None
 
     def _record(self, *, expires: float) -> bytes:
+        # A counter: a renewal must change the object (and its ETag) even if the clock did not.
+        self._writes += 1
         record = {"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
-                  "started": _iso(self.started), "expires": expires}  # fmt: skip
+                  "started": _iso(self.started), "expires": expires, "ttl": self.ttl,
+                  "writes": self._writes}  # fmt: skip
         return json.dumps(record).encode()
 
     def acquire(self) -> None:
+        """Create the lease, or take over one whose holder is gone. A lease found live is
+        watched until it either changes (its holder renews it: alive, so this run is refused,
+        within a quarter of the holder's ttl) or expires (the holder was killed: taken over).
+        So an overlapping run exits 2 in seconds, and a scheduler's retry of a killed run waits
+        out the lease instead of failing on it."""
         body = self._record(expires=self.clock() + self.ttl)
         try:
             self._etag = self.store.put(self.location, body, if_none_match=True).etag
             return
         except PreconditionFailed:
             pass  # there is one: live, or left by a run that died
-        try:
-            info, data = self.store.read(self.location)
-        except PreconditionFailed:
-            raise LockedError(f"{self.location}: {_busy('a run that is just starting')}") from None
-        record = _parse(data)
-        if record is not None and float(record.get("expires", 0)) > self.clock():
-            raise LockedError(f"{self.location}: {_busy(_who(record, self.clock()))}")
+        seen: str | None = None
+        changed = False
+        while True:
+            try:
+                info, data = self.store.read(self.location)
+            except PreconditionFailed:  # replaced between its HEAD and GET: renewed just now
+                changed = True
+                continue
+            record = _parse(data) or {}
+            expires = float(record.get("expires", 0))
+            if expires <= self.clock():
+                break
+            if changed or (seen is not None and info.etag != seen):
+                raise LockedError(f"{self.location}: {_busy(_who(record, self.clock()))}")
+            seen = info.etag
+            ttl = float(record.get("ttl", TTL_SECONDS))
+            self.sleep(min(1.0, max(0.05, ttl / 8), max(0.0, expires - self.clock()) + 0.05))
+        body = self._record(expires=self.clock() + self.ttl)  # from now, not from the wait's start
         try:
             self._etag = self.store.put(self.location, body, if_match=info.etag).etag
         except PreconditionFailed:  # another run took it over first
@@ -129,7 +154,7 @@ def _parse(data: bytes) -> dict[str, Any] | None:
 def _who(record: dict[str, Any], now: float) -> str:
     left = max(0, round(float(record.get("expires", 0)) - now))
     return (f"pid {record.get('pid')} on {record.get('host')}, started {record.get('started')}; "
-            f"its lease expires in {left} s unless renewed")  # fmt: skip
+            f"it renews its lease, which would expire in {left} s")  # fmt: skip
 
 
 def _busy(who: str) -> str:

@@ -124,7 +124,11 @@ def share_of(config: JobConfig) -> JobConfig:
     # P%) is divided where the quota is known (job.rate_plan).
     relative = config.auto_rate or config.polite_rate or config.rate_share is not None
     rate = config.rate if relative else repr(float(config.rate) / n)
-    report = str(shard.path(config.report_path()))
+    if config.report[:5].lower() == "s3://":  # a URI: Path would fold its "//"
+        folder, _, name = config.report.rpartition("/")
+        report = f"{folder}/{shard.path(Path(name)).name}"
+    else:
+        report = str(shard.path(config.report_path()))
     return replace(config, shard=str(shard), report=report, rate=rate,
                    max_rate=config.max_rate / n, list_rate=config.list_rate / n,
                    get_rate=config.get_rate / n)  # fmt: skip

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,8 @@ def test_sigkill_then_a_fresh_machine_resumes_from_s3(
     assert s3_done and s3_done <= local_done and len(s3_done) < n
     # ... the machine's working directory, HOME and TMPDIR are gone
     shutil.rmtree(first)
-    # ... and its lease has expired (it was killed: nobody renews it)
-    lease = json.loads(get(s3_client, bucket, "out/report.csv.lease"))
-    deadline = time.monotonic() + 10
-    while lease["expires"] >= time.time():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    # WHEN the same command runs on another machine with nothing on its disk
+    # WHEN the same command runs at once on another machine with nothing on its disk (it
+    # waits out the killed run's lease: nobody renews it)
     again = start(args[:-4] + ["--rate", "1000"], tmp_path / "machine-2")
     _, err = again.communicate(timeout=120)
     # THEN it finishes, and the S3 report holds every row exactly once, updated
@@ -223,13 +219,21 @@ def test_a_second_run_is_refused_by_the_lease(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    # GIVEN a live run's lease on the report
+    # GIVEN a live run's lease on the report, renewed as a running job renews it
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     where = parse(f"s3://{bucket}/out/report.csv.lease")
-    holder = Lease(storage_for(where), where)
+    holder = Lease(storage_for(where), where, ttl=2.0)
     holder.acquire()
-    # WHEN the same command starts elsewhere
-    code = main(command(pool, emulator, bucket))
+    stop = threading.Event()
+    renewer = threading.Thread(target=lambda: [holder.renew() for _ in iter(
+        lambda: stop.wait(0.1), True)])  # fmt: skip
+    renewer.start()
+    try:
+        # WHEN the same command starts elsewhere
+        code = main(command(pool, emulator, bucket))
+    finally:
+        stop.set()
+        renewer.join()
     # THEN it exits 2 naming the holder, before any Cognito write
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -241,29 +245,37 @@ def test_a_second_run_is_refused_by_the_lease(
 def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
     make_bucket: Any, s3_endpoint: str
 ) -> None:
-    # GIVEN run A's lease (10 s) and a clock the test moves
+    # GIVEN run A's lease (10 s) and a clock that the runs' waits move on
     bucket = make_bucket()
     where = parse(f"s3://{bucket}/r.csv.lease")
     now = [1000.0]
+    renewing = [True]
     a = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
-    b = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
-    c = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if renewing[0]:
+            a.renew()  # A is alive: it renews while B watches
+
+    b = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0], sleep=sleep)
     a.acquire()
-    # WHEN B tries while it is live, THEN it is refused
-    now[0] += 5
-    with pytest.raises(LockedError, match="expires in 5 s"):
+    # WHEN B starts while A renews, THEN it is refused after one look
+    with pytest.raises(LockedError, match="renews its lease"):
         b.acquire()
-    # WHEN A was killed (no renewal) and its expiry passed, THEN B takes it over
-    now[0] += 6
+    assert now[0] <= 1001.25
+    # WHEN A was killed (no renewal), THEN B waits out its expiry and takes it over
+    renewing[0] = False
+    started = now[0]
     b.acquire()
-    assert b.held
-    # ... C, a moment later, is refused (B's lease is live)
+    assert b.held and now[0] - started <= 10.5
+    # ... C, then, is refused (B renews) ...
+    c = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0],
+              sleep=lambda s: (now.__setitem__(0, now[0] + s), b.renew()))  # fmt: skip
     with pytest.raises(LockedError):
         c.acquire()
     # ... and A, if it was only paused, learns on its next renewal that it lost it
     with pytest.raises(LeaseLost):
         a.renew()
-    b.renew()
 
 
 class Flaky:
@@ -372,3 +384,13 @@ def test_a_missing_bucket_stops_before_any_write(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NoSuchBucket" in err[0], err
     assert accepted(emulator) == 0
+
+
+def test_a_shard_of_an_s3_report_is_named_beside_it() -> None:
+    # GIVEN an S3 report and --shard 2/3, WHEN the config is built
+    from batch.config import build_config
+
+    config = build_config(None, {"input": "s3://b/in.csv", "user_pool_id": "p",
+                                 "report": "s3://b/out/r.csv", "shard": "2/3", "rate": "25"})  # fmt: skip
+    # THEN the shard's report is an object beside it (not a local folder named "s3:")
+    assert config.report == "s3://b/out/r.shard-2-of-3.csv"
