@@ -173,7 +173,12 @@ class Checkpoint:
         else:
             clear()
             self.next_seq = self.offset = 0
-        self.begun = True
+        with self._lock:
+            self.begun = True
+
+    def start(self) -> None:
+        """The thread: renews the lease from now (a run reads its whole input, and perhaps the
+        pool, before its journal opens), uploads once ``begin`` was called."""
         self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
         self._thread.start()
 
@@ -351,7 +356,11 @@ class S3Report:
         if ends_complete(self.journal):
             for name in (summary_path(self.local), self.local):
                 self._download(self.beside(name), name)
-        self._download(self.beside(timeline_path(self.local)), timeline_path(self.local))
+        # Continued by the resume (both append to what an earlier attempt left). The undo log
+        # is put only when a run ends or is stopped: a SIGKILLed attempt's before-images are
+        # not in S3 (README).
+        for name in (timeline_path(self.local), undo_path(self.local)):
+            self._download(self.beside(name), name)
 
     def clear(self) -> None:
         """What an earlier run left, before a fresh run's segment 0: its segments (highest

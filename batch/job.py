@@ -392,18 +392,20 @@ class Job:
             raise UsageError("--dry-run with an s3:// report: give a local --report for the "
                              "planned report")  # fmt: skip
         s3 = S3Report(config.report, profile=config.profile or None)
+        checkpoint: Checkpoint | None = None
         try:
             self.config = dataclasses.replace(config, spool=str(s3.spool))
             lease = s3.lease(ttl=config.lease_seconds)
             lease.acquire()  # the first write to the prefix: AccessDenied stops the run here
             try:
-                s3.restore()
-                self.s3 = s3
                 self.checkpoint = checkpoint = Checkpoint(
                     s3.store, s3.segments, s3.journal, lease=lease,
                     interval=config.checkpoint_seconds, on_lost=self._stop,
                     warn=self.log.warning,
                 )  # fmt: skip
+                checkpoint.start()  # renewing the lease from now on
+                s3.restore()
+                self.s3 = s3
                 try:
                     result = self._run_locked()
                 except ResumeError as exc:
@@ -416,6 +418,8 @@ class Job:
                 s3.publish(checkpoint)
                 return result
             finally:
+                if checkpoint is not None:
+                    checkpoint.close()
                 with contextlib.suppress(Exception):  # a lease that expires is released too
                     lease.release()
         finally:

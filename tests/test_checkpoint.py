@@ -313,6 +313,7 @@ def test_an_upload_failing_twice_then_succeeding_loses_no_row(
     header = JournalHeader("sha", "settings")
     journal = Journal(report.journal, header)
     checkpoint.begin(resumed=False, restored_segments=0, clear=report.clear)
+    checkpoint.start()
     for row in range(1, 51):
         journal.write(RowResult(row, f"u{row}", Status.UPDATED, 1))
     # WHEN the checkpoint uploads
@@ -390,7 +391,8 @@ def test_a_shard_of_an_s3_report_is_named_beside_it() -> None:
     # GIVEN an S3 report and --shard 2/3, WHEN the config is built
     from batch.config import build_config
 
-    config = build_config(None, {"input": "s3://b/in.csv", "user_pool_id": "p",
-                                 "report": "s3://b/out/r.csv", "shard": "2/3", "rate": "25"})  # fmt: skip
+    settings = {"input": "s3://b/in.csv", "user_pool_id": "p", "report": "s3://b/out/r.csv",
+                "shard": "2/3", "rate": "25"}  # fmt: skip
+    config = build_config(None, settings)
     # THEN the shard's report is an object beside it (not a local folder named "s3:")
     assert config.report == "s3://b/out/r.shard-2-of-3.csv"
