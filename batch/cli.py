@@ -269,10 +269,10 @@ def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
 
 
 def _merge(args: argparse.Namespace, log: EventLog) -> int:
-    from batch.merge import merge
+    from batch.merge import merge_target
     from batch.report import format_summary
 
-    code, summary, _ = merge(Path(args.report))
+    code, summary, _ = merge_target(args.report)
     if not args.quiet:
         log.summary(summary, format_summary(summary), exit_code=code, shards=summary["shards"])
     return code
@@ -380,7 +380,6 @@ def os_error(exc: OSError) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from batch.cognito import CognitoGateway, ConnectionSettings
     from batch.export import Exporter, ExportSettings

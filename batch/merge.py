@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from batch.models import RowResult, Status
 from batch.report import open_report, report_format, summary_path, write_parquet, write_summary
 from batch.shard import SHARD_NAME
 
+# A shard's report or its summary (not its journal, checkpoint segments, lease or timeline).
+_SHARD_FILE = re.compile(r"\.shard-\d+-of-\d+\.(csv|jsonl|json|ndjson|parquet)(\.summary\.json)?$")
 _SUMMED = ("calls", "throttles", "faults", "resumed_rows", "read_calls")
 _PER_SHARD = ("rows", "counts", "calls", "throttles", "duration_s", "achieved_rate",
               "rate_final", "stopped", "report")  # fmt: skip
@@ -106,6 +109,55 @@ def read_results(report: Path) -> Iterator[RowResult]:
             for line in handle:
                 if line.strip():
                     yield RowResult.from_record(json.loads(line))
+
+
+def merge_target(target: str) -> tuple[int, dict[str, Any], str]:
+    """``merge`` of a local report or folder, or of an ``s3://`` report or prefix: the shard
+    reports and summaries are copied into a private local folder (streamed: reports hold no
+    values, but are the users' names all the same), merged there, and the merged report and
+    summary put back beside them."""
+    from batch.storage import is_s3
+
+    if not is_s3(target):
+        code, summary, report = merge(Path(target))
+        return code, summary, str(report)
+    return _merge_s3(target)
+
+
+def _merge_s3(target: str) -> tuple[int, dict[str, Any], str]:
+    import shutil
+    import tempfile
+
+    from batch.files import private_dir
+    from batch.storage import parse, storage_for
+
+    where = parse(target)
+    store = storage_for(where)
+    folder = target.endswith("/")
+    prefix_key = where.key if folder else where.key.rpartition("/")[0] + "/"
+    prefix = parse(f"s3://{where.bucket}/{prefix_key.lstrip('/')}")
+    private_dir(Path(tempfile.gettempdir()))
+    work = Path(tempfile.mkdtemp(prefix="cognito-batch-merge-"))  # 0700
+    try:
+        for info in store.list(prefix):
+            name = info.relative or info.location.name
+            if "/" in name or not _SHARD_FILE.search(name):
+                continue  # another folder's, or not a shard's report or summary
+            with store.open_read(info) as source, open(work / name, "wb") as copy:
+                shutil.copyfileobj(source, copy, 1 << 20)
+        local = work if folder else work / where.name
+        code, summary, report = merge(local)
+        remote = f"s3://{where.bucket}/{prefix_key}{report.name}"
+        store.put_file(parse(remote), report)
+        summary = {**summary, "report": remote,
+                   "shards": [{**s, "report": f"s3://{where.bucket}/{prefix_key}"
+                               f"{Path(str(s.get('report', ''))).name}"}
+                              for s in summary.get("shards", [])]}  # fmt: skip
+        write_summary(report, summary)
+        store.put_file(parse(remote + ".summary.json"), summary_path(report))
+        return code, summary, remote
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def merge(target: Path) -> tuple[int, dict[str, Any], Path]:

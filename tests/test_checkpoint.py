@@ -396,3 +396,24 @@ def test_a_shard_of_an_s3_report_is_named_beside_it() -> None:
     config = build_config(None, settings)
     # THEN the shard's report is an object beside it (not a local folder named "s3:")
     assert config.report == "s3://b/out/r.shard-2-of-3.csv"
+
+
+def test_shards_reporting_to_s3_merge_there(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any
+) -> None:
+    # GIVEN an array job of 2 shards, each reporting under the same S3 prefix
+    n = 40
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    for k in (0, 1):
+        args = command(pool, emulator, bucket, "--rate", "500", "--shard", f"{k}/2")
+        assert main(args) == 0
+    # WHEN the shard reports are merged where they are
+    assert main(["merge", f"s3://{bucket}/out/report.csv", "--quiet"]) == 0
+    # THEN one report in S3 holds every row exactly once, with a summary beside it
+    rows = list(csv.DictReader(io.StringIO(get(s3_client, bucket, "out/report.csv").decode())))
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    summary = json.loads(get(s3_client, bucket, "out/report.csv.summary.json"))
+    assert summary["report"] == f"s3://{bucket}/out/report.csv"
+    assert summary["counts"]["updated"] == n and len(summary["shards"]) == 2
+    # AND a prefix names the same run
+    assert main(["merge", f"s3://{bucket}/out/", "--quiet"]) == 0
