@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from batch.errors import InputError, ResumeError, UsageError
-from batch.journal import JournalState, file_sha256, read_journal
+from batch.journal import JournalState, read_journal
 from batch.models import InputRow, RowResult, Status
+from batch.storage import file_sha256
 
 #: Files at most this big are hashed again when reading ends (~60 ms at 1 GB/s).
 REHASH_BYTES = 64 * 1024 * 1024

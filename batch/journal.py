@@ -33,7 +33,6 @@ last record of a row wins.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -69,14 +68,6 @@ _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
 
 def journal_path(report: Path) -> Path:
     return report.with_name(report.name + ".journal")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- lines ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from batch.config import JobConfig, build_config
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import exit_code
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
@@ -44,6 +44,7 @@ from batch.runner import Runner, RunnerSettings
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, PacedCall
+from batch.storage import file_sha256
 from batch.undo import UndoRecord, iter_records, message_split, plan_restore, read_header, undo_path
 
 Confirm = Callable[[PlanSummary], bool]

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batch.guard import PLAN_CHECK_EVERY, InputWatch
-from batch.journal import file_sha256
 from batch.reader import iter_rows, open_input
+from batch.storage import file_sha256
 
 
 def main() -> None:

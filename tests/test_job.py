@@ -14,8 +14,9 @@ from fakes import FakeCognito
 from batch.config import JobConfig, build_config
 from batch.errors import ResumeError
 from batch.job import EXIT_ROWS, Job
-from batch.journal import Journal, JournalHeader, file_sha256, journal_path, read_journal
+from batch.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.models import RowResult, Status
+from batch.storage import file_sha256
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 DEMO = SAMPLE / "demo_users.csv"
