@@ -18,12 +18,12 @@ from batch.journal import (
     Journal,
     JournalHeader,
     encode,
-    file_sha256,
     journal_path,
     read_journal,
 )
 from batch.models import RowResult, Status
 from batch.rowset import RowSet
+from batch.storage import file_sha256
 
 HEADER = JournalHeader(input_sha256="ab" * 32, settings="0123456789abcdef")
 
