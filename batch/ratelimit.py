@@ -492,6 +492,7 @@ class SharedRate(_Adaptive):
         min_rate: float = 0.5,
         beta: float = 0.5,
         keep: float = 0.9,
+        headroom: float | None = None,
         confirm_s: float = 1.0,
         settle_s: float = 2.0,
         hold_s: float = 5.0,
@@ -507,6 +508,9 @@ class SharedRate(_Adaptive):
         self._cuts: deque[tuple[float, float]] = deque(maxlen=4)  # (when, rate before)
         self.beta, self.keep, self.confirm_s, self.settle_s = beta, keep, confirm_s, settle_s
         self.hold_s, self.hold_max_s, self.probe = hold_s, hold_max_s, probe
+        # A plateau ``headroom`` calls/s under the level where the bucket ran out (a margin
+        # of the quota, the same whatever the neighbours take) instead of ``keep`` x it.
+        self.headroom = headroom
         self._hold = hold_s
         self._cut_at = -math.inf
         self._floor = self._rate  # the rate right after the last cut
@@ -557,7 +561,8 @@ class SharedRate(_Adaptive):
                 # the cuts began.
                 self.group = 1
                 limit = self._cuts[0][1]
-            self._plateau = max(self.min_rate, self.keep * limit)
+            plateau = self.keep * limit if self.headroom is None else limit - self.headroom
+            self._plateau = max(self.min_rate, plateau)
             self._floor = max(self.min_rate, self.beta * limit)
             self._cut_at = now
             self._last_grow = now
