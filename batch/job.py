@@ -821,10 +821,13 @@ class Job:
         if algorithm == "fixed" and not config.auto_rate:
             return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
         if config.auto_rate:
-            return SharedRate(ceiling=ceiling)
+            return SharedRate(ceiling=ceiling, hold_s=10.0)
         # The default, and a rate the operator gave: further under the level at which the
-        # bucket ran out, probing half as often (ratelimit.py: SharedRate).
-        return SharedRate(ceiling=ceiling, keep=0.85 if config.polite_rate else 0.9, hold_s=8.0)
+        # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
+        # often (ratelimit.py: SharedRate).
+        if config.polite_rate:
+            return SharedRate(ceiling=ceiling, headroom=0.08 / POLITE_SHARE * ceiling, hold_s=8.0)
+        return SharedRate(ceiling=ceiling, keep=0.9, hold_s=8.0)
 
     def _stop(self, reason: str) -> None:
         """A signal asks the run to stop: the runner winds down, waiting reads wake."""

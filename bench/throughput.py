@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--sharing-rounds", type=int, default=3, help="rounds of shared and raised (median)")
     add("--shared-clients", default="default,auto,quota,old,pool",
         help=f"of {','.join(sharing.SHARED_CLIENTS)}")
-    add("--shared-rows", type=int, default=1900, help="rows per shared run (~60 s)")
+    add("--shared-rows", type=int, default=2300, help="rows per shared run (~80 s)")
     add("--raised-rows", type=int, default=6000, help="rows per raised run (~40 s)")
     add("--skip-ceiling", action="store_true", help="skip the ceiling (CPU per update)")
     add("--ceiling-rows", type=int, default=10000, help="rows per ceiling round (10000)")
