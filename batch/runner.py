@@ -125,7 +125,6 @@ class Runner:
         # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
         self._lock = threading.RLock()
         self._window = threading.Condition(self._lock)  # room in the window
-        self._ended = threading.Condition(self._lock)  # a worker thread ended
         self._trigger_streak = 0
         self._live = 0  # worker threads started and not yet ended
 
@@ -191,9 +190,12 @@ class Runner:
         with self._window:
             self._spawn()
         try:
-            with self._ended:
-                while self._live:
-                    self._ended.wait(0.5)
+            # Polled, holding no lock: a KeyboardInterrupt landing inside a Condition's (or an
+            # Event's) wait can leave this thread holding that lock, and the workers, which
+            # need it to finish, would then block the joins below for ever (seen under load).
+            # A plain sleep is interrupted cleanly; 10 ms is the most a run's end waits.
+            while self._live:
+                time.sleep(0.01)
         except BaseException:  # e.g. KeyboardInterrupt without the job's handlers: wind down
             self.stop("interrupted")
             raise
@@ -267,7 +269,6 @@ class Runner:
             with self._window:
                 self._live -= 1
                 self._window.notify_all()
-                self._ended.notify_all()
 
     def _worker(self, update: UserUpdate) -> None:
         try:
