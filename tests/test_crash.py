@@ -70,6 +70,14 @@ def updates_accepted(emulator: Any) -> int:
     return int(ops.get("accepted", 0))
 
 
+def assert_applied_once(report: Path, emulator: Any, n: int) -> None:
+    """The report holds rows 1..n once each, all updated, and Cognito accepted exactly n."""
+    rows = read_rows(report)
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+    assert updates_accepted(emulator) == n
+
+
 def prepare(
     emulator: Any, make_pool: Any, tmp_path: Path, n: int, **settings: Any
 ) -> tuple[str, Path, Path]:
@@ -149,10 +157,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(
     again.wait(timeout=60)
     # THEN it resumes: only the rest is applied, and the report is whole
     assert again.returncode == 0
-    rows = read_rows(report)
-    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
-    assert {r["status"] for r in rows} == {"updated"}
-    assert updates_accepted(emulator) == n
+    assert_applied_once(report, emulator, n)
 
 
 def test_double_ctrl_c_exits_at_once_and_resumes(

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from fakes import FakeCognito
 from test_crash import (
+    assert_applied_once,
     journal_lines,
     prepare,
     read_rows,
@@ -196,10 +197,7 @@ def test_overlapping_runs_of_the_same_command_the_second_refused(
     assert f"pid {first.pid}".encode() in err and b"Traceback" not in err
     first.wait(timeout=60)
     assert first.returncode == 0
-    rows = read_rows(report)
-    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
-    assert {r["status"] for r in rows} == {"updated"}
-    assert updates_accepted(emulator) == n
+    assert_applied_once(report, emulator, n)
 
 
 def test_a_lock_left_by_kill_9_does_not_block_the_resume(
@@ -497,8 +495,7 @@ def test_sighup_stops_like_sigterm_and_a_rerun_finishes(
     again = start(source, pool, emulator, report, "--rate", "1000")
     again.wait(timeout=60)
     assert again.returncode == 0
-    assert {r["status"] for r in read_rows(report)} == {"updated"}
-    assert updates_accepted(emulator) == n
+    assert_applied_once(report, emulator, n)
 
 
 def test_a_hang_up_of_the_terminal_still_ends_with_report_and_summary(
