@@ -821,7 +821,7 @@ class Job:
         if algorithm == "fixed" and not config.auto_rate:
             return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
         if config.auto_rate:
-            return SharedRate(ceiling=ceiling, hold_s=10.0)
+            return SharedRate(ceiling=ceiling, hold_s=8.0)
         # The default, and a rate the operator gave: further under the level at which the
         # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
         # often (ratelimit.py: SharedRate).

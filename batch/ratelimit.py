@@ -28,11 +28,14 @@ Q = 50/s, the neighbour 10, 30, 5, 10/s) and then on the emulator (bench/README.
 3. A burst finds a low bucket first: ``group`` calls sent together need ``group`` tokens at
    once. Sending the paced slots in groups of 4 (same rate, ``Pacer(group=4)``) makes the
    job's own calls the canary: it is throttled while the bucket still holds a token or two
-   for the neighbour. That halved the neighbour's refused calls (0.6 % -> 0.3 %) *in the
-   simulation*. On the emulator the effect is mostly lost (bench/README.md, 20 s a step: the
-   default 0.70 %, where the simulation says 0.28 % with groups and 0.60 % without): the
-   real client's four calls leave one after another (one thread each, boto3's ~2 ms of CPU
-   per call under the GIL) and reach the bucket spread out.
+   for the neighbour. That halved the neighbour's refused calls (0.6 % -> 0.3 %) in the
+   simulation. It holds on the emulator too: traced at the bucket, a group's four calls
+   arrive within 1-9 ms of each other (median 4 ms, 0.2 token of refill at 50/s). The
+   emulator's higher figures before (0.70 % for the default where the simulation said
+   0.28 %) had two other causes, found in traces: every bench round replayed one seed of the
+   neighbour's arrivals, a clumpy one (the simulation on those very arrivals: 0.6 %), and a
+   rule meant for a bucket smaller than a group (below) fired at the neighbour's rise, so the
+   job sent single calls for the rest of the run and its refused calls doubled.
 
 The controller, in that light:
 - **Headroom under the known quota**: never above a ceiling (default 0.90 Q, auto Q, or
@@ -56,9 +59,12 @@ The controller, in that light:
   ceiling, so quota the neighbours release is reclaimed within seconds. A probe that ends
   in a throttle at no higher level than the last one doubles the hold (to ``hold_max_s``,
   32 s): a neighbour that stays busy is probed ever more rarely.
+- **A cut acts at once**: the pacer's slots already taken move to the new spacing
+  (``Pacer``), instead of the waiting workers' calls leaving at the old rate first.
 - A bucket smaller than a group would throttle every group, at any rate: four cuts in a row
-  (none after a probe) down to a quarter of the rate turn the groups off and restart from the
-  rate before them (a ceiling under 20/s never uses them).
+  (none after a probe) down to a tenth of the ceiling turn the groups off and restart from
+  the rate before them; back at half the ceiling the groups return, once (a ceiling under
+  20/s never uses them).
 Alternatives measured (simulation, median of 10-20 seeds; neighbour refused / share of the
 free quota): the old auto 3.4 % / 0.69; a shallow cut (beta 0.7) with exponential probing
 1.5-2.7 % / 0.97-1.0; without the confirm period and the held probes 1.4-2.1 %; held probes
@@ -81,6 +87,29 @@ bench's schedule now) and for 30 s each; median % refused (mean) / share of the 
 | groups of 8; 12 (default, 15 s a step; groups of 4: 0.39 / 0.88) | 0.25 / 0.82; 0.18 / 0.81 | - |
 | a mild cut (0.85) at one refused call of 8, deep at 2 | 0.27 / 0.81; auto 0.37 / 0.78 | - |
 | no return after a cut at a steady rate (auto, 15 s a step; was 0.66 / 0.87) | 0.60 / 0.80 | - |
+
+Third round. The simulation now does what the runner does where it had not: a cut re-times
+the next send at once, and the group is the controller's as it is at each send (a switch to
+single calls was ignored before). 160 seeds, 20 s a step, the job starting 1.5 s in (as on
+the emulator); median % refused (mean) / share of the free quota:
+
+| controller | before this round | now |
+|---|---|---|
+| default (headroom 0.08 Q, hold 8 s) | 0.36 (0.45) / 0.945 | **0.35 (0.37) / 0.943** |
+| auto (hold 10 s before, 8 s now) | 0.99 (2.60) / 0.927 | **0.38 (0.43) / 0.936** |
+| ``--rate 50`` (keep 0.9, hold 8 s) | 1.05 (2.64) / 0.944 | **0.38 (0.43) / 0.936** |
+
+(Auto holding 10 s now: 0.37 (0.41) / 0.903, no cheaper for its lower share.)
+
+Before, auto and ``--rate 50`` went to single calls at the rise in 7 seeds of 10 (their
+cuts there fall below a quarter of the rate they began at). With the runner's real pacing,
+a headroom of 0.08 Q against keeping 0.85 is no longer a cost gain (293 against 299 calls
+refused in 80 seeds) but a share gain (0.948 against 0.921). Not kept, for no measured
+gain: a 0.1-0.4 s pause after each cut (0.32-0.36 %); an estimate of the free rate from
+the calls accepted between two throttles (the bucket is empty at both) in place of the last
+second's rate: 0.27 % at 0.88 for the default, 0.28 % at 0.78 for auto; after a first cut,
+probing up from the floor instead of returning to the plateau: 0.18-0.23 % at 0.61-0.68.
+About 3 of the ~3.5 refused calls a run fall at the neighbour's rise (10 -> 30/s).
 
 Every variant moved along one front (less cost for less share); none moved the front. What
 sets it: each time the bucket runs dry costs the neighbour 0.3-1 call (the job's group sees
@@ -125,12 +154,17 @@ def event_waiter(stop: threading.Event) -> Waiter:
 class Pacer:
     """Hands out send slots at ``rate`` per second, shared by every worker thread.
 
-    Each caller reserves the next slot under a lock and sleeps until it outside the lock, so
-    callers queue fairly and the lock is never held while sleeping. ``burst`` slots may be
-    taken at once after an idle spell (default 1: strictly paced). With ``group`` > 1 the slots
-    come in groups sharing one instant, ``group`` intervals apart: the same rate, sent as a
-    small burst that finds a low bucket before a neighbour's single call does (see
-    ``SharedRate``).
+    Each caller takes a ticket under a lock and sleeps until its slot outside the lock, so
+    callers queue fairly and the lock is never held while sleeping. A slot is a function of
+    the ticket and the current spacing, not a time fixed when it was taken: a cut moves every
+    slot not yet reached, and a caller that wakes early for its moved slot sleeps again.
+    (Slots fixed when taken let a cut act only after every waiting worker's call had left at
+    the old rate: a group or two, a tenth of a second more into an empty bucket.)
+
+    ``burst`` slots may be taken at once after an idle spell (default 1: strictly paced). With
+    ``group`` > 1 the slots come in groups sharing one instant, ``group`` intervals apart: the
+    same rate, sent as a small burst that finds a low bucket before a neighbour's single call
+    does (see ``SharedRate``).
     """
 
     def __init__(
@@ -146,45 +180,59 @@ class Pacer:
         self._interval = 1.0 / rate
         self._burst = max(1.0, burst)
         self._group = max(1, group)
-        self._used = 0  # slots taken in the current group
-        self._group_at = 0.0
         self._clock = clock
-        self._next = clock()
+        self._issued = 0  # tickets taken
+        self._anchor = 0  # the first ticket of the group at ``_at``; later groups follow it
+        self._at = clock()
         self._lock = threading.Lock()
 
     @property
     def rate(self) -> float:
         return 1.0 / self._interval
 
+    def _slot(self, ticket: int) -> float:
+        return self._at + ((ticket - self._anchor) // self._group) * self._group * self._interval
+
     def set_rate(self, rate: float, *, group: int | None = None) -> None:
+        """New spacing (and group size) for every slot not yet reached."""
         with self._lock:
-            if group is not None and group != self._group:
-                self._group, self._used = max(1, group), 0
             interval = 1.0 / max(rate, 1e-3)
-            # The next slot was reserved at the old spacing: move it to the new one.
-            self._next += self._group * (interval - self._interval)
-            self._interval = interval
+            new_group = self._group if group is None else max(1, group)
+            if interval == self._interval and new_group == self._group:
+                return
+            now = self._clock()
+            span = self._group * self._interval
+            # Groups from the anchor whose instant has come (their callers are on their way).
+            gone = math.floor((now - self._at) / span) + 1 if now >= self._at else 0
+            last = self._at + (gone - 1) * span  # the last instant reached
+            self._anchor += gone * self._group
+            self._group, self._interval = new_group, interval
+            self._at = last + new_group * interval  # one new span after the last that left
+
+    def _take(self) -> int:
+        with self._lock:
+            ticket = self._issued
+            self._issued += 1
+            if (ticket - self._anchor) % self._group == 0:
+                earliest = self._clock() - (self._burst - 1.0) * self._interval
+                if self._slot(ticket) < earliest:  # idle: time is not saved up past the burst
+                    self._anchor, self._at = ticket, earliest
+            return ticket
+
+    def _delay(self, ticket: int) -> float:
+        with self._lock:
+            return max(0.0, self._slot(ticket) - self._clock())
 
     def reserve(self) -> float:
-        """Reserve one slot; return how long to wait for it (0 if it is now)."""
-        with self._lock:
-            now = self._clock()
-            if self._used == 0:
-                earliest = now - (self._burst - 1.0) * self._interval
-                self._group_at = max(self._next, earliest)
-            slot = self._group_at
-            self._used += 1
-            if self._used >= self._group:
-                # ``group`` slots share one instant, ``group`` intervals apart: the same rate.
-                self._used = 0
-                self._next = slot + self._group * self._interval
-            return max(0.0, slot - now)
+        """Take one slot; return how long to wait for it (0 if it is now), at today's spacing."""
+        return self._delay(self._take())
 
     def acquire(self, wait: Waiter) -> bool:
         """Block until this caller's slot; False if the job stopped meanwhile."""
-        delay = self.reserve()
-        if delay > 0:
-            return not wait(delay)
+        ticket = self._take()
+        while (delay := self._delay(ticket)) > 0:
+            if wait(delay):
+                return False
         return True
 
 
@@ -539,7 +587,8 @@ class SharedRate(_Adaptive):
         now = clock()
         super().__init__(ceiling if initial is None else initial, ceiling, min_rate, now)
         # Under 20/s a group would be a burst the bucket may not hold.
-        self.group = group if ceiling >= 20 else 1
+        self.group = self._group0 = group if ceiling >= 20 else 1
+        self._singles = 0  # times cut after cut turned the groups off
         self._cuts: deque[tuple[float, float]] = deque(maxlen=4)  # (when, rate before)
         self.beta, self.keep, self.confirm_s, self.settle_s = beta, keep, confirm_s, settle_s
         self.hold_s, self.hold_max_s, self.probe = hold_s, hold_max_s, probe
@@ -556,6 +605,11 @@ class SharedRate(_Adaptive):
     def on_success(self, sent_at: float, now: float) -> None:
         with self._lock:
             self._accepted.add(now)
+            if (self._singles == 1 and self.group < self._group0
+                    and self._rate >= 0.5 * self.max_rate):  # fmt: skip
+                # Back at half the ceiling: the neighbours, not a small bucket, had caused the
+                # cuts. Groups again, once; a second spiral keeps the job on single calls.
+                self.group = self._group0
             if now - self._last_grow < 0.05 or self._rate >= self.max_rate:
                 return
             self._last_grow = now
@@ -590,10 +644,13 @@ class SharedRate(_Adaptive):
                 self._cuts.clear()  # a probe's end, not a cut on top of a cut
             self._cuts.append((now, self._rate))
             if (self.group > 1 and len(self._cuts) == 4
-                    and self.beta * limit < 0.25 * self._cuts[0][1]):  # fmt: skip
-                # Cut after cut, never back to probing, down to a quarter: the bucket may hold
-                # less than a group, which then throttles at any rate. Send singly, from where
-                # the cuts began.
+                    and self.beta * limit < 0.1 * self.max_rate):  # fmt: skip
+                # Cut after cut, never back to probing, down to a tenth of the ceiling: the
+                # bucket may hold less than a group, which then throttles at any rate. Send
+                # singly, from where the cuts began. (A quarter of the rate the cuts began at
+                # was the rule before: a neighbour rising from 10 to 30/s met it, and single
+                # calls for the rest of the run cost it twice as many refused calls.)
+                self._singles += 1
                 self.group = 1
                 limit = self._cuts[0][1]
             plateau = self.keep * limit if self.headroom is None else limit - self.headroom

@@ -330,7 +330,8 @@ class Runner:
             raise
         now = self._clock()
         self.controller.on_success(sent, now)
-        self.pacer.set_rate(self.controller.rate)
+        self.group = int(getattr(self.controller, "group", 1))
+        self.pacer.set_rate(self.controller.rate, group=self.group)
         with self._lock:
             self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
             self._check_cap(now)

@@ -126,7 +126,12 @@ def _log(message: str) -> None:
 
 
 def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
-           clients: list[str]) -> dict[str, Any]:  # fmt: skip
+           clients: list[str], seed: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Round ``i`` draws the neighbour's Poisson arrivals from seed ``seed + i``, the same for
+    every client in it: the clients are compared on one load, and the median over rounds is
+    over several loads. (With one seed for every round, the rounds differed only in the job's
+    own timing: the median measured how one particular sequence of the neighbour's clumps
+    treated each client.)"""
     assert emu.admin is not None
     emu.admin.configure(quotas={"UserUpdate": SHARED_Q}, latency_ms=SHARED_LATENCY_MS,
                         fault_rate=0, drop_rate=0, ceiling=False,
@@ -134,6 +139,7 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     try:
         for i in range(rounds):
+            emu.admin.configure(seed=seed + i)  # each reset re-seeds the neighbour from it
             for c in clients:
                 name, flags = SHARED_CLIENTS[c]
                 _log(f"shared quota, round {i + 1}/{rounds}: {name} ...")
@@ -143,9 +149,10 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
                      f"throttled, exit {r['exit_code']}")  # fmt: skip
                 runs[c].append(r)
     finally:
-        emu.admin.configure(neighbours={})
+        emu.admin.configure(neighbours={}, seed=0)
     return {"quota": SHARED_Q, "latency_ms": SHARED_LATENCY_MS, "neighbour": NEIGHBOUR,
-            "rounds": rounds, "runs": runs, "medians": {c: _medians(rs) for c, rs in runs.items()}}
+            "rounds": rounds, "seeds": [seed + i for i in range(rounds)], "runs": runs,
+            "medians": {c: _medians(rs) for c, rs in runs.items()}}
 
 
 def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
@@ -176,7 +183,7 @@ def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
 def format_shared(result: dict[str, Any]) -> str:
     lines = [f"Shared quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, neighbour "
              f"UserUpdate={result['neighbour']} (Poisson, no retries); median of "
-             f"{result['rounds']} rounds"]  # fmt: skip
+             f"{result['rounds']} rounds, neighbour seeds {result.get('seeds', '-')}"]  # fmt: skip
     rows = []
     for c, runs in result["runs"].items():
         med = result["medians"][c]

@@ -533,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     add("--scenarios", default="idle,shared,raised",
         help="idle (the clients above on an idle quota), shared (Q=50 with a live app), raised "
         "(Q=150 at 100 ms); default all three")
-    add("--sharing-rounds", type=int, default=3, help="rounds of shared and raised (median)")
+    add("--sharing-rounds", type=int, default=5, help="rounds of shared and raised (median)")
+    add("--shared-seed", type=int, default=1,
+        help="the neighbour's seed in the first shared round; round i uses seed + i")
     add("--shared-clients", default="default,auto,quota,old,pool",
         help=f"of {','.join(sharing.SHARED_CLIENTS)}")
     add("--shared-rows", type=int, default=2300, help="rows per shared run (~80 s)")
@@ -614,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
                 shared_source = head(all_rows, workdir / "input.shared.csv", args.shared_rows)
                 payload["shared"] = sharing.shared(
                     emu, workdir, shared_source, args.sharing_rounds,
-                    [c for c in args.shared_clients.split(",") if c in sharing.SHARED_CLIENTS])
+                    [c for c in args.shared_clients.split(",") if c in sharing.SHARED_CLIENTS],
+                    seed=args.shared_seed)
                 save_json(args.out, payload)
             if "raised" in scenarios:
                 raised_source = head(all_rows, workdir / "input.raised.csv", args.raised_rows)

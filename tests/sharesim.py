@@ -67,8 +67,16 @@ def simulate(
     start: float = 0.0,
     on_tick: Callable[[float], None] | None = None,
     group: int = 1,
+    arrivals: Sequence[float] | None = None,
+    job_start: float = 0.0,
 ) -> Outcome:
-    """Run ``schedule`` ((neighbour calls/s, seconds), ...) to its end; the job never runs dry."""
+    """Run ``schedule`` ((neighbour calls/s, seconds), ...) to its end; the job never runs dry.
+
+    ``arrivals``: the neighbour's call times (seconds from ``start``) instead of drawing them,
+    e.g. taken from an emulator trace. ``job_start``: the job's first call, seconds in. As the
+    runner's pacer does, a cut re-times the job's next send (slots already taken move to the new
+    spacing), and the job sends in groups of the controller's ``group`` as it is at each send.
+    """
     rng = random.Random(seed)
     bucket = Bucket(quota, max(1.0, quota * burst_s), start)
     out = Outcome()
@@ -85,14 +93,32 @@ def simulate(
     t = start
     for rate, seconds in schedule:  # the neighbour's arrivals, drawn up front
         out.free += max(0.0, quota - rate) * seconds
-        if rate > 0:
+        if rate > 0 and arrivals is None:
             step = 1.0 / rate
             nxt = t + (rng.expovariate(rate) if poisson else step)
             while nxt < t + seconds:
                 push(nxt, "neighbour")
                 nxt += rng.expovariate(rate) if poisson else step
         t += seconds
-    push(start, "send")
+    for at in arrivals or ():
+        push(start + at, "neighbour")
+    send_gen = 0  # a re-timed send makes the one pushed before it stale
+    last_send, next_send = -1e9, start + job_start
+
+    def schedule_send(at: float) -> None:
+        nonlocal send_gen, next_send
+        send_gen += 1
+        next_send = at
+        push(at, "send", float(send_gen))
+
+    def retime(now: float) -> None:
+        # The pacer's slots already taken follow a lower rate at once.
+        size = max(1, getattr(controller, "group", group))
+        due = max(last_send + size / max(controller.rate, 1e-3), now)
+        if due > next_send:
+            schedule_send(due)
+
+    schedule_send(start + job_start)
     push(start, "tick")
     while events:
         now, _, kind, sent = heapq.heappop(events)
@@ -104,12 +130,15 @@ def simulate(
                 out.neighbour_throttled += 1
                 out.neighbour_throttle_times.append(now - start)
         elif kind == "send":
+            if sent != send_gen:
+                continue  # re-timed since
             # ``group`` calls leave together, ``group`` intervals apart: the same rate.
-            size = max(1, group)
+            size = max(1, getattr(controller, "group", group))
             for _ in range(size):
                 out.job_calls += 1
                 push(now + latency, "answer", now)
-            push(now + size / max(controller.rate, 1e-3), "send")
+            last_send = now
+            schedule_send(now + size / max(controller.rate, 1e-3))
         elif kind == "answer":
             # The emulator admits a call after its latency, and answers at once.
             if bucket.take(now):
@@ -118,6 +147,7 @@ def simulate(
             else:
                 out.job_throttled += 1
                 controller.on_throttle(sent, now)
+                retime(now)
         elif kind == "tick":
             out.rates.append((now - start, controller.rate))
             if on_tick is not None:

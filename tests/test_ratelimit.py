@@ -127,6 +127,42 @@ def test_pacer_acquire_waits_for_the_slot_and_reports_a_stop() -> None:
     assert acquired is False
 
 
+def test_pacer_a_cut_moves_the_slots_callers_are_already_waiting_for() -> None:
+    # GIVEN a pacer at 40/s and a caller waiting for the third slot (0.05 s away)
+    clock = ManualClock()
+    pacer = Pacer(40.0, clock=clock)
+    assert pacer.acquire(clock.sleep) and pacer.acquire(clock.sleep)
+    cut = False
+
+    def sleep(seconds: float) -> bool:
+        nonlocal cut
+        if not cut:  # a throttle comes back while it sleeps: the rate is cut to 10/s
+            cut = True
+            clock.now += 0.001
+            pacer.set_rate(10.0)
+            clock.now += seconds - 0.001
+            return False
+        return clock.sleep(seconds)
+
+    start = clock.now  # the second call left now
+    # WHEN it wakes at its old slot
+    assert pacer.acquire(sleep) is True
+    # THEN it has slept on to the new one: 1/10 s after the last call left, not 1/40 s
+    assert clock.now - start == pytest.approx(0.1)
+
+
+def test_pacer_a_partly_sent_group_keeps_its_instant_through_a_change() -> None:
+    # GIVEN groups of 4 at 40/s, two of the current group's slots taken
+    clock = ManualClock()
+    pacer = Pacer(40.0, group=4, clock=clock)
+    pacer.reserve(), pacer.reserve()
+    # WHEN the rate changes, then the group's other two callers and the next group come
+    pacer.set_rate(20.0)
+    waits = [pacer.reserve() for _ in range(6)]
+    # THEN the two go now with their group; the next group comes 4 new intervals later
+    assert waits == pytest.approx([0.0, 0.0] + [0.2] * 4)
+
+
 def test_pacer_acquire_does_not_wait_when_the_slot_is_now() -> None:
     # GIVEN a fresh pacer
     clock = ManualClock()
@@ -631,22 +667,68 @@ def test_shared_rate_headroom_returns_to_a_margin_under_where_the_bucket_ran_out
     assert seen[-1] > 37.0
 
 
-def test_shared_rate_a_headroom_in_calls_costs_the_neighbour_less_than_a_share_kept() -> None:
-    # GIVEN the live app at 10, 30, 5 then 10 calls/s (Poisson) on a 50/s quota, 20 seeds;
+def test_shared_rate_a_headroom_in_calls_takes_more_than_a_share_kept_at_no_more_cost() -> None:
+    # GIVEN the live app at 10, 30, 5 then 10 calls/s (Poisson) on a 50/s quota, 80 seeds;
     # the default now (a plateau 4/s under the level where the bucket ran out) against the
     # one before it (0.85 of that level)
     from batch.ratelimit import SharedRate
 
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
-    seeds = range(1, 21)
+    seeds = range(1, 81)
     margin = [_sim(SharedRate(ceiling=45.0, headroom=4.0, hold_s=8.0, clock=lambda: 0.0),
                    schedule, seed) for seed in seeds]  # fmt: skip
     kept = [_sim(SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0),
                  schedule, seed) for seed in seeds]  # fmt: skip
-    # THEN the neighbour loses under three quarters of the calls (measured: 50 against 85 of
-    # ~22,000), and the job's share of the free quota is no more than 0.02 lower
+    # THEN the neighbour loses no more calls (measured: 293 against 299 of ~87,600), and the
+    # job takes at least 0.015 more of the free quota (measured: 0.948 against 0.921)
     lost = sum(o.neighbour_throttled for o in margin)
-    assert lost < 0.75 * sum(o.neighbour_throttled for o in kept)
+    assert lost <= 1.05 * sum(o.neighbour_throttled for o in kept)
     share = sum(o.job_accepted for o in margin) / sum(o.free for o in margin)
     old_share = sum(o.job_accepted for o in kept) / sum(o.free for o in kept)
-    assert share >= old_share - 0.02
+    assert share >= old_share + 0.015
+
+
+def test_shared_rate_keeps_its_groups_through_a_neighbour_rising_from_10_to_30() -> None:
+    # GIVEN --rate auto's controller (ceiling Q = 50/s) and the live app at 10, 30, 5, 10/s
+    from batch.ratelimit import SharedRate
+
+    schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
+    groups = []
+    for seed in range(1, 11):
+        rate = SharedRate(ceiling=50.0, hold_s=8.0, clock=lambda: 0.0)
+        _sim(rate, schedule, seed)
+        groups.append(rate.group)
+    # THEN the cuts at the rise (to ~20/s free) never turn the groups off: with single calls
+    # for the rest of the run the neighbour lost about twice as many calls (the rule before,
+    # "down to a quarter of where the cuts began", did so in 7 seeds of 10)
+    assert groups == [4] * 10
+
+
+def test_shared_rate_groups_come_back_once_after_a_switch_to_single_calls() -> None:
+    # GIVEN a controller that cut four times in a row down to a tenth of its ceiling
+    from batch.ratelimit import SharedRate
+
+    clock = ManualClock(0.0)
+    rate = SharedRate(ceiling=40.0, clock=clock)
+
+    def spiral() -> None:
+        for _ in range(4):
+            clock.now += 3.0
+            rate.on_throttle(clock.now - 0.01, clock.now)
+
+    def climb() -> None:
+        for _ in range(400):
+            clock.now += 0.1
+            rate.on_success(clock.now - 0.02, clock.now)
+
+    spiral()
+    assert rate.group == 1
+    # WHEN it climbs back above half the ceiling: groups again (the neighbours had caused it)
+    climb()
+    assert rate.rate >= 20.0 and rate.group == 4
+    # THEN a second spiral turns them off for good (the bucket holds less than a group)
+    spiral()
+    climb()
+    assert rate.group == 1
+
+
