@@ -47,16 +47,8 @@ from batch.plan import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
 from batch.quota import Quotas, default_quotas, read_quotas
-from batch.ratelimit import (
-    AimdRate,
-    CubicRate,
-    FixedRate,
-    MeasuredRate,
-    Pacer,
-    RateController,
-    SharedRate,
-    event_waiter,
-)
+from batch.rate_plan import RatePlan, fill_plan, rate_controller, rate_label, rate_plan
+from batch.ratelimit import Pacer, RateController, event_waiter
 from batch.reader import InputSource, iter_column, iter_rows, open_input, read_header
 from batch.report import ReportWriter, format_summary, open_report, summary_path, write_summary
 from batch.retrying import Retrier, RetryPolicy
@@ -89,13 +81,6 @@ __all__ = [
 ]  # fmt: skip
 
 Confirm = Callable[[PlanSummary], bool]
-
-#: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
-#: other applications even when they are idle; auto fills what they leave (ratelimit.py).
-POLITE_SHARE = 0.90
-AUTO_SHARE = 1.0
-#: The plan warns when a run may take more than this share of the quota.
-WARN_SHARE = 0.90
 
 
 class Job:
@@ -173,34 +158,14 @@ class Job:
             categories += ["UserRead", "UserList"]
         self.quotas = read_quotas(self.gateway, categories)
 
-    def rate_plan(self) -> tuple[str, float, float]:
+    def rate_plan(self) -> RatePlan:
         """(what the rate means, the most the job will send, its share of the UserUpdate
-        quota): the ceiling the controller never goes above."""
-        config, quota = self.config, self.quotas.update
-        cap = config.max_rate or math.inf
-        # A shard takes its share of a share: the quota is account-wide, shards add CPU only.
-        shards = self.shard.count if self.shard is not None else 1
-        if config.polite_rate:
-            ceiling = min(cap, POLITE_SHARE * quota / shards)
-            what = f"polite: up to {100 * POLITE_SHARE:.0f}% of it, less while others need more"
-        elif config.auto_rate:
-            if not self.quotas.known and config.rate_algorithm == "shared":
-                ceiling = min(cap, 10_000.0)
-                what = "auto: discovered (the quota is not known)"
-            else:
-                ceiling = min(cap, AUTO_SHARE * quota / shards)
-                what = f"auto: up to {100 * AUTO_SHARE:.0f}% of it, less while others need more"
-        elif config.rate_share is not None:
-            ceiling = config.rate_share * quota / shards
-            what = f"{config.rate.strip()} of the quota, less while others need it"
-        else:
-            ceiling = config.fixed_rate
-            what = f"at most {ceiling:g}/s, less while others need it"
-            if self.quotas.known and ceiling > quota / shards:
-                # Above the enforced quota every extra call is refused, someone's or ours.
-                ceiling = quota / shards
-                what = f"--rate {config.fixed_rate:g} is above the quota: {ceiling:g} at most"
-        return what, ceiling, ceiling / quota if quota > 0 else 0.0
+        quota): the ceiling the controller never goes above (``rate_plan.py``)."""
+        return rate_plan(self.config, self.quotas, shards=self.shards)
+
+    @property
+    def shards(self) -> int:
+        return self.shard.count if self.shard is not None else 1
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -349,19 +314,7 @@ class Job:
         return summary
 
     def _plan_rate(self, summary: PlanSummary) -> None:
-        what, ceiling, share = self.rate_plan()
-        summary.rate = ceiling
-        summary.rate_meaning = what
-        summary.quota = self.quotas.update
-        summary.quota_source = self.quotas.source
-        summary.quota_share = share
-        if share > WARN_SHARE and not (self.config.auto_rate or self.config.polite_rate):
-            summary.warnings.append(
-                f"--rate {self.config.rate.strip()} may take {100 * share:.0f}% of the "
-                f"{self.quotas.update:g}/s UserUpdate quota, leaving other applications in this "
-                "account and region little; throttles slow the job, but only after their calls "
-                "were refused too"
-            )
+        fill_plan(summary, self.config, self.quotas, shards=self.shards)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -798,36 +751,10 @@ class Job:
         return JobResult(exit_code(summary["counts"], fatal=False, signal_code=0), summary, report)
 
     def _rate_label(self) -> str | float:
-        config = self.config
-        if config.polite_rate:
-            return "polite"
-        if config.auto_rate or config.rate_share is not None:
-            return config.rate.strip().lower()
-        return config.fixed_rate
+        return rate_label(self.config)
 
     def _controller(self) -> RateController:
-        config = self.config
-        _, ceiling, _ = self.rate_plan()
-        algorithm = config.rate_algorithm
-        if config.auto_rate and (algorithm != "shared" or not self.quotas.known):
-            # The quota is not known (or an old controller is asked for, to compare):
-            # discover it from throttles, from 10/s up.
-            initial = min(ceiling, 10.0)
-            if algorithm == "aimd":
-                return AimdRate(initial=initial, max_rate=ceiling)
-            if algorithm == "cubic":
-                return CubicRate(initial=initial, max_rate=ceiling)
-            return MeasuredRate(initial=initial, max_rate=ceiling)
-        if algorithm == "fixed" and not config.auto_rate:
-            return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
-        if config.auto_rate:
-            return SharedRate(ceiling=ceiling, hold_s=8.0)
-        # The default, and a rate the operator gave: further under the level at which the
-        # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
-        # often (ratelimit.py: SharedRate).
-        if config.polite_rate:
-            return SharedRate(ceiling=ceiling, headroom=0.08 / POLITE_SHARE * ceiling, hold_s=8.0)
-        return SharedRate(ceiling=ceiling, keep=0.9, hold_s=8.0)
+        return rate_controller(self.config, self.quotas, self.rate_plan().ceiling)
 
     def _stop(self, reason: str) -> None:
         """A signal asks the run to stop: the runner winds down, waiting reads wake."""

@@ -121,7 +121,7 @@ def share_of(config: JobConfig) -> JobConfig:
     shard = Shard.parse(config.shard)
     n = shard.count
     # A rate in calls/s is divided here; a share of the quota (the polite default, auto,
-    # P%) is divided where the quota is known (job.rate_plan).
+    # P%) is divided where the quota is known (rate_plan.py).
     relative = config.auto_rate or config.polite_rate or config.rate_share is not None
     rate = config.rate if relative else repr(float(config.rate) / n)
     if config.report[:5].lower() == "s3://":  # a URI: Path would fold its "//"
