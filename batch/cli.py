@@ -184,7 +184,8 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
     add("--force", action="store_true",
         help="restore attributes changed again since the run too (no Conflict)")  # fmt: skip
     add("--report", help="the undo's report (default REPORT with .undo before its suffix)")
-    add("--rate", help="calls per second (default: the run's)")
+    add("--rate", help="calls per second (25), a share of the enforced quota (80%%), or "
+        "'auto' (default: the run's)")
     add("--workers", type=int)
     add("--max-attempts", dest="max_attempts", type=int)
     add("--fresh", action="store_const", const=True,

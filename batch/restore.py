@@ -1,9 +1,10 @@
 """``cognito-batch undo REPORT``: put back what a run changed, from its before-images.
 
 Undo is a run like any other: the undo file's records become planned ``UserUpdate``s fed
-through the same ``Runner`` (one pacer under the UserUpdate quota, the same retries, the
-brake), with a journal beside its report so rerunning the command resumes it, one result row
-per record, and the same confirmation on a real pool. Each record is planned as it is
+through the same ``Runner`` (one pacer under the UserUpdate quota, read with
+GetProvisionedLimit, and the run's controller for the run's rate: ``rate_plan.py``; the same
+retries, the brake), with a journal beside its report so rerunning the command resumes it,
+one result row per record, and the same confirmation on a real pool. Each record is planned as it is
 applied: the user is read (AdminGetUser, at the read quota) right before its write, so the
 conflict check sees the value as it is then, and ``undo.plan_restore`` decides: ``updated``
 (restored), ``unchanged`` (nothing to restore: the run's write never landed, or an earlier
@@ -37,7 +38,9 @@ from batch.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan_summary import PlanSummary
 from batch.progress import Progress
-from batch.ratelimit import FixedRate, MeasuredRate, Pacer, RateController, Waiter, event_waiter
+from batch.quota import Quotas, default_quotas, read_quotas
+from batch.rate_plan import fill_plan, rate_controller, rate_label
+from batch.ratelimit import Pacer, Waiter, event_waiter
 from batch.report import format_summary, open_report, summary_path, write_summary
 from batch.retrying import Cancelled, Retrier, RetryPolicy
 from batch.runner import Runner, RunnerSettings
@@ -50,7 +53,7 @@ from batch.undo import UndoRecord, iter_records, message_split, plan_restore, re
 Confirm = Callable[[PlanSummary], bool]
 #: Settings of the run that the undo keeps (how fast and how hard it tries, not what it writes).
 KEPT = ("rate", "workers", "max_attempts", "max_row_seconds", "per_user_rate", "get_rate",
-        "client_metadata", "profile")  # fmt: skip
+        "client_metadata", "profile", "max_rate")  # fmt: skip
 
 
 def undo_report_path(report: Path) -> Path:
@@ -70,12 +73,18 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
         data.update({k: settings[k] for k in KEPT if k in settings})
     except (OSError, ValueError, KeyError, TypeError):
         pass  # a run killed before its summary: the header has what matters
+    if isinstance(data.get("rate"), str) and not data["rate"].strip():
+        # The polite default (no --rate) is recorded as an empty rate; it is had by leaving
+        # the rate out (an empty one given is refused as a mistake).
+        del data["rate"]
     data.update({
         "input": str(upath), "user_pool_id": header["pool"],
         "region": header.get("region") or "",
         "report": str(undo_report_path(path)), "undo": False, "key": "username",
     })  # fmt: skip
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("rate") is not None and str(overrides["rate"]).strip().lower() != "auto":
+        data.pop("max_rate", None)  # the run's cap on auto; a rate given for the undo has none
     # Where to connect never comes from the file (anyone who can write the report folder can
     # edit it, and must not be able to send the undo, with our credentials, elsewhere): the
     # flags or the environment say it, as for run and retry.
@@ -185,6 +194,7 @@ class UndoJob:
         self.runner: Runner | None = None
         self.journal: Journal | None = None
         self.signals = SignalStop(self.stream, on_stop=self._stop, sync=self._sync)
+        self.quotas: Quotas = default_quotas("not read")
 
     def _schema(self) -> PoolSchema:
         box: list[dict[str, Any]] = []
@@ -206,6 +216,8 @@ class UndoJob:
         config = self.config
         started = time.monotonic()
         schema = self._schema()
+        # As a run does: the undo writes (UserUpdate) and reads each user first (UserRead).
+        self.quotas = read_quotas(self.gateway, ["UserUpdate", "UserRead"])
         rows = sum(1 for _ in iter_records(self.path))
         report = config.report_path()
         jpath = journal_path(report)
@@ -224,8 +236,9 @@ class UndoJob:
         plan = PlanSummary(
             pool_id=config.user_pool_id, pool_name=schema.pool_name, region=self.gateway.region,
             endpoint=config.endpoint_url, rows=rows, to_apply=rows - len(carried),
-            rate=config.fixed_rate, resumed=len(carried), upper_bound=True,
+            resumed=len(carried), upper_bound=True,
         )  # fmt: skip
+        fill_plan(plan, config, self.quotas)  # one undo: no shards
         report.parent.mkdir(parents=True, exist_ok=True)
         if config.dry_run:
             return dry_run(resolver.items(self.path, {}), plan, report, resolve=resolver,
@@ -250,14 +263,22 @@ class UndoJob:
         config = self.config
         writer = open_report(report)
         self.journal = journal = Journal(jpath, header, carry=iter(carried.values()))
-        controller: RateController = FixedRate(config.fixed_rate)
-        if config.auto_rate:  # as the run: slow start, then just under what Cognito accepts
-            ceiling = config.max_rate or 10_000.0
-            controller = MeasuredRate(initial=min(ceiling, 10.0), max_rate=ceiling)
-        progress = Progress(
-            plan.rows, quiet=config.quiet, stream=self.stream,  # type: ignore[arg-type]
-            extra=lambda: {"rate": controller.rate, "throttles": runner.stats.throttles},
-        )  # fmt: skip
+        # The run's controller: it backs off at throttles, which right after a bad run may
+        # well be the live application's calls being refused.
+        controller = rate_controller(config, self.quotas, plan.rate)
+        quota = self.quotas.update if self.quotas.known else 0.0
+
+        def live() -> dict[str, float]:
+            # Carried rows are shown before the runner exists (a resumed undo).
+            stats = self.runner.stats if self.runner is not None else None
+            return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
+                    "calls": stats.calls if stats else 0, "quota": quota}  # fmt: skip
+
+        progress = Progress(plan.rows, quiet=config.quiet, stream=self.stream,  # type: ignore[arg-type]
+                            extra=live)  # fmt: skip
+        if not config.quiet:
+            for warning in plan.warnings:
+                self.stream.write(f"warning: {warning}\n")
         brake = Brake(FailureLimit.parse(config.max_failures))
         lock = threading.Lock()
 
@@ -303,7 +324,8 @@ class UndoJob:
             "errors": dict(counts.by_error), "calls": runner.stats.calls,
             "throttles": runner.stats.throttles, "faults": runner.stats.faults,
             "duration_s": round(duration, 3),
-            "rate": "auto" if config.auto_rate else config.fixed_rate,
+            "rate": rate_label(config), "rate_ceiling": round(plan.rate, 2),
+            "quota": {**self.quotas.public(), "share": round(plan.quota_share, 3)},
             "rate_final": round(controller.rate, 2), "rate_low": round(controller.history.low, 2),
             "rate_high": round(controller.history.high, 2),
             "achieved_rate": round(counts.by_status.get("updated", 0) / duration, 2)
