@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m batch.demo
 
+# The suite in parallel (pytest-xdist), one emulator per worker: many tests wait on the
+# emulator's quota more than they compute, so two workers on two cores overlap the waits with
+# the other's work. `make test TEST_WORKERS=0` runs it in one process; a plain `pytest
+# tests/test_x.py` (no -n: nothing in addopts) still runs in one, without the workers' start-up.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The HTML report's browser test needs a real Chromium: Debian's package, installed here when
 # absent and possible (root, or sudo without a password, and apt-get). When it cannot be, the
