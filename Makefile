@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m batch.demo
 
-# The suite in parallel (pytest-xdist), one emulator per worker: many tests wait on the
-# emulator's quota more than they compute, so two workers on two cores overlap the waits with
-# the other's work. `make test TEST_WORKERS=0` runs it in one process; a plain `pytest
-# tests/test_x.py` (no -n: nothing in addopts) still runs in one, without the workers' start-up.
-TEST_WORKERS ?= 2
+# The suite in parallel (pytest-xdist), one emulator per worker. About a third of its time is
+# tests waiting (on the emulator's quota, a subprocess, Chromium) rather than computing, so one
+# worker more than the cores fills those waits (2 cores: 3 workers), up to 8. `make test
+# TEST_WORKERS=0` runs it in one process; `pytest tests/test_x.py` (no -n: it is not in
+# addopts) runs in one too, without the workers' start-up.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n + 1 : 8 )))
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS)
