@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m batch.demo
 
+# The suite in parallel (pytest-xdist), one emulator per worker. About a third of its time is
+# tests waiting (on the emulator's quota, a subprocess, Chromium) rather than computing, so one
+# worker more than the cores fills those waits (2 cores: 3 workers), up to 8. `make test
+# TEST_WORKERS=0` runs it in one process; `pytest tests/test_x.py` (no -n: it is not in
+# addopts) runs in one too, without the workers' start-up.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n + 1 : 8 )))
+
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The HTML report's browser test needs a real Chromium: Debian's package, installed here when
 # absent and possible (root, or sudo without a password, and apt-get). When it cannot be, the

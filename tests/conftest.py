@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -36,10 +38,39 @@ def fake_aws_env() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _pool_key_imported_once() -> Iterator[None]:
+    """moto gives every new pool the same private key (its jwks-private.json) and imports it
+    anew each time: recovering the RSA primes costs ~0.15 s of CPU a pool, 20 s a session of
+    ~130 pools. Each pool still gets that key, imported once."""
+    try:
+        from moto.cognitoidp import models
+
+        rsa_key = models.jwk.RSAKey
+        original = rsa_key.import_key.__func__
+    except (ImportError, AttributeError):  # a moto that does it otherwise: no shortcut
+        yield
+        return
+    imported: dict[str, Any] = {}
+
+    def import_key(cls: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(value, dict):
+            return original(cls, value, *args, **kwargs)
+        text = json.dumps(value, sort_keys=True)
+        if text not in imported:
+            imported[text] = original(cls, value)
+        return imported[text]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rsa_key, "import_key", classmethod(import_key))
+        yield
+
+
 @pytest.fixture(scope="session")
 def emulator(fake_aws_env: None) -> Iterator[Emulator]:
-    """One in-process emulator for the whole session; prefer `clean_emulator` in tests."""
-    with Emulator(EmulatorSettings()) as running:
+    """One in-process emulator for the whole session (with pytest-xdist: one per worker, each
+    on its own free ports); prefer `clean_emulator` in tests."""
+    with _pool_key_imported_once(), Emulator(EmulatorSettings()) as running:
         yield running
 
 

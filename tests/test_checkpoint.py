@@ -199,6 +199,7 @@ def test_report_in_s3_lands_beside_it(
     # GIVEN 30 rows and a .jsonl report in S3
     n = 30
     pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    emulator.configure(quotas={"UserUpdate": 1000})  # the run's pace is not looked at here
     args = command(pool, emulator, bucket, "--rate", "500")
     args[args.index("--report") + 1] = f"s3://{bucket}/out/report.jsonl"
     # WHEN the run ends
@@ -404,6 +405,7 @@ def test_shards_reporting_to_s3_merge_there(
     # GIVEN an array job of 2 shards, each reporting under the same S3 prefix
     n = 40
     pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    emulator.configure(quotas={"UserUpdate": 1000})  # not each shard at half of 25/s
     for k in (0, 1):
         args = command(pool, emulator, bucket, "--rate", "500", "--shard", f"{k}/2")
         assert main(args) == 0
