@@ -71,6 +71,8 @@ def rate_plan(config: JobConfig, quotas: Quotas, *, shards: int = 1) -> RatePlan
             # Above the enforced quota every extra call is refused, someone's or ours.
             ceiling = quota / shards
             what = f"--rate {config.fixed_rate:g} is above the quota: {ceiling:g} at most"
+    if config.auto_rate and not quotas.known and config.rate_algorithm == "shared":
+        return RatePlan(what, ceiling, AUTO_SHARE)  # all of whatever it turns out to be
     return RatePlan(what, ceiling, ceiling / quota if quota > 0 else 0.0)
 
 
@@ -90,7 +92,11 @@ def rate_controller(config: JobConfig, quotas: Quotas, ceiling: float) -> RateCo
     if algorithm == "fixed" and not config.auto_rate:
         return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
     if config.auto_rate:
-        return SharedRate(ceiling=ceiling, hold_s=8.0)
+        # Its ceiling is the quota itself, so whenever anyone else calls, its probes end in
+        # an empty bucket: a wider margin under that level (0.12 Q) than the default's, and
+        # probes no rarer than every 16 s, so what the neighbours release comes back soon.
+        return SharedRate(ceiling=ceiling, headroom=0.12 / AUTO_SHARE * ceiling, hold_s=8.0,
+                          hold_max_s=16.0)  # fmt: skip
     # The default, and a rate the operator gave: further under the level at which the
     # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
     # often (ratelimit.py: SharedRate).

@@ -51,7 +51,7 @@ def config(rate: str = "", **more: Any) -> JobConfig:
         ("", KNOWN_40, 36.0, 0.9, "polite"),
         ("", UNKNOWN, 22.5, 0.9, "polite"),
         ("auto", KNOWN_40, 40.0, 1.0, "auto: up to 100%"),
-        ("auto", UNKNOWN, 10_000.0, None, "auto: discovered"),
+        ("auto", UNKNOWN, 10_000.0, 1.0, "auto: discovered"),  # all of it, whatever it is
         ("50%", KNOWN_40, 20.0, 0.5, "50% of the quota"),
         ("30", KNOWN_40, 30.0, 0.75, "at most 30/s"),
         ("500", KNOWN_40, 40.0, 1.0, "--rate 500 is above the quota"),
