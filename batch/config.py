@@ -280,6 +280,16 @@ def check_type(name: str, value: object, *, where: str = "") -> None:
     raise UsageError(f"{where}setting {name!r} must be {expected}, not {got}")
 
 
+def replayable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings (``public()``) as settings for a new config (retry, undo):
+    the polite default, recorded as an empty rate, is had by leaving the rate out (an empty
+    rate given is refused as a mistake, below)."""
+    out = dict(settings)
+    if isinstance(out.get("rate"), str) and not out["rate"].strip():
+        del out["rate"]
+    return out
+
+
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     for name in ("rate", "max_failures"):  # a number or a string in a job file

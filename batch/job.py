@@ -53,7 +53,7 @@ from batch.reader import InputSource, iter_column, iter_rows, open_input, read_h
 from batch.report import ReportWriter, format_summary, open_report, summary_path, write_summary
 from batch.retrying import Retrier, RetryPolicy
 from batch.rowset import RowSet
-from batch.runner import Runner, RunnerSettings
+from batch.runner import Runner, RunnerSettings, progress_figures
 from batch.scan import KeyScan
 from batch.schema import PoolSchema
 from batch.shard import Shard, scan_shard
@@ -142,12 +142,6 @@ class Job:
         # A report in S3: the run works in a local spool; the checkpoint copies it to S3.
         self.s3: S3Report | None = None
         self.checkpoint: Checkpoint | None = None
-
-    @property
-    def quota(self) -> float:
-        """The enforced UserUpdate calls/s when it was read (0: not known), for the progress
-        line's share."""
-        return self.quotas.update if self.quotas.known else 0.0
 
     # -- the quota ---------------------------------------------------------------------------
 
@@ -467,12 +461,7 @@ class Job:
         controller = self._controller()
         total = plan.rows
 
-        def live() -> dict[str, float]:
-            # Carried rows are shown before the runner exists (a resume on a terminal).
-            stats = self.runner.stats if self.runner is not None else None
-            return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
-                    "calls": stats.calls if stats else 0, "quota": self.quota}  # fmt: skip
-
+        live = progress_figures(controller, lambda: self.runner, self.quotas.enforced)
         progress = Progress(total, quiet=config.quiet, stream=self.stream, log=self.log,
                             extra=live)  # fmt: skip
         if not config.quiet:

@@ -56,6 +56,11 @@ class Quotas:
     def update(self) -> float:
         return self.rates["UserUpdate"]
 
+    @property
+    def enforced(self) -> float:
+        """The UserUpdate calls/s when read, 0 when only assumed (the progress line's share)."""
+        return self.update if self.known else 0.0
+
     def public(self) -> dict[str, object]:
         return {"rates": dict(self.rates), "free_limit": dict(self.free), "source": self.source}
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from batch.brake import Brake, FailureLimit
 from batch.cognito import CognitoGateway, ConnectionSettings
-from batch.config import JobConfig, build_config
+from batch.config import JobConfig, build_config, replayable
 from batch.dry_run import dry_run
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.exit_codes import exit_code
@@ -43,7 +43,7 @@ from batch.rate_plan import fill_plan, rate_controller, rate_label
 from batch.ratelimit import Pacer, Waiter, event_waiter
 from batch.report import format_summary, open_report, summary_path, write_summary
 from batch.retrying import Cancelled, Retrier, RetryPolicy
-from batch.runner import Runner, RunnerSettings
+from batch.runner import Runner, RunnerSettings, progress_figures
 from batch.schema import PoolSchema
 from batch.signals import SignalStop
 from batch.snapshot import LiveLookup, PacedCall
@@ -70,13 +70,9 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
     data: dict[str, Any] = {}
     try:
         settings = json.loads(summary_path(path).read_text(encoding="utf-8"))["settings"]
-        data.update({k: settings[k] for k in KEPT if k in settings})
+        data.update(replayable({k: settings[k] for k in KEPT if k in settings}))
     except (OSError, ValueError, KeyError, TypeError):
         pass  # a run killed before its summary: the header has what matters
-    if isinstance(data.get("rate"), str) and not data["rate"].strip():
-        # The polite default (no --rate) is recorded as an empty rate; it is had by leaving
-        # the rate out (an empty one given is refused as a mistake).
-        del data["rate"]
     data.update({
         "input": str(upath), "user_pool_id": header["pool"],
         "region": header.get("region") or "",
@@ -266,14 +262,7 @@ class UndoJob:
         # The run's controller: it backs off at throttles, which right after a bad run may
         # well be the live application's calls being refused.
         controller = rate_controller(config, self.quotas, plan.rate)
-        quota = self.quotas.update if self.quotas.known else 0.0
-
-        def live() -> dict[str, float]:
-            # Carried rows are shown before the runner exists (a resumed undo).
-            stats = self.runner.stats if self.runner is not None else None
-            return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
-                    "calls": stats.calls if stats else 0, "quota": quota}  # fmt: skip
-
+        live = progress_figures(controller, lambda: self.runner, self.quotas.enforced)
         progress = Progress(plan.rows, quiet=config.quiet, stream=self.stream,  # type: ignore[arg-type]
                             extra=live)  # fmt: skip
         if not config.quiet:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batch.config import JobConfig, build_config, load_job_file
+from batch.config import JobConfig, build_config, load_job_file, replayable
 from batch.errors import BatchError, UsageError
 from batch.guard import check_outputs, run_outputs
 from batch.journal import journal_path
@@ -94,10 +94,7 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     # A shard's retry reruns that shard's failed rows itself (its rates are already divided).
     for name in ("dry_run", "fresh", "report", "input", "rows", "shard", *CONNECTION):
         settings.pop(name, None)
-    if isinstance(settings.get("rate"), str) and not settings["rate"].strip():
-        # The polite default (no --rate) is recorded as an empty rate; it is had by leaving
-        # the rate out (an empty one given is refused as a mistake).
-        del settings["rate"]
+    settings = replayable(settings)
     if job_file:
         job = load_job_file(job_file)
         settings.update({k: v for k, v in job.items()

@@ -82,6 +82,21 @@ class Stats:
     resolve: float = 0.0  # EWMA of a row's seconds in ``resolve`` (reads, before-images)
 
 
+def progress_figures(
+    controller: RateController, runner: Callable[[], Runner | None], quota: float
+) -> Callable[[], dict[str, float]]:
+    """The progress line's live figures. ``runner`` may not exist yet: carried rows of a
+    resume are shown before it does."""
+
+    def figures() -> dict[str, float]:
+        current = runner()
+        stats = current.stats if current is not None else None
+        return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
+                "calls": stats.calls if stats else 0, "quota": quota}  # fmt: skip
+
+    return figures
+
+
 class Runner:
     """Applies updates; feed it with ``run(items)``. One instance, one run."""
 
@@ -325,18 +340,21 @@ class Runner:
             self._send(update, kind)
         except ThrottledError:
             self.controller.on_throttle(sent, self._clock())
-            self.group = int(getattr(self.controller, "group", 1))
-            self.pacer.set_rate(self.controller.rate, group=self.group)
+            self._follow_controller()
             raise
         now = self._clock()
         self.controller.on_success(sent, now)
-        self.group = int(getattr(self.controller, "group", 1))
-        self.pacer.set_rate(self.controller.rate, group=self.group)
+        self._follow_controller()
         with self._lock:
             self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
             self._check_cap(now)
         if self._on_call is not None:
             self._on_call(now - sent)
+
+    def _follow_controller(self) -> None:
+        """The pacer takes the controller's rate and group (a switch to single calls, say)."""
+        self.group = int(getattr(self.controller, "group", 1))
+        self.pacer.set_rate(self.controller.rate, group=self.group)
 
     def _send(self, update: UserUpdate, kind: str) -> None:
         """The one HTTP call; however it ends, the concurrency climber counts it."""
