@@ -23,15 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+from harness import child_env
 
 
 def csv_body(rows: int) -> bytes:
@@ -40,7 +32,7 @@ def csv_body(rows: int) -> bytes:
 
 
 def one_run(args: list[str], ready: Any, after: float, home: Path) -> tuple[int, float]:
-    env = {**os.environ, "TMPDIR": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TMPDIR": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=home, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)  # fmt: skip
@@ -62,7 +54,10 @@ def main() -> None:
     parser.add_argument("--quota", type=float, default=50.0)
     parser.add_argument("--after", type=float, default=8.0)
     opts = parser.parse_args()
-    os.environ.update(FAKE_AWS)
+    # Dummy credentials and nothing that could reach AWS, for this process (boto3, the
+    # emulator) and the job it starts.
+    os.environ.clear()
+    os.environ.update({**child_env(), "AWS_DEFAULT_REGION": "us-east-1"})
     import boto3
 
     from batch.emulator import DEFAULT_CUSTOM_SCHEMA, Emulator, EmulatorSettings

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from batch.checkpoint import Checkpoint, S3Report, segment_name
 from batch.cli import main
@@ -103,17 +104,6 @@ def s3_journal(s3_client: Any, bucket: str) -> bytes:
 def accepted(emulator: Any) -> int:
     ops = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
     return int(ops.get("accepted", 0))
-
-
-def wait_for(predicate: Any, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
 
 
 def test_sigkill_then_a_fresh_machine_resumes_from_s3(

@@ -12,9 +12,10 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from helpers import wait_for
 
 from batch.journal import journal_path, read_journal
 
@@ -46,18 +47,6 @@ def journal_lines(report: Path) -> int:
             return handle.read().count(b"\n")
     except FileNotFoundError:
         return 0
-
-
-def wait_for(predicate: Any, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
-    """Poll a condition on the process's files; False if the process ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.005)
-    raise AssertionError("condition not reached in time")
 
 
 def read_rows(report: Path) -> list[dict[str, str]]:

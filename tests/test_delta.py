@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
@@ -61,18 +62,7 @@ from batch.retrying import Retrier, RetryPolicy
 from batch.scan import scan_column
 from batch.snapshot import PacedCall, PoolSnapshot
 
-FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
-
-
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def read_report(path: Path) -> dict[int, dict[str, str]]:

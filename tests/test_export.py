@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FAST
 
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
 from batch.errors import FatalError
 from batch.export import Exporter, ExportSettings
-
-FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
 
 
 def people(n: int) -> list[dict[str, str]]:

@@ -19,12 +19,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.config import JobConfig
@@ -32,7 +32,6 @@ from batch.quota import Quotas, default_quotas
 from batch.rate_plan import rate_controller, rate_plan
 from batch.ratelimit import FixedRate, MeasuredRate, SharedRate
 
-FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
 KNOWN_40 = Quotas({"UserUpdate": 40.0, "UserRead": 120.0, "UserList": 30.0}, {"UserUpdate": 25.0},
                   "read from GetProvisionedLimit")  # fmt: skip
 UNKNOWN = default_quotas("denied")  # UserUpdate 25/s, assumed
@@ -100,14 +99,6 @@ def test_controllers() -> None:
 
 
 # -- end to end: undo against the emulator ----------------------------------------------------
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 USERS = [{"username": f"u{i}", "custom:tier": "silver"} for i in range(1, 9)]

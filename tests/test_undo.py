@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.errors import UsageError
@@ -50,15 +51,6 @@ from batch.undo import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def read_rows(path: Path) -> dict[int, dict[str, str]]:

@@ -91,6 +91,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import FAST
 
 from batch import cli
 from batch.cli import main
@@ -104,7 +105,6 @@ from batch.plan import attribute_name
 from batch.schema import PoolSchema, check_username
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000}
 
 
 # -- helpers ---------------------------------------------------------------------------------
