@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m batch.demo
+	$(BIN)/python -m batch.commands.demo
 
 # The suite in parallel (pytest-xdist), one emulator per worker. About a third of its time is
 # tests waiting (on the emulator's quota, a subprocess, Chromium) rather than computing, so one
@@ -49,6 +49,7 @@ screenshot: demo browser
 lint: $(STAMP)
 	$(BIN)/ruff check batch tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py $(BENCH_FLAGS)

@@ -7,6 +7,7 @@ The command line (``cognito-batch``, ``python -m batch``) is a thin shell over t
     result.exit_code, result.summary, result.report
 """
 
+from batch.commands.run import Job, run_job
 from batch.config import JobConfig, build_config
 from batch.errors import (
     BatchError,
@@ -21,9 +22,8 @@ from batch.errors import (
     TriggerError,
     UsageError,
 )
-from batch.job import Job, run_job
 from batch.models import JobResult, RowResult, Status, UserUpdate
-from batch.plan_summary import PlanSummary
+from batch.plan.summary import PlanSummary
 
 __all__ = [
     "BatchError",

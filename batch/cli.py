@@ -1,4 +1,4 @@
-"""The command line: parse, confirm, run, exit code. A thin shell over ``batch.job``.
+"""The command line: parse, confirm, run, exit code. A thin shell over ``batch.commands.run``.
 
 Exit codes: 0 every row updated or unchanged; 1 some rows invalid, failed or skipped;
 2 usage, configuration, input or fatal Cognito error, or an OS failure (a read-only folder,
@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from batch.commands.run import Job, needs_confirmation
 from batch.config import build_config, parse_pairs
+from batch.engine.exit_codes import EXIT_FATAL, EXIT_SIGINT
 from batch.errors import BatchError
-from batch.exit_codes import EXIT_FATAL, EXIT_SIGINT
-from batch.job import Job, needs_confirmation
-from batch.logs import LOG_FORMATS, EventLog, route_logging, version
-from batch.plan_summary import PlanSummary
+from batch.plan.summary import PlanSummary
+from batch.view.logs import LOG_FORMATS, EventLog, route_logging, version
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -270,8 +270,8 @@ def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
 
 
 def _merge(args: argparse.Namespace, log: EventLog) -> int:
-    from batch.merge import merge_target
-    from batch.report import format_summary
+    from batch.commands.merge import merge_target
+    from batch.record.report import format_summary
 
     code, summary, _ = merge_target(args.report)
     if not args.quiet:
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     try:
         if args.command == "report":
-            from batch.html_report import report_command
+            from batch.view.html_report import report_command
 
             return report_command(args.view_report, html=args.html)
         if args.command == "merge":
@@ -342,14 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         if args.command == "undo":
-            from batch.restore import UndoJob, undo_config
+            from batch.commands.undo import UndoJob, undo_config
 
             config, _ = undo_config(args.from_report, _overrides(args))
             confirm = _ask if needs_confirmation(config) else None
             undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True)
             return undo.run().exit_code
         if args.command == "retry":
-            from batch.retry import retry_config
+            from batch.commands.retry import retry_config
 
             config = retry_config(args.from_report, args.job, _overrides(args))
         else:
@@ -383,7 +383,7 @@ def os_error(exc: OSError) -> str:
 def _export(args: argparse.Namespace) -> int:
 
     from batch.cognito import CognitoGateway, ConnectionSettings
-    from batch.export import Exporter, ExportSettings
+    from batch.commands.export import Exporter, ExportSettings
 
     if args.rate <= 0:
         raise BatchError("--rate must be above 0")

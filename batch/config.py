@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from batch.brake import FailureLimit
 from batch.errors import UsageError
+from batch.specs import FailureLimit, Shard
 
 log = logging.getLogger("cognito-batch")
 
@@ -65,8 +65,8 @@ class JobConfig:
     fresh: bool = False
     rows: tuple[int, ...] = ()  # only these data rows (``retry``); empty: all
     give_up_after: float = 60.0  # seconds without a successful call while transport fails; 0: never
-    log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.logs)
-    shard: str = ""  # K/N, auto or auto/N (batch.shard); validated to K/N
+    log_format: str = "text"  # text, or json: one JSON object per stderr line (batch.view.logs)
+    shard: str = ""  # K/N, auto or auto/N (batch.inputs.shard); validated to K/N
     # Record before-images beside the report (``undo.py``). None: on for a real pool, off for
     # the project's emulator (its runs are tests and benchmarks); true/false: as said.
     undo: bool | None = None
@@ -358,8 +358,6 @@ def validate(config: JobConfig) -> JobConfig:
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
-        from batch.shard import share_of
-
         config = share_of(config)
     return config
 
@@ -395,3 +393,24 @@ def parse_pairs(pairs: list[str] | None, *, what: str) -> dict[str, str] | None:
             raise UsageError(f"{what} must be NAME=VALUE, not {pair!r}")
         out[name] = value
     return out
+
+
+def share_of(config: JobConfig) -> JobConfig:
+    """A shard's config: ``auto`` resolved, the report named for the shard, every rate divided
+    by N. Applied once, when the config is validated."""
+    if not config.shard:
+        return config
+    shard = Shard.parse(config.shard)
+    n = shard.count
+    # A rate in calls/s is divided here; a share of the quota (the polite default, auto,
+    # P%) is divided where the quota is known (rate_plan.py).
+    relative = config.auto_rate or config.polite_rate or config.rate_share is not None
+    rate = config.rate if relative else repr(float(config.rate) / n)
+    if config.report[:5].lower() == "s3://":  # a URI: Path would fold its "//"
+        folder, _, name = config.report.rpartition("/")
+        report = f"{folder}/{shard.path(Path(name)).name}"
+    else:
+        report = str(shard.path(config.report_path()))
+    return replace(config, shard=str(shard), report=report, rate=rate,
+                   max_rate=config.max_rate / n, list_rate=config.list_rate / n,
+                   get_rate=config.get_rate / n)  # fmt: skip

@@ -89,7 +89,7 @@ class ResumeError(BatchError):
 
 class StorageError(BatchError):
     """An object or file could not be read or written (S3's code kept: ``NoSuchBucket``,
-    ``NoSuchKey``, ``AccessDenied``, ``PreconditionFailed`` ...). Raised by ``batch.s3``."""
+    ``NoSuchKey``, ``AccessDenied``, ``PreconditionFailed`` ...). Raised by ``batch.store.s3``."""
 
     def __init__(self, message: str, *, uri: str, code: str = "") -> None:
         self.uri = uri

@@ -83,7 +83,7 @@ def measure(users: int, workdir: Path) -> list[dict[str, Any]]:
 CONVERT = """
 import csv, sys
 from pathlib import Path
-from batch.export import _csv_to_parquet
+from batch.commands.export import _csv_to_parquet
 _csv_to_parquet(Path(sys.argv[1]), Path(sys.argv[2]))
 """
 

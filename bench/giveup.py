@@ -25,9 +25,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from batch.commands.run import Job  # noqa: E402
 from batch.config import build_config  # noqa: E402
 from batch.emulator import Emulator, EmulatorSettings  # noqa: E402
-from batch.job import Job  # noqa: E402
 
 
 def measure(mode: str, rows: int, give_up_after: float) -> dict[str, Any]:

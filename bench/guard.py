@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batch.guard import PLAN_CHECK_EVERY, InputWatch
-from batch.reader import iter_rows, open_input
-from batch.storage import file_sha256
+from batch.inputs.reader import iter_rows, open_input
+from batch.record.guard import PLAN_CHECK_EVERY, InputWatch
+from batch.store.storage import file_sha256
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batch.timeline import Reading, Timeline, timeline_path  # noqa: E402
+from batch.record.timeline import Reading, Timeline, timeline_path  # noqa: E402
 
 CODES = ("UserNotFoundException", "InvalidValue", "AliasExistsException")
 

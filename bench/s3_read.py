@@ -1,4 +1,5 @@
-"""Reading Parquet from S3: batch.storage's ranged GETs (boto3) against pyarrow's S3FileSystem.
+"""Reading Parquet from S3: batch.store.storage's ranged GETs (boto3) against pyarrow's
+S3FileSystem.
 
 Both read every row of the same object from the emulator's S3 (moto on 127.0.0.1) a record
 batch at a time, the way the reader does; each runs in its own process so its peak RSS is its
@@ -32,12 +33,12 @@ def _read(how: str, endpoint: str, uri: str) -> dict[str, float]:
     import pyarrow.parquet as pq
 
     started = time.perf_counter()
-    if how == "reader":  # the whole reader (InputRow per row) over batch.storage, for context
-        from batch.reader import iter_rows, open_input
+    if how == "reader":  # the whole reader (InputRow per row) over batch.store.storage, for context
+        from batch.inputs.reader import iter_rows, open_input
 
         rows = sum(1 for _ in iter_rows(open_input(uri)))
     elif how == "boto3":
-        from batch.storage import parse, storage_for
+        from batch.store.storage import parse, storage_for
 
         store = storage_for(parse(uri))
         rows = _consume(pq.ParquetFile(store.open_read(store.stat(parse(uri)))))
@@ -52,7 +53,7 @@ def _read(how: str, endpoint: str, uri: str) -> dict[str, float]:
 
 def _consume(pf: Any) -> int:
     """The reader's per-row work: every value in Cognito's string form."""
-    from batch.reader import to_cognito_string
+    from batch.inputs.reader import to_cognito_string
 
     rows = 0
     names = pf.schema_arrow.names

@@ -74,9 +74,9 @@ class NullCognito:
 
 def child(phase: str, source: str, report: str) -> int:
     sys.path.insert(0, os.environ.get("SCALE_CODE", str(ROOT)))
+    from batch.commands.run import Job
     from batch.config import build_config
-    from batch.job import Job
-    from batch.reader import iter_column
+    from batch.inputs.reader import iter_column
 
     if phase == "journal":
         sys.stdout.write(json.dumps(journal_bench(int(source), Path(report))) + "\n")
@@ -90,12 +90,12 @@ def child(phase: str, source: str, report: str) -> int:
               stream=io.StringIO())  # fmt: skip
     out: dict[str, Any] = {"phase": phase}
     if phase == "scan":
-        from batch.scan import scan_column
+        from batch.inputs.scan import scan_column
 
         scan = scan_column(lambda: iter_column(job.source, config.username_column))
         out["rows"] = scan.rows
     elif phase == "plan":
-        from batch.scan import scan_column
+        from batch.inputs.scan import scan_column
 
         scan = scan_column(lambda: iter_column(job.source, config.username_column))
         job.load_schema()
@@ -191,8 +191,8 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
     """Old (v1: JSON object a line, text file, flush, fsync every 64) against new (v2 line,
     unbuffered write, fsync every second), same results, same process."""
     sys.path.insert(0, str(ROOT))
-    from batch.journal import Journal, JournalHeader, encode
     from batch.models import RowResult, Status
+    from batch.record.journal import Journal, JournalHeader, encode
 
     results = [RowResult(i, f"user{i:07d}", Status.UPDATED, attempts=1, elapsed_ms=23)
                for i in range(1, n + 1)]  # fmt: skip
@@ -248,7 +248,7 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
 def v1_size(journal: Path, sample: int = 100_000) -> float:
     """Bytes a row the same results took as version 1 (a JSON object a line), from a sample."""
     sys.path.insert(0, str(ROOT))
-    from batch.journal import read_journal
+    from batch.record.journal import read_journal
 
     state = read_journal(journal)
     total = count = 0

@@ -128,7 +128,7 @@ def cognito_client(emulator: Emulator) -> Any:
 @pytest.fixture(scope="session")
 def s3_endpoint(emulator: Emulator) -> Iterator[str]:
     """The emulator's S3 (moto over HTTP), found the AWS CLI's way: AWS_ENDPOINT_URL_S3."""
-    from batch.storage import reset_clients
+    from batch.store.storage import reset_clients
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL_S3", emulator.s3_endpoint_url)

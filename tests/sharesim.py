@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from batch.ratelimit import RateController
+from batch.pace.ratelimit import RateController
 
 
 class Bucket:

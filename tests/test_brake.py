@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from batch.brake import Brake, FailureLimit
 from batch.cli import main
 from batch.config import build_config
+from batch.engine.brake import Brake, FailureLimit
 from batch.errors import UsageError
 from batch.models import RowResult, Status
 

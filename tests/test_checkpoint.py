@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 from helpers import wait_for
 
-from batch.checkpoint import Checkpoint, S3Report, segment_name
 from batch.cli import main
 from batch.errors import ResumeError, StorageError
-from batch.journal import Journal, JournalHeader, encode, read_journal
-from batch.lease import Lease, LeaseLost
-from batch.lock import LockedError
 from batch.models import RowResult, Status
-from batch.storage import Location, ObjectInfo, Storage, parse, storage_for
+from batch.record.journal import Journal, JournalHeader, encode, read_journal
+from batch.record.lock import LockedError
+from batch.remote.checkpoint import Checkpoint, S3Report, segment_name
+from batch.remote.lease import Lease, LeaseLost
+from batch.store.storage import Location, ObjectInfo, Storage, parse, storage_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTS = "out/report.csv.journal.d/"

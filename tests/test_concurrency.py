@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from batch.concurrency import ConcurrencyClimber
+from batch.engine.concurrency import ConcurrencyClimber
 
 
 class ManualClock:

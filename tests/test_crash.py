@@ -17,7 +17,7 @@ from typing import Any
 
 from helpers import wait_for
 
-from batch.journal import journal_path, read_journal
+from batch.record.journal import journal_path, read_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,7 @@
 """Write only what changed: --skip-unchanged, the two read paths, --key email, --empty delete.
 
-End to end against the emulator over real HTTP: the CLI in-process, or ``batch.job.Job`` with
+End to end against the emulator over real HTTP: the CLI in-process, or
+``batch.commands.run.Job`` with
 the real ``CognitoGateway`` behind a delegating wrapper where a test must act mid-run.
 
 Rules (README: "Keys and delta sync", "Mapping columns to attributes") and their tests;
@@ -55,12 +56,12 @@ from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
+from batch.commands.run import Job
 from batch.config import build_config
-from batch.job import Job
-from batch.ratelimit import Pacer, event_waiter
-from batch.retrying import Retrier, RetryPolicy
-from batch.scan import scan_column
-from batch.snapshot import PacedCall, PoolSnapshot
+from batch.inputs.scan import scan_column
+from batch.pace.ratelimit import Pacer, event_waiter
+from batch.pace.retrying import Retrier, RetryPolicy
+from batch.plan.lookup import PacedCall, PoolSnapshot
 
 # -- helpers ---------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def update_stats(emulator: Any) -> dict[str, int]:
 
 def test_sample_data_end_to_end(emulator: Any, make_pool: Any, tmp_path: Path) -> None:
     # GIVEN the demo pool seeded from the sample data
-    from batch.demo import seed_rows
+    from batch.commands.demo import seed_rows
 
     pool = make_pool(users=seed_rows(ROOT / "sample_data" / "seed_users.csv"),
                      auto_verified=["email"])  # fmt: skip

@@ -31,8 +31,8 @@ from helpers import FAST
 
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
+from batch.commands.export import Exporter, ExportSettings
 from batch.errors import FatalError
-from batch.export import Exporter, ExportSettings
 
 
 def people(n: int) -> list[dict[str, str]]:

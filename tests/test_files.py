@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.files import (
+from batch.store.files import (
     atomic_path,
     atomic_write,
     open_private,

@@ -34,11 +34,11 @@ from test_crash import (
 )
 
 from batch.cli import main
+from batch.commands.run import Job
 from batch.config import build_config
 from batch.errors import InputError, ResumeError, UsageError
-from batch.job import Job
-from batch.journal import journal_path
-from batch.report import summary_path
+from batch.record.journal import journal_path
+from batch.record.report import summary_path
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "us-east-1_test"
@@ -126,7 +126,7 @@ def test_a_journal_or_summary_that_would_be_the_input_is_refused(tmp_path: Path)
 
 def test_retry_onto_the_report_it_retries_is_refused(tmp_path: Path) -> None:
     # GIVEN a finished run with failed rows
-    from batch.retry import retry_config
+    from batch.commands.retry import retry_config
 
     source = write_input(tmp_path / "in.csv", 10)
     fake = fake_users(10)
@@ -159,7 +159,7 @@ def test_a_dry_run_onto_a_real_runs_report_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_second_run_on_a_locked_report_is_refused_naming_the_holder(tmp_path: Path) -> None:
-    from batch.lock import RunLock, lock_path
+    from batch.record.lock import RunLock, lock_path
 
     # GIVEN a run holding the report's lock
     source = write_input(tmp_path / "in.csv", 3)
@@ -203,7 +203,7 @@ def test_overlapping_runs_of_the_same_command_the_second_refused(
 def test_a_lock_left_by_kill_9_does_not_block_the_resume(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
-    from batch.lock import lock_path
+    from batch.record.lock import lock_path
 
     # GIVEN a run killed with SIGKILL: its lock file stays, naming a dead process
     n = 300
@@ -392,8 +392,7 @@ def test_a_read_only_report_folder_is_one_line_exit_2(
 def test_a_full_disk_mid_run_is_one_line_exit_2_and_loses_no_row(
     emulator: Any, make_pool: Any, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batch import report as report_module
-
+    from batch.record import report as report_module
     # GIVEN a disk that fills up after the report's 40th row
     n = 200
     pool, source, report = prepare(emulator, make_pool, tmp_path, n)
@@ -551,7 +550,7 @@ def test_under_nohup_a_hang_up_is_still_ignored(
 
 
 def test_a_snapshot_is_private_beside_the_report_in_a_private_new_folder(tmp_path: Path) -> None:
-    from batch.snapshot import PoolSnapshot
+    from batch.plan.lookup import PoolSnapshot
 
     # GIVEN a report folder that does not exist yet
     folder = tmp_path / "reports" / "nightly"
@@ -568,7 +567,7 @@ def test_a_snapshot_is_private_beside_the_report_in_a_private_new_folder(tmp_pat
 def test_skip_unchanged_into_a_new_folder_snapshots_privately_and_cleans_up(
     emulator: Any, make_pool: Any, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batch.snapshot import PoolSnapshot
+    from batch.plan.lookup import PoolSnapshot
 
     # GIVEN a --skip-unchanged run whose report folder does not exist yet (main: a traceback)
     pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, 31)])
@@ -619,8 +618,8 @@ def finished_with_failures(tmp_path: Path) -> Path:
 
 
 def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, caplog: Any) -> None:
-    from batch.job import needs_confirmation
-    from batch.retry import retry_config
+    from batch.commands.retry import retry_config
+    from batch.commands.run import needs_confirmation
 
     # GIVEN a summary someone edited to send the retry elsewhere, without asking
     report = finished_with_failures(tmp_path)
@@ -652,8 +651,8 @@ def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, capl
 
 
 def test_retry_of_a_report_whose_run_is_still_going_is_refused(tmp_path: Path) -> None:
-    from batch.lock import RunLock, lock_path
-    from batch.retry import retry_config
+    from batch.commands.retry import retry_config
+    from batch.record.lock import RunLock, lock_path
 
     # GIVEN a report whose run (resumed) is still going
     report = finished_with_failures(tmp_path)
@@ -664,7 +663,7 @@ def test_retry_of_a_report_whose_run_is_still_going_is_refused(tmp_path: Path) -
 
 
 def test_retry_dry_run_leaves_the_retry_name_free(tmp_path: Path) -> None:
-    from batch.retry import retry_config
+    from batch.commands.retry import retry_config
 
     # GIVEN a finished run with failed rows
     report = finished_with_failures(tmp_path)
@@ -697,7 +696,7 @@ def test_folders_the_job_creates_are_owner_only(tmp_path: Path) -> None:
 
 
 def test_retry_of_a_run_with_client_metadata_needs_the_values_again(tmp_path: Path) -> None:
-    from batch.retry import retry_config
+    from batch.commands.retry import retry_config
 
     # GIVEN a finished run that passed client metadata (the summary keeps only its keys)
     report = finished_with_failures(tmp_path)

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from fakes import SCHEMA, FakeCognito, ManualClock
 
-from batch.breaker import EndpointBreaker
 from batch.cli import main
 from batch.cognito import (
     EMULATOR_IDENTITY,
@@ -27,17 +26,18 @@ from batch.cognito import (
     ConnectionSettings,
     identifies_as_emulator,
 )
+from batch.commands.run import Job, needs_confirmation
 from batch.config import JobConfig, build_config
 from batch.emulator import EmulatorAdmin
 from batch.emulator.front import IDENTITY
+from batch.engine.breaker import EndpointBreaker
+from batch.engine.runner import Runner, RunnerSettings
 from batch.errors import RowError, TransientError, UsageError
-from batch.job import Job, needs_confirmation
-from batch.messages import WITHHELD, report_message, safe_message
 from batch.models import RowResult, Status, UserUpdate
-from batch.ratelimit import FixedRate
-from batch.report import neutralise
-from batch.retrying import RetryPolicy
-from batch.runner import Runner, RunnerSettings
+from batch.pace.ratelimit import FixedRate
+from batch.pace.retrying import RetryPolicy
+from batch.record.report import neutralise
+from batch.view.messages import WITHHELD, report_message, safe_message
 
 POOL = "us-east-1_test"
 BASE = {"input": "in.csv", "user_pool_id": POOL}

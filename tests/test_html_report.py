@@ -17,7 +17,7 @@ from browser import Browser, find_chromium, problems
 from test_e2e import updates, users, write_csv
 
 from batch.cli import main
-from batch.timeline import Reading, Timeline, timeline_path
+from batch.record.timeline import Reading, Timeline, timeline_path
 
 SECRET = "s3cr3t-metadata-value"
 CHROMIUM = find_chromium()
@@ -103,7 +103,7 @@ def test_the_page_holds_the_run_and_nothing_it_must_not(tmp_path: Path) -> None:
 
 
 def test_the_quota_line_says_where_it_came_from(tmp_path: Path) -> None:
-    from batch.html_report import quota_line
+    from batch.view.html_report import quota_line
 
     # GIVEN summaries with a read quota, a fixed rate, and an automatic rate
     # THEN the line is drawn at the best known value, labelled with its source
@@ -235,7 +235,7 @@ def test_the_browser_check_sees_a_script_error_and_a_request(tmp_path: Path) -> 
 
 def test_a_parquet_report_of_a_resumed_run(tmp_path: Path) -> None:
     from batch.models import RowResult, Status
-    from batch.report import write_parquet
+    from batch.record.report import write_parquet
 
     # GIVEN a Parquet report, and a timeline of a run that was stopped and resumed
     report = tmp_path / "night.report.parquet"

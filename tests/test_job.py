@@ -1,4 +1,5 @@
-"""A whole job through ``batch.job.Job`` with the in-memory Cognito: reports, resume, dry run."""
+"""A whole job through ``batch.commands.run.Job`` with the in-memory Cognito: reports, resume,
+dry run."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from typing import Any
 import pytest
 from fakes import FakeCognito
 
+from batch.commands.run import EXIT_ROWS, Job
 from batch.config import JobConfig, build_config
 from batch.errors import ResumeError
-from batch.job import EXIT_ROWS, Job
-from batch.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.models import RowResult, Status
-from batch.storage import file_sha256
+from batch.record.journal import Journal, JournalHeader, journal_path, read_journal
+from batch.store.storage import file_sha256
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 DEMO = SAMPLE / "demo_users.csv"

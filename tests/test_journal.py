@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 
 from batch.errors import ResumeError
-from batch.journal import (
+from batch.models import RowResult, Status
+from batch.record.journal import (
     Journal,
     JournalHeader,
     encode,
     journal_path,
     read_journal,
 )
-from batch.models import RowResult, Status
 from batch.rowset import RowSet
-from batch.storage import file_sha256
+from batch.store.storage import file_sha256
 
 HEADER = JournalHeader(input_sha256="ab" * 32, settings="0123456789abcdef")
 

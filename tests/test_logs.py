@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-import batch.progress
+import batch.view.progress
 from batch.cli import main
-from batch.logs import EventLog, route_logging
 from batch.models import RowResult, Status
-from batch.progress import Progress
+from batch.view.logs import EventLog, route_logging
+from batch.view.progress import Progress
 
 REQUIRED = {"ts", "level", "event"}
 
@@ -54,7 +54,7 @@ def test_json_run_every_line_parses_and_holds_no_value(
     rows.append({"username": "nobody-xq", "email": "nobody@hidden.example", "tier": "t",
                  "level": "1"})  # fmt: skip
     source = write_rows(tmp_path / "in.csv", rows)
-    monkeypatch.setattr(batch.progress, "JSON_INTERVAL", 0.0)  # a progress event per result
+    monkeypatch.setattr(batch.view.progress, "JSON_INTERVAL", 0.0)  # a progress event per result
     capsys.readouterr()
     # WHEN the job runs with --log-format json
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",

@@ -8,8 +8,9 @@ import pytest
 from fakes import SCHEMA
 
 from batch.errors import UsageError
+from batch.inputs.scan import scan_column
 from batch.models import InputRow, RowResult, Status, UserUpdate
-from batch.plan import (
+from batch.plan.mapping import (
     ColumnMapping,
     Planner,
     attribute_name,
@@ -17,8 +18,7 @@ from batch.plan import (
     map_columns,
     with_verified_flags,
 )
-from batch.scan import scan_column
-from batch.schema import PoolSchema, check_generic_value, check_username
+from batch.plan.schema import PoolSchema, check_generic_value, check_username
 
 EXTRA_SCHEMA: list[dict[str, Any]] = [
     {"Name": "birthdate", "AttributeDataType": "String", "Mutable": True},

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from batch.cognito import CognitoGateway, ConnectionSettings
+from batch.commands.run import Job
 from batch.config import build_config
 from batch.emulator.neighbours import Neighbour, parse_schedule, rate_at
-from batch.job import Job
-from batch.plan_summary import PlanSummary
-from batch.quota import read_quotas
+from batch.pace.quota import read_quotas
+from batch.plan.summary import PlanSummary
 
 
 def gateway(emulator: Any) -> CognitoGateway:
@@ -200,7 +200,7 @@ def test_neighbours_share_the_bucket_and_show_in_stats(emulator: Any) -> None:
 
 
 def test_the_cap_note_reaches_the_progress_output_once_unless_quiet() -> None:
-    from batch.progress import Progress
+    from batch.view.progress import Progress
 
     # GIVEN progress on a plain stream, and a quiet one
     stream, silent = io.StringIO(), io.StringIO()
@@ -215,7 +215,7 @@ def test_the_cap_note_reaches_the_progress_output_once_unless_quiet() -> None:
 
 def test_an_answer_in_an_unknown_shape_falls_back_to_the_defaults() -> None:
     # GIVEN an endpoint whose GetProvisionedLimit answer lacks the Limit the model promises
-    from batch.quota import read_quotas
+    from batch.pace.quota import read_quotas
 
     class Odd:
         def get_provisioned_limit(self, category: str) -> tuple[int, int]:

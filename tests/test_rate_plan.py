@@ -28,9 +28,9 @@ from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.config import JobConfig
-from batch.quota import Quotas, default_quotas
-from batch.rate_plan import rate_controller, rate_plan
-from batch.ratelimit import FixedRate, MeasuredRate, SharedRate
+from batch.pace.quota import Quotas, default_quotas
+from batch.pace.rate_plan import rate_controller, rate_plan
+from batch.pace.ratelimit import FixedRate, MeasuredRate, SharedRate
 
 KNOWN_40 = Quotas({"UserUpdate": 40.0, "UserRead": 120.0, "UserList": 30.0}, {"UserUpdate": 25.0},
                   "read from GetProvisionedLimit")  # fmt: skip
@@ -265,7 +265,7 @@ def test_undo_config_keeps_polite_and_max_rate(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
     # GIVEN runs made polite, and with --rate auto --max-rate 20
-    from batch.restore import undo_config
+    from batch.commands.undo import undo_config
 
     _, polite = changed_run(emulator, make_pool, tmp_path)
     auto_dir = tmp_path / "auto"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fakes import ManualClock
 
-from batch.ratelimit import AimdRate, CubicRate, FixedRate, Pacer, UserGate, event_waiter
+from batch.pace.ratelimit import AimdRate, CubicRate, FixedRate, Pacer, UserGate, event_waiter
 
 # -- Pacer -----------------------------------------------------------------------------------
 
@@ -557,7 +557,7 @@ def test_pacer_groups_share_an_instant_and_keep_the_rate() -> None:
 
 def test_shared_rate_backs_off_at_the_first_throttle() -> None:
     # GIVEN the polite controller at its ceiling, its calls all accepted so far
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=45.0, clock=lambda: 0.0)
     for i in range(45):
@@ -580,7 +580,7 @@ def _sim(controller: object, schedule: list[tuple[float, float]], seed: int = 1)
 
 def test_shared_rate_never_goes_above_its_ceiling_and_an_idle_quota_sees_no_throttle() -> None:
     # GIVEN an idle quota of 50/s and a ceiling of 0.95 Q
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=47.5, clock=lambda: 0.0)
     # WHEN it runs for a minute
@@ -593,7 +593,7 @@ def test_shared_rate_never_goes_above_its_ceiling_and_an_idle_quota_sees_no_thro
 
 def test_shared_rate_reclaims_within_seconds_what_the_neighbour_releases() -> None:
     # GIVEN a neighbour at 30/s for 20 s that then drops to 5/s
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0)
     out = _sim(rate, [(30.0, 20.0), (5.0, 40.0)])
@@ -606,7 +606,7 @@ def test_shared_rate_reclaims_within_seconds_what_the_neighbour_releases() -> No
 
 def test_shared_rate_costs_the_neighbour_a_fraction_of_the_old_default() -> None:
     # GIVEN the live app at 10, 30, 5 then 10 calls/s on a 50/s quota, over five seeds
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
     polite = [_sim(SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0),
@@ -621,7 +621,7 @@ def test_shared_rate_costs_the_neighbour_a_fraction_of_the_old_default() -> None
 
 def test_a_fixed_rate_is_a_ceiling_throttles_slow_it_and_it_returns() -> None:
     # GIVEN --rate 40 (a ceiling) and a neighbour that takes 30/s for 20 s, then stops
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=40.0, hold_s=8.0, clock=lambda: 0.0)
     out = _sim(rate, [(0.0, 10.0), (30.0, 20.0), (0.0, 30.0)])
@@ -634,7 +634,7 @@ def test_a_fixed_rate_is_a_ceiling_throttles_slow_it_and_it_returns() -> None:
 def test_shared_rate_sends_singly_when_the_bucket_is_smaller_than_a_group() -> None:
     # GIVEN groups of 4 and throttle after throttle on calls sent after each cut, seconds
     # apart (a low rate), never back to probing
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=40.0, clock=lambda: 0.0)
     assert rate.group == 4
@@ -648,7 +648,7 @@ def test_shared_rate_sends_singly_when_the_bucket_is_smaller_than_a_group() -> N
 def test_shared_rate_headroom_returns_to_a_margin_under_where_the_bucket_ran_out() -> None:
     # GIVEN a default-like controller (ceiling 45/s, a 2/s headroom), 40 calls accepted over
     # the last second when the first throttle comes
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     rate = SharedRate(ceiling=45.0, headroom=2.0, hold_s=8.0, clock=lambda: 0.0)
     for i in range(40):
@@ -671,7 +671,7 @@ def test_shared_rate_a_headroom_in_calls_takes_more_than_a_share_kept_at_no_more
     # GIVEN the live app at 10, 30, 5 then 10 calls/s (Poisson) on a 50/s quota, 80 seeds;
     # the default now (a plateau 4/s under the level where the bucket ran out) against the
     # one before it (0.85 of that level)
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
     seeds = range(1, 81)
@@ -690,7 +690,7 @@ def test_shared_rate_a_headroom_in_calls_takes_more_than_a_share_kept_at_no_more
 
 def test_shared_rate_keeps_its_groups_through_a_neighbour_rising_from_10_to_30() -> None:
     # GIVEN --rate auto's controller (ceiling Q = 50/s) and the live app at 10, 30, 5, 10/s
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
     groups = []
@@ -706,7 +706,7 @@ def test_shared_rate_keeps_its_groups_through_a_neighbour_rising_from_10_to_30()
 
 def test_shared_rate_groups_come_back_once_after_a_switch_to_single_calls() -> None:
     # GIVEN a controller that cut four times in a row down to a tenth of its ceiling
-    from batch.ratelimit import SharedRate
+    from batch.pace.ratelimit import SharedRate
 
     clock = ManualClock(0.0)
     rate = SharedRate(ceiling=40.0, clock=clock)

@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.errors import InputError
-from batch.models import InputRow
-from batch.reader import (
+from batch.inputs.reader import (
     InputSource,
     iter_column,
     iter_rows,
@@ -20,6 +19,7 @@ from batch.reader import (
     read_header,
     to_cognito_string,
 )
+from batch.models import InputRow
 
 
 def csv_file(tmp_path: Path, data: str | bytes, name: str = "in.csv") -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from batch.errors import UsageError
 from batch.models import REPORT_COLUMNS, RowResult, Status
-from batch.report import (
+from batch.record.report import (
     ParquetReport,
     format_summary,
     neutralise,
@@ -78,8 +78,7 @@ def test_csv_report_rows_reach_the_disk_before_close_once_the_flush_interval_pas
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a report whose flush interval has always passed
-    from batch import report as report_module
-
+    from batch.record import report as report_module
     monkeypatch.setattr(report_module._Flushing, "FLUSH_SECONDS", 0.0)
     path = tmp_path / "r.csv"
     writer = open_report(path)

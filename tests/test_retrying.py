@@ -16,7 +16,7 @@ from batch.errors import (
     TransientError,
     TriggerError,
 )
-from batch.retrying import Cancelled, Outcome, Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled, Outcome, Retrier, RetryPolicy
 
 
 class Script:

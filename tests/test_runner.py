@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 from fakes import FakeCognito
 
+from batch.engine.runner import TRIGGER_BREAKER, Runner, RunnerSettings
 from batch.errors import FatalError, TriggerError
 from batch.models import RowResult, Status, UserUpdate
-from batch.ratelimit import FixedRate
-from batch.retrying import RetryPolicy
-from batch.runner import TRIGGER_BREAKER, Runner, RunnerSettings
+from batch.pace.ratelimit import FixedRate
+from batch.pace.retrying import RetryPolicy
 
 POOL = "us-east-1_test"
 FAST = RetryPolicy(base_backoff=1e-5, max_backoff=1e-4)
@@ -485,8 +485,8 @@ def test_rows_keyed_by_email_are_resolved_before_the_call() -> None:
 def test_an_error_message_that_echoes_a_value_is_not_kept() -> None:
     # GIVEN Cognito refusing a value and quoting it back
     from batch.errors import RowError
-    from batch.messages import report_message
     from batch.models import UserUpdate
+    from batch.view.messages import report_message
 
     update = UserUpdate(1, "u1", (("email", "ada@example.com"), ("custom:tier", "ab")))
     error = RowError("InvalidParameterException", "Invalid email address ada@example.com.")

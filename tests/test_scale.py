@@ -19,15 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 from fakes import FakeCognito
 
-from batch import job as job_module
 from batch.cli import main
+from batch.commands import run as job_module
+from batch.commands.retry import retry_config
+from batch.commands.run import Job
 from batch.config import JobConfig, build_config
 from batch.errors import ResumeError
-from batch.job import Job
-from batch.journal import JournalState, journal_path, read_journal
-from batch.report import read_report, summary_path
-from batch.retry import retry_config
-from batch.timeline import timeline_path
+from batch.record.journal import JournalState, journal_path, read_journal
+from batch.record.report import read_report, summary_path
+from batch.record.timeline import timeline_path
 
 POOL = "us-east-1_test"
 

@@ -14,7 +14,7 @@ import pytest
 from batch.cli import main
 from batch.config import build_config
 from batch.errors import UsageError
-from batch.shard import Shard, shard_of
+from batch.inputs.shard import Shard, shard_of
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -173,14 +173,14 @@ def test_merge_keeps_the_report_format(
     # WHEN they are merged
     code = main(["merge", str(report), "--quiet"])
     # THEN the merged report is in the same format and holds every row once
-    from batch.merge import read_results
+    from batch.commands.merge import read_results
 
     rows = sorted(r.row for r in read_results(report))
     assert code == 0 and rows == list(range(1, 13))
 
 
 def test_merge_checks_the_shards_ran_one_run() -> None:
-    from batch.merge import _check_same_run
+    from batch.commands.merge import _check_same_run
 
     # GIVEN shard summaries that agree on what is written but not on how loud or fast
     def summary(**settings: Any) -> dict[str, Any]:

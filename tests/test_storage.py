@@ -1,4 +1,5 @@
-"""batch.storage and the batch.s3 gateway: local files and S3 (moto over HTTP) behind one
+"""batch.store.storage and the batch.store.s3 gateway: local files and S3 (moto over HTTP)
+behind one
 interface; conditional writes; pinned ranged reads; S3 errors as the project's errors."""
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from typing import Any
 
 import pytest
 
-import batch.storage as storage
+import batch.store.storage as storage
 from batch.errors import StorageError
-from batch.s3 import PreconditionFailed, S3Gateway
-from batch.storage import LocalStorage, input_identity, parse, storage_for
+from batch.store.s3 import PreconditionFailed, S3Gateway
+from batch.store.storage import LocalStorage, input_identity, parse, storage_for
 
 
 def test_parse_tells_s3_from_local() -> None:
@@ -188,7 +189,7 @@ def test_gateway_translates_status_only_errors_with_stubber() -> None:
 
 
 def test_input_identity(tmp_path: Path, make_bucket: Any, s3_client: Any) -> None:
-    from batch.reader import open_input
+    from batch.inputs.reader import open_input
 
     # GIVEN a local file, and the same bytes in S3
     path = tmp_path / "u.csv"

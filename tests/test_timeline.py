@@ -10,8 +10,8 @@ from pathlib import Path
 from fakes import FakeCognito, ManualClock
 from test_job import job_config, seed_users
 
-from batch.job import Job
-from batch.timeline import (
+from batch.commands.run import Job
+from batch.record.timeline import (
     MAX_BUCKETS,
     Reading,
     Recorder,
@@ -194,7 +194,7 @@ def test_the_progress_line_shows_the_finish_as_a_local_time_and_the_quota_share(
     from datetime import datetime
 
     from batch.models import RowResult, Status
-    from batch.progress import Progress
+    from batch.view.progress import Progress
 
     # GIVEN a 1000-row run whose quota is known (50/s), on manual clocks
     clock = ManualClock(start=0.0)

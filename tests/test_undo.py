@@ -40,7 +40,7 @@ from helpers import FAST, write_csv
 from batch.cli import main
 from batch.errors import UsageError
 from batch.models import RowResult, Status, UserUpdate
-from batch.undo import (
+from batch.record.before_images import (
     UndoLog,
     UndoRecord,
     before_image,
@@ -451,8 +451,8 @@ def test_time_in_resolve_counts_in_the_window() -> None:
     # a manual clock, and calls that take none
     from fakes import FakeCognito, ManualClock
 
-    from batch.ratelimit import FixedRate
-    from batch.runner import Runner, RunnerSettings
+    from batch.engine.runner import Runner, RunnerSettings
+    from batch.pace.ratelimit import FixedRate
 
     clock = ManualClock()
     fake = FakeCognito({f"u{i}": {} for i in range(30)})
@@ -475,8 +475,8 @@ def test_time_in_resolve_counts_in_the_window() -> None:
 
 def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
     # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator
-    from batch.job import needs_confirmation
-    from batch.restore import undo_config
+    from batch.commands.run import needs_confirmation
+    from batch.commands.undo import undo_config
 
     def is_emulator(url: str) -> bool:
         return url == "http://127.0.0.1:4566"  # what answers /_emulator/identity here
@@ -505,8 +505,8 @@ def test_before_images_default_on_for_a_real_pool_off_for_the_emulator(
 ) -> None:
     # GIVEN the same settings, once aimed at an endpoint identifying as the emulator and once
     # at one that does not (a real pool, or a tunnel to one)
+    from batch.commands.run import Job
     from batch.config import build_config
-    from batch.job import Job
 
     source = tmp_path / "in.csv"
     source.write_text("username,tier\nann,gold\n")

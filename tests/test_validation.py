@@ -96,13 +96,13 @@ from helpers import FAST
 from batch import cli
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
+from batch.commands.demo import seed_rows
+from batch.commands.run import Job, PlanSummary, needs_confirmation
 from batch.config import build_config
-from batch.demo import seed_rows
 from batch.emulator import DEFAULT_CUSTOM_SCHEMA
 from batch.errors import BatchError, RowError, UsageError
-from batch.job import Job, PlanSummary, needs_confirmation
-from batch.plan import attribute_name
-from batch.schema import PoolSchema, check_username
+from batch.plan.mapping import attribute_name
+from batch.plan.schema import PoolSchema, check_username
 
 ROOT = Path(__file__).resolve().parent.parent
 

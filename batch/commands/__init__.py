@@ -1,0 +1,1 @@
+"""The commands: run, retry, undo, export, merge, the dry run and the demo."""

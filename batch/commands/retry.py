@@ -1,0 +1,143 @@
+"""``cognito-batch retry REPORT``: rerun exactly the failed and skipped rows of a run.
+
+The report holds no attribute values, so the rows are read again from the original input,
+which the run's summary names with its SHA-256: a changed input is refused. Rows skipped as
+``Superseded`` (an earlier copy of a duplicated user) are not retried.
+
+What is written (pool, mapping, key, rules) comes from the summary, so the rows are applied as
+the run applied them. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
+can write the report folder can edit the summary, and it must not be able to send a retry,
+with the user's credentials and without a question, to another endpoint. They come the way
+``run`` takes them: flags, then ``--job``'s file, then the environment (``AWS_PROFILE``,
+``AWS_REGION``, ``AWS_ENDPOINT_URL``); from a job file only they and the pacing settings
+(``PACE``) are taken. The retry report is ``REPORT.retryN`` (the next free N); a dry run writes
+``REPORT.retryN.dry-run`` and leaves N free; a retry report that is the report being retried,
+its summary or its journal is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from batch.config import JobConfig, build_config, load_job_file, replayable
+from batch.errors import BatchError, UsageError
+from batch.inputs.reader import open_input
+from batch.record.guard import check_outputs, run_outputs
+from batch.record.journal import journal_path
+from batch.record.lock import RunLock, lock_path
+from batch.record.report import read_report, summary_path
+from batch.store.storage import input_identity
+
+RETRY_STATUSES = frozenset({"failed", "skipped"})
+NOT_RETRIED_CODES = frozenset({"Superseded"})
+CONNECTION = ("endpoint_url", "profile", "region", "confirm")
+PACE = ("rate", "max_rate", "rate_algorithm", "workers", "max_attempts", "max_row_seconds",
+        "per_user_rate", "list_rate", "get_rate", "quiet")  # fmt: skip
+
+
+def retry_rows(report: Path) -> tuple[int, ...]:
+    rows = []
+    for record in read_report(report):
+        if record["status"] in RETRY_STATUSES and record.get("error_code") not in NOT_RETRIED_CODES:
+            rows.append(int(record["row"]))
+    return tuple(sorted(set(rows)))
+
+
+def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
+    """``R.retryN.csv``, the next free N; a dry run's ``R.retryN.dry-run.csv`` keeps N free."""
+    stem = report.name[: -len(report.suffix)] if report.suffix else report.name
+    for n in range(1, 1000):
+        candidate = report.with_name(f"{stem}.retry{n}{report.suffix}")
+        if not candidate.exists():
+            if dry_run:
+                return report.with_name(f"{stem}.retry{n}.dry-run{report.suffix}")
+            return candidate
+    raise UsageError(f"{report}: too many retry reports beside it")
+
+
+def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> bool:
+    try:
+        source = open_input(input_path, format=settings.get("format") or None,
+                            delimiter=settings.get("delimiter") or ",",
+                            profile=settings.get("profile") or None)  # fmt: skip
+        return input_identity(source) == identity
+    except BatchError:
+        return False
+
+
+def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
+    path = Path(report)
+    spath = summary_path(path)
+    try:
+        summary = json.loads(spath.read_text(encoding="utf-8"))
+        settings: dict[str, Any] = dict(summary["settings"])
+        input_path, input_sha = summary["input"], summary["input_sha256"]
+    except FileNotFoundError:
+        raise UsageError(
+            f"{spath}: missing; retry needs the summary written beside the report"
+        ) from None
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
+    with RunLock(lock_path(path)):  # a run still writing this report: its rows are not final
+        rows = retry_rows(path)
+    if not rows:
+        raise UsageError(f"{path}: no failed or skipped rows to retry")
+    if not _same_input(input_path, input_sha, settings):
+        raise UsageError(
+            f"{input_path}: the input has changed or gone since the run; retry needs the same file"
+        )
+    ran_with = {k: settings.get(k) for k in CONNECTION}
+    # A shard's retry reruns that shard's failed rows itself (its rates are already divided).
+    for name in ("dry_run", "fresh", "report", "input", "rows", "shard", *CONNECTION):
+        settings.pop(name, None)
+    settings = replayable(settings)
+    if job_file:
+        job = load_job_file(job_file)
+        settings.update({k: v for k, v in job.items()
+                         if k in CONNECTION or k in PACE or k == "client_metadata"})  # fmt: skip
+    _require_metadata(summary, settings, overrides)
+    _note_connection(ran_with, {**settings, **{k: v for k, v in overrides.items() if v}})
+    target = Path(overrides.get("report") or next_report_path(
+        path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
+    local_input = None if input_path.startswith("s3://") else Path(input_path)
+    check_outputs(local_input, run_outputs(target), protected=[
+        ("the report being retried", path), ("the summary of the report being retried", spath),
+        ("the journal of the report being retried", journal_path(path)),
+    ])  # fmt: skip
+    data = {**settings, "input": input_path, "rows": rows, "report": str(target)}
+    data.update({k: v for k, v in overrides.items()
+                 if v is not None and k not in ("input", "report")})  # fmt: skip
+    return build_config(None, data)
+
+
+def _require_metadata(
+    summary: Mapping[str, Any], settings: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> None:
+    """The summary keeps client metadata's keys, never its values (they may be secrets a
+    Lambda trigger reads): a retry of a run that passed some must be given them again, or its
+    rows would reach the triggers without them."""
+    keys = summary.get("client_metadata_keys") or []
+    given = overrides.get("client_metadata") or settings.get("client_metadata")
+    if keys and not given:
+        raise UsageError(
+            "the run passed client metadata to Lambda triggers (keys: " + ", ".join(keys) + "); "
+            "its values are never stored, so give them again: --client-metadata KEY=VALUE "
+            "(or client_metadata in --job)"
+        )
+
+
+def _note_connection(ran_with: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Say which connection flags the run had that the retry lacks (names only: the values
+    are the summary's, which is not to be trusted, or echoed)."""
+    missing = [f"--{k.replace('_', '-')}" for k in ("endpoint_url", "profile", "region")
+               if ran_with.get(k) and not given.get(k)]  # fmt: skip
+    if missing:
+        logging.getLogger("batch").warning(
+            "the run being retried was made with %s; retry takes where to connect only from "
+            "its own flags, --job or the environment: pass them again if they are needed",
+            ", ".join(missing),
+        )

@@ -1,0 +1,437 @@
+"""The bounded worker pool that applies updates: paced, retried, stoppable.
+
+Shape: worker threads pull planned rows from one shared feed through a *window* that bounds
+how many rows are in flight, so the reader never runs more than the window ahead and memory
+stays flat. The window follows Little's law: the calls needed in flight to fill the rate at the
+observed latency, capped by ``workers``; a worker starts only when all are busy and the window
+allows one more. No thread hands rows to another: a row is read, planned, sent and reported
+by the thread that took it, which keeps a row's CPU close to a bare boto3 loop's.
+
+Every worker catches everything at its boundary and returns a ``RowResult``: nothing escapes a
+worker thread. A fatal error, or ``stop()`` (a signal), ends the run quickly: in-flight calls
+finish, no new call starts, sleeping back-offs wake at once, and every row not applied is
+reported ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from batch.engine.breaker import DEFAULT_GIVE_UP_AFTER, EndpointBreaker
+from batch.engine.concurrency import ConcurrencyClimber
+from batch.errors import (
+    CognitoError,
+    FatalError,
+    RetryableError,
+    ThrottledError,
+    TransientError,
+    TriggerError,
+)
+from batch.models import RowResult, Status, UserUpdate
+from batch.pace.ratelimit import Clock, Pacer, RateController, UserGate, event_waiter
+from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.view.messages import report_message
+
+#: Consecutive rows ending on a broken Lambda trigger before the job stops.
+TRIGGER_BREAKER = 5
+
+
+class Writer:
+    """The calls a row needs: a gateway, or a fake in tests."""
+
+    def update_user_attributes(
+        self,
+        user_pool_id: str,
+        username: str,
+        attributes: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+        *,
+        client_metadata: Mapping[str, str] | None = None,
+    ) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def delete_user_attributes(
+        self, user_pool_id: str, username: str, names: list[str] | tuple[str, ...]
+    ) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    user_pool_id: str
+    workers: int = 8
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    client_metadata: Mapping[str, str] = field(default_factory=dict)
+    per_user_rate: float = 10.0
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER  # no answer this long: stop (0: never)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Live counters (written under the runner's lock)."""
+
+    calls: int = 0
+    throttles: int = 0
+    faults: int = 0
+    in_flight: int = 0
+    latency: float = 0.05  # EWMA of a call's seconds
+    resolve: float = 0.0  # EWMA of a row's seconds in ``resolve`` (reads, before-images)
+
+
+def progress_figures(
+    controller: RateController, runner: Callable[[], Runner | None], quota: float
+) -> Callable[[], dict[str, float]]:
+    """The progress line's live figures. ``runner`` may not exist yet: carried rows of a
+    resume are shown before it does."""
+
+    def figures() -> dict[str, float]:
+        current = runner()
+        stats = current.stats if current is not None else None
+        return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
+                "calls": stats.calls if stats else 0, "quota": quota}  # fmt: skip
+
+    return figures
+
+
+class Runner:
+    """Applies updates; feed it with ``run(items)``. One instance, one run."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        settings: RunnerSettings,
+        *,
+        controller: RateController,
+        on_result: Callable[[RowResult], None],
+        resolve: Callable[[UserUpdate], UserUpdate | RowResult] | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+        stop: threading.Event | None = None,
+        on_call: Callable[[float], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self._on_call = on_call  # each accepted call's seconds (the timeline's latency)
+        self.settings = settings
+        self.controller = controller
+        self._on_result = on_result
+        self._resolve = resolve
+        self._clock = clock
+        self._stop = stop or threading.Event()
+        self.stop_reason = ""
+        self.fatal: CognitoError | None = None
+        self._wait = event_waiter(self._stop)
+        self.group = int(getattr(controller, "group", 1))
+        self.pacer = Pacer(controller.rate, group=self.group, clock=clock)
+        self.cap_note = ""  # said once when --workers caps what the rate needs
+        self._on_note = on_note
+        self._started = clock()
+        self.gate = UserGate(per_user_rate=settings.per_user_rate, clock=clock)
+        self.retrier = Retrier(
+            settings.retry, wait=self._wait, clock=clock, rng=rng, on_retry=self._count_retry
+        )
+        self.stats = Stats()
+        self.climber = ConcurrencyClimber(settings.workers, clock=clock)
+        self.breaker = EndpointBreaker(settings.give_up_after, clock=clock)
+        # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
+        self._lock = threading.RLock()
+        self._window = threading.Condition(self._lock)  # room in the window
+        self._trigger_streak = 0
+        self._live = 0  # worker threads started and not yet ended
+
+    # -- control -----------------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Start no new call; rows not yet applied end ``skipped`` with ``reason``."""
+        with self._lock:
+            if not self.stop_reason:
+                self.stop_reason = reason
+            self._window.notify_all()
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wanted(self) -> int:
+        """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
+        jitter, + 2, + the pacer's group beyond one (its slots leave together). A row holds
+        its slot through ``resolve`` too, so that time counts."""
+        held = self.stats.latency + self.stats.resolve
+        return math.ceil(self.controller.rate * held * 2) + 1 + self.group
+
+    def _check_cap(self, now: float) -> None:
+        """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
+        climber chose fewer (a CPU-bound local endpoint), nor in the first seconds, while the
+        latency estimate settles."""
+        workers = self.settings.workers
+        if self.cap_note or now - self._started < 3.0 or self.climber.low < workers:
+            return
+        wanted = self.wanted()
+        if wanted <= workers:
+            return
+        self.cap_note = (
+            f"--workers {workers} caps the calls in flight: {self.controller.rate:.0f} calls/s at "
+            f"{1000 * self.stats.latency:.0f} ms needs about {wanted}; raise --workers to lift it"
+        )
+        if self._on_note is not None:
+            self._on_note(self.cap_note)
+
+    def window(self) -> int:
+        """Rows allowed in flight: Little's law's capped by ``workers``, or fewer when the rate
+        does not bind and fewer deliver as much (``concurrency.py``)."""
+        return max(1, min(self.settings.workers, self.wanted(), self.climber.limit))
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, items: Iterable[UserUpdate | RowResult]) -> None:
+        """Apply every update; report every item. Returns when all results are out.
+
+        Workers pull the next row themselves (reading and planning it under the feed lock), so
+        a row costs no hand-off between threads: with one row in flight the job runs on one
+        thread like a plain loop. A new worker starts only when every live one is busy and the
+        window allows more. An error raised by ``items`` (the reader) ends the feed: rows in
+        flight finish and report, then ``run`` raises it.
+        """
+        self._items = iter(items)
+        self._feed = threading.Lock()
+        self._exhausted = False
+        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        with self._window:
+            self._spawn()
+        try:
+            # Polled, holding no lock: a KeyboardInterrupt landing inside a Condition's (or an
+            # Event's) wait can leave this thread holding that lock, and the workers, which
+            # need it to finish, would then block the joins below for ever (seen under load).
+            # A plain sleep is interrupted cleanly; 10 ms is the most a run's end waits.
+            while self._live:
+                time.sleep(0.01)
+        except BaseException:  # e.g. KeyboardInterrupt without the job's handlers: wind down
+            self.stop("interrupted")
+            raise
+        finally:
+            for thread in list(self._threads):
+                thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _spawn(self) -> None:
+        """Start one more worker (caller holds the lock)."""
+        self._live += 1
+        thread = threading.Thread(
+            target=self._work, name=f"cognito-batch_{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _next(self) -> UserUpdate | RowResult | None:
+        """The next item, once the window has room for it; None when the feed is over."""
+        with self._window:
+            while (
+                not self._exhausted
+                and not self.stopping
+                and self.stats.in_flight >= self.window()
+            ):
+                self._window.wait(0.5)
+            if self._exhausted:
+                return None
+            self.stats.in_flight += 1  # the slot is held while the row is read
+        item: UserUpdate | RowResult | None
+        with self._feed:
+            try:
+                item = next(self._items, None) if not self._exhausted else None
+            except BaseException as exc:  # noqa: BLE001 - raised again by run()
+                self._error = exc
+                item = None
+        with self._window:
+            if item is None:
+                self._exhausted = True
+                self._window.notify_all()  # every waiting worker leaves
+            if not isinstance(item, UserUpdate) or self.stopping:
+                self._release()  # no call for this item: the slot was only for reading it
+            elif self._live <= self.stats.in_flight < self.window():
+                self._spawn()  # every worker is busy and the window has room for one more
+        return item
+
+    def _release(self) -> None:
+        """Give back a slot (caller holds the lock). The releasing worker comes back for a slot
+        itself, so wake a waiting one only if there is room for both: a futile wake-up per row
+        cost CPU once the window shrank."""
+        self.stats.in_flight -= 1
+        if self.stats.in_flight + 1 < self.window():
+            self._window.notify()
+
+    def _work(self) -> None:
+        try:
+            while (item := self._next()) is not None:
+                if isinstance(item, RowResult):
+                    self._on_result(item)
+                elif self.stopping:
+                    self._on_result(self._skipped(item, 0))
+                else:
+                    self._worker(item)
+        except BaseException as exc:  # noqa: BLE001 - on_result failed: end the run, re-raise
+            with self._window:
+                self._error = self._error or exc
+                self._exhausted = True
+            self.stop(f"internal error: {type(exc).__name__}")
+        finally:
+            with self._window:
+                self._live -= 1
+                self._window.notify_all()
+
+    def _worker(self, update: UserUpdate) -> None:
+        try:
+            result = self._apply(update)
+        except BaseException as exc:  # noqa: BLE001 - the worker boundary: record, never raise
+            result = RowResult(
+                update.row, update.username, Status.FAILED, error_code=type(exc).__name__,
+                error_message=report_message(exc, update), key=update.key,
+            )  # fmt: skip
+        try:
+            self._on_result(result)
+        finally:
+            with self._window:
+                self._release()
+
+    def _apply(self, update: UserUpdate) -> RowResult:
+        started = self._clock()
+        if self._resolve is not None:
+            try:
+                resolved = self._resolve(update)
+            except TransientError as exc:  # a live lookup spent its retries: the endpoint too?
+                self._endpoint_failed(exc)
+                raise
+            with self._lock:
+                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * (self._clock() - started)
+            if isinstance(resolved, RowResult):
+                return resolved
+            update = resolved
+        if self.stopping:
+            return self._skipped(update, 0)
+        if not self.gate.enter(update.username, self._wait):
+            return self._skipped(update, 0)
+        attempts = 0
+        try:
+            error: BaseException | None = None
+            if update.attributes:
+                outcome = self.retrier.run(lambda: self._call(update, "update"))
+                attempts, error = outcome.attempts, outcome.error
+            if error is None and update.deletes:
+                outcome = self.retrier.run(lambda: self._call(update, "delete"))
+                attempts, error = attempts + outcome.attempts, outcome.error
+        finally:
+            self.gate.leave(update.username)
+        elapsed = int((self._clock() - started) * 1000)
+        return self._result(update, attempts, error, elapsed)
+
+    def _call(self, update: UserUpdate, kind: str) -> None:
+        if self.stopping or not self.pacer.acquire(self._wait):
+            raise Cancelled(self.stop_reason or "job stopping")
+        sent = self._clock()
+        with self._lock:
+            self.stats.calls += 1
+        try:
+            self._send(update, kind)
+        except ThrottledError:
+            self.controller.on_throttle(sent, self._clock())
+            self._follow_controller()
+            raise
+        now = self._clock()
+        self.controller.on_success(sent, now)
+        self._follow_controller()
+        with self._lock:
+            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+            self._check_cap(now)
+        if self._on_call is not None:
+            self._on_call(now - sent)
+
+    def _follow_controller(self) -> None:
+        """The pacer takes the controller's rate and group (a switch to single calls, say)."""
+        self.group = int(getattr(self.controller, "group", 1))
+        self.pacer.set_rate(self.controller.rate, group=self.group)
+
+    def _send(self, update: UserUpdate, kind: str) -> None:
+        """The one HTTP call; however it ends, the concurrency climber counts it."""
+        try:
+            if kind == "update":
+                self.writer.update_user_attributes(
+                    self.settings.user_pool_id, update.username, update.attributes,
+                    client_metadata=self.settings.client_metadata or None,
+                )  # fmt: skip
+            else:
+                self.writer.delete_user_attributes(
+                    self.settings.user_pool_id, update.username, update.deletes
+                )
+        except TransientError as exc:
+            self._endpoint_failed(exc)
+            raise
+        except CognitoError:
+            self.breaker.answered()
+            raise
+        else:
+            self.breaker.answered()
+        finally:
+            self.climber.on_call(self.controller.rate, self.wanted())
+
+    def _endpoint_failed(self, exc: TransientError) -> None:
+        if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error
+            self.fatal = self.fatal or FatalError("EndpointUnreachable", self.breaker.reason)
+            self.stop(self.breaker.reason)
+
+    def _count_retry(self, exc: BaseException) -> None:
+        with self._lock:
+            if isinstance(exc, ThrottledError):
+                self.stats.throttles += 1
+            else:
+                self.stats.faults += 1
+
+    def _result(
+        self, update: UserUpdate, attempts: int, error: BaseException | None, elapsed: int
+    ) -> RowResult:
+        if error is None:
+            with self._lock:
+                self._trigger_streak = 0
+            return RowResult(
+                update.row, update.username, Status.UPDATED, attempts=attempts,
+                elapsed_ms=elapsed, key=update.key,
+            )  # fmt: skip
+        if isinstance(error, Cancelled):
+            return self._skipped(update, attempts, elapsed)
+        code = getattr(error, "code", type(error).__name__)
+        message = report_message(error, update)  # Cognito's words only in a known-safe shape
+        if isinstance(error, ThrottledError):
+            # Counted here too: the last throttle of a row that gave up had no retry after it.
+            with self._lock:
+                self.stats.throttles += 1
+            message = f"gave up after {attempts} attempts: {message}"
+        elif isinstance(error, RetryableError):
+            with self._lock:
+                self.stats.faults += 1
+            message = f"gave up after {attempts} attempts: {message}"
+        if isinstance(error, FatalError):
+            self.fatal = self.fatal or error
+            self.stop(f"fatal error {code}: {message}")
+        elif isinstance(error, TriggerError):
+            with self._lock:
+                self._trigger_streak += 1
+                streak = self._trigger_streak
+            if streak >= TRIGGER_BREAKER:
+                self.fatal = self.fatal or error
+                self.stop(f"{streak} rows in a row failed on a broken Lambda trigger ({code})")
+        return RowResult(
+            update.row, update.username, Status.FAILED, attempts=attempts, error_code=str(code),
+            error_message=str(message)[:500], elapsed_ms=elapsed, key=update.key,
+        )  # fmt: skip
+
+    def _skipped(self, update: UserUpdate, attempts: int, elapsed: int = 0) -> RowResult:
+        return RowResult(
+            update.row, update.username, Status.SKIPPED, attempts=attempts,
+            error_code="Stopped", error_message=self.stop_reason or "job stopping",
+            elapsed_ms=elapsed, key=update.key,
+        )  # fmt: skip

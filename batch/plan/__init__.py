@@ -1,0 +1,3 @@
+"""Rows to desired changes: the column mapping and row rules, the pool's schema, lookups, the plan
+summary.
+"""

@@ -1,0 +1,285 @@
+"""Who the input's users are now: for ``--skip-unchanged`` and for keys other than username.
+
+Two ways to read, chosen by cost (each read category has its own Cognito quota, separate from
+the update quota, so reads never slow the writes down):
+
+- ``PoolSnapshot``: page the whole pool with ListUsers (60 users a call, UserList quota
+  ~30/s, so ~1,800 users/s) and keep only the input's users, in a SQLite file on disk: memory
+  stays flat for a pool of millions.
+- ``LiveLookup``: one read per row, as the row is applied: AdminGetUser (UserRead quota ~120/s)
+  for usernames, a ``ListUsers`` filter (``email = "..."``) for other keys.
+
+Paging the pool costs P/60 list calls; per-row reads cost N get (or list) calls. ``choose``
+takes the cheaper in seconds at each quota: with the defaults a snapshot wins once the input
+holds more than ~1/15 of the pool (keyed by username) or ~1/60 (keyed by email).
+
+The snapshot holds users' current values, so it is private: ``0600`` (``mkstemp``) at an
+unpredictable name beside the report (``REPORT.snapshot-XXXX.sqlite3``) in a folder created
+``0700``, removed when the run ends. A run that could not remove it (a second Ctrl-C, ``kill
+-9``) leaves it behind; the next run on the same report removes it as it starts (it holds the
+report's lock, so no live run can be using it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from batch.inputs.scan import KeyScan
+from batch.models import RowResult, Status, UserUpdate
+from batch.pace.ratelimit import Pacer, Waiter
+from batch.pace.retrying import Cancelled, Retrier
+from batch.plan.mapping import with_verified_flags
+from batch.store.files import private_dir
+
+T = TypeVar("T")
+LIST_PAGE = 60
+
+
+class Reads(Protocol):
+    """The gateway calls a snapshot needs (``CognitoGateway`` has them)."""
+
+    def get_user(self, user_pool_id: str, username: str) -> dict[str, str]: ...
+
+    def list_users_page(
+        self,
+        user_pool_id: str,
+        *,
+        pagination_token: str | None = None,
+        filter_expression: str | None = None,
+        limit: int = 60,
+    ) -> tuple[list[dict[str, str]], str | None]: ...
+
+
+class Lookup(Protocol):
+    reads: int  # read calls made so far, for the summary
+
+    def find(self, key: str) -> list[dict[str, str]]:
+        """The users whose key attribute equals ``key`` (attributes, ``username`` included)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def key_of(user: dict[str, str], key: str) -> str:
+    return user.get(key, "")
+
+
+def choose(
+    *, input_rows: int, pool_users: int | None, key: str, list_rate: float, get_rate: float
+) -> str:
+    """``"snapshot"`` or ``"live"``, whichever reads in fewer seconds."""
+    if pool_users is None:
+        return "snapshot"
+    snapshot_s = (pool_users / LIST_PAGE + 1) / list_rate
+    live_s = input_rows / (get_rate if key == "username" else list_rate)
+    return "snapshot" if snapshot_s <= live_s else "live"
+
+
+class PacedCall:
+    """A read call, paced by its own quota's pacer and retried by the shared policy."""
+
+    def __init__(self, pacer: Pacer, retrier: Retrier, wait: Waiter) -> None:
+        self.pacer, self.retrier, self.wait = pacer, retrier, wait
+
+    def __call__(self, fn: Callable[[], T]) -> T:
+        box: list[T] = []
+
+        def attempt() -> None:
+            if not self.pacer.acquire(self.wait):
+                raise Cancelled("job stopping")
+            box.append(fn())
+
+        outcome = self.retrier.run(attempt)
+        if outcome.error is not None:
+            raise outcome.error
+        return box[-1]
+
+
+def snapshot_prefix(report: Path) -> str:
+    return f"{report.name}.snapshot-"
+
+
+SNAPSHOT_SUFFIX = ".sqlite3"
+_RANDOM = re.compile(r"^[a-z0-9_]{8}$")  # tempfile's names: 8 of these characters
+
+
+def remove_stale_snapshots(report: Path) -> list[Path]:
+    """Remove snapshots an earlier run on ``report`` left behind; call with its lock held."""
+    prefix, removed = snapshot_prefix(report), []
+    try:
+        names = os.listdir(report.parent)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        # Exactly mkstemp's 8 random characters between: never another report's snapshot
+        # (``out.csv.snapshot-x.csv``'s starts with ``out.csv.snapshot-`` too).
+        middle = name[len(prefix) : -len(SNAPSHOT_SUFFIX)]
+        if name.startswith(prefix) and name.endswith(SNAPSHOT_SUFFIX) and _RANDOM.match(middle):
+            path = report.parent / name
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+class PoolSnapshot:
+    """The input's users, read by paging the pool, held in SQLite on disk."""
+
+    def __init__(
+        self, directory: Path | None = None, *, prefix: str = "cognito-batch-snapshot-"
+    ) -> None:
+        if directory is not None:
+            private_dir(directory)
+        # mkstemp: created 0600 with O_EXCL at a random name, so nothing planted is followed.
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=SNAPSHOT_SUFFIX, dir=directory)
+        os.close(fd)
+        self.path = Path(name)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE users (key TEXT, attrs TEXT)")
+        self._lock = threading.Lock()
+        self.reads = 0  # ListUsers pages read
+        self.kept = 0
+
+    def fill(
+        self,
+        gateway: Reads,
+        user_pool_id: str,
+        *,
+        key: str,
+        wanted: KeyScan,
+        attributes: Iterable[str],
+        paced: PacedCall,
+    ) -> None:
+        keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified"}
+        token: str | None = None
+        while True:
+            users, token = paced(
+                functools.partial(gateway.list_users_page, user_pool_id, pagination_token=token)
+            )
+            self.reads += 1
+            rows = []
+            for user in users:
+                k = key_of(user, key)
+                if k and k in wanted:
+                    rows.append((k, json.dumps({n: v for n, v in user.items() if n in keep})))
+            with self._lock:
+                self._db.executemany("INSERT INTO users VALUES (?, ?)", rows)
+            self.kept += len(rows)
+            if not token:
+                break
+        with self._lock:
+            self._db.execute("CREATE INDEX users_key ON users(key)")
+            self._db.commit()
+
+    def find(self, key: str) -> list[dict[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT attrs FROM users WHERE key = ?", (key,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self.path.unlink(missing_ok=True)
+
+
+class LiveLookup:
+    """One read per row, at the read quota."""
+
+    def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall) -> None:
+        self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def find(self, key: str) -> list[dict[str, str]]:
+        from batch.errors import RowError
+
+        with self._lock:
+            self.reads += 1
+
+        if self.key == "username":
+            try:
+                user = self.paced(lambda: self.gateway.get_user(self.pool, key))
+            except RowError as exc:
+                if exc.code == "UserNotFoundException":
+                    return []
+                raise
+            return [user]
+        escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+        expression = f'{self.key} = "{escaped}"'
+        users, _ = self.paced(
+            lambda: self.gateway.list_users_page(self.pool, filter_expression=expression)
+        )
+        return [u for u in users if key_of(u, self.key) == key]
+
+    def close(self) -> None:
+        pass
+
+
+_WHOLE = re.compile(r"^-?[0-9]+$")
+
+
+def same_value(wanted: str, current: str | None, data_type: str = "String") -> bool:
+    """Equal as Cognito stores them: Booleans in any case, Numbers by value, text exactly."""
+    if current is None:
+        return False
+    if wanted == current:
+        return True
+    if data_type == "Boolean":
+        return wanted.lower() == current.lower() and wanted.lower() in ("true", "false")
+    if data_type == "Number" and _WHOLE.match(wanted) and _WHOLE.match(current):
+        return int(wanted) == int(current)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Resolver:
+    """Finds the row's user, and with ``skip_unchanged`` keeps only what differs."""
+
+    lookup: Lookup
+    key: str
+    skip_unchanged: bool
+    mark_verified: bool
+    types: Mapping[str, str] = field(default_factory=dict)  # attribute -> AttributeDataType
+
+    def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
+        lookup_key = update.key or update.username
+        users = self.lookup.find(lookup_key)
+        if self.key != "username":
+            if not users:
+                return RowResult(update.row, "", Status.INVALID, error_code="UserNotFound",
+                                 error_message=f"no user has this {self.key}",
+                                 key=update.key)  # fmt: skip
+            if len(users) > 1:
+                return RowResult(update.row, "", Status.INVALID, error_code="AmbiguousKey",
+                                 error_message=f"{len(users)} users have this {self.key}",
+                                 key=update.key)  # fmt: skip
+        if not users:
+            # Not in the snapshot: write anyway; Cognito says whether the user exists.
+            return update
+        current = users[0]
+        username = current["username"]
+        sets = list(update.attributes)
+        deletes = list(update.deletes)
+        if self.skip_unchanged:
+            sets = [
+                (n, v) for n, v in sets
+                if not same_value(v, current.get(n.removeprefix("dev:")), self.types.get(n, ""))
+            ]  # fmt: skip
+            deletes = [n for n in deletes if n.removeprefix("dev:") in current]
+        if self.mark_verified:
+            sets = with_verified_flags(sets)
+        if not sets and not deletes:
+            return RowResult(update.row, username, Status.UNCHANGED, key=update.key,
+                             error_message="already up to date")  # fmt: skip
+        return UserUpdate(update.row, username, tuple(sets), tuple(deletes), key=update.key)

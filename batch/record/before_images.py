@@ -1,0 +1,383 @@
+"""Before-images: what every row's user held before the run wrote it, and the restore it implies.
+
+For every row the run writes, the previous value of each attribute it writes (``null`` when
+absent) and of ``email_verified`` / ``phone_number_verified`` go to ``REPORT.undo.jsonl``
+beside the report, with what the run wrote (``null`` for a delete), *before* the write is sent:
+
+    {"undo": 1, "pool": ..., "region": ..., "input_sha256": ..., "settings": ...}   header
+    {"row": 17, "username": "u017", "before": {...}, "wrote": {...}}              per row
+    {"complete": true}                                                             run ended
+
+Durability: a record is flushed and fsync'd before its row's write leaves the process, so a
+crash between the read and the write, or between the write and the journal, still leaves a
+correct undo. Workers share the fsyncs (group commit): a worker whose record is not yet on
+disk either runs the next fsync, covering every record written so far, or waits for the one
+running. With one row in flight that is one fsync per row; with eight, about one per eight.
+
+Resume keeps the first image: a rerun of an unfinished run appends to the same file and never
+records a row again, because after a crash the user may already hold the run's values.
+
+The values are personal data: the file is owner-only (``files.open_private``) and nothing here
+logs them. Reads come from the job's lookup (``snapshot.py``): the read quotas, not UserUpdate.
+
+``plan_restore`` turns one record and the user's current attributes into the undo's write:
+previous values back, attributes the run added deleted, and a user whose attribute changed
+again since the run (neither the run's value nor the previous one) is ``skipped``
+(``Conflict``) unless forced. Restoring an email or phone number in a pool that verifies it
+sends ``*_verified = true`` in the same call (no message), then puts the flag back as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from batch.errors import UsageError
+from batch.models import RowResult, Status, UserUpdate
+from batch.plan.lookup import Lookup, same_value
+from batch.plan.schema import VERIFIED_FLAG
+from batch.store.files import open_private
+
+VERSION = 1
+FLAGS = tuple(VERIFIED_FLAG.values())
+#: The header fields that must match for a rerun to append to an unfinished run's images.
+SAME_RUN = ("pool", "input_sha256", "settings")
+
+Value = str | None
+
+
+def undo_path(report: Path) -> Path:
+    return report.with_name(report.name + ".undo.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRecord:
+    """One row's before-image: previous values (None: absent) and what the run wrote."""
+
+    row: int
+    username: str
+    before: Mapping[str, Value]
+    wrote: Mapping[str, Value]
+
+    def as_record(self) -> dict[str, Any]:
+        return {"row": self.row, "username": self.username, "before": dict(self.before),
+                "wrote": dict(self.wrote)}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> UndoRecord:
+        return cls(int(record["row"]), str(record["username"]), dict(record["before"]),
+                   dict(record["wrote"]))  # fmt: skip
+
+
+def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
+    """The record for ``update`` (final: resolved and diffed) against the user's ``current``."""
+    wrote: dict[str, Value] = dict(update.attributes)
+    wrote.update({name: None for name in update.deletes})
+    names = list(wrote) + [f for f in FLAGS if f not in wrote]
+    before = {name: current.get(name.removeprefix("dev:")) for name in names}
+    return UndoRecord(update.row, update.username, before, wrote)
+
+
+class UndoLog:
+    """The before-image store: appends records durably before their writes. Thread-safe."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+        self.path = path
+        self.records = 0  # written by this process
+        self.fsyncs = 0
+        self.fsync_seconds = 0.0
+        self._done = bytearray()  # rows with an image already (a bitmap: 1 bit a row)
+        previous = _read_header(path)
+        resume = previous is not None and not previous[1] and all(
+            previous[0].get(k) == header.get(k) for k in SAME_RUN
+        )  # fmt: skip
+        if resume:
+            for record in iter_records(path):
+                self._mark(record.row)
+        self._handle: IO[str] = open_private(path, "a" if resume else "w", encoding="utf-8")
+        if not resume:
+            self._handle.write(json.dumps({"undo": VERSION, **header}) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            _sync_dir(path.parent)  # a power cut must not lose the new file's name either
+        self.resumed = resume
+        self._cond = threading.Condition(threading.Lock())
+        self._written = 0
+        self._synced = 0
+        self._syncing = False
+
+    def _mark(self, row: int) -> None:
+        byte = row >> 3
+        if byte >= len(self._done):
+            self._done.extend(bytes(byte + 1 - len(self._done) + 1024))
+        self._done[byte] |= 1 << (row & 7)
+
+    def has(self, row: int) -> bool:
+        byte = row >> 3
+        return byte < len(self._done) and bool(self._done[byte] & (1 << (row & 7)))
+
+    def record(self, image: UndoRecord) -> None:
+        """Append ``image`` and return once it is on disk (group commit, see the module)."""
+        line = json.dumps(image.as_record(), ensure_ascii=False) + "\n"
+        with self._cond:
+            self._handle.write(line)
+            self._handle.flush()
+            self._mark(image.row)
+            self.records += 1
+            self._written += 1
+            mine = self._written
+            while self._synced < mine:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing = True
+                target = self._written
+                self._cond.release()  # others append while this fsync runs
+                started = time.perf_counter()
+                try:
+                    _datasync(self._handle.fileno())
+                finally:
+                    self._cond.acquire()
+                    self._syncing = False
+                    self._cond.notify_all()
+                self.fsyncs += 1
+                self.fsync_seconds += time.perf_counter() - started
+                self._synced = max(self._synced, target)
+
+    def complete(self) -> None:
+        """The run ended: the next run with this report starts a new file."""
+        with self._cond:
+            self._handle.write(json.dumps({"complete": True}) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        with self._cond:
+            if not self._handle.closed:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._handle.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"file": str(self.path), "records": self.records, "fsyncs": self.fsyncs,
+                "fsync_ms": round(self.fsync_seconds * 1000, 1),
+                "resumed": self.resumed}  # fmt: skip
+
+
+def _sync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible everywhere (some platforms cannot open a folder)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _datasync(fd: int) -> None:
+    """fdatasync where there is one: the data and the size, not the timestamps."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The file's whole JSON lines; a torn or garbled last line (a crash) ends it."""
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                return
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                return
+            if isinstance(record, dict):
+                yield record
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], bool] | None:
+    """(header, complete) of an existing file, or None when there is none or it is not ours."""
+    if not path.is_file():
+        return None
+    lines = _lines(path)
+    header = next(lines, None)
+    if header is None or header.get("undo") != VERSION:
+        return None
+    return header, any(r.get("complete") for r in lines)
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The header of an undo file; a UsageError naming the file when there is none."""
+    found = _read_header(path)
+    if found is None:
+        raise UsageError(
+            f"{path}: no before-images here (the run had --no-undo or was a dry run, or this "
+            "is not the report's folder)"
+        )
+    return found[0]
+
+
+def iter_records(path: Path) -> Iterator[UndoRecord]:
+    """Every row's image in file order; a row recorded twice keeps its first image."""
+    lines = _lines(path)
+    next(lines, None)
+    for record in lines:
+        if "row" in record:
+            yield UndoRecord.from_record(record)
+
+
+# -- the hook in the run's write path ---------------------------------------------------------
+
+
+class Remembering:
+    """A lookup that remembers, per thread, what the last ``find`` returned: the resolver
+    reads the user, and the before-image reuses that read instead of paying for another."""
+
+    def __init__(self, inner: Lookup) -> None:
+        self.inner = inner
+        self._last = threading.local()
+
+    @property
+    def reads(self) -> int:
+        return self.inner.reads
+
+    @reads.setter
+    def reads(self, value: int) -> None:
+        self.inner.reads = value
+
+    def find(self, key: str) -> list[dict[str, str]]:
+        users = self.inner.find(key)
+        self._last.users = users
+        return users
+
+    def take(self) -> list[dict[str, str]] | None:
+        """What this thread's last ``find`` returned (once), or None."""
+        users: list[dict[str, str]] | None = getattr(self._last, "users", None)
+        self._last.users = None
+        return users
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class BeforeImages:
+    """Wraps the runner's ``resolve`` step: the row is resolved (user found, diffed), its
+    before-image stored durably, then the runner sends the write."""
+
+    def __init__(
+        self,
+        resolve: Callable[[UserUpdate], UserUpdate | RowResult],
+        lookup: Remembering,
+        log: UndoLog,
+    ) -> None:
+        self.resolve, self.lookup, self.log = resolve, lookup, log
+
+    def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
+        self.lookup.take()
+        resolved = self.resolve(update)
+        users = self.lookup.take()
+        if isinstance(resolved, RowResult) or self.log.has(resolved.row):
+            return resolved
+        current = next((u for u in users or () if u.get("username") == resolved.username), None)
+        if current is not None:
+            # A user the lookup did not find has no image: its write most likely fails
+            # (UserNotFound); one created since the snapshot is not undone (README).
+            self.log.record(before_image(resolved, current))
+        return resolved
+
+
+# -- planning the undo ------------------------------------------------------------------------
+
+
+def plan_restore(
+    record: UndoRecord,
+    current: Mapping[str, str] | None,
+    *,
+    force: bool = False,
+    types: Mapping[str, str] | None = None,
+    verified_by_message: frozenset[str] = frozenset(),
+) -> UserUpdate | RowResult:
+    """The write that puts back what ``record``'s row changed, given the user's attributes now.
+
+    ``verified_by_message``: the attributes whose change makes this pool send a verification
+    message (AutoVerifiedAttributes and AttributesRequireVerificationBeforeUpdate).
+    """
+    types = types or {}
+    if current is None:
+        return RowResult(record.row, record.username, Status.FAILED,
+                         error_code="UserNotFoundException",
+                         error_message="the user no longer exists")  # fmt: skip
+
+    def same(a: Value, b: Value, name: str) -> bool:
+        if a is None or b is None:
+            return a is None and b is None
+        return same_value(a, b, types.get(name, "Boolean" if name in FLAGS else ""))
+
+    def now(name: str) -> Value:
+        return current.get(name.removeprefix("dev:"))
+
+    before, wrote = record.before, record.wrote
+    sets: list[tuple[str, str]] = []
+    deletes: list[str] = []
+    conflicts: list[str] = []
+    touched = [a for a in VERIFIED_FLAG if a in wrote and not same(before.get(a), wrote[a], a)]
+    own_flags = {VERIFIED_FLAG[a] for a in touched}  # put back with their attribute, below
+    for name, value in wrote.items():
+        if name in own_flags:
+            continue
+        old = before.get(name)
+        if same(old, value, name) or same(now(name), old, name):
+            continue  # the run changed nothing here, its write did not land, or already undone
+        if not same(now(name), value, name) and not force:
+            conflicts.append(name)
+        elif old is None:
+            deletes.append(name)
+        else:
+            sets.append((name, old))
+    if conflicts:
+        return RowResult(record.row, record.username, Status.SKIPPED, error_code="Conflict",
+                         error_message=f"changed again since the run: {', '.join(conflicts)} "
+                                       "(--force restores it anyway)")  # fmt: skip
+    for attr in touched:
+        flag = VERIFIED_FLAG[attr]
+        old_flag = before.get(flag)
+        if any(n == attr for n, _ in sets) and attr in verified_by_message:
+            # true in the same call: no message, the value applies at once; a flag that was
+            # false goes back in a second call (UndoWriter), an absent one is deleted after.
+            sets.append((flag, old_flag if old_flag not in (None, "true") else "true"))
+            if old_flag is None:
+                deletes.append(flag)
+        elif not same(now(flag), old_flag, flag):
+            if old_flag is None:
+                deletes.append(flag)
+            else:
+                sets.append((flag, old_flag))
+    if not sets and not deletes:
+        return RowResult(record.row, record.username, Status.UNCHANGED,
+                         error_message="nothing to restore")  # fmt: skip
+    return UserUpdate(record.row, record.username, tuple(sets), tuple(deletes))
+
+
+def message_split(
+    attributes: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+    verified_by_message: frozenset[str],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """An update restoring an email/phone whose flag was false, as two calls: the value with
+    the flag true (no message), then the flag alone (a flag alone sends nothing)."""
+    values = dict(attributes)
+    late = [
+        (flag, values[flag])
+        for attr, flag in VERIFIED_FLAG.items()
+        if values.get(attr) and attr in verified_by_message and values.get(flag, "true") != "true"
+    ]
+    if not late:
+        return list(attributes), []
+    held = {flag for flag, _ in late}
+    return [(n, "true" if n in held else v) for n, v in attributes], late

@@ -1,0 +1,347 @@
+"""What is done, durably, so an interrupted run resumes without redoing or skipping rows.
+
+The journal is a file beside the report (``REPORT.journal``). Version 2: one JSON header line,
+then one short tab-separated line per result, each with its own checksum::
+
+    {"journal": 2, "input_sha256": ..., "settings": ...}     the header
+    CRC32\\tROW\\tS\\tATTEMPTS\\tELAPSED_MS[\\tUSERNAME[\\tKEY[\\tCODE[\\tMESSAGE]]]]
+    CRC32\\t=complete                                             a run that ended
+
+``CRC32`` is 8 hex digits over the rest of the line; ``S`` is the status's letter (``u``pdated,
+u``n``changed, ``i``nvalid, ``f``ailed, ``s``kipped); trailing empty fields are left out, and a
+backslash, tab, newline or carriage return in a text field is written ``\\\\ \\t \\n \\r``. An
+updated row costs about 35 bytes and an invalid one with its message about 85, against 146 and
+190 as a JSON object a line (version 1); see ``bench/README.md``, *scale.py*.
+
+Rows are keyed by the input's identity (SHA-256 of its bytes), the fingerprint of the settings
+that change what is written (pool, mapping, key, empty-cell rule ...), and the 1-based data row.
+Lines are written whole, one ``write`` each, unbuffered (so ``kill -9`` loses nothing the OS
+has), and fsync'd every ``fsync_seconds`` (so a power cut loses at most that long's results,
+which a resume applies again: the same values, an idempotent write). Not every N lines: an
+fsync costs 0.5-4 ms, and at the thousands of rows a second of an input of mostly invalid rows
+(or a raised quota) a count-based fsync was a third of the run's time; at Cognito's 25/s the
+one-second rule was the one that applied anyway.
+
+Reading stops at the first line that is torn (no newline: the process died mid-write) or
+garbled (its checksum fails): what follows it is not trusted and is redone.
+
+Reading keeps no row in memory: ``read_journal`` returns the finished rows as a bitmap
+(``RowSet``), and ``JournalState.carried`` / ``records`` stream them again from the file when
+the report and the compacted journal are assembled (a carried line is copied as it is). The
+last record of a row wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from batch.errors import ResumeError
+from batch.models import FINISHED, RowResult, Status
+from batch.rowset import RowSet
+from batch.store.files import atomic_write, open_private
+
+VERSION = 2
+
+_LETTER = {Status.UPDATED: "u", Status.UNCHANGED: "n", Status.INVALID: "i",
+           Status.FAILED: "f", Status.SKIPPED: "s"}  # fmt: skip
+_STATUS = {letter.encode(): status for status, letter in _LETTER.items()}
+_STATUS_OF = {letter: status for status, letter in _LETTER.items()}
+_PAD = [""] * 8
+_WORD = {letter: status.value for status, letter in _LETTER.items()}
+
+#: A report row's cells, in ``REPORT_COLUMNS`` order.
+Cells = tuple[int, str, str, str, int, str, str, int]
+_FINISHED = frozenset(_LETTER[s].encode() for s in FINISHED)
+_COMPLETE = b"=complete"
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def journal_path(report: Path) -> Path:
+    return report.with_name(report.name + ".journal")
+
+
+# -- lines ----------------------------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        return text.replace("\r", "\\r")
+    return text
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    return _ESCAPED.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(1)), text)
+
+
+def _line(payload: bytes) -> bytes:
+    return b"%08x\t%s\n" % (zlib.crc32(payload), payload)
+
+
+def encode(result: RowResult) -> bytes:
+    """One result as a journal line (checksum, fields, newline)."""
+    fields = [str(result.row), _LETTER[result.status], str(result.attempts),
+              str(result.elapsed_ms), _escape(result.username), _escape(result.key),
+              _escape(result.error_code), _escape(result.error_message)]  # fmt: skip
+    while len(fields) > 4 and not fields[-1]:
+        fields.pop()
+    # surrogatepass: an exception's text may hold anything; it must round-trip, not raise.
+    return _line("\t".join(fields).encode("utf-8", "surrogatepass"))
+
+
+def decode(payload: bytes) -> RowResult:
+    text = payload.decode("utf-8", "surrogatepass")
+    parts = text.split("\t")
+    if len(parts) < 8:
+        parts += _PAD[len(parts) :]
+    if "\\" in text:
+        parts[4:] = [_unescape(p) for p in parts[4:]]
+    # Positional: (row, username, status, attempts, error_code, error_message, elapsed, key).
+    return RowResult(int(parts[0]), parts[4], _STATUS_OF[parts[1]], int(parts[2]), parts[6],
+                     parts[7], int(parts[3]), parts[5])  # fmt: skip
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JournalHeader:
+    input_sha256: str
+    settings: str
+
+    def as_record(self) -> dict[str, Any]:
+        return {"journal": VERSION, "input_sha256": self.input_sha256, "settings": self.settings}
+
+
+@dataclass(slots=True)
+class JournalState:
+    """What an earlier run left: its header, which rows are finished, whether it ended.
+
+    No result is held: ``records()`` reads them again from the file, in journal order.
+    """
+
+    path: Path
+    header: JournalHeader
+    finished: RowSet  # rows whose last record is updated, unchanged or invalid
+    complete: bool
+    valid_bytes: int  # the length up to the last trusted line
+    records_count: int = 0  # trusted result lines (a row recorded twice counts twice)
+    version: int = VERSION
+    # Rows recorded more than once -> the index of their last record. Empty for a journal
+    # this tool wrote (a resume compacts it and then writes each row once).
+    _last: dict[int, int] = field(default_factory=dict)
+
+    def _entries(self, *, finished_only: bool) -> Iterator[tuple[bytes, list[str]]]:
+        """Each row's last line and its fields (unescaped), in journal order, from the file."""
+        with open(self.path, "rb") as handle:
+            offset = len(handle.readline())  # the header
+            index = 0
+            last, finished = self._last, self.finished
+            for line in handle:
+                offset += len(line)
+                if offset > self.valid_bytes:
+                    break
+                payload = line[9:-1]
+                if payload == _COMPLETE:
+                    continue
+                parts = payload.decode("utf-8", "surrogatepass").split("\t")
+                row = int(parts[0])
+                mine = index
+                index += 1
+                if finished_only and row not in finished:
+                    continue
+                if last and last.get(row, mine) != mine:
+                    continue  # an earlier record of a row recorded again later
+                if len(parts) < 8:
+                    parts += _PAD[len(parts) :]
+                if b"\\" in payload:
+                    parts[4:] = [_unescape(p) for p in parts[4:]]
+                yield line, parts
+
+    def records(self) -> Iterator[RowResult]:
+        """Each row's last result, in journal order, streamed from the file."""
+        for _, p in self._entries(finished_only=False):
+            yield RowResult(int(p[0]), p[4], _STATUS_OF[p[1]], int(p[2]), p[6], p[7], int(p[3]),
+                            p[5])  # fmt: skip
+
+    def carried(self) -> Iterator[tuple[bytes, Cells]]:
+        """The finished rows, as what a resume copies: the journal line as it is (into the
+        compacted journal) and the report's cells (no ``RowResult``: a resume of millions of
+        rows spends its time here)."""
+        for line, p in self._entries(finished_only=True):
+            yield line, (int(p[0]), p[4], p[5], _WORD[p[1]], int(p[2]), p[6], p[7], int(p[3]))
+
+
+def read_journal(path: Path) -> JournalState | None:
+    """Scan a journal; None if there is none. Stops at a torn or garbled line.
+
+    One pass, a few bytes of work a line: the finished rows go into a bitmap, nothing else is
+    kept, so memory does not grow with the journal.
+    """
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise ResumeError(f"{path}: is a folder, not a journal") from None
+    with handle:
+        first = handle.readline()
+        if not first:
+            return None
+        header, version = _header(path, first)
+        if version != VERSION:
+            return _old_version(path, handle, header, version)
+        finished, seen = RowSet(), RowSet()
+        last: dict[int, int] = {}
+        complete = False
+        valid = len(first)
+        index = 0
+        crc32, statuses, finished_codes = zlib.crc32, _STATUS, _FINISHED
+        for line in handle:
+            # Inlined checks: a resume of millions of rows spends its first seconds here.
+            if line[-1:] != b"\n" or line[8:9] != b"\t":
+                break  # torn: the process died mid-line
+            payload = line[9:-1]
+            try:
+                if crc32(payload) != int(line[:8], 16):
+                    break  # garbled: nothing from here on is trusted
+            except ValueError:
+                break
+            if payload == _COMPLETE:
+                complete = True
+                valid += len(line)
+                continue
+            tab = payload.find(b"\t")
+            try:
+                row = int(payload[:tab])
+            except ValueError:
+                break
+            status = payload[tab + 1 : tab + 2]
+            if status not in statuses or row < 0:
+                break
+            valid += len(line)
+            if row in seen:
+                last[row] = index
+            else:
+                seen.add(row)
+            if status in finished_codes:
+                finished.add(row)
+            else:
+                finished.discard(row)
+            index += 1
+    return JournalState(path, header, finished, complete, valid, index, VERSION, last)
+
+
+def _header(path: Path, first: bytes) -> tuple[JournalHeader, int]:
+    try:
+        record = json.loads(first)
+        version = record["journal"]
+        header = JournalHeader(str(record["input_sha256"]), str(record["settings"]))
+    except (ValueError, KeyError, TypeError):
+        raise ResumeError(
+            f"{path}: not a cognito-batch journal; move it away or pass --fresh to replace it"
+        ) from None
+    if not isinstance(version, int) or version > VERSION:
+        raise ResumeError(
+            f"{path}: journal version {version!r} is newer than this cognito-batch reads "
+            f"({VERSION}); upgrade, or pass --fresh to discard it"
+        )
+    return header, version
+
+
+def _old_version(
+    path: Path, handle: IO[bytes], header: JournalHeader, version: int
+) -> JournalState:
+    """A journal of an older version: a finished one is simply replaced by the next run, as
+    any finished journal is; an unfinished one cannot be resumed by this version."""
+    size = os.fstat(handle.fileno()).st_size
+    handle.seek(max(0, size - 64))
+    if handle.read().rstrip(b"\n").endswith(b'{"complete": true}'):
+        return JournalState(path, header, RowSet(), True, size, 0, version)
+    raise ResumeError(
+        f"{path}: an unfinished run recorded by an older cognito-batch (journal version "
+        f"{version}); finish it with that version, or pass --fresh to discard it and redo "
+        "every row"
+    )
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+class Journal:
+    """Appends results durably. Thread-safe."""
+
+    def __init__(
+        self,
+        path: Path,
+        header: JournalHeader,
+        *,
+        carry: Iterable[RowResult | bytes] | None = None,
+        fsync_every: int = 0,  # also every N lines (0: by time only)
+        fsync_seconds: float = 1.0,
+    ) -> None:
+        self.path = path
+        self._fsync_every = fsync_every
+        self._fsync_seconds = fsync_seconds
+        # Re-entrant: a signal handler (main thread) may stop the run while it holds the lock.
+        self._lock = threading.RLock()
+        self._pending = 0
+        self._last_sync = time.monotonic()
+        # A fresh (or compacted) journal is written aside and renamed into place, so a crash
+        # here leaves either the old journal or the new one, never half of one. The carry is
+        # streamed from the old file while the new one is written: no row is held.
+        with atomic_write(path, "wb") as out:
+            out.write(json.dumps(header.as_record()).encode() + b"\n")
+            for item in carry or ():
+                out.write(item if isinstance(item, bytes) else encode(item))
+        # Unbuffered: each line is one write(2), so it is the OS's as soon as write() returns.
+        self._handle: IO[bytes] = open_private(path, "ab", buffering=0)
+
+    def _append(self, line: bytes) -> None:
+        view = memoryview(line)
+        while view:
+            view = view[self._handle.write(view) or 0 :]
+
+    def write(self, result: RowResult) -> None:
+        line = encode(result)
+        with self._lock:
+            self._append(line)
+            self._pending += 1
+            now = time.monotonic()
+            if now - self._last_sync >= self._fsync_seconds or (
+                self._fsync_every and self._pending >= self._fsync_every
+            ):
+                os.fsync(self._handle.fileno())
+                self._pending = 0
+                self._last_sync = now
+
+    def sync(self) -> None:
+        with self._lock:
+            if not self._handle.closed:
+                os.fsync(self._handle.fileno())
+                self._pending = 0
+
+    def complete(self) -> None:
+        """Mark the run finished. Only once the report and summary are durable: a finished
+        journal is never resumed, only replaced (or rebuilt into a missing report)."""
+        with self._lock:
+            self._append(_line(_COMPLETE))
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._handle.closed:
+                os.fsync(self._handle.fileno())
+                self._handle.close()

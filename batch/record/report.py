@@ -1,0 +1,300 @@
+"""One result row per input row, streamed as results arrive; and the run's summary.
+
+CSV and JSONL reports are appended as results arrive and flushed twice a second, so a crash
+loses at most the last moments (and the journal has them anyway: a resume rebuilds the report
+from it). A Parquet report cannot be valid until its footer is written, so its row groups are
+streamed into a private temporary file that is renamed into place when the run ends. No writer
+holds more than one chunk of rows. Every file is created owner-only (``batch/files.py``).
+
+Rows a stopped run never reached are written in one bulk pass (``write_skipped``): the same
+cells for every row but its number, so a 2 M-row input is reported in about a second.
+
+Attribute values are never copied into a report. CSV cells that begin with ``= + - @`` (or a
+tab or carriage return) are prefixed with ``'`` so a spreadsheet does not run them as formulas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from batch.errors import UsageError
+from batch.models import REPORT_COLUMNS, RowResult, Status
+from batch.store.files import atomic_path, open_private, write_text_atomic
+
+REPORT_FORMATS = ("csv", "jsonl", "parquet")
+# Spreadsheets also read the full-width (U+FF1D...) and small (U+FE62...) forms as operators.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r",
+                  "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe66", "\ufe62", "\ufe63", "\ufe6b",
+                  "\u2212")  # fmt: skip
+_RISKY = frozenset(_FORMULA_START)
+
+
+def report_format(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("json", "ndjson"):
+        suffix = "jsonl"
+    if suffix not in REPORT_FORMATS:
+        raise UsageError(f"report {path}: use a .csv, .jsonl or .parquet file name")
+    return suffix
+
+
+def neutralise(cell: object) -> object:
+    """Defuse spreadsheet formula injection in a CSV cell."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+class ReportWriter(Protocol):
+    def write(self, result: RowResult) -> None: ...
+    def write_cells(self, cells: Sequence[Any]) -> None: ...
+    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _skipped_record(code: str, message: str) -> dict[str, Any]:
+    """The report row of a row a stopped run never reached (its row number aside)."""
+    return RowResult(0, "", Status.SKIPPED, error_code=code, error_message=message).as_record()
+
+
+class _Flushing:
+    """Flushes to the OS at most every ``FLUSH_SECONDS``: the journal, not the report, is
+    what a resume trusts (it is flushed per row), so the report need not pay a system call
+    per row; a crash is repaired by the resume, which rebuilds the report from the journal.
+    ``close`` makes the report durable (fsync): the journal is marked complete only after."""
+
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self, path: Path, *, newline: str | None = None) -> None:
+        self._handle = open_private(path, "w", encoding="utf-8", newline=newline)
+        self._last = time.monotonic()
+
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.FLUSH_SECONDS:
+            self._handle.flush()
+            self._last = now
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+
+class CsvReport(_Flushing):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, newline="")
+        self._csv = csv.writer(self._handle)
+        self._csv.writerow(REPORT_COLUMNS)
+        self._handle.flush()
+
+    def write(self, result: RowResult) -> None:
+        record = result.as_record()
+        self.write_cells([record[c] for c in REPORT_COLUMNS])
+
+    def write_cells(self, cells: Sequence[Any]) -> None:
+        # neutralise(), inlined: this runs for every row of a resume's carry.
+        self._csv.writerow(
+            ["'" + c if c.__class__ is str and c[:1] in _RISKY else c for c in cells]
+        )
+        self._maybe_flush()
+
+    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
+        # Every cell but the row number is the same: quote it once, then join row numbers.
+        record = _skipped_record(code, message)
+        line = io.StringIO()
+        csv.writer(line).writerow([neutralise(record[c]) for c in REPORT_COLUMNS[1:]])
+        tail = "," + line.getvalue()
+        for start in range(0, rows.size, 65536):
+            self._handle.write(tail.join(map(str, rows[start : start + 65536].tolist())) + tail)
+        self._maybe_flush()
+
+
+class JsonlReport(_Flushing):
+    def write(self, result: RowResult) -> None:
+        self._handle.write(json.dumps(result.as_record(), ensure_ascii=False) + "\n")
+        self._maybe_flush()
+
+    def write_cells(self, cells: Sequence[Any]) -> None:
+        record = dict(zip(REPORT_COLUMNS, cells, strict=True))
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._maybe_flush()
+
+    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
+        record = _skipped_record(code, message)
+        text = json.dumps(record, ensure_ascii=False)
+        head, tail = '{"row": ', text[text.index(",") :] + "\n"
+        for start in range(0, rows.size, 65536):
+            chunk = rows[start : start + 65536].tolist()
+            self._handle.write("".join(f"{head}{row}{tail}" for row in chunk))
+        self._maybe_flush()
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [(c, pa.int64() if c in ("row", "attempts", "elapsed_ms") else pa.string())
+         for c in REPORT_COLUMNS]
+    )  # fmt: skip
+
+
+class ParquetReport:
+    """Streams row groups into a private temporary file beside the report; ``close`` writes
+    the footer and renames it into place, so a reader never sees half a Parquet file.
+
+    Rows are in the order they were written (carried rows first, then results as they
+    finished, then the rows a stopped run never reached): sorting them by ``row`` would mean
+    holding them all. Memory: one chunk of ``CHUNK`` rows."""
+
+    CHUNK = 10_000
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._schema = _parquet_schema()
+        self._target: contextlib.AbstractContextManager[Path] | None = atomic_path(path)
+        self._tmp = self._target.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, self._schema)
+        self._chunk: list[Sequence[Any]] = []
+
+    def write(self, result: RowResult) -> None:
+        record = result.as_record()
+        self.write_cells([record[c] for c in REPORT_COLUMNS])
+
+    def write_cells(self, cells: Sequence[Any]) -> None:
+        self._chunk.append(cells)
+        if len(self._chunk) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._chunk:
+            return
+        import pyarrow as pa
+
+        values = zip(*self._chunk, strict=True)
+        columns = {c: list(v) for c, v in zip(REPORT_COLUMNS, values, strict=True)}
+        self._writer.write_table(pa.table(columns, schema=self._schema))
+        self._chunk = []
+
+    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
+        import pyarrow as pa
+
+        self._flush()
+        record = _skipped_record(code, message)
+        zeros = np.zeros(rows.size, dtype=np.int64)
+        columns = {
+            c: (pa.array(rows) if c == "row" else pa.array(zeros) if c in ("attempts", "elapsed_ms")
+                else pa.array([record[c]], pa.string()).take(pa.array(zeros)))
+            for c in REPORT_COLUMNS
+        }  # fmt: skip
+        self._writer.write_table(pa.table(columns, schema=self._schema))
+
+    def close(self) -> None:
+        if self._target is None:
+            return
+        target, self._target = self._target, None
+        try:
+            self._flush()
+            self._writer.close()
+        except BaseException as exc:
+            target.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        target.__exit__(None, None, None)
+
+
+def open_report(path: Path) -> ReportWriter:
+    """A streaming writer for the report's format; files owner-only, never through a link."""
+    fmt = report_format(path)
+    if fmt == "csv":
+        return CsvReport(path)
+    if fmt == "jsonl":
+        return JsonlReport(path)
+    return ParquetReport(path)
+
+
+def write_parquet(path: Path, results: Iterable[RowResult]) -> None:
+    """A whole Parquet report from a stream of results, in bounded memory."""
+    writer = ParquetReport(path)
+    for result in results:
+        writer.write(result)
+    writer.close()
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    """A report's rows as strings (for ``retry``); any of the three formats."""
+    import pandas as pd
+
+    fmt = report_format(path)
+    if not path.is_file():
+        raise UsageError(f"report {path}: no such file")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif fmt == "jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False).astype(str)
+        else:
+            frame = pd.read_parquet(path).astype(str)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a usage error here
+        raise UsageError(f"report {path}: unreadable ({exc})") from None
+    missing = {"row", "status"} - set(frame.columns)
+    if missing:
+        raise UsageError(f"report {path}: not a cognito-batch report (no {sorted(missing)})")
+    records: list[dict[str, str]] = frame.to_dict(orient="records")  # type: ignore[assignment]
+    return records
+
+
+def summary_path(report: Path) -> Path:
+    return report.with_name(report.name + ".summary.json")
+
+
+def write_summary(report: Path, summary: dict[str, Any]) -> Path:
+    path = summary_path(report)
+    write_text_atomic(path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human summary printed on stderr at the end of a run."""
+    counts = summary["counts"]
+    lines = [
+        f"cognito-batch: {summary['rows']} rows in {summary['duration_s']:.1f}s — "
+        + ", ".join(f"{k} {counts.get(k, 0)}" for k in
+                    ("updated", "unchanged", "invalid", "failed", "skipped")),
+        f"  calls {summary['calls']}, throttled {summary['throttles']}, faults retried "
+        f"{summary['faults']}, achieved {summary['achieved_rate']:.1f} updates/s "
+        f"(rate {summary['rate']}"
+        + (
+            f": from {summary['rate_low']:g} to {summary['rate_high']:g}, "
+            f"ending at {summary['rate_final']:g}/s)"
+            if summary.get("rate") in ("auto", "polite") or "rate_low" in summary
+            else ")"
+        ),
+    ]  # fmt: skip
+    quota = summary.get("quota")
+    if isinstance(quota, dict) and quota.get("rates"):
+        lines.append(f"  quota: UserUpdate {quota['rates'].get('UserUpdate', 0):g}/s "
+                     f"({quota.get('source', '')}); the run took up to "
+                     f"{100 * float(quota.get('share', 0)):.0f}% of it")  # fmt: skip
+    if summary.get("window_capped"):
+        lines.append(f"  capped: {summary['window_capped']}")
+    if summary.get("errors"):
+        lines.append(
+            "  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items()))
+        )
+    if summary.get("stopped"):
+        lines.append(f"  stopped: {summary['stopped']}")
+    lines.append(f"  report: {summary['report']}")
+    return "\n".join(lines)

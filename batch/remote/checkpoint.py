@@ -1,0 +1,390 @@
+"""Reports and checkpoints in S3: a run works in a private local spool, exactly as for a local
+report, and its journal is copied to S3 as numbered immutable segments, so a rerun on a fresh
+machine resumes from what S3 holds.
+
+For ``--report s3://b/p/report.csv`` the objects beside the report are::
+
+    p/report.csv.lease                      one run at a time (``lease.py``)
+    p/report.csv.journal.d/seg-000000       the journal's bytes: its header, then result lines
+    p/report.csv.journal.d/seg-000001 ...   each later segment: the lines written since
+    p/report.csv  .summary.json  .timeline.json  (.undo.jsonl)   at the end, and on a stop
+    p/report.csv.journal                    the compacted journal: written when the run is done
+
+Segments (``Checkpoint``): every ``interval`` seconds (5 by default) and at the end, the
+journal's new whole lines are put as the next segment with ``If-None-Match: *``. A segment is
+done only when its put succeeded; until then its lines stay pending in the local journal and
+go in the next attempt (tenacity, jittered, sleep injected). Create-only keys also fence a
+run that lost its lease: its next segment collides with its successor's and it stops. A kill
+loses at most the lines of the last ``interval``: a resume applies those rows again (the same
+values: an idempotent write), never reports a row twice.
+
+Resume (``S3Report.restore``): with nothing on disk, the segments are listed and concatenated
+into the local journal, each checked line by line (checksums, segment 0 starting with the
+header); a damaged last segment is cut to its last whole line (and put back so), a damaged or
+missing segment before the last is refused. The job then checks the header as for a local
+journal (a changed input or other settings is refused) and compacts it locally; new segments
+continue the numbering, so S3's segments are always the old journal plus what followed.
+
+The end (``S3Report.publish``), in the order a resume relies on: the last segment, then the
+report, summary and timeline objects, then (a finished run) the segment holding the
+journal's ``=complete`` line. Compaction: the whole local journal (already compacted) is put
+as ``REPORT.journal`` and the segments are deleted, highest first, so what remains is always a
+prefix. While ``REPORT.journal`` exists it is the truth and any segments are leftovers of that
+compaction; a new run replacing a finished one deletes the leftovers and then that object
+before its own segment 0. So a finished run leaves four objects, not thousands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from batch.errors import ResumeError, StorageError
+from batch.record.before_images import undo_path
+from batch.record.journal import journal_path
+from batch.record.report import summary_path
+from batch.record.timeline import timeline_path
+from batch.remote.lease import Lease, LeaseLost
+from batch.store.files import DIR_MODE, atomic_write
+from batch.store.s3 import PreconditionFailed
+from batch.store.storage import Location, Storage, parse, storage_for
+
+INTERVAL_SECONDS = 5.0
+ATTEMPTS = 6
+COMPLETE_LINE = b"%08x\t=complete\n" % zlib.crc32(b"=complete")
+_SEGMENT = re.compile(r"seg-(\d{6,})")
+
+Sleep = Callable[[float], None]
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, StorageError) and not isinstance(exc, PreconditionFailed)
+
+
+def retrying(sleep: Sleep, attempts: int = ATTEMPTS) -> Retrying:
+    """Upload retries: jittered (many shards share one bucket), a lost race never retried."""
+    return Retrying(stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable),
+                    wait=wait_random_exponential(multiplier=0.25, max=4.0), sleep=sleep,
+                    reraise=True)  # fmt: skip
+
+
+def segment_name(n: int) -> str:
+    return f"seg-{n:06d}"
+
+
+def ends_complete(path: Path) -> bool:
+    """The journal's last line is ``=complete`` (read from its end: a journal may be large)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - len(COMPLETE_LINE)))
+            return handle.read() == COMPLETE_LINE
+    except FileNotFoundError:
+        return False
+
+
+def whole_lines(data: bytes, *, header: bool) -> int:
+    """How many leading bytes of a segment are trusted journal lines (checksums hold; the
+    first line of segment 0 is the JSON header)."""
+    good = 0
+    if header:
+        end = data.find(b"\n")
+        if end < 0:
+            return 0
+        try:
+            json.loads(data[:end])
+        except ValueError:
+            return 0
+        good = end + 1
+    while good < len(data):
+        end = data.find(b"\n", good)
+        if end < 0 or data[good + 8 : good + 9] != b"\t":
+            break
+        try:
+            if zlib.crc32(data[good + 9 : end]) != int(data[good : good + 8], 16):
+                break
+        except ValueError:
+            break
+        good = end + 1
+    return good
+
+
+class Checkpoint:
+    """Copies the local journal's new lines to S3 as segments, on a timer and on demand, and
+    renews the lease on the same thread. Nothing raises out of the thread: a failed upload
+    stays pending (retried next time), a lost lease calls ``on_lost``."""
+
+    def __init__(
+        self,
+        store: Storage,
+        segments: Location,
+        journal: Path,
+        *,
+        lease: Lease | None = None,
+        interval: float = INTERVAL_SECONDS,
+        on_lost: Callable[[str], None] = lambda reason: None,
+        warn: Callable[[str], None] = lambda text: None,
+        sleep: Sleep = time.sleep,
+        attempts: int = ATTEMPTS,
+    ) -> None:
+        self.store = store
+        self.segments = segments
+        self.journal = journal
+        self.lease = lease
+        self.interval = interval
+        self.on_lost = on_lost
+        self.warn = warn
+        self.sleep = sleep
+        self.attempts = attempts
+        self.next_seq = 0
+        self.offset = 0  # bytes of the local journal already in S3
+        self.uploaded = 0  # segments put by this run
+        self.lost = ""
+        self.begun = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _key(self, n: int) -> Location:
+        if self.segments.is_s3:
+            return parse(f"s3://{self.segments.bucket}/{self.segments.key}{segment_name(n)}")
+        return parse(str(self.segments.path / segment_name(n)))
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def begin(self, *, resumed: bool, restored_segments: int, clear: Callable[[], None]) -> None:
+        """Called once the local journal is open: a resume continues after the segments it
+        was rebuilt from (its compacted lines are in them already); a fresh run clears what
+        an earlier run left and starts at segment 0."""
+        if resumed:
+            self.next_seq = restored_segments
+            self.offset = self.journal.stat().st_size
+        else:
+            clear()
+            self.next_seq = self.offset = 0
+        with self._lock:
+            self.begun = True
+
+    def start(self) -> None:
+        """The thread: renews the lease from now (a run reads its whole input, and perhaps the
+        pool, before its journal opens), uploads once ``begin`` was called."""
+        self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        renew_every = self.lease.ttl / 4 if self.lease is not None else self.interval
+        tick = min(self.interval, renew_every)
+        last_upload = last_renew = time.monotonic()
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            try:
+                if self.lease is not None and now - last_renew >= renew_every:
+                    self.lease.renew()
+                    last_renew = now
+                if now - last_upload >= self.interval:
+                    self.upload()
+                    last_upload = now
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                self.on_lost("lost the report's lease to another run")
+                return
+            except StorageError as exc:  # pending: the next tick tries the same bytes again
+                self.warn(f"warning: checkpoint upload failed ({exc}); retrying")
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    def upload(self, *, hold_complete: bool = False) -> int:
+        """Put the journal's whole lines not yet in S3 as the next segment; the bytes it put.
+        ``hold_complete``: leave a trailing ``=complete`` line for later (it may go to S3 only
+        once the report and summary are there)."""
+        with self._lock:
+            if self.lost:
+                raise LeaseLost(self.lost)
+            if not self.begun:  # no journal was opened (a refusal, or a report rebuilt)
+                return 0
+            with open(self.journal, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+            data = data[: data.rfind(b"\n") + 1]  # a line being written waits for next time
+            if hold_complete and data.endswith(COMPLETE_LINE):
+                data = data[: -len(COMPLETE_LINE)]
+            if not data:
+                return 0
+            self._put_segment(self.next_seq, data)
+            self.offset += len(data)
+            self.next_seq += 1
+            self.uploaded += 1
+            return len(data)
+
+    def _put_segment(self, n: int, data: bytes) -> None:
+        where = self._key(n)
+        try:
+            retrying(self.sleep, self.attempts)(self.store.put, where, data, if_none_match=True)
+        except PreconditionFailed:
+            # Ours already, if an earlier attempt's answer was lost on the way back; else
+            # another run wrote this segment: it holds the report now.
+            try:
+                _, there = self.store.read(where)
+            except StorageError:
+                there = b""
+            if there != data:
+                self.lost = f"{where}: written by another run; this run stops"
+                raise LeaseLost(self.lost) from None
+
+    def put(self, where: Location, path: Path) -> None:
+        retrying(self.sleep, self.attempts)(self.store.put_file, where, path)
+
+
+class S3Report:
+    """A run's report in S3: the local spool it works in and the objects beside the report."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        profile: str | None = None,
+        store: Storage | None = None,
+        spool_root: str | None = None,
+    ) -> None:
+        self.location = parse(uri)
+        self.store = store or storage_for(self.location, profile=profile)
+        # Private: the spool holds what the report holds (usernames, error messages).
+        self.spool = Path(tempfile.mkdtemp(prefix="cognito-batch-", dir=spool_root))
+        self.spool.chmod(DIR_MODE)
+        self.local = self.spool / self.location.name
+        self.journal = journal_path(self.local)
+        self.restored_segments = 0
+
+    def beside(self, local: Path) -> Location:
+        """The object beside the report named as ``local`` is beside the local report."""
+        folder = self.location.key.rpartition("/")[0]
+        key = f"{folder}/{local.name}" if folder else local.name
+        return parse(f"s3://{self.location.bucket}/{key}")
+
+    @property
+    def segments(self) -> Location:
+        where = self.beside(self.journal)
+        return parse(f"{where}.d/")
+
+    @property
+    def journal_object(self) -> Location:
+        return self.beside(self.journal)
+
+    def lease(self, **kwargs: Any) -> Lease:
+        return Lease(self.store, parse(f"{self.location}.lease"), **kwargs)
+
+    def _exists(self, where: Location) -> bool:
+        try:
+            self.store.stat(where)
+        except StorageError as exc:
+            if exc.code in ("NoSuchKey", "NotFound", "404"):
+                return False
+            raise
+        return True
+
+    def _download(self, where: Location, to: Path) -> bool:
+        try:
+            info = self.store.stat(where)
+        except StorageError as exc:
+            if exc.code in ("NoSuchKey", "NotFound", "404"):
+                return False
+            raise
+        with self.store.open_read(info) as source, atomic_write(to, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        return True
+
+    def _listed(self) -> list[tuple[int, Location]]:
+        found: list[tuple[int, Location]] = []
+        for info in self.store.list(self.segments):
+            match = _SEGMENT.fullmatch(info.relative)
+            if match:
+                found.append((int(match.group(1)), info.location))
+        return sorted(found)
+
+    # -- before the run ----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild the local journal from S3 (nothing on disk is assumed). A finished run's
+        report and summary come too, so the job decides as for a local report (replace it, or
+        rebuild what is missing)."""
+        if self._download(self.journal_object, self.journal):
+            for name in (summary_path(self.local), self.local):
+                self._download(self.beside(name), name)
+            return
+        listed = self._listed()
+        if not listed:
+            return
+        with atomic_write(self.journal, "wb") as out:
+            for index, (number, where) in enumerate(listed):
+                if number != index:
+                    raise ResumeError(
+                        f"{self.segments}: {segment_name(index)} is missing (found "
+                        f"{segment_name(number)}); the checkpoint is damaged: pass --fresh "
+                        "to discard it and redo every row"
+                    )
+                _, data = self.store.read(where)
+                good = whole_lines(data, header=index == 0)
+                if good < len(data):
+                    if index != len(listed) - 1:
+                        raise ResumeError(
+                            f"{where}: a damaged checkpoint segment before the last; pass "
+                            "--fresh to discard the checkpoint and redo every row"
+                        )
+                    # The last one cut short: keep its whole lines, and put it back so (the
+                    # next resume must find the same bytes in it).
+                    data = data[:good]
+                    self.store.put(where, data)
+                out.write(data)
+        self.restored_segments = len(listed)
+        if ends_complete(self.journal):
+            for name in (summary_path(self.local), self.local):
+                self._download(self.beside(name), name)
+        # Continued by the resume (both append to what an earlier attempt left). The undo log
+        # is put only when a run ends or is stopped: a SIGKILLed attempt's before-images are
+        # not in S3 (README).
+        for name in (timeline_path(self.local), undo_path(self.local)):
+            self._download(self.beside(name), name)
+
+    def clear(self) -> None:
+        """What an earlier run left, before a fresh run's segment 0: its segments (highest
+        first, so what remains is a prefix), then its compacted journal."""
+        for _, where in reversed(self._listed()):
+            self.store.delete(where)
+        self.store.delete(self.journal_object)
+
+    # -- after the run -----------------------------------------------------------------------
+
+    def publish(self, checkpoint: Checkpoint) -> None:
+        """The end of a run, in the order a resume relies on (module docstring)."""
+        checkpoint.close()
+        checkpoint.upload(hold_complete=True)
+        summary = summary_path(self.local)
+        for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
+            if local.is_file():
+                checkpoint.put(self.beside(local), local)
+        checkpoint.upload()
+        if ends_complete(self.journal):
+            checkpoint.put(self.journal_object, self.journal)
+            for _, where in reversed(self._listed()):
+                with contextlib.suppress(StorageError):  # a leftover is ignored by a resume
+                    self.store.delete(where)
+
+    def remove_spool(self) -> None:
+        shutil.rmtree(self.spool, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""One run per S3 report: a lease object beside it (``REPORT.lease``), S3's conditional writes
+standing in for the local ``flock`` (``lock.py``), which no other machine can see.
+
+    lease = Lease(store, location_of("s3://b/p/report.csv.lease"))
+    lease.acquire()          # LockedError (exit 2) naming the holder while it is live
+    lease.renew()            # every few seconds; LeaseLost if another run took it over
+    lease.release()
+
+The object is JSON: holder (a random id), host, pid, start and expiry (Unix seconds). It is
+created with ``If-None-Match: *``; a run that finds one still live is refused, naming the
+holder (a live holder is seen renewing it within a quarter of its ttl). A killed run cannot
+release its lease, so one whose expiry has passed is taken over with ``If-Match`` its ETag: of
+two runs racing for it, exactly one wins. A run that finds a lease not renewed waits for its
+expiry (at most ``ttl``), so a scheduler's immediate retry of a killed run resumes rather than
+failing on the lease. The holder renews with
+``If-Match`` the ETag of its own last write, so a run that was paused past its expiry (and
+replaced) learns it on its next renewal and stops instead of writing beside its successor.
+Release writes the lease expired (again ``If-Match``), so the next run takes it at once.
+
+The acquire is also the run's first write to the report's prefix: AccessDenied or a missing
+bucket stops the run there, before any Cognito call. Expiry is judged by the clocks of the
+machines (kept by NTP on AWS); ``ttl`` is 30 s by default, several renewals long.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from batch.record.lock import LockedError
+from batch.store.s3 import PreconditionFailed
+from batch.store.storage import Location, Storage
+
+TTL_SECONDS = 30.0
+
+
+class LeaseLost(LockedError):
+    """Another run took this run's lease over (this one was presumed dead)."""
+
+
+def _iso(seconds: float) -> str:
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Lease:
+    """The lease on one S3 report; ``clock`` is wall time (Unix seconds), injected in tests."""
+
+    def __init__(
+        self,
+        store: Storage,
+        location: Location,
+        *,
+        ttl: float = TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.location = location
+        self.ttl = ttl
+        self.clock = clock
+        self.sleep = sleep
+        self.holder = uuid.uuid4().hex
+        self.started = clock()
+        self._etag: str | None = None
+        self._writes = 0
+
+    @property
+    def held(self) -> bool:
+        return self._etag is not None
+
+    def _record(self, *, expires: float) -> bytes:
+        # A counter: a renewal must change the object (and its ETag) even if the clock did not.
+        self._writes += 1
+        record = {"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
+                  "started": _iso(self.started), "expires": expires, "ttl": self.ttl,
+                  "writes": self._writes}  # fmt: skip
+        return json.dumps(record).encode()
+
+    def acquire(self) -> None:
+        """Create the lease, or take over one whose holder is gone. A lease found live is
+        watched until it either changes (its holder renews it: alive, so this run is refused,
+        within a quarter of the holder's ttl) or expires (the holder was killed: taken over).
+        So an overlapping run exits 2 in seconds, and a scheduler's retry of a killed run waits
+        out the lease instead of failing on it."""
+        body = self._record(expires=self.clock() + self.ttl)
+        try:
+            self._etag = self.store.put(self.location, body, if_none_match=True).etag
+            return
+        except PreconditionFailed:
+            pass  # there is one: live, or left by a run that died
+        seen: str | None = None
+        changed = False
+        while True:
+            try:
+                info, data = self.store.read(self.location)
+            except PreconditionFailed:  # replaced between its HEAD and GET: renewed just now
+                changed = True
+                continue
+            record = _parse(data) or {}
+            expires = float(record.get("expires", 0))
+            if expires <= self.clock():
+                break
+            if changed or (seen is not None and info.etag != seen):
+                raise LockedError(f"{self.location}: {_busy(_who(record, self.clock()))}")
+            seen = info.etag
+            ttl = float(record.get("ttl", TTL_SECONDS))
+            self.sleep(min(1.0, max(0.05, ttl / 8), max(0.0, expires - self.clock()) + 0.05))
+        body = self._record(expires=self.clock() + self.ttl)  # from now, not from the wait's start
+        try:
+            self._etag = self.store.put(self.location, body, if_match=info.etag).etag
+        except PreconditionFailed:  # another run took it over first
+            raise LockedError(f"{self.location}: {_busy('a run that took it just now')}") from None
+
+    def renew(self) -> None:
+        """Push the expiry on; ``LeaseLost`` if the object is no longer this run's write."""
+        if self._etag is None:
+            return
+        body = self._record(expires=self.clock() + self.ttl)
+        try:
+            self._etag = self.store.put(self.location, body, if_match=self._etag).etag
+        except PreconditionFailed:
+            self._etag = None
+            raise LeaseLost(
+                f"{self.location}: another run took this report's lease over (this run was "
+                "presumed dead); stopping so that only one run writes the report"
+            ) from None
+
+    def release(self) -> None:
+        """Write it expired, so the next run takes it at once (only if it is still ours)."""
+        if self._etag is None:
+            return
+        etag, self._etag = self._etag, None
+        try:
+            self.store.put(self.location, self._record(expires=0), if_match=etag)
+        except PreconditionFailed:
+            pass  # taken over already: it is not ours to release
+
+
+def _parse(data: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _who(record: dict[str, Any], now: float) -> str:
+    left = max(0, round(float(record.get("expires", 0)) - now))
+    return (f"pid {record.get('pid')} on {record.get('host')}, started {record.get('started')}; "
+            f"it renews its lease, which would expire in {left} s")  # fmt: skip
+
+
+def _busy(who: str) -> str:
+    return (
+        f"another run is using this report ({who}); wait for it to end or stop it (a killed "
+        "run's lease expires by itself)"
+    )

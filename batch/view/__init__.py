@@ -1,0 +1,1 @@
+"""What people and machines read: logs, the progress line, messages, the HTML report."""
