@@ -10,43 +10,13 @@ one already disabled is left alone.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from batch.errors import UsageError
+from batch.specs import DEFAULT_MAX_DISABLE, MaxDisable
 
-DEFAULT_MAX_DISABLE = "10%"
-
-
-@dataclass(frozen=True, slots=True)
-class MaxDisable:
-    """The most users one run may disable: a count, or a share of the pool's users."""
-
-    text: str
-    count: int | None = None
-    share: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> MaxDisable:
-        """``N`` (0 or more) or ``P%`` (0 to 100); UsageError otherwise."""
-        raw = text.strip()
-        number = raw[:-1].strip() if raw.endswith("%") else raw
-        try:
-            value = float(number) if raw.endswith("%") else int(number)
-        except ValueError:
-            value = -1
-        if raw.endswith("%") and 0 <= value <= 100:
-            return cls(raw, share=value / 100.0)
-        if not raw.endswith("%") and value >= 0:
-            return cls(raw, count=int(value))
-        raise UsageError(f"--max-disable {text!r}: expected a number of users (50) or a share "
-                         "of the pool's users (10%)")  # fmt: skip
-
-    def limit(self, pool_users: int) -> int:
-        if self.count is not None:
-            return self.count
-        return math.floor((self.share or 0.0) * pool_users + 1e-9)
+__all__ = ["DEFAULT_MAX_DISABLE", "MaxDisable", "PoolUser", "plan_disable_missing"]
 
 
 @dataclass(frozen=True, slots=True)
