@@ -138,6 +138,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="record before-images also against the local emulator (on by default for a "
         "real pool)",
     )
+    _sync_options(parser)
     _max_failures(parser)
     add("--region")
     add("--profile")
@@ -155,6 +156,27 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="no progress or summary on stderr",
     )
+
+
+def _sync_options(parser: argparse.ArgumentParser) -> None:
+    """The whole sync's flags (issue 21; docs/sync.md)."""
+    add = parser.add_argument
+    add("--create-missing", dest="create_missing", action="store_const", const=True,
+        help="create a row's user when it does not exist (AdminCreateUser, no message sent)")
+    add("--invite", action="store_const", const=True,
+        help="with --create-missing: let Cognito send its invitation")
+    add("--disable-missing", dest="disable_missing", action="store_const", const=True,
+        help="the input is the whole population: disable pool users it lacks")
+    add("--max-disable", dest="max_disable", metavar="N|P%",
+        help="with --disable-missing: refuse, before any write, to disable more than this "
+        "(default 10%% of the pool's users)")
+    add("--manage-groups", dest="manage_groups", metavar="A,B,...",
+        type=lambda text: tuple(name.strip() for name in text.split(",")),
+        help="the groups the 'groups' column may add and remove (default: every group it "
+        "names); no other group is touched")
+    add("--no-alias-check", dest="alias_check", action="store_const", const=False,
+        help="skip the AliasConflict check of email/phone_number/preferred_username "
+        "(refused with --mark-verified)")  # fmt: skip
 
 
 def _max_failures(parser: argparse.ArgumentParser) -> None:
@@ -246,7 +268,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
             "profile", "endpoint_url", "quiet", "html", "log_format", "shard", "undo",
-            "max_failures", "checkpoint_seconds", "lease_seconds")  # fmt: skip
+            "max_failures", "checkpoint_seconds", "lease_seconds", "create_missing", "invite",
+            "disable_missing", "max_disable", "manage_groups", "alias_check")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),
                                          what="--client-metadata")  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -267,6 +267,54 @@ class CognitoGateway:
             UserAttributeNames=list(names),
         )
 
+    def create_user(
+        self,
+        user_pool_id: str,
+        username: str,
+        attributes: Sequence[tuple[str, str]],
+        *,
+        invite: bool = False,
+        client_metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """AdminCreateUser. No message by default (``MessageAction=SUPPRESS``); ``invite``
+        lets Cognito send its invitation, by email when the user has an email, else by SMS
+        when a phone number. No ``TemporaryPassword`` is ever sent: Cognito makes one up and
+        delivers it only in the invitation, so none can reach a log, the journal or a report.
+        An existing username is ``UsernameExistsException``, a ``RowError``."""
+        params: dict[str, Any] = {
+            "UserPoolId": user_pool_id,
+            "Username": username,
+            "UserAttributes": [{"Name": n, "Value": v} for n, v in attributes],
+        }
+        if invite:
+            names = {n for n, _ in attributes}
+            mediums = ["EMAIL"] if "email" in names else ["SMS"] if "phone_number" in names else []
+            if mediums:
+                params["DesiredDeliveryMediums"] = mediums
+        else:
+            params["MessageAction"] = "SUPPRESS"
+        if client_metadata:
+            params["ClientMetadata"] = dict(client_metadata)
+        self._call("admin_create_user", **params)
+
+    def disable_user(self, user_pool_id: str, username: str) -> None:
+        """AdminDisableUser: the user can no longer sign in; Cognito revokes its access
+        tokens (not its refresh tokens: see docs/sync.md)."""
+        self._call("admin_disable_user", UserPoolId=user_pool_id, Username=username)
+
+    def enable_user(self, user_pool_id: str, username: str) -> None:
+        self._call("admin_enable_user", UserPoolId=user_pool_id, Username=username)
+
+    def add_user_to_group(self, user_pool_id: str, username: str, group: str) -> None:
+        """AdminAddUserToGroup. A missing group is ResourceNotFoundException (fatal: the plan
+        checked every group before the first write, so the pool changed under the run)."""
+        self._call("admin_add_user_to_group", UserPoolId=user_pool_id, Username=username,
+                   GroupName=group)  # fmt: skip
+
+    def remove_user_from_group(self, user_pool_id: str, username: str, group: str) -> None:
+        self._call("admin_remove_user_from_group", UserPoolId=user_pool_id, Username=username,
+                   GroupName=group)  # fmt: skip
+
     # -- reads -------------------------------------------------------------------------------
 
     def get_provisioned_limit(self, category: str) -> tuple[int, int]:
@@ -315,3 +363,60 @@ class CognitoGateway:
             attrs["username"] = user["Username"]
             users.append(attrs)
         return users, answer.get("PaginationToken")
+
+    def list_groups_for_user_page(
+        self, user_pool_id: str, username: str, *, next_token: str | None = None,
+        limit: int = 60,
+    ) -> tuple[list[str], str | None]:
+        """One AdminListGroupsForUser page (UserResourceRead): group names, next token."""
+        params: dict[str, Any] = {"UserPoolId": user_pool_id, "Username": username,
+                                  "Limit": limit}  # fmt: skip
+        if next_token:
+            params["NextToken"] = next_token
+        answer = self._call("admin_list_groups_for_user", **params)
+        return [g["GroupName"] for g in answer.get("Groups", [])], answer.get("NextToken")
+
+    def list_users_in_group_page(
+        self, user_pool_id: str, group: str, *, next_token: str | None = None, limit: int = 60
+    ) -> tuple[list[str], str | None]:
+        """One ListUsersInGroup page (UserList): usernames, next token."""
+        params: dict[str, Any] = {"UserPoolId": user_pool_id, "GroupName": group, "Limit": limit}
+        if next_token:
+            params["NextToken"] = next_token
+        answer = self._call("list_users_in_group", **params)
+        return [u["Username"] for u in answer.get("Users", [])], answer.get("NextToken")
+
+    def list_groups_page(
+        self, user_pool_id: str, *, next_token: str | None = None, limit: int = 60
+    ) -> tuple[list[str], str | None]:
+        """One ListGroups page (UserPoolResourceRead): group names, next token."""
+        params: dict[str, Any] = {"UserPoolId": user_pool_id, "Limit": limit}
+        if next_token:
+            params["NextToken"] = next_token
+        answer = self._call("list_groups", **params)
+        return [g["GroupName"] for g in answer.get("Groups", [])], answer.get("NextToken")
+
+    def list_groups_for_user(self, user_pool_id: str, username: str) -> list[str]:
+        """Every group of a user, sorted (Cognito's order is not guaranteed; moto's varies)."""
+        return sorted(_all_pages(lambda t: self.list_groups_for_user_page(
+            user_pool_id, username, next_token=t)))  # fmt: skip
+
+    def list_users_in_group(self, user_pool_id: str, group: str) -> list[str]:
+        """Every member's username, in Cognito's order."""
+        return _all_pages(lambda t: self.list_users_in_group_page(user_pool_id, group,
+                                                                  next_token=t))  # fmt: skip
+
+    def list_groups(self, user_pool_id: str) -> list[str]:
+        """Every group name of the pool, sorted."""
+        return sorted(_all_pages(lambda t: self.list_groups_page(user_pool_id, next_token=t)))
+
+
+def _all_pages(page: Callable[[str | None], tuple[list[str], str | None]]) -> list[str]:
+    """Every page, unpaced; callers that pace each call use the ``_page`` methods."""
+    out: list[str] = []
+    token: str | None = None
+    while True:
+        items, token = page(token)
+        out.extend(items)
+        if not token:
+            return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import UsageError
-from batch.specs import FailureLimit, Shard
+from batch.specs import DEFAULT_MAX_DISABLE, FailureLimit, MaxDisable, Shard
 
 log = logging.getLogger("cognito-batch")
 
@@ -75,6 +75,13 @@ class JobConfig:
     checkpoint_seconds: float = 5.0
     lease_seconds: float = 30.0
     spool: str = ""  # set by the job, not by a user: the local folder an S3 report is made in
+    # The whole sync (issue 21; docs/sync.md): joiners, leavers, groups, aliases.
+    create_missing: bool = False  # create a row's user when it does not exist (AdminCreateUser)
+    invite: bool = False  # with create_missing: let Cognito send its invitation (else SUPPRESS)
+    disable_missing: bool = False  # disable pool users the input (the whole population) lacks
+    max_disable: str = DEFAULT_MAX_DISABLE  # N or P% of the pool's users; above it: refuse
+    manage_groups: tuple[str, ...] = ()  # the groups a run may change; empty: those named
+    alias_check: bool = True  # AliasConflict before writing an alias; always on with mark_verified
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -128,6 +135,9 @@ class JobConfig:
         data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
         if self.shard:  # only when set: journals written before shards existed still resume
             data["shard"] = self.shard
+        for name in _SYNC_FINGERPRINT:  # likewise: only when changed from the default
+            if getattr(self, name) != getattr(_DEFAULTS, name):
+                data[name] = _jsonable(getattr(self, name))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def public(self) -> dict[str, Any]:
@@ -149,6 +159,8 @@ def _jsonable(value: Any) -> Any:
 
 
 _FIELDS = {f.name for f in fields(JobConfig)}
+_SYNC_FINGERPRINT = ("create_missing", "invite", "disable_missing", "manage_groups",
+                     "alias_check")  # fmt: skip
 
 
 def load_job_file(path: str | Path) -> dict[str, Any]:
@@ -355,11 +367,34 @@ def validate(config: JobConfig) -> JobConfig:
         log.warning("--max-rate applies only with --rate auto; the fixed --rate %s is used",
                     config.rate)  # fmt: skip
     FailureLimit.parse(config.max_failures)
+    check_sync(config)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
         config = share_of(config)
     return config
+
+
+def check_sync(config: JobConfig) -> None:
+    """The sync's flags (issue 21), together: each one line, exit 2, nothing written."""
+    if config.invite and not config.create_missing:
+        raise UsageError("--invite needs --create-missing (it is the new users' invitation)")
+    if config.create_missing and config.key != "username":
+        raise UsageError("--create-missing needs --key username: a new user's username comes "
+                         "from the key column")  # fmt: skip
+    MaxDisable.parse(config.max_disable)
+    if config.disable_missing and (config.shard or config.rows):
+        what = "--shard" if config.shard else "retry"
+        raise UsageError(f"--disable-missing needs the whole population in one input, not "
+                         f"{what}: every user another part holds would be disabled")  # fmt: skip
+    if config.max_disable != DEFAULT_MAX_DISABLE and not config.disable_missing:
+        log.warning("--max-disable applies only with --disable-missing")
+    for name in config.manage_groups:
+        if not name or len(name) > 128 or not name.isprintable() or name != name.strip():
+            raise UsageError(f"--manage-groups: {name!r} is not a group name")
+    if config.mark_verified and not config.alias_check:
+        raise UsageError("--no-alias-check cannot go with --mark-verified: marking a value "
+                         "verified would move an alias from its user (boto/boto3#3213)")
 
 
 def check_rate(text: str) -> None:
@@ -414,3 +449,6 @@ def share_of(config: JobConfig) -> JobConfig:
     return replace(config, shard=str(shard), report=report, rate=rate,
                    max_rate=config.max_rate / n, list_rate=config.list_rate / n,
                    get_rate=config.get_rate / n)  # fmt: skip
+
+
+_DEFAULTS = JobConfig()

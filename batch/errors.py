@@ -35,6 +35,9 @@ ROW_CODES = frozenset(
         "UserLambdaValidationException",
         "CodeDeliveryFailureException",
         "InvalidUserPoolConfigurationException",
+        # AdminCreateUser of a username that exists: that row fails, the next can be created
+        "UsernameExistsException",
+        "UnsupportedUserStateException",
     }
 )
 FATAL_CODES = frozenset(

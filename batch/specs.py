@@ -2,7 +2,8 @@
 
 ``FailureLimit`` is ``--max-failures`` (N, P%, auto, none; the brake in ``engine/brake.py``
 counts against it). ``Shard`` is ``--shard`` (K/N, auto, auto/N; ``inputs/shard.py`` scans a
-shard's rows). They live below ``config`` so that validating a config imports nothing above it.
+shard's rows). ``MaxDisable`` is ``--max-disable`` (N, P%; ``plan/leavers.py``). They live
+below ``config`` so that validating a config imports nothing above it.
 """
 
 from __future__ import annotations
@@ -153,3 +154,34 @@ def shard_of(key: str, count: int) -> int:
     return int.from_bytes(digest.digest(), "big") % count
 
 
+DEFAULT_MAX_DISABLE = "10%"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxDisable:
+    """The most users one run may disable: a count, or a share of the pool's users."""
+
+    text: str
+    count: int | None = None
+    share: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MaxDisable:
+        """``N`` (0 or more) or ``P%`` (0 to 100); UsageError otherwise."""
+        raw = text.strip()
+        number = raw[:-1].strip() if raw.endswith("%") else raw
+        try:
+            value = float(number) if raw.endswith("%") else int(number)
+        except ValueError:
+            value = -1
+        if raw.endswith("%") and 0 <= value <= 100:
+            return cls(raw, share=value / 100.0)
+        if not raw.endswith("%") and value >= 0:
+            return cls(raw, count=int(value))
+        raise UsageError(f"--max-disable {text!r}: expected a number of users (50) or a share "
+                         "of the pool's users (10%)")  # fmt: skip
+
+    def limit(self, pool_users: int) -> int:
+        if self.count is not None:
+            return self.count
+        return math.floor((self.share or 0.0) * pool_users + 1e-9)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from batch.emulator import sync_rules
 from batch.emulator.neighbours import Neighbour, parse_schedule, start_neighbours
 from batch.emulator.rules import (
     DEFAULT_QUOTAS,
@@ -403,6 +404,15 @@ class Front:
             problem = username_problem(payload.get("Username"))
             if problem:
                 return "invalid", error_reply(400, "InvalidParameterException", problem)
+        if operation in sync_rules.OPERATIONS:  # Cognito's rules where moto differs
+            pool = str(payload.get("UserPoolId", ""))
+            decision = sync_rules.decide(operation, payload, lambda op, query: self.moto.call(
+                op, query, auth), lambda: self._pool_rules(pool, auth))  # fmt: skip
+            plan = UpdatePlan(messages=decision.messages)
+            if decision.answer is not None:
+                if decision.answer[0] == "accepted":
+                    self.stats.add_plan(plan)
+                return decision.answer
         if operation == UPDATE:
             rules = self._pool_rules(str(payload.get("UserPoolId", "")), auth)
             attributes = payload.get("UserAttributes")

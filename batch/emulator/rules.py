@@ -18,12 +18,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-# Operation -> quota category (the mapping is inferred from the category descriptions).
+# Operation -> quota category, from "Quotas in Amazon Cognito" (operations by category):
+# https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html
+_UPDATES = (
+    "AdminUpdateUserAttributes", "AdminDeleteUserAttributes", "AdminDisableUser",
+    "AdminEnableUser", "AdminAddUserToGroup", "AdminRemoveUserFromGroup",
+    "AdminUserGlobalSignOut", "AdminDeleteUser",
+)  # fmt: skip
 QUOTA_CATEGORIES: Mapping[str, str] = {
-    "AdminUpdateUserAttributes": "UserUpdate",
-    "AdminDeleteUserAttributes": "UserUpdate",
+    **dict.fromkeys(_UPDATES, "UserUpdate"),
     "AdminGetUser": "UserRead",
     "ListUsers": "UserList",
+    "ListUsersInGroup": "UserList",
+    "AdminListGroupsForUser": "UserResourceRead",
+    "ListGroups": "UserPoolResourceRead",
+    "GetGroup": "UserPoolResourceRead",
     "DescribeUserPool": "UserPoolRead",
     "AdminCreateUser": "UserCreation",
 }
@@ -33,11 +42,12 @@ DEFAULT_QUOTAS: Mapping[str, float] = {
     "UserList": 30.0,
     "UserPoolRead": 15.0,
     "UserCreation": 50.0,
+    "UserResourceRead": 50.0,
+    "UserPoolResourceRead": 20.0,
 }
-# Cognito's per-user limit covers writes; these are the write operations the emulator serves.
-PER_USER_WRITE_OPERATIONS = frozenset(
-    op for op, category in QUOTA_CATEGORIES.items() if category == "UserUpdate"
-)
+# Cognito's per-user limit covers "write user profile" requests (UpdateUserAttributes is its
+# example); the emulator applies it to the attribute writes only, as before.
+PER_USER_WRITE_OPERATIONS = frozenset({"AdminUpdateUserAttributes", "AdminDeleteUserAttributes"})
 MAX_VALUE_BYTES = 2048
 MAX_NAME_CHARS = 32
 MAX_USERNAME_CHARS = 128
