@@ -603,9 +603,10 @@ class Job:
         if not config.quiet:
             self.log.summary(summary, format_summary(summary), exit_code=code)
             if self.undo_log is not None:
-                self.log.emit("undo", f"  undo: {self.undo_log.path} ({self.undo_log.records} "
-                              f"before-images; cognito-batch undo {report})",
-                              path=str(self.undo_log.path),
+                undo_file = self._shown(self.undo_log.path)  # an S3 run's spool is gone soon
+                self.log.emit("undo", f"  undo: {undo_file} ({self.undo_log.records} "
+                              f"before-images; cognito-batch undo {self._shown(report)})",
+                              path=undo_file,
                               records=self.undo_log.records)  # fmt: skip
         if hint.text():  # said even with --quiet: like a warning, it may save the next run
             self.log.warning(f"hint: {hint.text()}")

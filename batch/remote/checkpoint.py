@@ -37,9 +37,12 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -64,6 +67,7 @@ INTERVAL_SECONDS = 5.0
 ATTEMPTS = 6
 COMPLETE_LINE = b"%08x\t=complete\n" % zlib.crc32(b"=complete")
 _SEGMENT = re.compile(r"seg-(\d{6,})")
+_RANDOM = re.compile(r"[a-z0-9_]{8}")  # tempfile's names: 8 of these characters
 
 Sleep = Callable[[float], None]
 
@@ -265,8 +269,9 @@ class S3Report:
     ) -> None:
         self.location = parse(uri)
         self.store = store or storage_for(self.location, profile=profile)
-        # Private: the spool holds what the report holds (usernames, error messages).
-        self.spool = Path(tempfile.mkdtemp(prefix="cognito-batch-", dir=spool_root))
+        # Private: the spool holds what the report holds (usernames, error messages), and
+        # named for the report, so the next run on it finds what a killed run left.
+        self.spool = Path(tempfile.mkdtemp(prefix=spool_prefix(self.location), dir=spool_root))
         self.spool.chmod(DIR_MODE)
         self.local = self.spool / self.location.name
         self.journal = journal_path(self.local)
@@ -323,7 +328,9 @@ class S3Report:
     def restore(self) -> None:
         """Rebuild the local journal from S3 (nothing on disk is assumed). A finished run's
         report and summary come too, so the job decides as for a local report (replace it, or
-        rebuild what is missing)."""
+        rebuild what is missing). Called with the lease held: first the spools that killed
+        runs of this report left on this machine are removed (``remove_stale_spools``)."""
+        self.remove_stale_spools()
         if self._download(self.journal_object, self.journal):
             for name in (summary_path(self.local), self.local):
                 self._download(self.beside(name), name)
@@ -388,3 +395,40 @@ class S3Report:
 
     def remove_spool(self) -> None:
         shutil.rmtree(self.spool, ignore_errors=True)
+
+    def remove_stale_spools(self) -> list[Path]:
+        """Remove the spools earlier runs of this report left in this spool's folder (a run
+        killed with SIGKILL cannot remove its own: the report, journal and before-images it
+        holds are personal data). Only with the lease held: no live run of this report has a
+        spool then (a run presumed dead stops at its next renewal). Only folders named
+        ``spool_prefix`` + mkdtemp's 8 characters, owned by this user, seen with ``lstat``
+        (a symlink is never followed); removed by ``shutil.rmtree``, which does not follow
+        links inside them either where the platform allows (Linux: ``os.fwalk``)."""
+        prefix, removed = spool_prefix(self.location), []
+        folder = self.spool.parent
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        for name in names:
+            if not (name.startswith(prefix) and _RANDOM.fullmatch(name[len(prefix):])):
+                continue
+            path = folder / name
+            if path == self.spool:
+                continue
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        return removed
+
+
+def spool_prefix(location: Location) -> str:
+    """The local spool's name for a report: one prefix per report URI, never a key's text
+    (a folder name in /tmp is visible to every user of the machine)."""
+    tag = hashlib.sha256(str(location).encode()).hexdigest()[:16]
+    return f"cognito-batch-{tag}-"
