@@ -364,7 +364,7 @@ class Job:
                     warn=self.log.warning,
                 )  # fmt: skip
                 checkpoint.start()  # renewing the lease from now on
-                s3.restore()
+                s3.restore(fresh=config.fresh)
                 self.s3 = s3
                 try:
                     result = self._run_locked()

@@ -36,13 +36,9 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import re
 import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -59,6 +55,8 @@ from batch.record.journal import journal_path
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
 from batch.remote.lease import Lease, LeaseLost
+from batch.remote.spool import remove_stale_spools, spool_prefix
+from batch.remote.stopping import StopDeferred
 from batch.store.files import DIR_MODE, atomic_write
 from batch.store.s3 import PreconditionFailed
 from batch.store.storage import Location, Storage, parse, storage_for
@@ -67,7 +65,6 @@ INTERVAL_SECONDS = 5.0
 ATTEMPTS = 6
 COMPLETE_LINE = b"%08x\t=complete\n" % zlib.crc32(b"=complete")
 _SEGMENT = re.compile(r"seg-(\d{6,})")
-_RANDOM = re.compile(r"[a-z0-9_]{8}")  # tempfile's names: 8 of these characters
 
 Sleep = Callable[[float], None]
 
@@ -325,12 +322,16 @@ class S3Report:
 
     # -- before the run ----------------------------------------------------------------------
 
-    def restore(self) -> None:
+    def restore(self, *, fresh: bool = False) -> None:
         """Rebuild the local journal from S3 (nothing on disk is assumed). A finished run's
         report and summary come too, so the job decides as for a local report (replace it, or
         rebuild what is missing). Called with the lease held: first the spools that killed
-        runs of this report left on this machine are removed (``remove_stale_spools``)."""
+        runs of this report left on this machine are removed (``remove_stale_spools``).
+        ``fresh`` (``--fresh``): nothing is read, so a damaged checkpoint cannot refuse the
+        run that discards it; the run's ``clear`` then deletes it before its own segment 0."""
         self.remove_stale_spools()
+        if fresh:
+            return
         if self._download(self.journal_object, self.journal):
             for name in (summary_path(self.local), self.local):
                 self._download(self.beside(name), name)
@@ -370,65 +371,70 @@ class S3Report:
             self._download(self.beside(name), name)
 
     def clear(self) -> None:
-        """What an earlier run left, before a fresh run's segment 0: its segments (highest
-        first, so what remains is a prefix), then its compacted journal."""
-        for _, where in reversed(self._listed()):
-            self.store.delete(where)
-        self.store.delete(self.journal_object)
+        """What an earlier run left, before a fresh run's segment 0: its segments (batched,
+        ``DeleteObjects``), then, once they are gone, its compacted journal. Nothing to delete
+        costs no delete: a first run needs no ``s3:DeleteObject``. One that cannot delete
+        what is there is refused, naming that permission (its segment 0 would collide)."""
+        leftovers = [where for _, where in reversed(self._listed())]
+        self._delete_all(leftovers)
+        if self._exists(self.journal_object):
+            self._delete_all([self.journal_object])
+
+    def _delete_all(self, leftovers: list[Location]) -> None:
+        if not leftovers:
+            return
+        refused = self.store.delete_many(leftovers)
+        if refused:
+            where, code = refused[0]
+            raise StorageError(
+                f"{code}: {len(refused)} of the {len(leftovers)} objects an earlier run of this "
+                "report left could not be deleted; replacing that run needs s3:DeleteObject on "
+                "the report's prefix (or give this run another report name)",
+                uri=str(where), code=code,
+            )  # fmt: skip
 
     # -- after the run -----------------------------------------------------------------------
 
     def publish(self, checkpoint: Checkpoint) -> None:
-        """The end of a run, in the order a resume relies on (module docstring)."""
-        checkpoint.close()
-        checkpoint.upload(hold_complete=True)
-        summary = summary_path(self.local)
-        for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
-            if local.is_file():
-                checkpoint.put(self.beside(local), local)
-        checkpoint.upload()
-        if ends_complete(self.journal):
-            checkpoint.put(self.journal_object, self.journal)
-            for _, where in reversed(self._listed()):
-                with contextlib.suppress(StorageError):  # a leftover is ignored by a resume
-                    self.store.delete(where)
+        """The end of a run, in the order a resume relies on (module docstring). A SIGTERM,
+        SIGINT or SIGHUP meanwhile (a scheduler stopping the task) does not kill it half way:
+        the puts go on (seconds), the compaction's deletes are left to a later run, and the
+        run ends with its own exit code; a second Ctrl-C exits at once."""
+        with StopDeferred() as stop:
+            checkpoint.close()
+            checkpoint.upload(hold_complete=True)
+            summary = summary_path(self.local)
+            for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
+                if local.is_file():
+                    checkpoint.put(self.beside(local), local)
+            checkpoint.upload()
+            complete = ends_complete(self.journal)
+            if complete:
+                checkpoint.put(self.journal_object, self.journal)
+            if stop.name:
+                checkpoint.warn(f"{stop.name}: the report is in S3; stopping before its "
+                                "checkpoint segments are deleted (a later run removes them)")
+            elif complete:
+                self._compact(checkpoint.warn)
+
+    def _compact(self, warn: Callable[[str], None]) -> None:
+        """Delete the segments the compacted journal object replaced, 1,000 a request. Not
+        allowed to (no ``s3:DeleteObject``): they stay, said once; a resume ignores them."""
+        leftovers = [where for _, where in reversed(self._listed())]
+        if not leftovers:
+            return
+        try:
+            refused = [code for _, code in self.store.delete_many(leftovers)]
+        except StorageError as exc:
+            refused = [exc.code or "Error"] * len(leftovers)
+        if refused:
+            warn(f"warning: {len(refused)} checkpoint segments stay under {self.segments} "
+                 f"({refused[0]}: deleting them needs s3:DeleteObject); harmless, the "
+                 "compacted journal object is what a resume reads")  # fmt: skip
 
     def remove_spool(self) -> None:
         shutil.rmtree(self.spool, ignore_errors=True)
 
     def remove_stale_spools(self) -> list[Path]:
-        """Remove the spools earlier runs of this report left in this spool's folder (a run
-        killed with SIGKILL cannot remove its own: the report, journal and before-images it
-        holds are personal data). Only with the lease held: no live run of this report has a
-        spool then (a run presumed dead stops at its next renewal). Only folders named
-        ``spool_prefix`` + mkdtemp's 8 characters, owned by this user, seen with ``lstat``
-        (a symlink is never followed); removed by ``shutil.rmtree``, which does not follow
-        links inside them either where the platform allows (Linux: ``os.fwalk``)."""
-        prefix, removed = spool_prefix(self.location), []
-        folder = self.spool.parent
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            return []
-        for name in names:
-            if not (name.startswith(prefix) and _RANDOM.fullmatch(name[len(prefix):])):
-                continue
-            path = folder / name
-            if path == self.spool:
-                continue
-            try:
-                st = path.lstat()
-            except OSError:
-                continue
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-        return removed
-
-
-def spool_prefix(location: Location) -> str:
-    """The local spool's name for a report: one prefix per report URI, never a key's text
-    (a folder name in /tmp is visible to every user of the machine)."""
-    tag = hashlib.sha256(str(location).encode()).hexdigest()[:16]
-    return f"cognito-batch-{tag}-"
+        """What killed runs of this report left on this machine (``spool.py``)."""
+        return remove_stale_spools(self.spool, self.location)
