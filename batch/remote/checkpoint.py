@@ -54,7 +54,7 @@ from batch.record.before_images import undo_path
 from batch.record.journal import journal_path
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
-from batch.remote.lease import Lease, LeaseLost
+from batch.remote.lease import Lease, LeaseKeeper, LeaseLost
 from batch.remote.spool import remove_stale_spools, spool_prefix
 from batch.remote.stopping import StopDeferred
 from batch.store.files import DIR_MODE, atomic_write
@@ -122,9 +122,10 @@ def whole_lines(data: bytes, *, header: bool) -> int:
 
 
 class Checkpoint:
-    """Copies the local journal's new lines to S3 as segments, on a timer and on demand, and
-    renews the lease on the same thread. Nothing raises out of the thread: a failed upload
-    stays pending (retried next time), a lost lease calls ``on_lost``."""
+    """Copies the local journal's new lines to S3 as segments, on a timer and on demand. The
+    lease is kept by threads of its own (``LeaseKeeper``), so a slow upload never delays a
+    renewal. Nothing raises out of the threads: a failed upload stays pending (retried next
+    time); a lost lease, or one not renewed in time, calls ``on_lost`` (the run stops)."""
 
     def __init__(
         self,
@@ -138,8 +139,10 @@ class Checkpoint:
         warn: Callable[[str], None] = lambda text: None,
         sleep: Sleep = time.sleep,
         attempts: int = ATTEMPTS,
+        lease_wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.store = store
+        self.lease_wait = lease_wait  # the lease keeper's timer (tests inject it)
         self.segments = segments
         self.journal = journal
         self.lease = lease
@@ -156,6 +159,7 @@ class Checkpoint:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.keeper: LeaseKeeper | None = None
 
     def _key(self, n: int) -> Location:
         if self.segments.is_s3:
@@ -178,32 +182,38 @@ class Checkpoint:
             self.begun = True
 
     def start(self) -> None:
-        """The thread: renews the lease from now (a run reads its whole input, and perhaps the
-        pool, before its journal opens), uploads once ``begin`` was called."""
+        """The threads: the lease kept from now (a run reads its whole input, and perhaps the
+        pool, before its journal opens); uploads once ``begin`` was called."""
+        if self.lease is not None:
+            self.keeper = LeaseKeeper(self.lease, on_lost=self._lease_lost,
+                                      on_stop=self.on_lost, warn=self.warn,
+                                      wait=self.lease_wait)  # fmt: skip
+            self.keeper.start()
         self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def stop_uploads(self) -> None:
+        """No more timed uploads (the end of the run); the lease is still kept."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
+    def close(self) -> None:
+        self.stop_uploads()
+        if self.keeper is not None:
+            self.keeper.close()
+            self.keeper = None
+
+    def _lease_lost(self, reason: str) -> None:
+        self.lost = reason  # not under the lock: an upload may hold it for a slow PUT
+        self.on_lost("lost the report's lease to another run")
+
     def _loop(self) -> None:
-        renew_every = self.lease.ttl / 4 if self.lease is not None else self.interval
-        tick = min(self.interval, renew_every)
-        last_upload = last_renew = time.monotonic()
-        while not self._stop.wait(tick):
-            now = time.monotonic()
+        while not self._stop.wait(self.interval):
             try:
-                if self.lease is not None and now - last_renew >= renew_every:
-                    self.lease.renew()
-                    last_renew = now
-                if now - last_upload >= self.interval:
-                    self.upload()
-                    last_upload = now
-            except LeaseLost as exc:
-                self.lost = str(exc)
+                self.upload()
+            except LeaseLost:
                 self.on_lost("lost the report's lease to another run")
                 return
             except StorageError as exc:  # pending: the next tick tries the same bytes again
@@ -250,6 +260,8 @@ class Checkpoint:
                 raise LeaseLost(self.lost) from None
 
     def put(self, where: Location, path: Path) -> None:
+        if self.lost:  # another run holds the report now: its objects are not ours to replace
+            raise LeaseLost(self.lost)
         retrying(self.sleep, self.attempts)(self.store.put_file, where, path)
 
 
@@ -401,7 +413,7 @@ class S3Report:
         the puts go on (seconds), the compaction's deletes are left to a later run, and the
         run ends with its own exit code; a second Ctrl-C exits at once."""
         with StopDeferred() as stop:
-            checkpoint.close()
+            checkpoint.stop_uploads()  # the lease is kept while the report goes up
             checkpoint.upload(hold_complete=True)
             summary = summary_path(self.local)
             for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
