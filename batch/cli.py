@@ -393,14 +393,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FATAL
 
 
-def os_error(exc: OSError) -> str:
+#: What a rerun resumes from, said after an OS failure: each command its own.
+RESUMES_FROM_JOURNAL = "it resumes from the journal, so no row is lost"
+RESUMES_FROM_CHECKPOINT = "the export resumes from its checkpoint"
+
+
+def os_error(exc: OSError, resumes: str = RESUMES_FROM_JOURNAL) -> str:
     """One line for an OS failure: the file, the system's words, and what is safe to do.
     (Every result is in the journal before the report, so a rerun resumes without loss.)"""
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or str(exc) or type(exc).__name__
     name = errno.errorcode.get(exc.errno or 0, "")
     return (f"{where}{what}{f' ({name})' if name else ''}; rerun the same command once this "
-            "is fixed: it resumes from the journal, so no row is lost")  # fmt: skip
+            f"is fixed: {resumes}")  # fmt: skip
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -418,7 +423,11 @@ def _export(args: argparse.Namespace) -> int:
     )  # fmt: skip
     gateway = CognitoGateway(ConnectionSettings(region=args.region, profile=args.profile,
                                                 endpoint_url=args.endpoint_url))  # fmt: skip
-    result = Exporter(settings, gateway).run()
+    try:
+        result = Exporter(settings, gateway).run()
+    except OSError as exc:  # an export has no journal: say what it resumes from
+        sys.stderr.write(f"cognito-batch: error: {os_error(exc, RESUMES_FROM_CHECKPOINT)}\n")
+        return EXIT_FATAL
     if not args.quiet:
         sys.stderr.write(f"cognito-batch: exported {result.users} users ({result.pages} pages) "
                          f"to {result.path} in {result.duration_s:.1f}s\n")  # fmt: skip

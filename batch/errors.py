@@ -57,6 +57,10 @@ FATAL_CODES = frozenset(
         "InvalidEmailRoleAccessPolicyException",
         "LimitExceededException",
         "ForbiddenException",
+        # The operation is switched off for this pool or account: no later call succeeds.
+        "OperationNotEnabledException",
+        # DescribeUserPool's: the pool's tags are broken; the pool cannot be read as it is.
+        "UserPoolTaggingException",
     }
 )
 

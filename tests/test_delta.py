@@ -21,7 +21,8 @@ Rules (README: "Keys and delta sync", "Mapping columns to attributes") and their
    - Snapshot (input large relative to the pool): ListUsers pages, no AdminGetUser; summary
      lookup "snapshot", read_calls = pages.
      -> test_snapshot_path_pages_the_pool
-   - Live (3 rows, 300 users): one AdminGetUser per row, no ListUsers; summary lookup "live".
+   - Live (3 rows, 300 users): one AdminGetUser per row (and one before the first write, the
+     permission check), no ListUsers; summary lookup "live".
      -> test_live_path_reads_each_row
    - ...and the summary's read_calls counts those reads.
      -> test_live_path_counts_its_reads
@@ -294,7 +295,7 @@ def test_live_path_reads_each_row(fast: Any, make_pool: Any, tmp_path: Path) -> 
     summary = summary_of(report)
     assert code == 0
     assert summary["lookup"] == "live"
-    assert calls(fast, "AdminGetUser") == 3
+    assert calls(fast, "AdminGetUser") == 3 + 1  # + the permission check before any write
     assert calls(fast, "ListUsers") == 0
     # AND only the changed row was written
     rows = read_report(report)
@@ -307,9 +308,9 @@ def test_live_path_counts_its_reads(fast: Any, make_pool: Any, tmp_path: Path) -
     # GIVEN / WHEN the live run of 3 rows
     code, report, _ = live_run(fast, make_pool, tmp_path)
 
-    # THEN the summary counts the 3 reads it made
+    # THEN the summary counts the 3 reads it made, and the permission check
     assert code == 0
-    assert summary_of(report)["read_calls"] == calls(fast, "AdminGetUser") == 3
+    assert summary_of(report)["read_calls"] == calls(fast, "AdminGetUser") == 3 + 1
 
 
 # -- 3. --key email --------------------------------------------------------------------------
@@ -351,7 +352,8 @@ def test_key_email_resolves_in_both_modes(
     assert fast.get_user_attributes(pool, "u007")["custom:tier"] == "gold"
     assert "custom:tier" not in fast.get_user_attributes(pool, "u001")
     reads = calls(fast, "ListUsers")
-    assert reads == (3 if mode == "live" else 1)  # a filtered ListUsers per row, or one page
+    # a filtered ListUsers per row (and the permission check), or one page
+    assert reads == (3 + 1 if mode == "live" else 1)
 
 
 # -- 4. a user deleted between the snapshot and the write ------------------------------------

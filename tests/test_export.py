@@ -16,6 +16,10 @@ End to end against the emulator over real HTTP.
 5. Resumable: an export stopped after two pages continues from its checkpoint and ends with the
    same file as an uninterrupted one; a token Cognito refuses says to start over.
    -> test_export_resumes_from_its_checkpoint, test_refused_token_says_start_over
+6. Never through a link: a symlink or hard link planted at ``OUT.partial`` is refused on resume
+   (its target keeps every byte; the error names no journal) and replaced on a fresh start.
+   -> test_a_resume_never_writes_through_a_link_at_the_partial_file,
+      test_a_fresh_export_replaces_a_link_at_the_partial_file
 """
 
 from __future__ import annotations
@@ -253,3 +257,54 @@ def test_refused_token_says_start_over(
     assert "--fresh" in capsys.readouterr().err
     assert export(out, pool, fast, "--fresh") == 0
     assert len(read_csv(out)) == 130
+
+
+def stopped_export(fast: Any, pool: str, out: Path) -> None:
+    """An export failed after its second page: a checkpoint and a partial file are left."""
+    settings = ExportSettings(user_pool_id=pool, out=out, list_rate=1000, quiet=True,
+                              checkpoint_seconds=0)  # fmt: skip
+    fast.inject("ListUsers", after=2, code="AccessDeniedException")
+    with pytest.raises(FatalError):
+        Exporter(settings, gateway(fast), stream=io.StringIO()).run()
+    fast.reset()
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_a_resume_never_writes_through_a_link_at_the_partial_file(
+    fast: Any, make_pool: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], link: str
+) -> None:
+    # GIVEN an unfinished export, and its partial file replaced by a link to another file
+    pool = make_pool(users=people(230))
+    out = tmp_path / "users.csv"
+    stopped_export(fast, pool, out)
+    partial = out.with_name("users.csv.partial")
+    victim = tmp_path / "precious.csv"
+    victim.write_bytes(b"x" * 37_000)
+    partial.unlink()
+    if link == "symlink":
+        partial.symlink_to(victim)
+    else:
+        partial.hardlink_to(victim)
+    # WHEN the same export is rerun
+    code = export(out, pool, fast)
+    # THEN it is refused in one line that names no journal, and the link's target is intact
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "partial" in err[0] and "journal" not in err[0]
+    assert victim.read_bytes() == b"x" * 37_000
+    assert not out.exists()
+
+
+def test_a_fresh_export_replaces_a_link_at_the_partial_file(
+    fast: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a hard link to another file where the partial file goes, and no checkpoint
+    pool = make_pool(users=people(70))
+    out = tmp_path / "users.csv"
+    victim = tmp_path / "precious.csv"
+    victim.write_bytes(b"y" * 5000)
+    out.with_name("users.csv.partial").hardlink_to(victim)
+    # WHEN it exports, THEN the export is whole and the other file untouched
+    assert export(out, pool, fast) == 0
+    assert len(read_csv(out)) == 70
+    assert victim.read_bytes() == b"y" * 5000

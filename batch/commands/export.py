@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -46,7 +47,7 @@ from batch.pace.retrying import Retrier, RetryPolicy
 from batch.plan.lookup import PacedCall
 from batch.plan.mapping import attribute_name
 from batch.plan.schema import VERIFIED_FLAG, PoolSchema
-from batch.store.files import atomic_path, open_private, write_text_atomic
+from batch.store.files import atomic_path, create_private, reopen_private, write_text_atomic
 
 FORMATS = ("csv", "jsonl", "parquet")
 CHECKPOINT_SECONDS = 1.0
@@ -153,8 +154,13 @@ class Exporter:
                 "attributes": attributes, "format": self.format}  # fmt: skip
 
     def _resume(self, identity: dict[str, Any]) -> tuple[str | None, int, int, int] | None:
-        """(token, users, pages, bytes) of an unfinished export of the same thing, or None."""
-        if self.settings.fresh or not self.checkpoint.is_file() or not self.partial.is_file():
+        """(token, users, pages, bytes) of an unfinished export of the same thing, or None.
+        Nothing here follows a symlink: a link at the partial file is never resumed into."""
+        if self.settings.fresh or not self.checkpoint.is_file():
+            return None
+        try:
+            spool = self.partial.lstat()
+        except FileNotFoundError:
             return None
         try:
             saved = json.loads(self.checkpoint.read_text(encoding="utf-8"))
@@ -164,7 +170,10 @@ class Exporter:
                      int(saved["bytes"]))  # fmt: skip
         except (ValueError, KeyError, TypeError):
             return None
-        if self.partial.stat().st_size < state[3]:
+        if stat.S_ISLNK(spool.st_mode):
+            raise UsageError(f"{self.partial}: a symlink where the export's partial file "
+                             "belongs; remove it (the export writes only its own files)")
+        if spool.st_size < state[3]:
             return None
         return state
 
@@ -177,11 +186,12 @@ class Exporter:
         identity = self._identity(attributes)
         state = self._resume(identity)
         token, users, pages, size = state or (None, 0, 0, 0)
-        if state is not None:
-            with open(self.partial, "r+b") as raw:  # drop what came after the checkpoint
-                raw.truncate(size)
-        handle = open_private(self.partial, "a" if state else "w", encoding="utf-8",
-                              newline="")  # fmt: skip
+        # Resumed: cut to the checkpoint, refused if it is not our own file (a symlink or a
+        # hard link planted there); fresh: a new file, whatever was at the name unlinked.
+        handle = (
+            reopen_private(self.partial, size, encoding="utf-8", newline="") if state
+            else create_private(self.partial, encoding="utf-8", newline="")
+        )  # fmt: skip
         try:
             spool_csv = self.format in ("csv", "parquet")
             writer = csv.writer(handle) if spool_csv else None

@@ -364,7 +364,7 @@ class Job:
                     warn=self.log.warning,
                 )  # fmt: skip
                 checkpoint.start()  # renewing the lease from now on
-                s3.restore()
+                s3.restore(fresh=config.fresh)
                 self.s3 = s3
                 try:
                     result = self._run_locked()
@@ -603,9 +603,10 @@ class Job:
         if not config.quiet:
             self.log.summary(summary, format_summary(summary), exit_code=code)
             if self.undo_log is not None:
-                self.log.emit("undo", f"  undo: {self.undo_log.path} ({self.undo_log.records} "
-                              f"before-images; cognito-batch undo {report})",
-                              path=str(self.undo_log.path),
+                undo_file = self._shown(self.undo_log.path)  # an S3 run's spool is gone soon
+                self.log.emit("undo", f"  undo: {undo_file} ({self.undo_log.records} "
+                              f"before-images; cognito-batch undo {self._shown(report)})",
+                              path=undo_file,
                               records=self.undo_log.records)  # fmt: skip
         if hint.text():  # said even with --quiet: like a warning, it may save the next run
             self.log.warning(f"hint: {hint.text()}")

@@ -22,6 +22,9 @@ flight). A test of that race needs real S3, not moto.
 
 from __future__ import annotations
 
+import html
+import io
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -48,6 +51,7 @@ class S3Server:
         self._app = create_backend_app("s3")
         self._lock = threading.Lock()
         self._denied: set[tuple[str, str]] = set()
+        self._denied_deletes: set[tuple[str, str]] = set()
         self._counts: dict[str, int] = {}
         self.server = make_server(HOST, 0, self._wsgi, threaded=True, request_handler=_Quiet)
         self.port = int(self.server.server_port)
@@ -66,16 +70,25 @@ class S3Server:
         self.server.server_close()
         self._thread.join()
 
-    def deny(self, bucket: str, prefix: str = "") -> None:
+    def deny(self, bucket: str, prefix: str = "", *, action: str = "") -> None:
         """Answer 403 AccessDenied for every request on ``bucket`` whose key starts with
-        ``prefix`` (the whole bucket, listing included, when ``prefix`` is empty)."""
+        ``prefix`` (the whole bucket, listing included, when ``prefix`` is empty).
+        ``action="DeleteObject"``: only deletes are denied, as a policy without
+        ``s3:DeleteObject`` does: DeleteObject answers 403, and DeleteObjects answers 200 with
+        an ``AccessDenied`` error for each key under the prefix (S3's own behaviour)."""
+        if action not in ("", "DeleteObject"):
+            raise ValueError(f"deny: unknown action {action!r}")
         with self._lock:
-            self._denied.add((bucket, prefix))
+            if action:
+                self._denied_deletes.add((bucket, prefix))
+            else:
+                self._denied.add((bucket, prefix))
 
     def reset(self) -> None:
         """Forget denials and counts; moto's buckets and objects stay."""
         with self._lock:
             self._denied.clear()
+            self._denied_deletes.clear()
             self._counts.clear()
 
     def stats(self) -> dict[str, int]:
@@ -83,16 +96,44 @@ class S3Server:
         with self._lock:
             return dict(self._counts)
 
-    def _is_denied(self, path: str) -> bool:
+    def _is_denied(self, path: str, method: str = "GET") -> bool:
         bucket, _, key = path.lstrip("/").partition("/")
         with self._lock:
-            return any(b == bucket and key.startswith(p) for b, p in self._denied)
+            rules = self._denied | (self._denied_deletes if method == "DELETE" else set())
+            return any(b == bucket and key.startswith(p) for b, p in rules)
+
+    def _refused_deletes(self, environ: dict[str, Any]) -> bytes | None:
+        """A DeleteObjects whose every key is under a delete-denied prefix: S3's answer, one
+        ``AccessDenied`` error a key. (A request mixing allowed and denied keys goes to moto
+        whole: the tests do not send one.)"""
+        bucket = str(environ.get("PATH_INFO", "")).strip("/").partition("/")[0]
+        with self._lock:
+            prefixes = [p for b, p in self._denied_deletes if b == bucket]
+        if not prefixes:
+            return None
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size)
+        environ["wsgi.input"] = io.BytesIO(body)
+        keys = [html.unescape(k) for k in re.findall(r"<Key>(.*?)</Key>", body.decode())]
+        if not keys or not all(any(k.startswith(p) for p in prefixes) for k in keys):
+            return None
+        errors = "".join(f"<Error><Key>{html.escape(k)}</Key><Code>AccessDenied</Code>"
+                         "<Message>Access Denied</Message></Error>" for k in keys)  # fmt: skip
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns='
+                f'"http://s3.amazonaws.com/doc/2006-03-01/">{errors}</DeleteResult>').encode()
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
         with self._lock:
             self._counts[method] = self._counts.get(method, 0) + 1
-        if self._is_denied(str(environ.get("PATH_INFO", ""))):
+        query = str(environ.get("QUERY_STRING", "")).split("&")
+        if method == "POST" and any(q.partition("=")[0] == "delete" for q in query):
+            refused = self._refused_deletes(environ)
+            if refused is not None:
+                start_response("200 OK", [("Content-Type", "application/xml"),
+                                          ("Content-Length", str(len(refused)))])  # fmt: skip
+                return [refused]
+        if self._is_denied(str(environ.get("PATH_INFO", "")), method):
             start_response("403 Forbidden", [("Content-Type", "application/xml"),
                                              ("Content-Length", str(len(_DENIED)))])  # fmt: skip
             return [b"" if method == "HEAD" else _DENIED]

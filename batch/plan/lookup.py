@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from batch.errors import CognitoError, FatalError, RowError, ThrottledError
 from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
 from batch.pace.ratelimit import Pacer, Waiter
@@ -131,6 +132,27 @@ def remove_stale_snapshots(report: Path) -> list[Path]:
     return removed
 
 
+#: Codes that mean "this identity may not make this call": named as the missing permission.
+DENIED = frozenset({"AccessDeniedException", "NotAuthorizedException", "AccessDenied",
+                    "ForbiddenException"})  # fmt: skip
+#: A name no real user is expected to have: the permission check reads it.
+PROBE_USERNAME = "cognito-batch-permission-check"
+
+
+def refused(exc: FatalError, action: str) -> FatalError:
+    """A read refused for good, as one line naming the permission it needs and the way out."""
+    if exc.code not in DENIED:
+        return exc
+    return FatalError(
+        exc.code,
+        f"cognito-idp:{action} is refused ({exc.message or exc.code}): this run reads each "
+        "user before writing it (before-images, on by default for a real pool; "
+        f"--skip-unchanged; --key); allow cognito-idp:{action} on the pool, or pass --no-undo "
+        "without --skip-unchanged or --key",
+        operation=exc.operation, status=exc.status,
+    )  # fmt: skip
+
+
 class PoolSnapshot:
     """The input's users, read by paging the pool, held in SQLite on disk."""
 
@@ -164,9 +186,11 @@ class PoolSnapshot:
         keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified"}
         token: str | None = None
         while True:
-            users, token = paced(
-                functools.partial(gateway.list_users_page, user_pool_id, pagination_token=token)
-            )
+            try:
+                users, token = paced(functools.partial(gateway.list_users_page, user_pool_id,
+                                                       pagination_token=token))  # fmt: skip
+            except FatalError as exc:  # before the first write: the job stops here
+                raise refused(exc, "ListUsers") from None
             self.reads += 1
             rows = []
             for user in users:
@@ -194,19 +218,33 @@ class PoolSnapshot:
 
 
 class LiveLookup:
-    """One read per row, at the read quota."""
+    """One read per row, at the read quota. Made before the first write, it reads once (a
+    name no user has) so that a pool or identity refusing the read stops the job there, in
+    one line naming the permission, instead of failing every row."""
 
     def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall) -> None:
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
         self.reads = 0
         self._lock = threading.Lock()
+        self.check()
+
+    def check(self) -> None:
+        """The permission check: FatalError (permission named) when the read is refused."""
+        action = "AdminGetUser" if self.key == "username" else "ListUsers"
+        self.reads += 1  # a read like the others: the summary's read_calls counts it
+        try:
+            self._read(PROBE_USERNAME if self.key == "username" else "")
+        except FatalError as exc:
+            raise refused(exc, action) from None
+        except (CognitoError, Cancelled):
+            pass  # throttled or unreachable: the rows' own reads retry and report it
 
     def find(self, key: str) -> list[dict[str, str]]:
-        from batch.errors import RowError
-
         with self._lock:
             self.reads += 1
+        return self._read(key)
 
+    def _read(self, key: str) -> list[dict[str, str]]:
         if self.key == "username":
             try:
                 user = self.paced(lambda: self.gateway.get_user(self.pool, key))
@@ -254,7 +292,17 @@ class Resolver:
 
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
         lookup_key = update.key or update.username
-        users = self.lookup.find(lookup_key)
+        try:
+            users = self.lookup.find(lookup_key)
+        except Cancelled as exc:  # the job is stopping: the row was never sent
+            return RowResult(update.row, update.username, Status.SKIPPED, error_code="Stopped",
+                             error_message=str(exc) or "job stopping", key=update.key)  # fmt: skip
+        except ThrottledError as exc:
+            # Gave up under the read quota: Cognito's code, so the brake (row failures only)
+            # does not count it, as for a write that gave up on throttles.
+            return RowResult(update.row, update.username, Status.FAILED, error_code=exc.code,
+                             error_message=f"the read before the write gave up on throttles: "
+                                           f"{exc.code}", key=update.key)  # fmt: skip
         if self.key != "username":
             if not users:
                 return RowResult(update.row, "", Status.INVALID, error_code="UserNotFound",

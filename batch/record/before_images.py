@@ -190,8 +190,13 @@ def _datasync(fd: int) -> None:
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
     """The file's whole JSON lines; a torn or garbled last line (a crash) ends it."""
+    return (record for _, record in _numbered(path))
+
+
+def _numbered(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of ``_lines``."""
     with open(path, "rb") as handle:
-        for raw in handle:
+        for number, raw in enumerate(handle, start=1):
             if not raw.endswith(b"\n"):
                 return
             try:
@@ -199,7 +204,7 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 return
             if isinstance(record, dict):
-                yield record
+                yield number, record
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], bool] | None:
@@ -225,12 +230,34 @@ def read_header(path: Path) -> dict[str, Any]:
 
 
 def iter_records(path: Path) -> Iterator[UndoRecord]:
-    """Every row's image in file order; a row recorded twice keeps its first image."""
-    lines = _lines(path)
+    """Every row's image in file order; a row recorded twice keeps its first image. A record
+    not of the shape this module writes (edited by hand, or another tool's) is refused in one
+    line naming the file and line: an undo must not guess what a broken image meant."""
+    lines = _numbered(path)
     next(lines, None)
-    for record in lines:
+    for number, record in lines:
         if "row" in record:
+            problem = _malformed(record)
+            if problem:
+                raise UsageError(f"{path}, line {number}: not a before-image record ({problem});"
+                                 " the file was changed after the run wrote it")  # fmt: skip
             yield UndoRecord.from_record(record)
+
+
+def _malformed(record: Mapping[str, Any]) -> str:
+    """What is wrong with a record's shape ('' when nothing); never quotes a value."""
+    row = record.get("row")
+    if not isinstance(row, int) or isinstance(row, bool) or row < 1:
+        return "'row' is not a row number"
+    if not isinstance(record.get("username"), str) or not record["username"]:
+        return "'username' is not a name"
+    for part in ("before", "wrote"):
+        values = record.get(part)
+        if not isinstance(values, dict):
+            return f"'{part}' is missing or not an object"
+        if not all(isinstance(v, str | None) for v in values.values()):
+            return f"a value in '{part}' is neither text nor null"
+    return ""
 
 
 # -- the hook in the run's write path ---------------------------------------------------------

@@ -36,7 +36,6 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -55,7 +54,9 @@ from batch.record.before_images import undo_path
 from batch.record.journal import journal_path
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
-from batch.remote.lease import Lease, LeaseLost
+from batch.remote.lease import Lease, LeaseKeeper, LeaseLost
+from batch.remote.spool import remove_stale_spools, spool_prefix
+from batch.remote.stopping import StopDeferred
 from batch.store.files import DIR_MODE, atomic_write
 from batch.store.s3 import PreconditionFailed
 from batch.store.storage import Location, Storage, parse, storage_for
@@ -121,9 +122,10 @@ def whole_lines(data: bytes, *, header: bool) -> int:
 
 
 class Checkpoint:
-    """Copies the local journal's new lines to S3 as segments, on a timer and on demand, and
-    renews the lease on the same thread. Nothing raises out of the thread: a failed upload
-    stays pending (retried next time), a lost lease calls ``on_lost``."""
+    """Copies the local journal's new lines to S3 as segments, on a timer and on demand. The
+    lease is kept by threads of its own (``LeaseKeeper``), so a slow upload never delays a
+    renewal. Nothing raises out of the threads: a failed upload stays pending (retried next
+    time); a lost lease, or one not renewed in time, calls ``on_lost`` (the run stops)."""
 
     def __init__(
         self,
@@ -137,8 +139,10 @@ class Checkpoint:
         warn: Callable[[str], None] = lambda text: None,
         sleep: Sleep = time.sleep,
         attempts: int = ATTEMPTS,
+        lease_wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.store = store
+        self.lease_wait = lease_wait  # the lease keeper's timer (tests inject it)
         self.segments = segments
         self.journal = journal
         self.lease = lease
@@ -155,6 +159,7 @@ class Checkpoint:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.keeper: LeaseKeeper | None = None
 
     def _key(self, n: int) -> Location:
         if self.segments.is_s3:
@@ -177,32 +182,38 @@ class Checkpoint:
             self.begun = True
 
     def start(self) -> None:
-        """The thread: renews the lease from now (a run reads its whole input, and perhaps the
-        pool, before its journal opens), uploads once ``begin`` was called."""
+        """The threads: the lease kept from now (a run reads its whole input, and perhaps the
+        pool, before its journal opens); uploads once ``begin`` was called."""
+        if self.lease is not None:
+            self.keeper = LeaseKeeper(self.lease, on_lost=self._lease_lost,
+                                      on_stop=self.on_lost, warn=self.warn,
+                                      wait=self.lease_wait)  # fmt: skip
+            self.keeper.start()
         self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def stop_uploads(self) -> None:
+        """No more timed uploads (the end of the run); the lease is still kept."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
+    def close(self) -> None:
+        self.stop_uploads()
+        if self.keeper is not None:
+            self.keeper.close()
+            self.keeper = None
+
+    def _lease_lost(self, reason: str) -> None:
+        self.lost = reason  # not under the lock: an upload may hold it for a slow PUT
+        self.on_lost("lost the report's lease to another run")
+
     def _loop(self) -> None:
-        renew_every = self.lease.ttl / 4 if self.lease is not None else self.interval
-        tick = min(self.interval, renew_every)
-        last_upload = last_renew = time.monotonic()
-        while not self._stop.wait(tick):
-            now = time.monotonic()
+        while not self._stop.wait(self.interval):
             try:
-                if self.lease is not None and now - last_renew >= renew_every:
-                    self.lease.renew()
-                    last_renew = now
-                if now - last_upload >= self.interval:
-                    self.upload()
-                    last_upload = now
-            except LeaseLost as exc:
-                self.lost = str(exc)
+                self.upload()
+            except LeaseLost:
                 self.on_lost("lost the report's lease to another run")
                 return
             except StorageError as exc:  # pending: the next tick tries the same bytes again
@@ -249,6 +260,8 @@ class Checkpoint:
                 raise LeaseLost(self.lost) from None
 
     def put(self, where: Location, path: Path) -> None:
+        if self.lost:  # another run holds the report now: its objects are not ours to replace
+            raise LeaseLost(self.lost)
         retrying(self.sleep, self.attempts)(self.store.put_file, where, path)
 
 
@@ -265,8 +278,9 @@ class S3Report:
     ) -> None:
         self.location = parse(uri)
         self.store = store or storage_for(self.location, profile=profile)
-        # Private: the spool holds what the report holds (usernames, error messages).
-        self.spool = Path(tempfile.mkdtemp(prefix="cognito-batch-", dir=spool_root))
+        # Private: the spool holds what the report holds (usernames, error messages), and
+        # named for the report, so the next run on it finds what a killed run left.
+        self.spool = Path(tempfile.mkdtemp(prefix=spool_prefix(self.location), dir=spool_root))
         self.spool.chmod(DIR_MODE)
         self.local = self.spool / self.location.name
         self.journal = journal_path(self.local)
@@ -320,10 +334,16 @@ class S3Report:
 
     # -- before the run ----------------------------------------------------------------------
 
-    def restore(self) -> None:
+    def restore(self, *, fresh: bool = False) -> None:
         """Rebuild the local journal from S3 (nothing on disk is assumed). A finished run's
         report and summary come too, so the job decides as for a local report (replace it, or
-        rebuild what is missing)."""
+        rebuild what is missing). Called with the lease held: first the spools that killed
+        runs of this report left on this machine are removed (``remove_stale_spools``).
+        ``fresh`` (``--fresh``): nothing is read, so a damaged checkpoint cannot refuse the
+        run that discards it; the run's ``clear`` then deletes it before its own segment 0."""
+        self.remove_stale_spools()
+        if fresh:
+            return
         if self._download(self.journal_object, self.journal):
             for name in (summary_path(self.local), self.local):
                 self._download(self.beside(name), name)
@@ -363,28 +383,70 @@ class S3Report:
             self._download(self.beside(name), name)
 
     def clear(self) -> None:
-        """What an earlier run left, before a fresh run's segment 0: its segments (highest
-        first, so what remains is a prefix), then its compacted journal."""
-        for _, where in reversed(self._listed()):
-            self.store.delete(where)
-        self.store.delete(self.journal_object)
+        """What an earlier run left, before a fresh run's segment 0: its segments (batched,
+        ``DeleteObjects``), then, once they are gone, its compacted journal. Nothing to delete
+        costs no delete: a first run needs no ``s3:DeleteObject``. One that cannot delete
+        what is there is refused, naming that permission (its segment 0 would collide)."""
+        leftovers = [where for _, where in reversed(self._listed())]
+        self._delete_all(leftovers)
+        if self._exists(self.journal_object):
+            self._delete_all([self.journal_object])
+
+    def _delete_all(self, leftovers: list[Location]) -> None:
+        if not leftovers:
+            return
+        refused = self.store.delete_many(leftovers)
+        if refused:
+            where, code = refused[0]
+            raise StorageError(
+                f"{code}: {len(refused)} of the {len(leftovers)} objects an earlier run of this "
+                "report left could not be deleted; replacing that run needs s3:DeleteObject on "
+                "the report's prefix (or give this run another report name)",
+                uri=str(where), code=code,
+            )  # fmt: skip
 
     # -- after the run -----------------------------------------------------------------------
 
     def publish(self, checkpoint: Checkpoint) -> None:
-        """The end of a run, in the order a resume relies on (module docstring)."""
-        checkpoint.close()
-        checkpoint.upload(hold_complete=True)
-        summary = summary_path(self.local)
-        for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
-            if local.is_file():
-                checkpoint.put(self.beside(local), local)
-        checkpoint.upload()
-        if ends_complete(self.journal):
-            checkpoint.put(self.journal_object, self.journal)
-            for _, where in reversed(self._listed()):
-                with contextlib.suppress(StorageError):  # a leftover is ignored by a resume
-                    self.store.delete(where)
+        """The end of a run, in the order a resume relies on (module docstring). A SIGTERM,
+        SIGINT or SIGHUP meanwhile (a scheduler stopping the task) does not kill it half way:
+        the puts go on (seconds), the compaction's deletes are left to a later run, and the
+        run ends with its own exit code; a second Ctrl-C exits at once."""
+        with StopDeferred() as stop:
+            checkpoint.stop_uploads()  # the lease is kept while the report goes up
+            checkpoint.upload(hold_complete=True)
+            summary = summary_path(self.local)
+            for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
+                if local.is_file():
+                    checkpoint.put(self.beside(local), local)
+            checkpoint.upload()
+            complete = ends_complete(self.journal)
+            if complete:
+                checkpoint.put(self.journal_object, self.journal)
+            if stop.name:
+                checkpoint.warn(f"{stop.name}: the report is in S3; stopping before its "
+                                "checkpoint segments are deleted (a later run removes them)")
+            elif complete:
+                self._compact(checkpoint.warn)
+
+    def _compact(self, warn: Callable[[str], None]) -> None:
+        """Delete the segments the compacted journal object replaced, 1,000 a request. Not
+        allowed to (no ``s3:DeleteObject``): they stay, said once; a resume ignores them."""
+        leftovers = [where for _, where in reversed(self._listed())]
+        if not leftovers:
+            return
+        try:
+            refused = [code for _, code in self.store.delete_many(leftovers)]
+        except StorageError as exc:
+            refused = [exc.code or "Error"] * len(leftovers)
+        if refused:
+            warn(f"warning: {len(refused)} checkpoint segments stay under {self.segments} "
+                 f"({refused[0]}: deleting them needs s3:DeleteObject); harmless, the "
+                 "compacted journal object is what a resume reads")  # fmt: skip
 
     def remove_spool(self) -> None:
         shutil.rmtree(self.spool, ignore_errors=True)
+
+    def remove_stale_spools(self) -> list[Path]:
+        """What killed runs of this report left on this machine (``spool.py``)."""
+        return remove_stale_spools(self.spool, self.location)

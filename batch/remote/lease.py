@@ -18,8 +18,17 @@ replaced) learns it on its next renewal and stops instead of writing beside its 
 Release writes the lease expired (again ``If-Match``), so the next run takes it at once.
 
 The acquire is also the run's first write to the report's prefix: AccessDenied or a missing
-bucket stops the run there, before any Cognito call. Expiry is judged by the clocks of the
-machines (kept by NTP on AWS); ``ttl`` is 30 s by default, several renewals long.
+bucket stops the run there, before any Cognito call. ``ttl`` is 30 s by default, four renewals
+long.
+
+Never taken from a live run (``LeaseKeeper``): the renewals have a thread of their own, so a
+slow segment upload cannot hold them up, and a watchdog stops the run once no renewal has
+succeeded for ``STOP_FRACTION`` of the ttl (measured on this machine's monotonic clock from
+the moment the last successful renewal was *sent*). Expiry is judged by the machines' wall
+clocks: a successor takes over only ``CLOCK_SKEW_SECONDS`` after the recorded expiry, so
+two clocks up to that far apart (NTP keeps AWS hosts within milliseconds) never let it in
+before the holder has stopped, and the holder's calls in flight have the rest of the ttl to
+end.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import datetime as dt
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +48,10 @@ from batch.store.s3 import PreconditionFailed
 from batch.store.storage import Location, Storage
 
 TTL_SECONDS = 30.0
+#: The most two machines' clocks are assumed to differ (docs/scheduling.md).
+CLOCK_SKEW_SECONDS = 2.0
+#: A holder that has not renewed for this share of the ttl stops writing.
+STOP_FRACTION = 0.5
 
 
 class LeaseLost(LockedError):
@@ -105,13 +119,14 @@ class Lease:
                 continue
             record = _parse(data) or {}
             expires = float(record.get("expires", 0))
-            if expires <= self.clock():
+            if expires + CLOCK_SKEW_SECONDS <= self.clock():  # expired on any clock we allow
                 break
             if changed or (seen is not None and info.etag != seen):
                 raise LockedError(f"{self.location}: {_busy(_who(record, self.clock()))}")
             seen = info.etag
             ttl = float(record.get("ttl", TTL_SECONDS))
-            self.sleep(min(1.0, max(0.05, ttl / 8), max(0.0, expires - self.clock()) + 0.05))
+            left = expires + CLOCK_SKEW_SECONDS - self.clock()
+            self.sleep(min(1.0, max(0.05, ttl / 8), max(0.0, left) + 0.05))
         body = self._record(expires=self.clock() + self.ttl)  # from now, not from the wait's start
         try:
             self._etag = self.store.put(self.location, body, if_match=info.etag).etag
@@ -141,6 +156,94 @@ class Lease:
             self.store.put(self.location, self._record(expires=0), if_match=etag)
         except PreconditionFailed:
             pass  # taken over already: it is not ours to release
+
+
+class LeaseKeeper:
+    """Keeps a held lease: renews it every quarter ttl on a thread of its own, and a watchdog
+    thread calls ``on_stop`` once no renewal has succeeded for ``STOP_FRACTION`` of the ttl
+    (a renewal hung in a slow PUT included), so the run stops writing before a successor may
+    take over. ``on_lost``: another run took the lease. Nothing raises out of the threads.
+    ``monotonic`` and ``wait`` (``Event.wait``-like: True to stop) are injected in tests."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        on_lost: Callable[[str], None],
+        on_stop: Callable[[str], None],
+        warn: Callable[[str], None] = lambda text: None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.lease = lease
+        self.on_lost, self.on_stop, self.warn = on_lost, on_stop, warn
+        self.monotonic = monotonic
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._lock = threading.Lock()
+        self.renewed_at = monotonic()  # when the last successful renewal (or acquire) was sent
+        self.renewals = 0
+        self.stopped = ""
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def deadline(self) -> float:
+        """When, on the monotonic clock, the run must have stopped writing."""
+        with self._lock:
+            return self.renewed_at + self.lease.ttl * STOP_FRACTION
+
+    def start(self) -> None:
+        for name, target in (("lease-renew", self._renew_loop), ("lease-watch", self._watch)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def renew_once(self) -> bool:
+        """One renewal; False once the lease is lost (``on_lost`` was called)."""
+        sent = self.monotonic()
+        try:
+            self.lease.renew()
+        except LeaseLost as exc:
+            self.on_lost(str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - a failed renewal is retried; the watchdog bounds it
+            self.warn(f"warning: the report's lease was not renewed ({exc}); retrying")
+            return True
+        with self._lock:
+            self.renewed_at = max(self.renewed_at, sent)
+            self.renewals += 1
+        return True
+
+    def check(self) -> bool:
+        """True while the run may write; past the deadline ``on_stop`` is called (once)."""
+        if self.stopped:
+            return False
+        if self.monotonic() < self.deadline:
+            return True
+        self.stopped = (
+            f"{self.lease.location}: the report's lease could not be renewed for "
+            f"{self.lease.ttl * STOP_FRACTION:g} s; stopping before it can expire and another "
+            "run take it over"
+        )
+        self.on_stop(self.stopped)
+        return False
+
+    def _renew_loop(self) -> None:
+        while not self._wait(self.lease.ttl / 4):
+            if not self.renew_once():
+                return
+
+    def _watch(self) -> None:
+        while self.check():
+            left = self.deadline - self.monotonic()
+            if self._wait(max(0.0, min(left, self.lease.ttl / 8))):
+                return
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:

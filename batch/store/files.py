@@ -13,7 +13,9 @@ name at another file. ``O_NOFOLLOW`` refuses a symlink planted at the target its
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,39 @@ def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
     private_dir(path.parent)
     fd = os.open(path, flags, FILE_MODE)
     try:
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """A new, empty ``0600`` file at ``path`` for writing. Whatever was there (a file, a
+    symlink, a hard link to another file) is unlinked first and the file created ``O_EXCL``:
+    nothing that was at the name is ever written through or truncated."""
+    private_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, FILE_MODE)
+    try:
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def reopen_private(path: Path, size: int, mode: str = "a", **kwargs: Any) -> IO[Any]:
+    """This user's own file at ``path``, cut to ``size`` bytes and open to append (a resumed
+    spool). Refused, before any byte changes, when ``path`` is a symlink (``ELOOP``), not a
+    regular file, another user's, or has a second hard link: its bytes would be someone
+    else's."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.getuid():
+            raise PermissionError(errno.EPERM, "not a private file of this user (a link, or "
+                                  "another user's): left as it is", str(path))  # fmt: skip
+        os.ftruncate(fd, size)
         return os.fdopen(fd, mode, **kwargs)
     except BaseException:
         os.close(fd)

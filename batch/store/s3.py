@@ -18,7 +18,7 @@ read that lost) is its own subclass, for the checkpoint code that will rely on i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ from botocore.config import Config
 
 from batch.errors import StorageError
 
+#: Keys a DeleteObjects request may name (S3's limit).
+DELETE_BATCH = 1000
 # S3 answers HEAD requests without a body, so botocore only has the status to go on.
 _STATUS_CODES = {"403": "AccessDenied", "404": "NoSuchKey", "412": "PreconditionFailed"}
 _MESSAGES = {
@@ -48,6 +50,9 @@ _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
     bex.ProfileNotFound,
     bex.TokenRetrievalError,
 )
+
+
+KeyCodes = list[tuple[str, str]]  # (key, S3's code) of the objects a request refused
 
 
 class PreconditionFailed(StorageError):
@@ -181,6 +186,20 @@ class S3Gateway:
     def delete(self, bucket: str, key: str) -> None:
         """Remove one object (no error if it is already gone: S3's own rule)."""
         self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
+
+    def delete_objects(self, bucket: str, keys: Sequence[str]) -> KeyCodes:
+        """Remove many objects, ``DELETE_BATCH`` keys a request (DeleteObjects, quiet mode);
+        the (key, S3 code) of each that S3 refused. A key already gone is no error (S3's
+        rule). A refusal of the whole request (a missing bucket) raises ``StorageError``."""
+        refused: list[tuple[str, str]] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            chunk = keys[start : start + DELETE_BATCH]
+            answer = self._call(f"s3://{bucket}/{chunk[0]}", "delete_objects", Bucket=bucket,
+                                Delete={"Objects": [{"Key": k} for k in chunk],
+                                        "Quiet": True})  # fmt: skip
+            refused += [(str(e.get("Key") or ""), str(e.get("Code") or "Error"))
+                        for e in answer.get("Errors", [])]  # fmt: skip
+        return refused
 
     def upload_file(self, bucket: str, key: str, path: str) -> None:
         """A local file as one object, streamed from disk (multipart above 8 MiB, by boto3's

@@ -103,6 +103,10 @@ class ObjectInfo:
     relative: str = ""
 
 
+#: What ``delete_many`` could not delete, and S3's (or the OS's) code why.
+Refused = list[tuple[Location, str]]
+
+
 class Storage(Protocol):
     """What the tool asks of a place that holds files."""
 
@@ -127,6 +131,10 @@ class Storage(Protocol):
 
     def delete(self, location: Location) -> None:
         """Remove one file or object; nothing happens if it is already gone."""
+        ...
+
+    def delete_many(self, locations: Sequence[Location]) -> Refused:
+        """Remove many (in one request per 1,000 in S3); those refused, with the code why."""
         ...
 
     def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
@@ -207,6 +215,15 @@ class LocalStorage:
     def delete(self, location: Location) -> None:
         location.path.unlink(missing_ok=True)
 
+    def delete_many(self, locations: Sequence[Location]) -> Refused:
+        refused: list[tuple[Location, str]] = []
+        for location in locations:
+            try:
+                location.path.unlink(missing_ok=True)
+            except OSError as exc:
+                refused.append((location, errno_name(exc)))
+        return refused
+
     def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
         info = self.stat(location)
         with self.open_read(info) as handle:
@@ -218,6 +235,12 @@ class LocalStorage:
         with open(path, "rb") as source, atomic_write(location.path, "wb") as out:
             while block := source.read(1 << 20):
                 out.write(block)
+
+
+def errno_name(exc: OSError) -> str:
+    import errno
+
+    return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
 def _local_etag(st: os.stat_result) -> str:
@@ -261,6 +284,17 @@ class S3Storage:
 
     def delete(self, location: Location) -> None:
         self.gateway.delete(location.bucket, location.key)
+
+    def delete_many(self, locations: Sequence[Location]) -> Refused:
+        by_bucket: dict[str, dict[str, Location]] = {}
+        for location in locations:
+            by_bucket.setdefault(location.bucket, {})[location.key] = location
+        refused: list[tuple[Location, str]] = []
+        for bucket, keyed in by_bucket.items():
+            for key, code in self.gateway.delete_objects(bucket, list(keyed)):
+                refused.append((keyed.get(key) or Location(f"s3://{bucket}/{key}", bucket, key),
+                                code))  # fmt: skip
+        return refused
 
     def read(self, location: Location) -> tuple[ObjectInfo, bytes]:
         # Pinned to the ETag the HEAD saw: a version replaced in between is an error, never a
