@@ -271,7 +271,7 @@ def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
 
 def _merge(args: argparse.Namespace, log: EventLog) -> int:
     from batch.commands.merge import merge_target
-    from batch.record.report import format_summary
+    from batch.record.summary import format_summary
 
     code, summary, _ = merge_target(args.report)
     if not args.quiet:
