@@ -188,6 +188,8 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
         "'auto' (default: the run's)")
     add("--workers", type=int)
     add("--max-attempts", dest="max_attempts", type=int)
+    add("--give-up-after", dest="give_up_after", type=float, metavar="SECONDS",
+        help="stop when the endpoint has not answered for this long (default: the run's)")
     add("--fresh", action="store_const", const=True,
         help="discard an unfinished undo's journal instead of resuming it")  # fmt: skip
     _max_failures(parser)
@@ -334,8 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     try:
         if args.command == "report":
+            from batch.record.guard import check_html_target
             from batch.view.html_report import report_command
 
+            if args.html:
+                check_html_target(Path(args.html), Path(args.view_report))
             return report_command(args.view_report, html=args.html)
         if args.command == "merge":
             return _merge(args, log)
@@ -346,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config, _ = undo_config(args.from_report, _overrides(args))
             confirm = _ask if needs_confirmation(config) else None
-            undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True)
+            undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True,
+                           of=Path(args.from_report))  # fmt: skip
             return undo.run().exit_code
         if args.command == "retry":
             from batch.commands.retry import retry_config

@@ -119,7 +119,7 @@ class RunWork(Work):
         self.job, self.scan, self.header, self.undo_header = job, scan, header, undo_header
         self.hint = KeyHint(job.config.key)
         self.undo_log: UndoLog | None = None
-        self._resolve: Resolve | None = job.resolver
+        self._resolve: Resolve | None = None
 
     def writer(self) -> Any:
         return self.job.gateway
@@ -128,8 +128,9 @@ class RunWork(Work):
         return RowSet(self.scan.last_input_row)
 
     def sinks(self) -> list[Sink]:
-        """Called once the journal is open: the before-images start here."""
+        """Called once the journal is open (and the lookup): the before-images start here."""
         job, sinks = self.job, [_HintSink(self.hint)]
+        self._resolve = job.resolver
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
             self.undo_log = UndoLog(job.files.before_images, self.undo_header)
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)

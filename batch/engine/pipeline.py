@@ -121,7 +121,7 @@ class Pipeline:
         check_outputs(self._input, files.written(), self._protected)
         if config.html:
             check_outputs(self._input, [("HTML page", Path(config.html))],
-                          [*self._protected, *files.recorded("the run's")],
+                          [*self._protected, *files.recorded("this run")],
                           flag="--html")  # fmt: skip
         if config.dry_run:
             check_dry_run_target(files.report)

@@ -279,3 +279,16 @@ def check_dry_run_target(report: Path) -> None:
             f"report {report} holds a real run's results (its journal is beside it): "
             "give the dry run another --report"
         )
+
+
+def check_html_target(html: Path, report: Path) -> None:
+    """``report REPORT --html PAGE``: the page is none of the run's files, nor its input."""
+    from batch.record.summary import RunSummary
+
+    try:
+        named = RunSummary.of(report).input
+    except (OSError, UsageError):
+        named = None
+    input = Path(named) if named and "://" not in named else None
+    check_outputs(input, [("HTML page", html)], RunFiles(report).recorded("the run"),
+                  flag="--html")  # fmt: skip

@@ -150,5 +150,5 @@ class RunFiles:
         return [path for _, path in self.written()]
 
     def recorded(self, whose: str) -> list[tuple[str, Path]]:
-        """The same list, each named as a file to keep (``whose``: "the run's")."""
-        return [(f"{whose} {what}", path) for what, path in self.written()]
+        """The same list, each named as a file to keep (``whose``: "the run being undone")."""
+        return [(f"the {what} of {whose}", path) for what, path in self.written()]
