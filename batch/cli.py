@@ -390,9 +390,11 @@ def _export(args: argparse.Namespace) -> int:
 
     from batch.cognito import CognitoGateway, ConnectionSettings
     from batch.commands.export import Exporter, ExportSettings
+    from batch.record.guard import check_export_target
 
     if args.rate <= 0:
         raise BatchError("--rate must be above 0")
+    check_export_target(Path(args.out))
     settings = ExportSettings(
         user_pool_id=args.user_pool_id, out=Path(args.out),
         attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),

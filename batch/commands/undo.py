@@ -52,8 +52,9 @@ from batch.record.before_images import (
     plan_restore,
     read_header,
 )
+from batch.record.guard import run_records
 from batch.record.journal import JournalHeader, JournalState
-from batch.record.layout import RunFiles, undo_path, undo_report_path
+from batch.record.layout import undo_path, undo_report_path
 from batch.record.summary import RunSummary
 from batch.rowset import RowSet
 from batch.store.storage import file_sha256
@@ -234,7 +235,7 @@ class UndoJob:
 
     def run(self) -> JobResult:
         config = self.config
-        kept = RunFiles(self.of).recorded("the run being undone")
+        kept = run_records(self.of, "the run being undone")
         with self.pipeline.on(config.report_path(), input=self.path, protected=kept):
             return self._run()
 

@@ -49,7 +49,12 @@ from batch.pace.ratelimit import RateController
 from batch.pace.retrying import RetryPolicy
 from batch.plan.lookup import remove_stale_snapshots
 from batch.plan.summary import PlanSummary
-from batch.record.guard import check_dry_run_target, check_journal, check_outputs
+from batch.record.guard import (
+    check_dry_run_target,
+    check_journal,
+    check_not_a_record,
+    check_outputs,
+)
 from batch.record.journal import Journal, JournalHeader, JournalState
 from batch.record.layout import RunFiles
 from batch.record.lock import RunLock
@@ -119,10 +124,12 @@ class Pipeline:
     def __enter__(self) -> Pipeline:
         config, files = self.config, self.files
         check_outputs(self._input, files.written(), self._protected)
+        check_not_a_record(files.report, "report", "--report", reports=False)
         if config.html:
             check_outputs(self._input, [("HTML page", Path(config.html))],
                           [*self._protected, *files.recorded("this run")],
                           flag="--html")  # fmt: skip
+            check_not_a_record(Path(config.html), "HTML page", "--html")
         if config.dry_run:
             check_dry_run_target(files.report)
         private_dir(files.report.parent)

@@ -283,12 +283,39 @@ def check_dry_run_target(report: Path) -> None:
 
 def check_html_target(html: Path, report: Path) -> None:
     """``report REPORT --html PAGE``: the page is none of the run's files, nor its input."""
+    check_outputs(None, [("HTML page", html)], run_records(report, "the run"),
+                  flag="--html")  # fmt: skip
+    check_not_a_record(html, "HTML page", "--html")
+
+
+#: The names a run's records end with beside its report (``layout.RunFiles``).
+_RECORD_ENDINGS = tuple(p.name.removeprefix("r.csv") for p in RunFiles(Path("r.csv")).all()[1:])
+
+
+def check_not_a_record(path: Path, what: str, flag: str, *, reports: bool = True) -> None:
+    """``path`` is no run's record: no journal, summary, timeline, before-images or lock (by
+    its name), and with ``reports`` no run's report either (a journal beside it). A run's own
+    ``--report`` may be a report (that is how it resumes); nothing else may."""
+    if path.name.endswith(_RECORD_ENDINGS) or (reports and RunFiles(path).journal.exists()):
+        raise UsageError(f"{what} {path} is a run's record: refusing to overwrite it; "
+                         f"choose another {flag}")  # fmt: skip
+
+
+def check_export_target(out: Path) -> None:
+    """``export OUT``: never over a run's records; over an earlier export is what it is for."""
+    check_not_a_record(out, "export", "OUT")
+
+
+def run_records(report: Path, whose: str) -> list[tuple[str, Path]]:
+    """What a command that reads a run must keep: the run's files and, when its summary
+    names a local one, the run's input."""
     from batch.record.summary import RunSummary
 
     try:
         named = RunSummary.of(report).input
     except (OSError, UsageError):
         named = None
-    input = Path(named) if named and "://" not in named else None
-    check_outputs(input, [("HTML page", html)], RunFiles(report).recorded("the run"),
-                  flag="--html")  # fmt: skip
+    kept = RunFiles(report).recorded(whose)
+    if named and "://" not in named:
+        kept.append((f"the input of {whose}", Path(named)))
+    return kept
