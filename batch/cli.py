@@ -210,6 +210,8 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
         "'auto' (default: the run's)")
     add("--workers", type=int)
     add("--max-attempts", dest="max_attempts", type=int)
+    add("--give-up-after", dest="give_up_after", type=float, metavar="SECONDS",
+        help="stop when the endpoint has not answered for this long (default: the run's)")
     add("--fresh", action="store_const", const=True,
         help="discard an unfinished undo's journal instead of resuming it")  # fmt: skip
     _max_failures(parser)
@@ -294,7 +296,7 @@ def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
 
 def _merge(args: argparse.Namespace, log: EventLog) -> int:
     from batch.commands.merge import merge_target
-    from batch.record.report import format_summary
+    from batch.record.summary import format_summary
 
     code, summary, _ = merge_target(args.report)
     if not args.quiet:
@@ -357,8 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_from_args(args)
     try:
         if args.command == "report":
+            from batch.record.guard import check_html_target
             from batch.view.html_report import report_command
 
+            if args.html:
+                check_html_target(Path(args.html), Path(args.view_report))
             return report_command(args.view_report, html=args.html)
         if args.command == "merge":
             return _merge(args, log)
@@ -369,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config, _ = undo_config(args.from_report, _overrides(args))
             confirm = _ask if needs_confirmation(config) else None
-            undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True)
+            undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True,
+                           of=Path(args.from_report))  # fmt: skip
             return undo.run().exit_code
         if args.command == "retry":
             from batch.commands.retry import retry_config
@@ -412,9 +418,11 @@ def _export(args: argparse.Namespace) -> int:
 
     from batch.cognito import CognitoGateway, ConnectionSettings
     from batch.commands.export import Exporter, ExportSettings
+    from batch.record.guard import check_export_target
 
     if args.rate <= 0:
         raise BatchError("--rate must be above 0")
+    check_export_target(Path(args.out))
     settings = ExportSettings(
         user_pool_id=args.user_pool_id, out=Path(args.out),
         attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),

@@ -112,6 +112,29 @@ def test_the_quota_line_says_where_it_came_from(tmp_path: Path) -> None:
     assert quota_line({"rate": "auto"}) == (25.0, "Cognito's default quota 25/s (not read)")
 
 
+def test_the_quota_line_of_a_real_run_shows_the_quota_it_read(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    from batch.record.summary import RunSummary
+    from batch.view.html_report import quota_line
+
+    # GIVEN an emulator enforcing 50 UserUpdate/s (GetProvisionedLimit answers it)
+    emulator.configure(quotas={"UserUpdate": 50})
+    pool = make_pool(users=users(5))
+    source = write_csv(tmp_path / "in.csv", updates(5))
+    report = tmp_path / "in.report.csv"
+    # WHEN a run writes its summary, and the page's quota line is drawn from it
+    assert main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--report", str(report), "--quiet", "--yes"]) == 0
+    summary = RunSummary.of(report)
+    # THEN the line is the quota read, not Cognito's default
+    assert summary.quota is not None and summary.quota.rate() == 50.0
+    assert quota_line(summary.as_json()) == (50.0, "quota 50/s (read from GetProvisionedLimit)")
+    # AND an older summary's shape still reads
+    old = {"quota": {"UserUpdate": {"provisioned": 40, "source": "GetProvisionedLimit"}}}
+    assert quota_line(old) == (40.0, "quota 40/s (GetProvisionedLimit)")
+
+
 def test_report_without_html_prints_a_finished_run(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a finished run
@@ -191,8 +214,11 @@ def test_run_with_html_writes_a_page_that_renders_in_a_real_browser(
     assert stat.S_IMODE(html.stat().st_mode) == 0o600
     assert page.count("<svg") == 5
     assert "121: ghost01" in page
-    assert "rate asked 60/s (quota not read)" in page
     summary = json.loads(report.with_name(report.name + ".summary.json").read_text())
+    # the quota the run read is drawn (this asserted "rate asked 60/s (quota not read)": the
+    # line ignored the quota a real run records, issue 19)
+    read = summary["quota"]["rates"]["UserUpdate"]
+    assert f"quota {read:g}/s (read from GetProvisionedLimit)" in page
     assert summary["exit_code"] == 1 and f">{summary['counts']['updated']}<" in page
     if CHROMIUM is None:
         pytest.skip(NO_BROWSER)

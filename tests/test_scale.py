@@ -20,11 +20,12 @@ import pytest
 from fakes import FakeCognito
 
 from batch.cli import main
-from batch.commands import run as job_module
 from batch.commands.retry import retry_config
 from batch.commands.run import Job
 from batch.config import JobConfig, build_config
+from batch.engine import pipeline as pipeline_module
 from batch.errors import ResumeError
+from batch.record import summary as summary_module
 from batch.record.journal import JournalState, journal_path, read_journal
 from batch.record.report import read_report, summary_path
 from batch.record.timeline import timeline_path
@@ -146,7 +147,7 @@ def test_rows_not_reached_are_reported_in_bulk_without_passing_the_runner(tmp_pa
     fake = FakeCognito(users(n))
     job = Job(config(source, report, workers=2), gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
     results: list[int] = []
-    original = job_module.Runner.__init__
+    original = pipeline_module.Runner.__init__
 
     def spy(self: Any, *args: Any, on_result: Any, **kwargs: Any) -> None:
         def counted(result: Any) -> None:
@@ -157,7 +158,7 @@ def test_rows_not_reached_are_reported_in_bulk_without_passing_the_runner(tmp_pa
 
     stop_at(job, fake, "user100")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(job_module.Runner, "__init__", spy)
+        patch.setattr(pipeline_module.Runner, "__init__", spy)
         outcome = job.run()
 
     # THEN the runner produced results only for the rows it reached (a window's worth past 100)
@@ -187,7 +188,7 @@ def test_the_completion_marker_waits_for_the_report_and_summary(tmp_path: Path) 
         raise OSError(28, "No space left on device")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(job_module, "write_summary", full)
+        patch.setattr(summary_module, "write_summary", full)
         with pytest.raises(OSError, match="No space"):
             Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
 
@@ -206,7 +207,7 @@ def test_when_the_marker_is_written_the_report_and_summary_are_on_disk(tmp_path:
     source = write_input(tmp_path / "in.csv", n)
     report = tmp_path / "out.parquet"
     seen: list[tuple[int, bool]] = []
-    original = job_module.Journal.complete
+    original = pipeline_module.Journal.complete
 
     def complete(self: Any) -> None:
         seen.append((pq.read_table(report).num_rows, summary_path(report).is_file()))
@@ -214,7 +215,7 @@ def test_when_the_marker_is_written_the_report_and_summary_are_on_disk(tmp_path:
 
     # WHEN the run ends
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(job_module.Journal, "complete", complete)
+        patch.setattr(pipeline_module.Journal, "complete", complete)
         Job(config(source, report), gateway=FakeCognito(users(n)), stream=io.StringIO()).run()  # type: ignore[arg-type]
 
     # THEN the marker was written once, after the whole report and the summary

@@ -180,7 +180,11 @@ def test_merge_keeps_the_report_format(
 
 
 def test_merge_checks_the_shards_ran_one_run() -> None:
-    from batch.commands.merge import _check_same_run
+    from batch.commands.merge import _check_same_run as check_dicts
+    from batch.record.summary import RunSummary
+
+    def _check_same_run(paths: list[Path], summaries: list[dict[str, Any]]) -> None:
+        check_dicts(paths, [RunSummary.from_json(s) for s in summaries])  # read as merge reads
 
     # GIVEN shard summaries that agree on what is written but not on how loud or fast
     def summary(**settings: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from batch.engine.exit_codes import EXIT_OK, EXIT_ROWS
 from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary
-from batch.record.report import open_report, write_summary
+from batch.record.report import open_report
+from batch.record.summary import write_summary
 
 
 def dry_run(

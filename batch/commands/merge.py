@@ -27,13 +27,10 @@ from batch.engine.exit_codes import exit_code
 from batch.errors import UsageError
 from batch.inputs.shard import SHARD_NAME
 from batch.models import RowResult, Status
-from batch.record.report import (
-    open_report,
-    report_format,
-    summary_path,
-    write_parquet,
-    write_summary,
-)
+from batch.record.guard import check_outputs
+from batch.record.layout import RunFiles, summary_path
+from batch.record.report import open_report, report_format, write_parquet
+from batch.record.summary import RunSummary, achieved_rate, status_counts, write_summary
 
 # A shard's report or its summary (not its journal, checkpoint segments, lease or timeline).
 _SHARD_FILE = re.compile(r"\.shard-\d+-of-\d+\.(csv|jsonl|json|ndjson|parquet)(\.summary\.json)?$")
@@ -83,18 +80,16 @@ def _is_report(path: Path) -> bool:
     return path.suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
 
 
-def _summary(report: Path) -> dict[str, Any]:
+def _summary(report: Path) -> RunSummary:
     path = summary_path(report)
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        summary = RunSummary.load(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: missing; that shard has not finished (rerun it: it resumes)"
                          ) from None  # fmt: skip
-    except ValueError:
-        raise UsageError(f"{path}: not a run summary") from None
-    if data.get("dry_run"):
+    if summary.dry_run:
         raise UsageError(f"{path}: a dry run's summary; merge the shards of a real run")
-    return data
+    return summary
 
 
 def read_results(report: Path) -> Iterator[RowResult]:
@@ -171,7 +166,15 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
     report, shards = find_shards(target)
     summaries = [_summary(path) for path in shards]
     _check_same_run(shards, summaries)
-    total = sum(int(s["rows"]) for s in summaries)
+    # The merged files never overwrite what the shards read or wrote (``--report in.csv``
+    # made the shards ``in.shard-K-of-N.csv``: the merged report would be the input).
+    first_input = summaries[0].input
+    local_input = Path(first_input) if first_input and "://" not in first_input else None
+    files = RunFiles(report)
+    check_outputs(local_input, [("merged report", report), ("merged summary", files.summary),
+                                ("merge's temporary", files.merging)],
+                  [(f"shard {k}'s report", p) for k, p in enumerate(shards)])  # fmt: skip
+    total = sum(s.rows for s in summaries)
     seen = bytearray()
     counts = dict.fromkeys((s.value for s in Status), 0)
     errors: dict[str, int] = {}
@@ -190,7 +193,7 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
                     errors[result.error_code] = errors.get(result.error_code, 0) + 1
                 yield result
 
-    tmp = report.with_name(f".{report.name}.merging{report.suffix}")
+    tmp = files.merging
     try:
         if report_format(report) == "parquet":
             write_parquet(tmp, results())
@@ -210,19 +213,19 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
         raise UsageError(f"{report}: the shard reports hold {merged_rows} rows, their summaries "
                          f"{total}; rerun the shards to finish them")  # fmt: skip
     tmp.replace(report)
-    summary = _merged_summary(report, shards, summaries, counts, errors, total)
-    write_summary(report, summary)
     code = exit_code(counts, fatal=False)
-    return code, summary, report
+    summary = _merged_summary(report, shards, summaries, counts, errors, total, code)
+    summary.write(report)
+    return code, summary.as_json(), report
 
 
-def _check_same_run(shards: list[Path], summaries: list[dict[str, Any]]) -> None:
+def _check_same_run(shards: list[Path], summaries: list[RunSummary]) -> None:
     first = summaries[0]
-    base = {k: first.get("settings", {}).get(k) for k in _SAME}
+    base = {k: first.settings.get(k) for k in _SAME}
     for path, summary in zip(shards[1:], summaries[1:], strict=True):
-        if summary.get("input_sha256") != first.get("input_sha256"):
+        if summary.input_sha256 != first.input_sha256:
             raise UsageError(f"{path}: this shard ran over a different input than {shards[0]}")
-        own = {k: summary.get("settings", {}).get(k) for k in _SAME}
+        own = {k: summary.settings.get(k) for k in _SAME}
         if own != base:
             diff = sorted(k for k in set(own) | set(base) if own.get(k) != base.get(k))
             raise UsageError(f"{path}: this shard ran with different settings ({diff[0]})")
@@ -231,36 +234,38 @@ def _check_same_run(shards: list[Path], summaries: list[dict[str, Any]]) -> None
 def _merged_summary(
     report: Path,
     shards: list[Path],
-    summaries: list[dict[str, Any]],
+    summaries: list[RunSummary],
     counts: dict[str, int],
     errors: dict[str, int],
     total: int,
-) -> dict[str, Any]:
+    code: int,
+) -> RunSummary:
     first = summaries[0]
-    duration = max(float(s.get("duration_s", 0)) for s in summaries)
-    updated = counts.get(Status.UPDATED.value, 0)
-    summary: dict[str, Any] = {
-        "rows": total,
-        "counts": counts,
-        "errors": dict(sorted(errors.items())),
-        **{k: sum(int(s.get(k) or 0) for s in summaries) for k in _SUMMED},
-        "duration_s": round(duration, 3),
-        "achieved_rate": round(updated / duration, 2) if duration > 0 else 0.0,
+    duration = max(s.duration_s for s in summaries)
+    as_json = [s.as_json() for s in summaries]
+
+    def summed(key: str) -> float:
+        return round(sum(float(getattr(s, key) or 0) for s in summaries), 2)
+
+    return RunSummary(
+        rows=total, counts=status_counts(counts), errors=dict(sorted(errors.items())),
+        calls=sum(s.calls for s in summaries), throttles=sum(s.throttles for s in summaries),
+        faults=sum(s.faults for s in summaries),
+        resumed_rows=sum(s.resumed_rows for s in summaries),
+        read_calls=sum(s.read_calls for s in summaries),
+        duration_s=round(duration, 3),
+        # Side by side: the rows this attempt of each shard wrote over the longest shard.
+        achieved_rate=achieved_rate(round(sum(s.achieved_rate * s.duration_s
+                                              for s in summaries)), duration),
         # A label (auto, polite, P%) stays as it is; calls/s per shard add up.
-        "rate": first.get("rate") if isinstance(first.get("rate"), str)
-        else round(sum(float(s.get("rate") or 0) for s in summaries), 2),
-        "rate_final": round(sum(float(s.get("rate_final") or 0) for s in summaries), 2),
-        "rate_low": round(sum(float(s.get("rate_low") or 0) for s in summaries), 2),
-        "rate_high": round(sum(float(s.get("rate_high") or 0) for s in summaries), 2),
-        "stopped": next((s["stopped"] for s in summaries if s.get("stopped")), None),
-        "report": str(report),
-        "input": first.get("input"),
-        "input_sha256": first.get("input_sha256"),
-        "input_parts": first.get("input_parts"),
-        "pool": first.get("pool"),
-        "settings": {k: v for k, v in first.get("settings", {}).items()
-                     if k not in ("shard", "report")},  # fmt: skip
-        "shards": [{"shard": s.get("shard"), **{k: s.get(k) for k in _PER_SHARD},
-                    "report": str(p)} for p, s in zip(shards, summaries, strict=True)],  # fmt: skip
-    }
-    return summary
+        rate=first.rate if isinstance(first.rate, str) else summed("rate"),
+        rate_final=summed("rate_final"), rate_low=summed("rate_low"),
+        rate_high=summed("rate_high"),
+        stopped=next((s.stopped for s in summaries if s.stopped), None),
+        report=str(report), input=first.input, input_sha256=first.input_sha256,
+        input_parts=first.input_parts, pool=first.pool,
+        settings={k: v for k, v in first.settings.items() if k not in ("shard", "report")},
+        shards=[{"shard": s.shard, **{k: j.get(k) for k in _PER_SHARD}, "report": str(p)}
+                for p, s, j in zip(shards, summaries, as_json, strict=True)],
+        exit_code=code, journal=None,
+    )  # fmt: skip

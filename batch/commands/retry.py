@@ -17,7 +17,6 @@ its summary or its journal is refused.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,9 +26,10 @@ from batch.config import JobConfig, build_config, load_job_file, replayable
 from batch.errors import BatchError, UsageError
 from batch.inputs.reader import open_input
 from batch.record.guard import check_outputs, run_outputs
-from batch.record.journal import journal_path
-from batch.record.lock import RunLock, lock_path
-from batch.record.report import read_report, summary_path
+from batch.record.layout import RunFiles, next_retry_report
+from batch.record.lock import RunLock
+from batch.record.report import read_report
+from batch.record.summary import RunSummary
 from batch.store.storage import input_identity
 
 RETRY_STATUSES = frozenset({"failed", "skipped"})
@@ -49,14 +49,7 @@ def retry_rows(report: Path) -> tuple[int, ...]:
 
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
     """``R.retryN.csv``, the next free N; a dry run's ``R.retryN.dry-run.csv`` keeps N free."""
-    stem = report.name[: -len(report.suffix)] if report.suffix else report.name
-    for n in range(1, 1000):
-        candidate = report.with_name(f"{stem}.retry{n}{report.suffix}")
-        if not candidate.exists():
-            if dry_run:
-                return report.with_name(f"{stem}.retry{n}.dry-run{report.suffix}")
-            return candidate
-    raise UsageError(f"{report}: too many retry reports beside it")
+    return next_retry_report(report, dry_run=dry_run)
 
 
 def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> bool:
@@ -71,22 +64,25 @@ def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> boo
 
 def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]) -> JobConfig:
     path = Path(report)
-    spath = summary_path(path)
+    files = RunFiles(path)
+    spath = files.summary
     try:
-        summary = json.loads(spath.read_text(encoding="utf-8"))
-        settings: dict[str, Any] = dict(summary["settings"])
-        input_path, input_sha = summary["input"], summary["input_sha256"]
+        summary = RunSummary.load(spath)
+        settings: dict[str, Any] = dict(summary.settings)
+        input_path, input_sha = summary.input, summary.input_sha256
+        if summary.dry_run or not settings or not isinstance(input_path, str):
+            raise KeyError("settings")
     except FileNotFoundError:
         raise UsageError(
             f"{spath}: missing; retry needs the summary written beside the report"
         ) from None
-    except (ValueError, KeyError, TypeError):
+    except (UsageError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
-    with RunLock(lock_path(path)):  # a run still writing this report: its rows are not final
+    with RunLock(files.lock):  # a run still writing this report: its rows are not final
         rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
-    if not _same_input(input_path, input_sha, settings):
+    if not input_sha or not _same_input(input_path, input_sha, settings):
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
@@ -104,10 +100,8 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     target = Path(overrides.get("report") or next_report_path(
         path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
     local_input = None if input_path.startswith("s3://") else Path(input_path)
-    check_outputs(local_input, run_outputs(target), protected=[
-        ("the report being retried", path), ("the summary of the report being retried", spath),
-        ("the journal of the report being retried", journal_path(path)),
-    ])  # fmt: skip
+    check_outputs(local_input, run_outputs(target),
+                  protected=files.recorded("the report being retried"))  # fmt: skip
     data = {**settings, "input": input_path, "rows": rows, "report": str(target)}
     data.update({k: v for k, v in overrides.items()
                  if v is not None and k not in ("input", "report")})  # fmt: skip
@@ -115,12 +109,12 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
 
 
 def _require_metadata(
-    summary: Mapping[str, Any], settings: Mapping[str, Any], overrides: Mapping[str, Any]
+    summary: RunSummary, settings: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> None:
     """The summary keeps client metadata's keys, never its values (they may be secrets a
     Lambda trigger reads): a retry of a run that passed some must be given them again, or its
     rows would reach the triggers without them."""
-    keys = summary.get("client_metadata_keys") or []
+    keys = summary.client_metadata_keys or []
     given = overrides.get("client_metadata") or settings.get("client_metadata")
     if keys and not given:
         raise UsageError(

@@ -42,6 +42,7 @@ from batch.errors import UsageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup, same_value
 from batch.plan.schema import VERIFIED_FLAG
+from batch.record.layout import undo_path as undo_path  # named there, kept here for callers
 from batch.store.files import open_private
 
 VERSION = 1
@@ -52,8 +53,6 @@ SAME_RUN = ("pool", "input_sha256", "settings")
 Value = str | None
 
 
-def undo_path(report: Path) -> Path:
-    return report.with_name(report.name + ".undo.jsonl")
 
 
 @dataclass(frozen=True, slots=True)

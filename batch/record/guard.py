@@ -1,7 +1,8 @@
 """Guards against an operator's mistakes that would cost data: checked before and during a run.
 
-- ``check_outputs``: no file the run writes (report, journal, summary, lock) is the input, or
-  a file the run must not touch (``retry``: the original report and its summary), whether by
+- ``check_outputs``: no file a command writes (a run's whole family, ``layout.RunFiles``, an
+  HTML page, a merged report) is the input, another of its outputs, or a file it must not
+  touch (``retry``, ``undo``: the original run's files), whether by
   the same name, a symlink or a hard link. Checked before anything is opened for writing, so
   ``--report users.csv`` is refused instead of emptying ``users.csv`` before it is read.
 - ``check_dry_run_target``: a dry run never writes over a real run's report.
@@ -25,6 +26,7 @@ from typing import TypeVar
 from batch.errors import InputError, ResumeError, UsageError
 from batch.models import InputRow, RowResult, Status
 from batch.record.journal import JournalState, read_journal
+from batch.record.layout import RunFiles
 from batch.store.storage import file_sha256
 
 #: Files at most this big are hashed again when reading ends (~60 ms at 1 GB/s).
@@ -58,21 +60,26 @@ def check_outputs(
     input: Path | None,
     outputs: Iterable[tuple[str, Path]],
     protected: Iterable[tuple[str, Path]] = (),
+    *,
+    flag: str = "--report",
 ) -> None:
-    """Refuse (``UsageError``, exit 2) an output that is the input, a protected file or a
-    folder. ``outputs`` and ``protected`` are ``(what, path)`` pairs, for the message.
-    ``input`` is None when it is no local file (an S3 object: no local output can be it)."""
+    """Refuse (``UsageError``, exit 2) an output that is the input, a protected file, another
+    output of the same command, or a folder. ``outputs`` and ``protected`` are ``(what,
+    path)`` pairs, for the message. ``input`` is None when it is no local file (an S3 object:
+    no local output can be it). Called before anything is opened for writing."""
     keep = [*([("the input", input)] if input is not None else []), *protected]
+    seen: list[tuple[str, Path]] = []
     for what, path in outputs:
-        for other_what, other in keep:
+        for other_what, other in [*keep, *seen]:
             if same_file(path, other):
                 same = "" if os.path.normpath(path) == os.path.normpath(other) else f" ({other})"
                 raise UsageError(
                     f"{what} {path} is {other_what}{same}: refusing to overwrite it; "
-                    "choose another --report"
+                    f"choose another {flag}"
                 )
         if path.is_dir():
-            raise UsageError(f"{what} {path} is a folder: give a file name for --report")
+            raise UsageError(f"{what} {path} is a folder: give a file name for {flag}")
+        seen.append((f"the {what}", path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,13 +234,8 @@ def unread_rows(
 
 
 def run_outputs(report: Path) -> list[tuple[str, Path]]:
-    """Every file a run on ``report`` writes at a fixed name."""
-    from batch.record.journal import journal_path
-    from batch.record.lock import lock_path
-    from batch.record.report import summary_path
-
-    return [("report", report), ("journal", journal_path(report)),
-            ("summary", summary_path(report)), ("lock", lock_path(report))]  # fmt: skip
+    """Every file a run on ``report`` writes at a fixed name (``layout.RunFiles``)."""
+    return RunFiles(report).written()
 
 
 def check_journal(path: Path) -> JournalState | None:
@@ -272,10 +274,48 @@ def _lines_before(path: Path, offset: int) -> int:
 def check_dry_run_target(report: Path) -> None:
     """A dry run writes a planned report and summary: never over a real run's (its journal
     beside it says there is one), which would lose that run's results and make it unretryable."""
-    from batch.record.journal import journal_path
-
-    if journal_path(report).exists():
+    if RunFiles(report).journal.exists():
         raise UsageError(
             f"report {report} holds a real run's results (its journal is beside it): "
             "give the dry run another --report"
         )
+
+
+def check_html_target(html: Path, report: Path) -> None:
+    """``report REPORT --html PAGE``: the page is none of the run's files, nor its input."""
+    check_outputs(None, [("HTML page", html)], run_records(report, "the run"),
+                  flag="--html")  # fmt: skip
+    check_not_a_record(html, "HTML page", "--html")
+
+
+#: The names a run's records end with beside its report (``layout.RunFiles``).
+_RECORD_ENDINGS = tuple(p.name.removeprefix("r.csv") for p in RunFiles(Path("r.csv")).all()[1:])
+
+
+def check_not_a_record(path: Path, what: str, flag: str, *, reports: bool = True) -> None:
+    """``path`` is no run's record: no journal, summary, timeline, before-images or lock (by
+    its name), and with ``reports`` no run's report either (a journal beside it). A run's own
+    ``--report`` may be a report (that is how it resumes); nothing else may."""
+    if path.name.endswith(_RECORD_ENDINGS) or (reports and RunFiles(path).journal.exists()):
+        raise UsageError(f"{what} {path} is a run's record: refusing to overwrite it; "
+                         f"choose another {flag}")  # fmt: skip
+
+
+def check_export_target(out: Path) -> None:
+    """``export OUT``: never over a run's records; over an earlier export is what it is for."""
+    check_not_a_record(out, "export", "OUT")
+
+
+def run_records(report: Path, whose: str) -> list[tuple[str, Path]]:
+    """What a command that reads a run must keep: the run's files and, when its summary
+    names a local one, the run's input."""
+    from batch.record.summary import RunSummary
+
+    try:
+        named = RunSummary.of(report).input
+    except (OSError, UsageError):
+        named = None
+    kept = RunFiles(report).recorded(whose)
+    if named and "://" not in named:
+        kept.append((f"the input of {whose}", Path(named)))
+    return kept

@@ -46,6 +46,7 @@ from typing import IO, Any
 
 from batch.errors import ResumeError
 from batch.models import FINISHED, RowResult, Status
+from batch.record.layout import journal_path as journal_path  # named there, kept here for callers
 from batch.rowset import RowSet
 from batch.store.files import atomic_write, open_private
 
@@ -66,8 +67,6 @@ _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
 
 
-def journal_path(report: Path) -> Path:
-    return report.with_name(report.name + ".journal")
 
 
 # -- lines ----------------------------------------------------------------------------------

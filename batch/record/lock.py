@@ -26,11 +26,8 @@ from types import TracebackType
 from typing import IO, Any
 
 from batch.errors import UsageError
+from batch.record.layout import lock_path as lock_path  # named there, kept here for callers
 from batch.store.files import open_private
-
-
-def lock_path(report: Path) -> Path:
-    return report.with_name(report.name + ".lock")
 
 
 class LockedError(UsageError):

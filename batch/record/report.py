@@ -29,7 +29,10 @@ import numpy as np
 
 from batch.errors import UsageError
 from batch.models import REPORT_COLUMNS, RowResult, Status
-from batch.store.files import atomic_path, open_private, write_text_atomic
+from batch.record.layout import summary_path as summary_path  # named there, kept here for callers
+from batch.record.summary import format_summary as format_summary  # the summary's own module
+from batch.record.summary import write_summary as write_summary
+from batch.store.files import atomic_path, open_private
 
 REPORT_FORMATS = ("csv", "jsonl", "parquet")
 # Spreadsheets also read the full-width (U+FF1D...) and small (U+FE62...) forms as operators.
@@ -254,47 +257,3 @@ def read_report(path: Path) -> list[dict[str, str]]:
         raise UsageError(f"report {path}: not a cognito-batch report (no {sorted(missing)})")
     records: list[dict[str, str]] = frame.to_dict(orient="records")  # type: ignore[assignment]
     return records
-
-
-def summary_path(report: Path) -> Path:
-    return report.with_name(report.name + ".summary.json")
-
-
-def write_summary(report: Path, summary: dict[str, Any]) -> Path:
-    path = summary_path(report)
-    write_text_atomic(path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The human summary printed on stderr at the end of a run."""
-    counts = summary["counts"]
-    lines = [
-        f"cognito-batch: {summary['rows']} rows in {summary['duration_s']:.1f}s — "
-        + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                    ("updated", "unchanged", "invalid", "failed", "skipped")),
-        f"  calls {summary['calls']}, throttled {summary['throttles']}, faults retried "
-        f"{summary['faults']}, achieved {summary['achieved_rate']:.1f} updates/s "
-        f"(rate {summary['rate']}"
-        + (
-            f": from {summary['rate_low']:g} to {summary['rate_high']:g}, "
-            f"ending at {summary['rate_final']:g}/s)"
-            if summary.get("rate") in ("auto", "polite") or "rate_low" in summary
-            else ")"
-        ),
-    ]  # fmt: skip
-    quota = summary.get("quota")
-    if isinstance(quota, dict) and quota.get("rates"):
-        lines.append(f"  quota: UserUpdate {quota['rates'].get('UserUpdate', 0):g}/s "
-                     f"({quota.get('source', '')}); the run took up to "
-                     f"{100 * float(quota.get('share', 0)):.0f}% of it")  # fmt: skip
-    if summary.get("window_capped"):
-        lines.append(f"  capped: {summary['window_capped']}")
-    if summary.get("errors"):
-        lines.append(
-            "  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items()))
-        )
-    if summary.get("stopped"):
-        lines.append(f"  stopped: {summary['stopped']}")
-    lines.append(f"  report: {summary['report']}")
-    return "\n".join(lines)

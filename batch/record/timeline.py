@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch.record.layout import timeline_path as timeline_path  # named there, kept here for callers
 from batch.store.files import write_text_atomic
 
 VERSION = 1
@@ -47,8 +48,6 @@ Clock = Callable[[], float]
 Probe = Callable[[], "Reading"]
 
 
-def timeline_path(report: Path) -> Path:
-    return report.with_name(report.name + ".timeline.json")
 
 
 def latency_bin(seconds: float) -> int:

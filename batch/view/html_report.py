@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from batch.errors import UsageError
 from batch.models import Status
 from batch.record.report import format_summary, report_format, summary_path
+from batch.record.summary import RunSummary
 from batch.record.timeline import SAMPLE_SECONDS, Bucket, Timeline, percentile, read_timeline
 from batch.store.files import write_text_atomic
 
@@ -206,8 +207,8 @@ def load_run(report: Path) -> RunView:
     summary: dict[str, Any] | None = None
     if spath.is_file():
         try:
-            summary = json.loads(spath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            summary = RunSummary.load(spath).as_json()  # older shapes read as today's
+        except OSError as exc:
             raise UsageError(f"summary {spath}: unreadable ({exc})") from None
     # A run writes its summary after the report and the timeline (only the journal's
     # completion marker comes later): a summary older than either belongs to an earlier run,
@@ -251,24 +252,15 @@ def outcome(view: RunView) -> str:
 
 
 def quota_line(summary: Mapping[str, Any] | None) -> tuple[float, str]:
-    """The quota to draw and what it is: read from Cognito (a ``quota`` in the summary), else
-    the fixed rate asked for, else Cognito's default."""
-    summary = summary or {}
-    quota = summary.get("quota")
-    if isinstance(quota, Mapping):
-        inner = quota.get("UserUpdate", quota)
-        source = str(quota.get("source", "GetProvisionedLimit"))
-        if isinstance(inner, Mapping):
-            source = str(inner.get("source", source))
-            for key in ("provisioned", "ProvisionedLimitValue", "value", "limit", "rate"):
-                if isinstance(inner.get(key), int | float):
-                    inner = inner[key]
-                    break
-        if isinstance(inner, int | float) and inner > 0:
-            return float(inner), f"quota {inner:g}/s ({source})"
-    elif isinstance(quota, int | float) and quota > 0:
-        return float(quota), f"quota {quota:g}/s"
-    rate = summary.get("rate")
+    """The quota to draw and what it is: read from Cognito (the summary's ``quota``, in any of
+    the shapes summaries have had: ``summary.Quota``), else the fixed rate asked for, else
+    Cognito's default."""
+    typed = RunSummary.from_json(summary or {})
+    read = typed.quota.rate("UserUpdate") if typed.quota is not None else None
+    if read is not None:
+        source = typed.quota.source if typed.quota is not None else ""
+        return read, f"quota {read:g}/s ({source})" if source else f"quota {read:g}/s"
+    rate = typed.rate
     if isinstance(rate, int | float) and rate > 0:
         return float(rate), f"rate asked {rate:g}/s (quota not read)"
     return DEFAULT_QUOTA, f"Cognito's default quota {DEFAULT_QUOTA:g}/s (not read)"
