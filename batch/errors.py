@@ -38,6 +38,10 @@ ROW_CODES = frozenset(
         # AdminCreateUser of a username that exists: that row fails, the next can be created
         "UsernameExistsException",
         "UnsupportedUserStateException",
+        # AdminCreateUser's: the pool's password rules or a create precondition refuse this
+        # user (we send no temporary password; Cognito makes one): that row fails.
+        "InvalidPasswordException",
+        "PreconditionNotMetException",
     }
 )
 FATAL_CODES = frozenset(
