@@ -37,9 +37,11 @@ SHARED_CLIENTS = {
     "default": ("cognito-batch, default flags", []),
     "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
     "quota": ("cognito-batch --rate 50 (the quota)", ["--rate", "50"]),
-    "old": ("old default: --rate 25, fixed", ["--rate", "25", "--rate-algorithm", "fixed"]),
+    "old": ("old default: --rate 25, fixed", ["--rate", "25"]),
     "pool": ("boto3 16 threads, adaptive", None),
 }
+#: Clients run with a controller of bench/controllers.py in place of the tool's.
+CONTROLLER = {"old": "fixed"}
 RAISED_CLIENTS = {
     "rate": ("cognito-batch --rate 150", ["--rate", "150"]),
     "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
@@ -67,7 +69,8 @@ def free_quota(quota: float, schedule: str, start: float, end: float) -> float:
 
 
 def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: list[str] | None,
-         quota: float, schedule: str | None) -> dict[str, Any]:  # fmt: skip
+         quota: float, schedule: str | None,
+         controller: str | None = None) -> dict[str, Any]:  # fmt: skip
     assert emu.admin is not None
     report = workdir / f"{label}.report.csv"
     if flags is None:
@@ -79,6 +82,9 @@ def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: l
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, *flags, "--yes", "--quiet",
                              "--fresh", "--report", str(report))  # fmt: skip
+        if controller is not None:  # the same command, bench's controller in the tool's place
+            argv = [PYTHON, str(Path(__file__).parent / "controllers.py"), controller, "--",
+                    *argv[3:]]  # fmt: skip
     emu.admin.reset()  # the buckets refill, the neighbour's schedule starts again now
     reset_at = time.perf_counter()
     m = run_measured(argv, workdir=workdir, label=label, timeout=900)
@@ -143,7 +149,8 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
             for c in clients:
                 name, flags = SHARED_CLIENTS[c]
                 _log(f"shared quota, round {i + 1}/{rounds}: {name} ...")
-                r = _one(emu, workdir, source, f"shared-{c}-{i}", flags, SHARED_Q, NEIGHBOUR)
+                r = _one(emu, workdir, source, f"shared-{c}-{i}", flags, SHARED_Q, NEIGHBOUR,
+                         CONTROLLER.get(c))
                 _log(f"  neighbour {r['neighbour_throttled']}/{r['neighbour_calls']} throttled, "
                      f"share of free {r['share_of_free']:.3f}, job {r['throttled']}/{r['calls']} "
                      f"throttled, exit {r['exit_code']}")  # fmt: skip

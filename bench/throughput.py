@@ -56,9 +56,9 @@ CLIENTS = {
     "b": "(b) cognito-batch --rate auto",
     "c": "(c) boto3 loop, default client",
     "d": "(d) boto3 16 threads, adaptive",
-    # With --compare-algorithms: --rate auto with the other controllers (hidden flag).
-    "m": "(b') auto, --rate-algorithm aimd",
-    "u": '(b") auto, --rate-algorithm cubic',
+    # With --compare-algorithms: --rate auto with the other controllers (bench/controllers.py).
+    "m": "(b') auto, AIMD controller",
+    "u": '(b") auto, CUBIC controller',
 }
 ALGORITHMS = {"m": "aimd", "u": "cubic"}
 PHASES: dict[str, dict[str, Any]] = {"clean": {"fault_rate": 0.0, "drop_rate": 0.0},
@@ -136,8 +136,8 @@ def client_argv(client: str, emu: EmulatorProcess, source: Path, workdir: Path, 
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, "--rate", rate, "--yes",
                              "--quiet", "--fresh", "--report", str(report))  # fmt: skip
-        if client in ALGORITHMS:
-            argv += ["--rate-algorithm", ALGORITHMS[client]]
+        if client in ALGORITHMS:  # the same command, with bench's controller in the tool's place
+            argv = [PYTHON, str(BENCH / "controllers.py"), ALGORITHMS[client], "--", *argv[3:]]
         return argv, report
     out = workdir / f"{label}.result.json"
     mode = "sequential" if client == "c" else "threaded"
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     add(
         "--compare-algorithms",
         action="store_true",
-        help="also run --rate auto with --rate-algorithm aimd and cubic (+~4 min)",
+        help="also run --rate auto with bench/controllers.py's AIMD and CUBIC (+~4 min)",
     )
     add("--skip-probe", action="store_true", help="skip the emulator capacity probe")
     add("--scenarios", default="idle,shared,raised",

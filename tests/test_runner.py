@@ -17,7 +17,7 @@ from fakes import FakeCognito
 from batch.engine.runner import TRIGGER_BREAKER, Runner, RunnerSettings
 from batch.errors import FatalError, TriggerError
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import FixedRate
+from batch.pace.controllers import FixedRate
 from batch.pace.retrying import RetryPolicy
 
 POOL = "us-east-1_test"

@@ -37,9 +37,9 @@ from batch.engine.runner import Runner, RunnerSettings, progress_figures
 from batch.engine.signals import SignalStop
 from batch.errors import CognitoError, FatalError, ResumeError, UsageError
 from batch.models import JobResult, RowResult, Status, UserUpdate
+from batch.pace.pacer import Pacer, Waiter, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import rate_controller, rate_label
-from batch.pace.ratelimit import Pacer, Waiter, event_waiter
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.lookup import LiveLookup, PacedCall
 from batch.plan.schema import PoolSchema

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Literal
 
-from batch.pace.ratelimit import Clock
+from batch.pace.pacer import Clock
 
 # "jump": straight to one; if that costs, "halve" from the top; then "probe" half or double.
 Phase = Literal["jump", "halve", "probe"]

@@ -33,8 +33,10 @@ from batch.errors import (
     TriggerError,
 )
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import Clock, Pacer, RateController, UserGate, event_waiter
+from batch.pace.controllers import RateController
+from batch.pace.pacer import Clock, Pacer, event_waiter
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.pace.user_gate import UserGate
 from batch.view.messages import report_message
 
 #: Consecutive rows ending on a broken Lambda trigger before the job stops.
