@@ -44,7 +44,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--workers",
         type=int,
-        help="most calls in flight (default 64; fewer are used when the "
+        help="most calls in flight (default 512, up to 1024; fewer are used when the "
         "rate and latency need fewer)",
     )
     add("--max-attempts", dest="max_attempts", type=int, help="calls per row at most (default 8)")

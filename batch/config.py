@@ -23,8 +23,10 @@ from batch.specs import FailureLimit, Shard
 log = logging.getLogger("cognito-batch")
 
 DEFAULT_RATE = 25.0  # Cognito's default UserUpdate quota, requests/s, account-wide
-MAX_WORKERS = 256
-DEFAULT_WORKERS = 64  # a bound, not a target: threads start only when the rate needs them
+MAX_WORKERS = 1024
+#: A bound, not a target: threads start only when the rate needs them. Sized for a raised
+#: quota at slow answers: 150/s at 1 s, with a 1 s read a row, needs ~450 (Little's law).
+DEFAULT_WORKERS = 512
 
 
 @dataclass(frozen=True, slots=True)

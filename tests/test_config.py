@@ -158,7 +158,7 @@ def test_rate_from_toml_number_and_flag_string_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("workers", 0), ("workers", 257), ("max_attempts", 0), ("max_attempts", 51),
+    [("workers", 0), ("workers", 1025), ("max_attempts", 0), ("max_attempts", 51),
      ("max_row_seconds", 0), ("per_user_rate", 0), ("max_rate", -1.0),
      ("empty", "erase"), ("on_duplicate", "first"), ("key", "phone"), ("format", "xlsx"),
      ("client_metadata", {"k": "v" * 257}), ("client_metadata", {"": "v"})],
