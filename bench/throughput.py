@@ -540,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"of {','.join(sharing.SHARED_CLIENTS)}")
     add("--shared-rows", type=int, default=2300, help="rows per shared run (~80 s)")
     add("--raised-rows", type=int, default=6000, help="rows per raised run (~40 s)")
+    add("--raised-latencies", default="100",
+        help="emulator latencies (ms) of the raised scenario, e.g. 1000,100 (issue 22 (b))")
+    add("--raised-clients", default=",".join(sharing.RAISED_CLIENTS),
+        help=f"of {','.join(sharing.RAISED_CLIENTS)}")
+    add("--raised-undo", action="store_true",
+        help="raised: cognito-batch with --undo (before-images on, a real pool's default)")
+    add("--pool-rows", type=int, default=0,
+        help="raised: rows for the plain boto3 loop, when fewer (0: the same)")
     add("--skip-ceiling", action="store_true", help="skip the ceiling (CPU per update)")
     add("--ceiling-rows", type=int, default=10000, help="rows per ceiling round (10000)")
     add("--ceiling-rounds", type=int, default=3, help="cognito-batch runs at the ceiling (3)")
@@ -621,8 +629,13 @@ def main(argv: list[str] | None = None) -> int:
                 save_json(args.out, payload)
             if "raised" in scenarios:
                 raised_source = head(all_rows, workdir / "input.raised.csv", args.raised_rows)
-                payload["raised"] = sharing.raised(
-                    emu, workdir, raised_source, args.sharing_rounds, list(sharing.RAISED_CLIENTS))
+                raised_clients = [c for c in args.raised_clients.split(",")
+                                  if c in sharing.RAISED_CLIENTS]  # fmt: skip
+                payload["raised_runs"] = [sharing.raised(
+                    emu, workdir, raised_source, args.sharing_rounds, raised_clients,
+                    latency_ms=float(ms), extra=("--undo",) if args.raised_undo else (),
+                    pool_rows=args.pool_rows) for ms in args.raised_latencies.split(",")]
+                payload["raised"] = payload["raised_runs"][-1]
                 save_json(args.out, payload)
                 emu.admin.configure(quotas={"UserUpdate": args.quota},
                                     latency_ms=args.latency_ms)  # fmt: skip
@@ -665,10 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_runs(payload.get("runs", []), payload.get("checks", [])))
     print()
     print(format_checks(payload.get("checks", [])))
-    for name, fmt in (("shared", sharing.format_shared), ("raised", sharing.format_raised)):
-        if name in payload:
-            print()
-            print(fmt(payload[name]))
+    if "shared" in payload:
+        print()
+        print(sharing.format_shared(payload["shared"]))
+    for result in payload.get("raised_runs", [payload["raised"]] if "raised" in payload else []):
+        print()
+        print(sharing.format_raised(result))
     if "ceiling" in payload:
         print()
         print(format_ceiling(payload["ceiling"]))

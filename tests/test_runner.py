@@ -636,6 +636,8 @@ def test_the_cap_note_names_the_default_bound_when_it_binds() -> None:
         controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
     )  # fmt: skip
     runner.stats.latency = 5.0
+    # ... after the climber's one experiment at fewer calls found the answers slow
+    runner.climber.low, runner.climber.slow = 1, 5.0
     with runner._lock:
         runner._check_cap(runner._started + 10.0)
     # THEN the note names the bound, that it is --workers' default, and how far it goes

@@ -169,10 +169,11 @@ class Runner:
 
     def _check_cap(self, now: float) -> None:
         """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
-        climber chose fewer (a CPU-bound local endpoint), nor in the first seconds, while the
-        latency estimate settles."""
+        climber chose fewer (a CPU-bound local endpoint; answers found slow do not count),
+        nor in the first seconds, while the latency estimate settles."""
         workers = self.settings.workers
-        if self.cap_note or now - self._started < 3.0 or self.climber.low < workers:
+        cpu_bound = self.climber.low < workers and not self.climber.slow
+        if self.cap_note or now - self._started < 3.0 or cpu_bound:
             return
         wanted = self.wanted()
         if wanted <= workers:
