@@ -42,15 +42,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "default: the part of the quota other applications leave, politely")
     add("--max-rate", dest="max_rate", type=float, help="with --rate auto: never above this")
     add(
-        "--rate-algorithm",
-        dest="rate_algorithm",
-        choices=["shared", "measured", "aimd", "cubic", "fixed"],
-        help=argparse.SUPPRESS,
-    )
-    add(
         "--workers",
         type=int,
-        help="most calls in flight (default 64; fewer are used when the "
+        help="most calls in flight (default 512, up to 1024; fewer are used when the "
         "rate and latency need fewer)",
     )
     add("--max-attempts", dest="max_attempts", type=int, help="calls per row at most (default 8)")
@@ -265,7 +259,7 @@ def build_parser(*, with_emulator: bool = True) -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("input", "user_pool_id", "report", "rate", "max_rate", "rate_algorithm", "workers",
+    keys = ("input", "user_pool_id", "report", "rate", "max_rate", "workers",
             "max_attempts", "give_up_after",
             "username_column", "key", "format", "delimiter", "empty", "on_duplicate",
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",

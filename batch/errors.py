@@ -1,10 +1,15 @@
-"""The project's exception tree.
+"""The project's exception tree: every exception the code raises on purpose.
 
-    BatchError
+    BatchError                a one-line refusal or failure; the cli prints it  -> exit 2
     ├── UsageError            bad flags or job file                     -> exit 2
+    │   └── LockedError       another live run holds the report (record/lock.py)
+    │       └── LeaseLost     another run took this run's S3 lease over (remote/lease.py)
     ├── InputError            unreadable input: file, row, column named -> exit 2
+    │   └── InputChanged      the input changed while the run read it (record/guard.py)
     ├── ResumeError           a journal that does not match this run    -> exit 2
     ├── StorageError          S3 (or a local file) refused: bucket, key, access -> exit 2
+    │   └── PreconditionFailed    a conditional S3 write or read lost its race (store/s3.py)
+    ├── Cancelled             the job is stopping: a row's call not (re)sent (pace/retrying.py)
     └── CognitoError          an answer (or no answer) from Cognito, with its code
         ├── RetryableError    try the same call again, after a back-off
         │   ├── ThrottledError    TooManyRequestsException
@@ -15,6 +20,11 @@
         └── FatalError        no later row can succeed: stop the whole job
                                   pool not found, credentials, permissions, pool misconfigured,
                                   LimitExceededException (a message limit in Cognito, not a rate)
+
+Outside the tree, on purpose: ``ValueError`` for a programming mistake in an argument (a
+pacer's rate, an endpoint URL, a log format), ``NotImplementedError`` in the runner's abstract
+work item, ``commands/run.py``'s private ``_CarryStopped`` (caught where it is raised), and the
+emulator's own ``EmulatorError``.
 
 Cognito's error codes are mapped onto this tree in one place, ``classify_code``, so that the
 gateway (``cognito.py``) and the retry policy (``retrying.py``) agree.

@@ -37,17 +37,22 @@ SHARED_CLIENTS = {
     "default": ("cognito-batch, default flags", []),
     "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
     "quota": ("cognito-batch --rate 50 (the quota)", ["--rate", "50"]),
-    "old": ("old default: --rate 25, fixed", ["--rate", "25", "--rate-algorithm", "fixed"]),
+    "old": ("old default: --rate 25, fixed", ["--rate", "25"]),
     "pool": ("boto3 16 threads, adaptive", None),
 }
+#: Clients run with a controller of bench/controllers.py in place of the tool's.
+CONTROLLER = {"old": "fixed"}
 RAISED_CLIENTS = {
     "rate": ("cognito-batch --rate 150", ["--rate", "150"]),
     "auto": ("cognito-batch --rate auto", ["--rate", "auto"]),
     "default": ("cognito-batch, default flags", []),
+    "pool": ("boto3 16 threads, adaptive", None),
 }
 # Done-when targets (issue 15).
 SHARED_TARGETS = {"default": (0.005, 0.80), "auto": (0.005, 0.85), "quota": (0.02, 0.0)}
 RAISED_TARGETS = {"rate": 0.95, "auto": 0.90, "default": 0.85}
+#: Issue 22 (b): every call answered in 1 s (a slow Lambda trigger), the whole command.
+SLOW_MS, SLOW_TARGETS = 1000.0, {"rate": 0.90, "default": 0.80}
 RAISED_THROTTLED = 0.01
 
 
@@ -67,7 +72,8 @@ def free_quota(quota: float, schedule: str, start: float, end: float) -> float:
 
 
 def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: list[str] | None,
-         quota: float, schedule: str | None) -> dict[str, Any]:  # fmt: skip
+         quota: float, schedule: str | None,
+         controller: str | None = None) -> dict[str, Any]:  # fmt: skip
     assert emu.admin is not None
     report = workdir / f"{label}.report.csv"
     if flags is None:
@@ -79,6 +85,9 @@ def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: l
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, *flags, "--yes", "--quiet",
                              "--fresh", "--report", str(report))  # fmt: skip
+        if controller is not None:  # the same command, bench's controller in the tool's place
+            argv = [PYTHON, str(Path(__file__).parent / "controllers.py"), controller, "--",
+                    *argv[3:]]  # fmt: skip
     emu.admin.reset()  # the buckets refill, the neighbour's schedule starts again now
     reset_at = time.perf_counter()
     m = run_measured(argv, workdir=workdir, label=label, timeout=900)
@@ -143,7 +152,8 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
             for c in clients:
                 name, flags = SHARED_CLIENTS[c]
                 _log(f"shared quota, round {i + 1}/{rounds}: {name} ...")
-                r = _one(emu, workdir, source, f"shared-{c}-{i}", flags, SHARED_Q, NEIGHBOUR)
+                r = _one(emu, workdir, source, f"shared-{c}-{i}", flags, SHARED_Q, NEIGHBOUR,
+                         CONTROLLER.get(c))
                 _log(f"  neighbour {r['neighbour_throttled']}/{r['neighbour_calls']} throttled, "
                      f"share of free {r['share_of_free']:.3f}, job {r['throttled']}/{r['calls']} "
                      f"throttled, exit {r['exit_code']}")  # fmt: skip
@@ -155,23 +165,40 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
             "medians": {c: _medians(rs) for c, rs in runs.items()}}
 
 
+def _head(source: Path, rows: int) -> Path:
+    """The header and the first ``rows`` rows of ``source`` (the slow plain loop's input)."""
+    path = source.with_name(f"{source.stem}.head{rows}.csv")
+    with source.open() as src, path.open("w") as dst:
+        for i, line in enumerate(src):
+            if i > rows:
+                break
+            dst.write(line)
+    return path
+
+
 def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
-           clients: list[str]) -> dict[str, Any]:  # fmt: skip
+           clients: list[str], *, latency_ms: float = RAISED_LATENCY_MS,
+           extra: tuple[str, ...] = (), pool_rows: int = 0) -> dict[str, Any]:  # fmt: skip
+    """``extra``: flags for every cognito-batch client (``--undo``: before-images on, a real
+    pool's default); ``pool_rows``: the plain loop's rows, when fewer (at 1 s a call, 16
+    threads take minutes over what cognito-batch does in seconds; its rate is what counts)."""
     assert emu.admin is not None
-    emu.admin.configure(quotas={"UserUpdate": RAISED_Q}, latency_ms=RAISED_LATENCY_MS,
+    emu.admin.configure(quotas={"UserUpdate": RAISED_Q}, latency_ms=latency_ms,
                         fault_rate=0, drop_rate=0, ceiling=False, neighbours={})  # fmt: skip
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     for i in range(rounds):
         for c in clients:
             name, flags = RAISED_CLIENTS[c]
-            _log(f"raised quota, round {i + 1}/{rounds}: {name} ...")
-            r = _one(emu, workdir, source, f"raised-{c}-{i}", flags, RAISED_Q, None)
+            _log(f"raised quota, {latency_ms:g} ms, round {i + 1}/{rounds}: {name} ...")
+            rows = _head(source, pool_rows) if flags is None and pool_rows else source
+            flags = None if flags is None else [*flags, *extra]
+            r = _one(emu, workdir, rows, f"raised-{c}-{latency_ms:g}-{i}", flags, RAISED_Q, None)
             _log(f"  {r['in_loop_over_q']:.3f}·Q in its loop ({r['goodput_over_q']:.3f}·Q whole "
                  f"command), {r['throttled']}/{r['calls']} throttled, exit {r['exit_code']}, "
                  f"concurrency {r['concurrency']}")  # fmt: skip
             runs[c].append(r)
-    return {"quota": RAISED_Q, "latency_ms": RAISED_LATENCY_MS, "rounds": rounds, "runs": runs,
-            "medians": {c: _medians(rs) for c, rs in runs.items()}}
+    return {"quota": RAISED_Q, "latency_ms": latency_ms, "rounds": rounds, "runs": runs,
+            "flags": list(extra), "medians": {c: _medians(rs) for c, rs in runs.items()}}
 
 
 def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -207,19 +234,26 @@ def format_shared(result: dict[str, Any]) -> str:
 
 def format_raised(result: dict[str, Any]) -> str:
     lines = [f"Raised quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, no "
-             f"neighbour, --workers not given; median of {result['rounds']} rounds"]  # fmt: skip
+             f"neighbour, --workers not given, flags {result.get('flags') or '-'}; median of "
+             f"{result['rounds']} rounds; judged on the whole command"]  # fmt: skip
+    targets = SLOW_TARGETS if result["latency_ms"] >= SLOW_MS else RAISED_TARGETS
     rows = []
     for c, runs in result["runs"].items():
         med = result["medians"][c]
-        ok = (med["in_loop_over_q"] >= RAISED_TARGETS[c]
-              and med["job_throttled_share"] <= RAISED_THROTTLED)  # fmt: skip
+        target = targets.get(c)
+        verdict = "-"
+        if target is not None:
+            ok = (med["goodput_over_q"] >= target
+                  and med["job_throttled_share"] <= RAISED_THROTTLED)  # fmt: skip
+            verdict = f"{'PASS' if ok else 'FAIL'} (>= {target})"
         rows.append([
-            RAISED_CLIENTS[c][0], med["in_loop_over_q"],
-            " ".join(f"{r['in_loop_over_q']:.3f}" for r in runs), med["goodput_over_q"],
+            RAISED_CLIENTS[c][0], med["goodput_over_q"],
+            " ".join(f"{r['goodput_over_q']:.3f}" for r in runs), med["in_loop_over_q"],
             100 * med["job_throttled_share"],
             " ".join(str(r["in_flight_peak"]) for r in runs),
-            f"{'PASS' if ok else 'FAIL'} (>= {RAISED_TARGETS[c]})",
+            " ".join(str((r.get("concurrency") or {}).get("high", "-")) for r in runs),
+            verdict,
         ])  # fmt: skip
-    lines.append(table(["client", "/Q in loop", "(runs)", "/Q whole cmd", "thr %",
-                        "in flight peak", "target"], rows))  # fmt: skip
+    lines.append(table(["client", "/Q whole cmd", "(runs)", "/Q in loop", "thr %",
+                        "in flight peak", "window high", "target"], rows))  # fmt: skip
     return "\n".join(lines)

@@ -56,9 +56,9 @@ CLIENTS = {
     "b": "(b) cognito-batch --rate auto",
     "c": "(c) boto3 loop, default client",
     "d": "(d) boto3 16 threads, adaptive",
-    # With --compare-algorithms: --rate auto with the other controllers (hidden flag).
-    "m": "(b') auto, --rate-algorithm aimd",
-    "u": '(b") auto, --rate-algorithm cubic',
+    # With --compare-algorithms: --rate auto with the other controllers (bench/controllers.py).
+    "m": "(b') auto, AIMD controller",
+    "u": '(b") auto, CUBIC controller',
 }
 ALGORITHMS = {"m": "aimd", "u": "cubic"}
 PHASES: dict[str, dict[str, Any]] = {"clean": {"fault_rate": 0.0, "drop_rate": 0.0},
@@ -136,8 +136,8 @@ def client_argv(client: str, emu: EmulatorProcess, source: Path, workdir: Path, 
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, "--rate", rate, "--yes",
                              "--quiet", "--fresh", "--report", str(report))  # fmt: skip
-        if client in ALGORITHMS:
-            argv += ["--rate-algorithm", ALGORITHMS[client]]
+        if client in ALGORITHMS:  # the same command, with bench's controller in the tool's place
+            argv = [PYTHON, str(BENCH / "controllers.py"), ALGORITHMS[client], "--", *argv[3:]]
         return argv, report
     out = workdir / f"{label}.result.json"
     mode = "sequential" if client == "c" else "threaded"
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     add(
         "--compare-algorithms",
         action="store_true",
-        help="also run --rate auto with --rate-algorithm aimd and cubic (+~4 min)",
+        help="also run --rate auto with bench/controllers.py's AIMD and CUBIC (+~4 min)",
     )
     add("--skip-probe", action="store_true", help="skip the emulator capacity probe")
     add("--scenarios", default="idle,shared,raised",
@@ -540,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"of {','.join(sharing.SHARED_CLIENTS)}")
     add("--shared-rows", type=int, default=2300, help="rows per shared run (~80 s)")
     add("--raised-rows", type=int, default=6000, help="rows per raised run (~40 s)")
+    add("--raised-latencies", default="100",
+        help="emulator latencies (ms) of the raised scenario, e.g. 1000,100 (issue 22 (b))")
+    add("--raised-clients", default=",".join(sharing.RAISED_CLIENTS),
+        help=f"of {','.join(sharing.RAISED_CLIENTS)}")
+    add("--raised-undo", action="store_true",
+        help="raised: cognito-batch with --undo (before-images on, a real pool's default)")
+    add("--pool-rows", type=int, default=0,
+        help="raised: rows for the plain boto3 loop, when fewer (0: the same)")
     add("--skip-ceiling", action="store_true", help="skip the ceiling (CPU per update)")
     add("--ceiling-rows", type=int, default=10000, help="rows per ceiling round (10000)")
     add("--ceiling-rounds", type=int, default=3, help="cognito-batch runs at the ceiling (3)")
@@ -621,8 +629,13 @@ def main(argv: list[str] | None = None) -> int:
                 save_json(args.out, payload)
             if "raised" in scenarios:
                 raised_source = head(all_rows, workdir / "input.raised.csv", args.raised_rows)
-                payload["raised"] = sharing.raised(
-                    emu, workdir, raised_source, args.sharing_rounds, list(sharing.RAISED_CLIENTS))
+                raised_clients = [c for c in args.raised_clients.split(",")
+                                  if c in sharing.RAISED_CLIENTS]  # fmt: skip
+                payload["raised_runs"] = [sharing.raised(
+                    emu, workdir, raised_source, args.sharing_rounds, raised_clients,
+                    latency_ms=float(ms), extra=("--undo",) if args.raised_undo else (),
+                    pool_rows=args.pool_rows) for ms in args.raised_latencies.split(",")]
+                payload["raised"] = payload["raised_runs"][-1]
                 save_json(args.out, payload)
                 emu.admin.configure(quotas={"UserUpdate": args.quota},
                                     latency_ms=args.latency_ms)  # fmt: skip
@@ -665,10 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_runs(payload.get("runs", []), payload.get("checks", [])))
     print()
     print(format_checks(payload.get("checks", [])))
-    for name, fmt in (("shared", sharing.format_shared), ("raised", sharing.format_raised)):
-        if name in payload:
-            print()
-            print(fmt(payload[name]))
+    if "shared" in payload:
+        print()
+        print(sharing.format_shared(payload["shared"]))
+    for result in payload.get("raised_runs", [payload["raised"]] if "raised" in payload else []):
+        print()
+        print(sharing.format_raised(result))
     if "ceiling" in payload:
         print()
         print(format_ceiling(payload["ceiling"]))

@@ -1,6 +1,6 @@
 """A shared token bucket, a neighbour and a paced job, simulated on virtual time (no threads).
 
-Used by tests/test_ratelimit.py to check the controllers' behaviour and by bench/controllers.py
+Used by tests/test_controllers.py to check the controllers' behaviour and by bench/controllers.py
 to compare them quickly before the emulator runs. The model: the job sends one call per pacer
 slot (1/rate apart, no bursts) and learns its outcome ``latency`` seconds later; the neighbour
 sends Poisson (or paced) calls at a scheduled rate and never retries; both draw from one bucket
@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from batch.pace.ratelimit import RateController
+from batch.pace.controllers import RateController
 
 
 class Bucket:

@@ -32,14 +32,15 @@ def drive(
     rate: float = 100_000.0,
     wanted: int = 2_000,
 ) -> list[tuple[float, int]]:
-    """Complete calls at the system's throughput for the climber's limit; (seconds, limit)."""
+    """Complete calls at the system's throughput for the climber's limit; (seconds, limit).
+    Each call's latency is what Little's law says it is: calls in flight over throughput."""
     spent: list[tuple[float, int]] = []
     end = clock.now + seconds
     while clock.now < end:
-        step = 1.0 / system(climber.limit)
-        clock.now += step
-        spent.append((step, climber.limit))
-        climber.on_call(rate, wanted)
+        throughput = system(climber.limit)
+        clock.now += 1.0 / throughput
+        spent.append((1.0 / throughput, climber.limit))
+        climber.on_call(rate, wanted, climber.limit / throughput)
     return spent
 
 
@@ -140,26 +141,83 @@ def test_it_climbs_back_when_more_calls_in_flight_pay_again() -> None:
     assert share(tail, lambda limit: limit == 8) > 0.8
 
 
-def test_epochs_need_time_and_calls_before_any_step() -> None:
-    # GIVEN two climbers with 0.5 s / 20-call epochs
-    slow_clock, fast_clock = ManualClock(), ManualClock()
+def test_epochs_need_time_and_calls_before_any_step_and_slow_calls_a_bounded_time() -> None:
+    # GIVEN three climbers with 1 s / 20-call epochs, at most 2 s
+    slow_clock, fast_clock, lone_clock = ManualClock(), ManualClock(), ManualClock()
     slow = ConcurrencyClimber(8, clock=slow_clock)
     fast = ConcurrencyClimber(8, clock=fast_clock)
+    lone = ConcurrencyClimber(8, clock=lone_clock)
 
-    # WHEN one sees 19 calls over 10 seconds, the other 100 calls in 0.9 s
+    # WHEN one sees 19 calls over 1.9 s, another 100 calls in 0.9 s, the last one call in 10 s
     for _ in range(19):
-        slow_clock.now += 10 / 19
+        slow_clock.now += 1.9 / 19
         slow.on_call(100_000.0, 2_000)
     for _ in range(100):
         fast_clock.now += 0.9 / 100
         fast.on_call(100_000.0, 2_000)
+    lone_clock.now += 10.0
+    lone.on_call(100_000.0, 2_000)
 
-    # THEN neither closed an epoch: neither limit has moved
-    assert slow.limit == fast.limit == 8
+    # THEN none closed an epoch: no limit has moved
+    assert slow.limit == fast.limit == lone.limit == 8
 
-    # AND one more call each closes the epoch, and the first probe (straight to one) starts
-    slow_clock.now += 0.01
+    # AND one more call each closes the epoch (past 2 s, 20 calls are not awaited: at one slow
+    # call in flight they would take 20 s), and the first probe (straight to one) starts
+    slow_clock.now += 0.2
     slow.on_call(100_000.0, 2_000)
     fast_clock.now += 0.2
     fast.on_call(100_000.0, 2_000)
-    assert slow.limit == fast.limit == 1
+    lone_clock.now += 0.1
+    lone.on_call(100_000.0, 2_000)
+    assert slow.limit == fast.limit == lone.limit == 1
+
+
+def slow_answers(limit: int) -> float:
+    """Every call answered in 1 s (a Lambda trigger), under a rate of 150/s: throughput is
+    the window over 1 s."""
+    return float(min(150, limit))
+
+
+def test_slow_answers_at_a_raised_quota_never_collapse_the_window() -> None:
+    # GIVEN 150/s asked for, every call answered in 1 s, and Little's window (305) over the
+    # bound (64, --workers 64): calls complete under 0.9 of the rate, as at a CPU limit
+    clock = ManualClock()
+    climber = ConcurrencyClimber(64, clock=clock)
+
+    # WHEN a minute passes
+    spent = drive(climber, clock, slow_answers, 60.0, rate=150.0, wanted=305)
+
+    # THEN one experiment at fewer calls (a few seconds: one call in flight answered no
+    # faster) showed slow answers, not a queue, and the window stayed at the bound
+    assert climber.limit == 64 and climber.slow == pytest.approx(1.0)
+    assert sum(s for s, limit in spent if limit < 64) <= 3.0
+    assert share(spent, lambda limit: limit == 64) > 0.9
+
+
+def test_slow_answers_that_turn_into_a_queue_are_climbed_again() -> None:
+    # GIVEN a climber that found 100 ms answers slow, not queued
+    clock = ManualClock()
+    climber = ConcurrencyClimber(256, clock=clock)
+    drive(climber, clock, latency_bound, 20.0)
+    assert climber.limit == 256 and climber.slow == pytest.approx(0.1)
+
+    # WHEN the calls then queue on a CPU (360/s whatever the window, 0.7 s a call at 256)
+    drive(climber, clock, cpu_bound, 30.0)
+
+    # THEN it acts on the CPU limit again: a few calls in flight deliver as much
+    assert climber.limit <= 4
+
+
+def test_the_cpu_limit_is_still_found_where_little_asks_for_hundreds() -> None:
+    # GIVEN the client's CPU as the limit (360 calls/s from 2 in flight on) and a window of
+    # 512 allowed, Little's law asking for more (each queued call is slow)
+    clock = ManualClock()
+    climber = ConcurrencyClimber(512, clock=clock)
+
+    # WHEN it runs
+    drive(climber, clock, cpu_bound, 10.0)
+    later = drive(climber, clock, cpu_bound, 60.0)
+
+    # THEN it keeps two in flight, as at a bound of 8: a step down there answered faster
+    assert climber.limit == 2 and climber.slow == 0.0
+    assert share(later, lambda limit: limit == 2) > 0.7

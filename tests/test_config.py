@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from batch.config import DEFAULT_RATE, JobConfig, build_config, load_job_file, parse_pairs
+from batch.config import (
+    DEFAULT_RATE,
+    JobConfig,
+    build_config,
+    load_job_file,
+    parse_pairs,
+    replayable,
+)
 from batch.errors import UsageError
 
 BASE = {"input": "in.csv", "user_pool_id": "us-east-1_test"}
@@ -151,7 +158,7 @@ def test_rate_from_toml_number_and_flag_string_agree(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("workers", 0), ("workers", 257), ("max_attempts", 0), ("max_attempts", 51),
+    [("workers", 0), ("workers", 1025), ("max_attempts", 0), ("max_attempts", 51),
      ("max_row_seconds", 0), ("per_user_rate", 0), ("max_rate", -1.0),
      ("empty", "erase"), ("on_duplicate", "first"), ("key", "phone"), ("format", "xlsx"),
      ("client_metadata", {"k": "v" * 257}), ("client_metadata", {"": "v"})],
@@ -236,3 +243,18 @@ def test_parse_pairs() -> None:
         parse_pairs(["ab"], what="--column")
     with pytest.raises(UsageError):
         parse_pairs(["=b"], what="--column")
+
+
+def test_the_benchmark_only_rate_algorithm_is_no_setting_and_old_summaries_still_replay() -> None:
+    # GIVEN the settings a run recorded before --rate-algorithm was retired
+    recorded = {"input": "in.csv", "user_pool_id": "eu-west-1_A", "rate": "",
+                "rate_algorithm": "shared"}  # fmt: skip
+    # WHEN retry or undo replays them
+    config = build_config(None, replayable(recorded))
+    # THEN they still make a config (the polite default), which no longer records the setting
+    assert config.polite_rate and "rate_algorithm" not in config.public()
+    # ... and neither a flag nor a job file can ask for it
+    with pytest.raises(SystemExit):
+        from batch.cli import build_parser
+
+        build_parser(with_emulator=False).parse_args(["run", "in.csv", "--rate-algorithm", "aimd"])

@@ -60,7 +60,7 @@ from batch.cognito import CognitoGateway, ConnectionSettings
 from batch.commands.run import Job
 from batch.config import build_config
 from batch.inputs.scan import scan_column
-from batch.pace.ratelimit import Pacer, event_waiter
+from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.retrying import Retrier, RetryPolicy
 from batch.plan.lookup import PacedCall, PoolSnapshot
 

@@ -34,7 +34,7 @@ from batch.engine.breaker import EndpointBreaker
 from batch.engine.runner import Runner, RunnerSettings
 from batch.errors import RowError, TransientError, UsageError
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import FixedRate
+from batch.pace.controllers import FixedRate
 from batch.pace.retrying import RetryPolicy
 from batch.record.report import neutralise
 from batch.view.messages import WITHHELD, report_message, safe_message

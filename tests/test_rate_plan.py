@@ -28,9 +28,9 @@ from helpers import FAST, write_csv
 
 from batch.cli import main
 from batch.config import JobConfig
+from batch.pace.controllers import MeasuredRate, SharedRate
 from batch.pace.quota import Quotas, default_quotas
 from batch.pace.rate_plan import rate_controller, rate_plan
-from batch.pace.ratelimit import FixedRate, MeasuredRate, SharedRate
 
 KNOWN_40 = Quotas({"UserUpdate": 40.0, "UserRead": 120.0, "UserList": 30.0}, {"UserUpdate": 25.0},
                   "read from GetProvisionedLimit")  # fmt: skip
@@ -88,14 +88,12 @@ def test_shards_divide_the_quota() -> None:
 def test_controllers() -> None:
     # GIVEN the --rate forms, WHEN their controllers are chosen
     # THEN the shared controller for all of them once the quota is known; discovery (from
-    # 10/s) for auto when it is not; the old fixed rate only when asked for by name
+    # 10/s) for auto when it is not
     assert isinstance(rate_controller(config(), KNOWN_40, 36.0), SharedRate)
     assert isinstance(rate_controller(config("30"), KNOWN_40, 30.0), SharedRate)
     assert isinstance(rate_controller(config("auto"), KNOWN_40, 40.0), SharedRate)
     discover = rate_controller(config("auto"), UNKNOWN, 10_000.0)
     assert isinstance(discover, MeasuredRate) and discover.rate == 10.0
-    fixed = rate_controller(config("30", rate_algorithm="fixed"), KNOWN_40, 30.0)
-    assert isinstance(fixed, FixedRate)
 
 
 # -- end to end: undo against the emulator ----------------------------------------------------

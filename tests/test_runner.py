@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import pytest
 from fakes import FakeCognito
 
+from batch.config import DEFAULT_WORKERS, MAX_WORKERS
 from batch.engine.runner import TRIGGER_BREAKER, Runner, RunnerSettings
 from batch.errors import FatalError, TriggerError
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import FixedRate
+from batch.pace.controllers import FixedRate
 from batch.pace.retrying import RetryPolicy
 
 POOL = "us-east-1_test"
@@ -213,9 +214,9 @@ def test_a_success_resets_the_trigger_breaker() -> None:
 @pytest.mark.parametrize(
     ("rate", "latency", "workers", "window"),
     [
-        (10.0, 0.05, 8, 3),  # 10/s x 50 ms = 0.5 in flight, x2 -> 1, +2
-        (25.0, 0.06, 8, 5),  # ceil(3.0) + 2
-        (100.0, 0.05, 16, 12),  # ceil(10) + 2
+        (10.0, 0.05, 8, 3),  # 10/s x 50 ms = 0.5 in flight, x1.5 -> 1, +2
+        (25.0, 0.06, 8, 5),  # ceil(2.25) + 2
+        (100.0, 0.05, 16, 10),  # ceil(7.5) + 2
         (100.0, 0.05, 8, 8),  # capped by workers
         (10_000.0, 1.0, 64, 64),
         (0.5, 0.001, 8, 3),
@@ -595,7 +596,7 @@ def test_the_window_cap_is_said_once_with_the_flag_that_lifts_it() -> None:
 
 
 def test_no_cap_is_said_when_the_window_fits() -> None:
-    # GIVEN the default bound (64) and the same 150/s at 100 ms
+    # GIVEN a bound of 64 and the same 150/s at 100 ms
     notes: list[str] = []
     runner = Runner(
         FakeCognito(users(1)),  # type: ignore[arg-type]
@@ -607,3 +608,39 @@ def test_no_cap_is_said_when_the_window_fits() -> None:
         runner._check_cap(runner._started + 10.0)
     # THEN nothing is said: nothing holds the rate back
     assert notes == [] and runner.cap_note == ""
+
+
+def test_the_window_follows_the_latency_up_to_a_bound_that_fits_slow_answers() -> None:
+    # GIVEN the default bound and 150/s asked for (a raised quota)
+    runner = Runner(
+        FakeCognito(users(1)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=Collected(),
+    )  # fmt: skip
+    # WHEN every call takes 1 s (a Lambda trigger), then 100 ms, then 1 s with a 1 s read
+    windows = []
+    for latency, resolve in ((1.0, 0.0), (0.1, 0.0), (1.0, 1.0)):
+        runner.stats.latency, runner.stats.resolve = latency, resolve
+        windows.append(runner.window())
+    # THEN the window holds what fills 150/s at each (Little's law), growing and shrinking
+    assert windows[0] >= 150 and windows[1] < 40 and windows[2] >= 300
+    assert max(windows) <= DEFAULT_WORKERS
+
+
+def test_the_cap_note_names_the_default_bound_when_it_binds() -> None:
+    # GIVEN the default bound, 150/s and calls that take 5 s (750 in flight needed)
+    notes: list[str] = []
+    runner = Runner(
+        FakeCognito(users(1)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
+    )  # fmt: skip
+    runner.stats.latency = 5.0
+    # ... after the climber's one experiment at fewer calls found the answers slow
+    runner.climber.low, runner.climber.slow = 1, 5.0
+    with runner._lock:
+        runner._check_cap(runner._started + 10.0)
+    # THEN the note names the bound, that it is --workers' default, and how far it goes
+    assert notes == [runner.cap_note]
+    assert f"the bound of {DEFAULT_WORKERS} calls in flight (--workers' default)" in notes[0]
+    assert f"up to {MAX_WORKERS}" in notes[0]

@@ -452,7 +452,7 @@ def test_time_in_resolve_counts_in_the_window() -> None:
     from fakes import FakeCognito, ManualClock
 
     from batch.engine.runner import Runner, RunnerSettings
-    from batch.pace.ratelimit import FixedRate
+    from batch.pace.controllers import FixedRate
 
     clock = ManualClock()
     fake = FakeCognito({f"u{i}": {} for i in range(30)})

@@ -42,7 +42,7 @@ from typing import IO, Any
 
 from batch.cognito import CognitoGateway
 from batch.errors import CognitoError, FatalError, RowError, UsageError
-from batch.pace.ratelimit import Pacer, event_waiter
+from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.retrying import Retrier, RetryPolicy
 from batch.plan.lookup import PacedCall
 from batch.plan.mapping import attribute_name

@@ -9,7 +9,7 @@ from typing import Any
 from batch.cognito import CognitoGateway, ConnectionSettings
 from batch.config import JobConfig
 from batch.errors import CognitoError, FatalError, UsageError
-from batch.pace.ratelimit import event_waiter
+from batch.pace.pacer import event_waiter
 from batch.pace.retrying import Retrier, RetryPolicy
 
 

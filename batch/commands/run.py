@@ -33,9 +33,10 @@ from batch.inputs.reader import InputSource, iter_column, open_input, read_heade
 from batch.inputs.scan import KeyScan
 from batch.inputs.shard import Shard, scan_shard
 from batch.models import JobResult, RowResult, UserUpdate
+from batch.pace.controllers import RateController
+from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
-from batch.pace.ratelimit import Pacer, RateController, event_waiter
 from batch.pace.retrying import Retrier, RetryPolicy
 from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns

@@ -38,9 +38,9 @@ from batch.engine.runner import Runner
 from batch.engine.work import Resolve, Work
 from batch.errors import UsageError
 from batch.models import JobResult, RowResult, UserUpdate
+from batch.pace.pacer import Pacer, Waiter, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import rate_controller
-from batch.pace.ratelimit import Pacer, Waiter, event_waiter
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.lookup import LiveLookup, PacedCall
 from batch.plan.schema import PoolSchema

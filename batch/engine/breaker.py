@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 
-from batch.pace.ratelimit import Clock
+from batch.pace.pacer import Clock
 
 DEFAULT_GIVE_UP_AFTER = 60.0
 

@@ -43,9 +43,9 @@ from batch.engine.sinks import (
 from batch.engine.work import Work
 from batch.errors import ResumeError
 from batch.models import Counters, JobResult, Status
+from batch.pace.controllers import RateController
 from batch.pace.quota import Quotas
 from batch.pace.rate_plan import rate_label
-from batch.pace.ratelimit import RateController
 from batch.pace.retrying import RetryPolicy
 from batch.plan.lookup import remove_stale_snapshots
 from batch.plan.summary import PlanSummary

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from batch.config import DEFAULT_WORKERS, MAX_WORKERS
 from batch.engine.breaker import DEFAULT_GIVE_UP_AFTER, EndpointBreaker
 from batch.engine.concurrency import ConcurrencyClimber
 from batch.errors import (
@@ -33,8 +34,10 @@ from batch.errors import (
     TriggerError,
 )
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import Clock, Pacer, RateController, UserGate, event_waiter
+from batch.pace.controllers import RateController
+from batch.pace.pacer import Clock, Pacer, event_waiter
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.pace.user_gate import UserGate
 from batch.view.messages import report_message
 
 #: Consecutive rows ending on a broken Lambda trigger before the job stops.
@@ -158,25 +161,29 @@ class Runner:
         return self._stop.is_set()
 
     def wanted(self) -> int:
-        """Calls in flight that fill the rate: rate x latency (Little's law), doubled for
-        jitter, + 2, + the pacer's group beyond one (its slots leave together). A row holds
-        its slot through ``resolve`` too, so that time counts."""
+        """Calls in flight that fill the rate: rate x latency (Little's law), half again for
+        jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
+        through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
-        return math.ceil(self.controller.rate * held * 2) + 1 + self.group
+        return math.ceil(self.controller.rate * held * 1.5) + 1 + self.group
 
     def _check_cap(self, now: float) -> None:
         """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
-        climber chose fewer (a CPU-bound local endpoint), nor in the first seconds, while the
-        latency estimate settles."""
+        climber chose fewer (a CPU-bound local endpoint; answers found slow do not count),
+        nor in the first seconds, while the latency estimate settles."""
         workers = self.settings.workers
-        if self.cap_note or now - self._started < 3.0 or self.climber.low < workers:
+        cpu_bound = self.climber.low < workers and not self.climber.slow
+        if self.cap_note or now - self._started < 3.0 or cpu_bound:
             return
         wanted = self.wanted()
         if wanted <= workers:
             return
+        bound = (f"the bound of {workers} calls in flight (--workers' default)"
+                 if workers == DEFAULT_WORKERS else f"--workers {workers}")  # fmt: skip
         self.cap_note = (
-            f"--workers {workers} caps the calls in flight: {self.controller.rate:.0f} calls/s at "
-            f"{1000 * self.stats.latency:.0f} ms needs about {wanted}; raise --workers to lift it"
+            f"{bound} caps the calls in flight: {self.controller.rate:.0f} calls/s at "
+            f"{1000 * self.stats.latency:.0f} ms needs about {wanted}; raise --workers (up to "
+            f"{MAX_WORKERS}) to lift it"
         )
         if self._on_note is not None:
             self._on_note(self.cap_note)
@@ -358,6 +365,7 @@ class Runner:
 
     def _send(self, update: UserUpdate, kind: str) -> None:
         """The one HTTP call; however it ends, the concurrency climber counts it."""
+        began = self._clock()
         try:
             if kind == "update":
                 self.writer.update_user_attributes(
@@ -377,7 +385,7 @@ class Runner:
         else:
             self.breaker.answered()
         finally:
-            self.climber.on_call(self.controller.rate, self.wanted())
+            self.climber.on_call(self.controller.rate, self.wanted(), self._clock() - began)
 
     def _endpoint_failed(self, exc: TransientError) -> None:
         if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error

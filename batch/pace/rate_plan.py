@@ -15,21 +15,14 @@ import math
 from typing import NamedTuple
 
 from batch.config import JobConfig
+from batch.pace.controllers import MeasuredRate, RateController, SharedRate
 from batch.pace.quota import Quotas
-from batch.pace.ratelimit import (
-    AimdRate,
-    CubicRate,
-    FixedRate,
-    MeasuredRate,
-    RateController,
-    SharedRate,
-)
 
 __all__ = ["AUTO_SHARE", "POLITE_SHARE", "WARN_SHARE", "RatePlan", "rate_controller",
            "rate_label", "rate_plan"]  # fmt: skip
 
 #: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
-#: other applications even when they are idle; auto fills what they leave (ratelimit.py).
+#: other applications even when they are idle; auto fills what they leave (controllers.py).
 POLITE_SHARE = 0.90
 AUTO_SHARE = 1.0
 #: The plan warns when a run may take more than this share of the quota.
@@ -54,7 +47,7 @@ def rate_plan(config: JobConfig, quotas: Quotas, *, shards: int = 1) -> RatePlan
         ceiling = min(cap, POLITE_SHARE * quota / shards)
         what = f"polite: up to {100 * POLITE_SHARE:.0f}% of it, less while others need more"
     elif config.auto_rate:
-        if not quotas.known and config.rate_algorithm == "shared":
+        if not quotas.known:
             ceiling = min(cap, 10_000.0)
             what = "auto: discovered (the quota is not known)"
         else:
@@ -70,7 +63,7 @@ def rate_plan(config: JobConfig, quotas: Quotas, *, shards: int = 1) -> RatePlan
             # Above the enforced quota every extra call is refused, someone's or ours.
             ceiling = quota / shards
             what = f"--rate {config.fixed_rate:g} is above the quota: {ceiling:g} at most"
-    if config.auto_rate and not quotas.known and config.rate_algorithm == "shared":
+    if config.auto_rate and not quotas.known:
         return RatePlan(what, ceiling, AUTO_SHARE)  # all of whatever it turns out to be
     return RatePlan(what, ceiling, ceiling / quota if quota > 0 else 0.0)
 
@@ -78,18 +71,9 @@ def rate_plan(config: JobConfig, quotas: Quotas, *, shards: int = 1) -> RatePlan
 def rate_controller(config: JobConfig, quotas: Quotas, ceiling: float) -> RateController:
     """The controller for ``config.rate`` under ``ceiling`` (``rate_plan``'s). The SharedRate
     parameters live here only: ``run``, ``retry`` and ``undo`` share them."""
-    algorithm = config.rate_algorithm
-    if config.auto_rate and (algorithm != "shared" or not quotas.known):
-        # The quota is not known (or an old controller is asked for, to compare):
-        # discover it from throttles, from 10/s up.
-        initial = min(ceiling, 10.0)
-        if algorithm == "aimd":
-            return AimdRate(initial=initial, max_rate=ceiling)
-        if algorithm == "cubic":
-            return CubicRate(initial=initial, max_rate=ceiling)
-        return MeasuredRate(initial=initial, max_rate=ceiling)
-    if algorithm == "fixed" and not config.auto_rate:
-        return FixedRate(ceiling)  # the old meaning of --rate N: throttles change nothing
+    if config.auto_rate and not quotas.known:
+        # The quota is not known: discover it from throttles, from 10/s up.
+        return MeasuredRate(initial=min(ceiling, 10.0), max_rate=ceiling)
     if config.auto_rate:
         # Its ceiling is the quota itself, so whenever anyone else calls, its probes end in
         # an empty bucket: a wider margin under that level (0.12 Q) than the default's, and
@@ -98,7 +82,7 @@ def rate_controller(config: JobConfig, quotas: Quotas, ceiling: float) -> RateCo
                           hold_max_s=16.0)  # fmt: skip
     # The default, and a rate the operator gave: further under the level at which the
     # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
-    # often (ratelimit.py: SharedRate).
+    # often (controllers.py: SharedRate).
     if config.polite_rate:
         return SharedRate(ceiling=ceiling, headroom=0.08 / POLITE_SHARE * ceiling, hold_s=8.0)
     return SharedRate(ceiling=ceiling, keep=0.9, hold_s=8.0)

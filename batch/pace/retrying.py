@@ -17,7 +17,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying
 
 from batch.errors import BatchError, RetryableError, TriggerError
-from batch.pace.ratelimit import Clock, Waiter
+from batch.pace.pacer import Clock, Waiter
 
 T = TypeVar("T")
 

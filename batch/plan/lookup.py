@@ -37,7 +37,7 @@ from typing import Protocol, TypeVar
 from batch.errors import CognitoError, FatalError, RowError, ThrottledError
 from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
-from batch.pace.ratelimit import Pacer, Waiter
+from batch.pace.pacer import Pacer, Waiter
 from batch.pace.retrying import Cancelled, Retrier
 from batch.plan.mapping import with_verified_flags
 from batch.store.files import private_dir

@@ -9,7 +9,11 @@ the ECS task role, instance metadata), region and endpoint. botocore 1.31+ reads
 Cognito's and is deliberately not used for S3.
 
 Retries: S3 is not behind the Cognito pacer, so botocore's ``standard`` retry mode (jittered
-back-off on throttles, 5xx and dropped connections) is the one retry layer for S3 calls.
+back-off on throttles, 5xx and dropped connections; ``total_max_attempts`` 6 HTTP attempts a
+request) is the one retry layer for S3 calls: reads, lists, the lease and the checkpoint's puts
+alike, none of them wrapped in a retry loop of its own (a failed checkpoint segment stays
+pending for the next interval instead). ``cognito.py`` is the other way round for the same
+reason, one layer: there botocore is pinned to one attempt and the pacer-aware layer retries.
 
 Every botocore exception becomes a ``StorageError`` here, with S3's code, so nothing above
 this module knows what a ``ClientError`` is. ``PreconditionFailed`` (a conditional write or
@@ -97,7 +101,7 @@ class S3Gateway:
     @staticmethod
     def _make_client(profile: str | None, region: str | None) -> Any:
         config = Config(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "total_max_attempts": 6},
             connect_timeout=10,
             read_timeout=60,
             tcp_keepalive=True,
