@@ -29,7 +29,8 @@ from batch.inputs.reader import open_input
 from batch.record.guard import check_outputs, run_outputs
 from batch.record.journal import journal_path
 from batch.record.lock import RunLock, lock_path
-from batch.record.report import read_report, summary_path
+from batch.record.report import summary_path
+from batch.record.report_reader import read_results
 from batch.store.storage import input_identity
 
 RETRY_STATUSES = frozenset({"failed", "skipped"})
@@ -40,11 +41,10 @@ PACE = ("rate", "max_rate", "rate_algorithm", "workers", "max_attempts", "max_ro
 
 
 def retry_rows(report: Path) -> tuple[int, ...]:
-    rows = []
-    for record in read_report(report):
-        if record["status"] in RETRY_STATUSES and record.get("error_code") not in NOT_RETRIED_CODES:
-            rows.append(int(record["row"]))
-    return tuple(sorted(set(rows)))
+    """The rows to retry, the report streamed: memory is the rows retried, not the report."""
+    rows = {r.row for r in read_results(report)
+            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}  # fmt: skip
+    return tuple(sorted(rows))
 
 
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:

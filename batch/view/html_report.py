@@ -17,13 +17,12 @@ of rows costs seconds and flat memory.
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, TextIO
 from batch.errors import UsageError
 from batch.models import Status
 from batch.record.report import format_summary, report_format, summary_path
+from batch.record.report_reader import read_cells
 from batch.record.timeline import SAMPLE_SECONDS, Bucket, Timeline, percentile, read_timeline
 from batch.store.files import write_text_atomic
 
@@ -96,78 +96,21 @@ class ReportScan:
             sample.rows.append((row, username))
 
 
-def _plain(cell: str) -> str:
-    """Undo the report's formula-injection prefix for display."""
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in "=+-@\t\r":
-        return cell[1:]
-    return cell
-
-
-def _scan_csv(path: Path, scan: ReportScan) -> None:
-    """Count a CSV report's rows; only rows with an error code take the slow path (most rows
-    of a night have none, and a million of them should cost about what reading them does)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        at = {name: i for i, name in enumerate(header)}
-        if "row" not in at or "status" not in at:
-            raise UsageError(f"report {path}: not a cognito-batch report (no row/status)")
-        i_row, i_status, width = at["row"], at["status"], len(header)
-        i_user, i_code, i_msg = at.get("username"), at.get("error_code"), at.get("error_message")
-        by_status = scan.by_status
-        rows = 0
-        for cells in reader:
-            if len(cells) != width:
-                continue  # a torn last line of a run still writing
-            rows += 1
-            status = cells[i_status]
-            by_status[status] = by_status.get(status, 0) + 1
-            if i_code is not None and cells[i_code]:
-                scan.add_error(
-                    int(cells[i_row]), _plain(cells[i_user]) if i_user is not None else "",
-                    _plain(cells[i_code]), _plain(cells[i_msg]) if i_msg is not None else "",
-                )  # fmt: skip
-        scan.rows += rows
-
-
-def _iter_report(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
-    """(row, username, status, error_code, error_message) for each row of a JSON-lines or
-    Parquet report, streamed."""
-    if report_format(path) == "jsonl":
-        yield from _iter_json_lines(path)
-        return
-    import pyarrow.parquet as pq
-
-    columns = ["row", "username", "status", "error_code", "error_message"]
-    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=65_536):
-        data = batch.to_pydict()
-        yield from zip(data["row"], data["username"], data["status"],
-                       data["error_code"], data["error_message"], strict=True)  # fmt: skip
-
-
-def _iter_json_lines(path: Path) -> Iterator[tuple[int, str, str, str, str]]:
-    """Result records of a JSONL report."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-                row, status = int(record["row"]), str(record["status"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a header, a marker or a torn line
-            yield (row, str(record.get("username") or ""), status,
-                   str(record.get("error_code") or ""), str(record.get("error_message") or ""))
-
-
 def scan_report(path: Path) -> ReportScan:
+    """Count a report's rows, streamed (the run may still be writing it: a torn last line is
+    passed over); only rows with an error code take the slow path (most rows of a night have
+    none, and a million of them should cost about what reading them does)."""
     scan = ReportScan(source=str(path))
-    try:
-        if report_format(path) == "csv":
-            _scan_csv(path, scan)
-        else:
-            for row, username, status, code, message in _iter_report(path):
-                scan.add(row, username, status, code, message)
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        raise UsageError(f"report {path}: unreadable ({exc})") from None
+    by_status = scan.by_status
+    rows = 0
+    for cells in read_cells(path, partial=True):
+        rows += 1
+        status = str(cells[3])
+        by_status[status] = by_status.get(status, 0) + 1
+        if cells[5]:
+            scan.add_error(int(cells[0]), str(cells[1] or ""), str(cells[5]),
+                           str(cells[6] or ""))  # fmt: skip
+    scan.rows += rows
     return scan
 
 
