@@ -1,5 +1,5 @@
 """Small helpers several end-to-end test files share: input files, fast quotas, polling a
-child process's progress."""
+child process's progress, reading a report."""
 
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ def wait_for(
             return False
         time.sleep(0.005)
     raise AssertionError("condition not reached in time")
+
+
+def report_rows(path: Path) -> dict[int, dict[str, str]]:
+    """A report's rows by row number, read through the tool's one reader (any format), each
+    as strings ("1", "updated", "" for no error); a row number reported twice fails the test."""
+    from batch.record.report_reader import read_results
+
+    rows: dict[int, dict[str, str]] = {}
+    for result in read_results(path):
+        assert result.row not in rows, f"{path}: row {result.row} is reported twice"
+        rows[result.row] = {k: str(v) for k, v in result.as_record().items()}
+    return rows

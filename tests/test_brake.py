@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import report_rows
 
 from batch.cli import main
 from batch.config import build_config
@@ -37,11 +38,6 @@ def write_input(path: Path, usernames: list[str]) -> Path:
         writer.writerow(["username", "tier"])
         writer.writerows([u, "gold"] for u in usernames)
     return path
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
@@ -76,7 +72,7 @@ def test_every_row_failing_stops_early(emulator: Any, make_pool: Any, tmp_path: 
     code = run(source, pool, emulator, report)
 
     # THEN it stops within 200 calls with exit 2, and every row is reported exactly once
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert code == 2
     assert update_calls(emulator) <= 200
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 1001))
@@ -105,7 +101,7 @@ def test_five_percent_failing_runs_to_the_end(
     code = run(source, pool, emulator, report)
 
     # THEN it runs to the end: 380 updated, 20 failed, exit 1
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert code == 1
     assert sum(r["status"] == "updated" for r in rows) == 380
     assert {r["username"] for r in rows if r["status"] == "failed"} == gone

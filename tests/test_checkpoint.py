@@ -13,13 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import report_rows, wait_for
 
 from batch.cli import main
 from batch.errors import ResumeError, StorageError
@@ -81,9 +82,12 @@ def get(s3_client: Any, bucket: str, key: str) -> bytes:
     return body
 
 
-def s3_rows(s3_client: Any, bucket: str) -> list[dict[str, str]]:
-    text = get(s3_client, bucket, "out/report.csv").decode()
-    return list(csv.DictReader(io.StringIO(text)))
+def s3_rows(s3_client: Any, bucket: str, key: str = "out/report.csv") -> list[dict[str, str]]:
+    """The report at ``key``, read through the tool's reader from a local copy."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / key.rpartition("/")[2]
+        local.write_bytes(get(s3_client, bucket, key))
+        return list(report_rows(local).values())
 
 
 def finished_in(data: bytes, tmp: Path) -> set[int]:
@@ -198,8 +202,8 @@ def test_report_in_s3_lands_beside_it(
     names = set(keys(s3_client, bucket, "out/"))
     assert {"out/report.jsonl", "out/report.jsonl.summary.json", "out/report.jsonl.journal",
             "out/report.jsonl.timeline.json", "out/report.jsonl.lease"} == names  # fmt: skip
-    lines = get(s3_client, bucket, "out/report.jsonl").decode().splitlines()
-    assert sorted(json.loads(line)["row"] for line in lines) == list(range(1, n + 1))
+    rows = s3_rows(s3_client, bucket, "out/report.jsonl")
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert json.loads(get(s3_client, bucket, "out/report.jsonl.lease"))["expires"] == 0
     # WHEN it runs again: a finished run is replaced, as for a local report
     assert main(args) == 0
@@ -406,7 +410,7 @@ def test_shards_reporting_to_s3_merge_there(
     # WHEN the shard reports are merged where they are
     assert main(["merge", f"s3://{bucket}/out/report.csv", "--quiet"]) == 0
     # THEN one report in S3 holds every row exactly once, with a summary beside it
-    rows = list(csv.DictReader(io.StringIO(get(s3_client, bucket, "out/report.csv").decode())))
+    rows = s3_rows(s3_client, bucket)
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     summary = json.loads(get(s3_client, bucket, "out/report.csv.summary.json"))
     assert summary["report"] == f"s3://{bucket}/out/report.csv"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_for
+from helpers import report_rows, wait_for
 
 from batch.record.journal import journal_path, read_journal
 
@@ -49,11 +49,6 @@ def journal_lines(report: Path) -> int:
         return 0
 
 
-def read_rows(report: Path) -> list[dict[str, str]]:
-    with open(report, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def updates_accepted(emulator: Any) -> int:
     ops = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
     return int(ops.get("accepted", 0))
@@ -61,7 +56,7 @@ def updates_accepted(emulator: Any) -> int:
 
 def assert_applied_once(report: Path, emulator: Any, n: int) -> None:
     """The report holds rows 1..n once each, all updated, and Cognito accepted exactly n."""
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated"}
     assert updates_accepted(emulator) == n
@@ -103,7 +98,7 @@ def test_kill_9_at_random_points_then_resume_until_done(
         proc.wait(timeout=120)
         code = proc.returncode if proc.returncode >= 0 else None
     # THEN every row is in the final report exactly once, updated
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert code == 0, (code, rows[:3])
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated"}
@@ -135,7 +130,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(
     proc.wait(timeout=30)
     # THEN exit 143, every row reported once, the unapplied rest skipped with the reason
     assert proc.returncode == 143, proc.stderr.read() if proc.stderr else ""
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert skipped and all("SIGTERM" in r["error_message"] for r in skipped)
@@ -167,7 +162,7 @@ def test_double_ctrl_c_exits_at_once_and_resumes(
     again = start(source, pool, emulator, report, "--rate", "1000")
     again.wait(timeout=60)
     assert again.returncode == 0
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated"}
     assert updates_accepted(emulator) <= n + 8
@@ -193,7 +188,7 @@ def test_resume_with_another_input_is_refused(
     fresh = start(other, pool, emulator, report, "--rate", "1000", "--fresh")
     fresh.wait(timeout=60)
     assert fresh.returncode == 0
-    assert len(read_rows(report)) == n - 1
+    assert len(report_rows(report)) == n - 1
 
 
 def test_retry_reruns_exactly_the_failed_rows(
@@ -208,7 +203,7 @@ def test_retry_reruns_exactly_the_failed_rows(
     first = start(source, pool, emulator, report, "--rate", "500")
     first.wait(timeout=60)
     assert first.returncode == 1
-    failed = sorted(r["row"] for r in read_rows(report) if r["status"] == "failed")
+    failed = sorted(r["row"] for r in report_rows(report).values() if r["status"] == "failed")
     assert failed == ["10", "20", "30"]
     # WHEN the missing users now exist and the report is retried
     emulator.seed_users(pool, [{"username": f"k{i:05d}"} for i in (10, 20, 30)])
@@ -219,7 +214,7 @@ def test_retry_reruns_exactly_the_failed_rows(
                            cwd=ROOT, capture_output=True, timeout=60)  # fmt: skip
     # THEN exactly those rows are applied, into a new report
     assert retry.returncode == 0, retry.stderr
-    rows = read_rows(tmp_path / "out.retry1.csv")
+    rows = list(report_rows(tmp_path / "out.retry1.csv").values())
     assert sorted(r["row"] for r in rows) == ["10", "20", "30"]
     assert {r["status"] for r in rows} == {"updated"}
     assert updates_accepted(emulator) - before == 3

@@ -44,7 +44,6 @@ Rules (README: "Keys and delta sync", "Mapping columns to attributes") and their
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import threading
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST, write_csv
+from helpers import FAST, report_rows, write_csv
 
 from batch.cli import main
 from batch.cognito import CognitoGateway, ConnectionSettings
@@ -65,14 +64,6 @@ from batch.pace.retrying import Retrier, RetryPolicy
 from batch.plan.lookup import PacedCall, PoolSnapshot
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def read_report(path: Path) -> dict[int, dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    numbers = [int(r["row"]) for r in rows]
-    assert len(numbers) == len(set(numbers)), "a row is reported twice"
-    return {int(r["row"]): r for r in rows}
 
 
 def summary_of(report: Path) -> dict[str, Any]:
@@ -167,7 +158,7 @@ def test_skip_unchanged_writes_only_changed_rows(fast: Any, make_pool: Any, tmp_
     code = run_cli(source, pool, fast, report, "--skip-unchanged")
 
     # THEN exactly 5 calls, those rows updated, the other 45 unchanged
-    rows = read_report(report)
+    rows = report_rows(report)
     assert code == 0
     assert calls(fast) == 5
     assert {n for n, r in rows.items() if r["status"] == "updated"} == set(changed)
@@ -232,7 +223,7 @@ def test_same_value_written_differently_is_unchanged(
 
     # THEN the row is unchanged and costs no write
     assert code == 0
-    assert read_report(report)[1]["status"] == "unchanged"
+    assert report_rows(report)[1]["status"] == "unchanged"
     assert calls(fast) == 0
 
 
@@ -251,7 +242,7 @@ def test_string_attributes_compare_exactly(
     run_cli(source, pool, fast, report, "--skip-unchanged")
 
     # THEN the new string is written
-    assert read_report(report)[1]["status"] == "updated"
+    assert report_rows(report)[1]["status"] == "updated"
     assert fast.get_user_attributes(pool, "u001")["custom:department"] == written
 
 
@@ -298,7 +289,7 @@ def test_live_path_reads_each_row(fast: Any, make_pool: Any, tmp_path: Path) -> 
     assert calls(fast, "AdminGetUser") == 3 + 1  # + the permission check before any write
     assert calls(fast, "ListUsers") == 0
     # AND only the changed row was written
-    rows = read_report(report)
+    rows = report_rows(report)
     assert [rows[n]["status"] for n in (1, 2, 3)] == ["updated", "unchanged", "unchanged"]
     assert calls(fast) == 1
     assert fast.get_user_attributes(pool, "u007")["custom:tier"] == "gold"
@@ -338,7 +329,7 @@ def test_key_email_resolves_in_both_modes(
     code = run_cli(source, pool, fast, report, "--key", "email")
 
     # THEN the row resolves to its username, the others are invalid with the reason
-    rows = read_report(report)
+    rows = report_rows(report)
     assert code == 1
     assert summary_of(report)["lookup"] == mode
     got = {n: (r["username"], r["key"], r["status"], r["error_code"]) for n, r in rows.items()}
@@ -380,7 +371,7 @@ def test_user_deleted_after_the_snapshot_fails_its_row(
     result = Job(config, gateway=gateway, stream=io.StringIO()).run()  # type: ignore[arg-type]
 
     # THEN that row failed (Cognito no longer knows the user), the rest updated, each once
-    rows = read_report(report)
+    rows = report_rows(report)
     assert result.summary["lookup"] == "snapshot"
     assert result.exit_code == 1
     assert sorted(rows) == list(range(1, 21))
@@ -423,7 +414,7 @@ def test_empty_cells(
 
     # THEN leave keeps the attribute; delete removes it with AdminDeleteUserAttributes, and
     # with --skip-unchanged only where the user has it (u003: no call at all)
-    rows = read_report(report)
+    rows = report_rows(report)
     assert tuple(rows[n]["status"] for n in (1, 2, 3)) == statuses
     assert code == 0
     assert calls(fast) == updates

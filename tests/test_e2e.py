@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import report_rows
 
 from batch.cli import main
 
@@ -20,11 +21,6 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def read_report(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def users(n: int, *, prefix: str = "u") -> list[dict[str, str]]:
@@ -60,7 +56,7 @@ def test_sample_data_end_to_end(emulator: Any, make_pool: Any, tmp_path: Path) -
                  "--endpoint-url", emulator.endpoint_url, "--report", str(report),
                  "--rate", "400", "--quiet"])  # fmt: skip
     # THEN every input row has exactly one result, bad rows are reported, good rows applied
-    rows = read_report(report)
+    rows = list(report_rows(report).values())
     assert code == 1
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 307))
     by_status: dict[str, int] = {}
@@ -94,7 +90,7 @@ def test_throttling_at_a_low_quota_ends_with_every_row_updated(
     # THEN the server throttled, the client retried, and every row ended updated
     stats = update_stats(emulator)
     assert stats["throttled"] > 0
-    rows = read_report(report)
+    rows = list(report_rows(report).values())
     assert code == 0
     assert len(rows) == 40 and {r["status"] for r in rows} == {"updated"}
     assert sum(int(r["attempts"]) for r in rows) == stats["calls"]
@@ -116,7 +112,7 @@ def test_injected_faults_and_drops_are_retried(
     # THEN every row is updated exactly once in the report, and the values are stored
     stats = update_stats(emulator)
     assert stats["faults"] > 0 and stats["dropped"] > 0
-    rows = read_report(report)
+    rows = list(report_rows(report).values())
     assert code == 0
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 81))
     assert {r["status"] for r in rows} == {"updated"}
@@ -138,7 +134,7 @@ def test_fatal_error_mid_run_stops_and_reports_every_row(
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
                    "--report", str(report), "--rate", "200", "--workers", "8")  # fmt: skip
     # THEN exit 2, every row is in the report once, the rest skipped with the reason
-    rows = read_report(report)
+    rows = list(report_rows(report).values())
     assert code == 2
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 201))
     statuses = [r["status"] for r in rows]
@@ -163,7 +159,7 @@ def test_done_when_quota_50_with_1pc_faults_1000_rows(
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
                    "--report", str(report), "--rate", "50")  # fmt: skip
     # THEN every row is updated, the report holds exactly 1,000 rows, none twice
-    rows = read_report(report)
+    rows = list(report_rows(report).values())
     assert code == 0
     assert len(rows) == 1000
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 1001))

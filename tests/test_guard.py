@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 from fakes import FakeCognito
+from helpers import report_rows
 from test_crash import (
     assert_applied_once,
     journal_lines,
     prepare,
-    read_rows,
     start,
     updates_accepted,
     wait_for,
@@ -217,7 +217,7 @@ def test_a_lock_left_by_kill_9_does_not_block_the_resume(
     again = start(source, pool, emulator, report, "--rate", "1000")
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated"}
 
@@ -246,7 +246,7 @@ def test_rows_appended_during_the_run_are_never_applied(tmp_path: Path) -> None:
     assert result.exit_code == 2
     called = {user for _, user in fake.calls}
     assert not called & {f"k{i:05d}" for i in range(n + 1, n + 101)}
-    rows = {int(r["row"]): r for r in read_rows(report)}
+    rows = report_rows(report)
     assert sorted(rows) == list(range(1, n + 1))
     skipped = [r for r in rows.values() if r["status"] == "skipped"]
     assert len(skipped) > n / 2
@@ -281,7 +281,7 @@ def test_an_input_rewritten_in_place_mid_run_applies_no_row_from_the_new_content
     # THEN exit 2, no user got a value from the new content, every row reported once
     assert result.exit_code == 2
     assert not [u for u, a in fake.users.items() if a.get("custom:tier", "").startswith("X")]
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated", "skipped"}
 
@@ -341,7 +341,7 @@ def test_an_input_changed_while_the_operator_confirms_applies_nothing(tmp_path: 
     # THEN nothing is applied: exit 2, every row reported skipped with the reason
     assert result.exit_code == 2
     assert fake.calls == []
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {(r["status"], r["error_code"]) for r in rows} == {("skipped", "InputChanged")}
 
@@ -417,7 +417,7 @@ def test_a_full_disk_mid_run_is_one_line_exit_2_and_loses_no_row(
     monkeypatch.setattr(report_module.CsvReport, "write", real_write)
     assert cli(emulator, pool, source, "--report", str(report), "--rate", "1000") == 0
     # THEN the journal resumed: every row once, updated, at most the rows in flight redone
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert {r["status"] for r in rows} == {"updated"}
     assert n <= updates_accepted(emulator) <= n + 8
@@ -485,7 +485,7 @@ def test_sighup_stops_like_sigterm_and_a_rerun_finishes(
     # THEN exit 129 after a graceful stop: a message, every row reported, the summary written
     assert proc.returncode == 129, err
     assert b"SIGHUP" in err and b"Traceback" not in err
-    rows = read_rows(report)
+    rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     skipped = [r for r in rows if r["status"] == "skipped"]
     assert skipped and all("SIGHUP" in r["error_message"] for r in skipped)
@@ -521,7 +521,7 @@ def test_a_hang_up_of_the_terminal_still_ends_with_report_and_summary(
     proc.wait(timeout=30)
     # THEN the job still stops gracefully: exit 129, every row reported, the summary written
     assert proc.returncode == 129
-    assert sorted(int(r["row"]) for r in read_rows(report)) == list(range(1, n + 1))
+    assert sorted(report_rows(report)) == list(range(1, n + 1))
     assert json.loads(summary_path(report).read_text())["stopped"] == "interrupted by SIGHUP"
 
 
@@ -543,7 +543,7 @@ def test_under_nohup_a_hang_up_is_still_ignored(
     _, err = proc.communicate(timeout=60)
     # THEN the job runs on to the end
     assert proc.returncode == 0, err
-    assert {r["status"] for r in read_rows(report)} == {"updated"}
+    assert {r["status"] for r in report_rows(report).values()} == {"updated"}
 
 
 # -- 6. snapshots ----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ smaller items (the --key hint, --max-rate, formula characters, the emulator's ad
 
 from __future__ import annotations
 
-import csv
 import http.client
 import io
 import json
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from fakes import SCHEMA, FakeCognito, ManualClock
+from helpers import report_rows
 
 from batch.cli import main
 from batch.cognito import (
@@ -55,13 +55,6 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
     assert lines[0].startswith("cognito-batch: error: ")
     return lines[0]
-
-
-def report_rows(path: Path) -> dict[int, dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == len({r["row"] for r in rows}), "a row is reported twice"
-    return {int(r["row"]): r for r in rows}
 
 
 def run_job(tmp_path: Path, source: Path, fake: FakeCognito, **settings: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeCognito
+from helpers import report_rows
 
 from batch.commands.run import EXIT_ROWS, Job
 from batch.config import JobConfig, build_config
@@ -47,14 +48,6 @@ def job_config(report: Path, input: Path = DEMO, **overrides: Any) -> JobConfig:
 
 def run(config: JobConfig, fake: FakeCognito) -> Any:
     return Job(config, gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
-
-
-def report_rows(path: Path) -> dict[int, dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    numbers = [int(r["row"]) for r in rows]
-    assert len(numbers) == len(set(numbers)), "a row appears twice in the report"
-    return {int(r["row"]): r for r in rows}
 
 
 def test_every_input_row_gets_exactly_one_report_row(tmp_path: Path) -> None:

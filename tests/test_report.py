@@ -18,12 +18,12 @@ from batch.record.report import (
     format_summary,
     neutralise,
     open_report,
-    read_report,
     report_format,
     summary_path,
     write_parquet,
     write_summary,
 )
+from batch.record.report_reader import read_results
 
 
 def results() -> list[RowResult]:
@@ -158,17 +158,12 @@ def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each(
     writer.write_skipped(np.arange(2, 100_002, dtype=np.int64), "Stopped", "=by SIGTERM, \"x\"")
     writer.close()
     # WHEN read back
-    records = read_report(path)
-    # THEN each is one skipped row, the reason kept (defused in CSV), the other cells empty
-    assert [int(r["row"]) for r in records] == list(range(1, 100_002))
-    last = records[-1]
-    message = "'=by SIGTERM, \"x\"" if suffix == "csv" else "=by SIGTERM, \"x\""
-    assert (last["status"], last["error_code"], last["error_message"]) == (
-        "skipped", "Stopped", message
-    )  # fmt: skip
-    assert (last["username"], last["key"], last["attempts"], last["elapsed_ms"]) == (
-        "", "", "0", "0"
-    )  # fmt: skip
+    records = list(read_results(path))
+    # THEN each is one skipped row, the reason kept (defused in the CSV file, read back as it
+    # was), the other cells empty
+    assert [r.row for r in records] == list(range(1, 100_002))
+    assert records[-1] == RowResult(100_001, "", Status.SKIPPED, error_code="Stopped",
+                                    error_message="=by SIGTERM, \"x\"")  # fmt: skip
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
@@ -205,8 +200,8 @@ def test_write_parquet_of_no_rows_is_a_valid_empty_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
-def test_read_report_reads_every_format_as_strings(tmp_path: Path, suffix: str) -> None:
-    # GIVEN a report in this format
+def test_every_format_reads_back_as_the_results_written(tmp_path: Path, suffix: str) -> None:
+    # GIVEN a report in this format, with cells the CSV writer defuses
     path = tmp_path / f"r.{suffix}"
     if suffix == "parquet":
         write_parquet(path, results())
@@ -214,28 +209,42 @@ def test_read_report_reads_every_format_as_strings(tmp_path: Path, suffix: str) 
         write(path, results())
 
     # WHEN it is read back
-    records = read_report(path)
+    records = list(read_results(path))
 
-    # THEN rows, statuses and codes are strings as written ("007" stays "007")
-    assert [r["row"] for r in records] == ["1", "2", "3", "4"]
-    assert [r["status"] for r in records] == ["updated", "failed", "invalid", "skipped"]
-    assert records[0]["username"] == "007"
-    assert records[1]["error_code"] == "UserNotFoundException"
-    assert records[0]["error_code"] == ""
-    assert records[2]["attempts"] == "0"
+    # THEN every format gives the results as they were ("007" stays "007", "-dash" loses the
+    # CSV's defusing quote)
+    assert records == results()
 
 
-def test_read_report_errors(tmp_path: Path) -> None:
+def test_a_csv_report_with_its_columns_reordered_or_missing_is_read_by_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("status,row,username\nupdated,2,bob\n", encoding="utf-8")
+    assert list(read_results(path)) == [RowResult(2, "bob", Status.UPDATED)]
+
+
+def test_reading_a_report_refuses_what_is_not_one(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
-        read_report(tmp_path / "missing.csv")
+        list(read_results(tmp_path / "missing.csv"))
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(UsageError, match="not a cognito-batch report"):
-        read_report(other)
+        list(read_results(other))
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet")
     with pytest.raises(UsageError, match="unreadable"):
-        read_report(broken)
+        list(read_results(broken))
+    torn = tmp_path / "torn.csv"
+    torn.write_text(",".join(REPORT_COLUMNS) + "\n1,a,,updated,1,,,3\n2,b,,upd", encoding="utf-8")
+    with pytest.raises(UsageError, match="unreadable"):
+        list(read_results(torn))
+    # a run still writing its report: the torn last line is passed over
+    assert [r.row for r in read_results(torn, partial=True)] == [1]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"row": 1, "status": "gone"}\n', encoding="utf-8")
+    with pytest.raises(UsageError, match="row 1 is not a result"):
+        list(read_results(bad))
 
 
 def summary() -> dict[str, object]:
@@ -264,3 +273,32 @@ def test_format_summary_names_the_counts_errors_and_report() -> None:
     assert "report: reports/demo.report.csv" in text
     assert "stopped" not in text
     assert "stopped: SIGINT" in format_summary({**summary(), "stopped": "SIGINT"})
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_reading_a_large_report_keeps_memory_flat(tmp_path: Path, suffix: str) -> None:
+    import tracemalloc
+
+    from batch.commands.retry import retry_rows
+
+    # GIVEN a report of 200,000 rows (about 9 MB as CSV), every one finished
+    n = 200_000
+    path = tmp_path / f"r.{suffix}"
+    writer = open_report(path)
+    for row in range(1, n + 1):
+        writer.write_cells([row, f"user{row:07d}", "", "updated", 1, "", "", 40])
+    writer.close()
+
+    # WHEN retry reads it for the rows to retry, and the reader streams it whole
+    tracemalloc.start()
+    try:
+        rows = retry_rows(path)
+        count = sum(1 for _ in read_results(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # THEN both saw every row, and the peak is a few batches, not the report (Python objects:
+    # the whole report as rows would be well over 100 MB)
+    assert rows == () and count == n
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB"

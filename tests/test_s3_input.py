@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import report_rows
 
 from batch.cli import main
 
@@ -40,11 +41,6 @@ def run(pool: str, emulator: Any, source: str, report: Path, *extra: str) -> int
                  "--report", str(report), "--rate", "500", "--quiet", "--yes", *extra])  # fmt: skip
 
 
-def report_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def update_calls(emulator: Any) -> int:
     ops = emulator.stats()["operations"]
     return int(ops.get("AdminUpdateUserAttributes", {}).get("calls", 0))
@@ -62,7 +58,7 @@ def test_s3_csv_is_applied(
     code = run(pool, emulator, f"s3://{bucket}/exports/users.csv", tmp_path / "r.csv")
     # THEN every row is updated, in order, and the summary names the S3 object
     assert code == 0
-    report = report_rows(tmp_path / "r.csv")
+    report = list(report_rows(tmp_path / "r.csv").values())
     assert sorted(int(r["row"]) for r in report) == list(range(1, 41))
     assert {r["status"] for r in report} == {"updated"}
     assert emulator.get_user_attributes(pool, "s0007")["custom:tier"] == "t7"
@@ -127,10 +123,10 @@ def test_hive_partitioned_dataset_in_s3_and_on_disk(
     assert (code, code_local, code_s3) == (0, 0, 2)  # dept not excluded: not an attribute
     # THEN rows are numbered dataset-wide in key byte order, markers skipped
     expected = [name for _, names in ordered for name in names]
-    rows = report_rows(tmp_path / "r.csv")
+    rows = list(report_rows(tmp_path / "r.csv").values())
     assert [r["username"] for r in sorted(rows, key=lambda r: int(r["row"]))] == expected
     assert {r["status"] for r in rows} == {"updated"}
-    local_rows = report_rows(tmp_path / "local.csv")
+    local_rows = list(report_rows(tmp_path / "local.csv").values())
     assert [(r["row"], r["username"]) for r in local_rows] == [
         (r["row"], r["username"]) for r in sorted(rows, key=lambda r: int(r["row"]))
     ]
@@ -214,4 +210,4 @@ def test_changed_s3_input_is_refused_on_resume(
     s3_client.put_object(Bucket=bucket, Key="u.csv", Body=csv_bytes(rows))
     assert run(pool, emulator, f"s3://{bucket}/u.csv", report) == 0
     assert update_calls(emulator) == 15
-    assert sorted(int(r["row"]) for r in report_rows(report)) == list(range(1, 21))
+    assert sorted(report_rows(report)) == list(range(1, 21))

@@ -7,9 +7,7 @@ about what the job writes, not about HTTP, and a large input must stay affordabl
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import stat
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from fakes import FakeCognito
+from helpers import report_rows
 
 from batch.cli import main
 from batch.commands.retry import retry_config
@@ -27,7 +26,7 @@ from batch.engine import pipeline as pipeline_module
 from batch.errors import ResumeError
 from batch.record import summary as summary_module
 from batch.record.journal import JournalState, journal_path, read_journal
-from batch.record.report import read_report, summary_path
+from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
 
 POOL = "us-east-1_test"
@@ -69,18 +68,10 @@ def stop_at(job: Job, fake: FakeCognito, username: str) -> None:
     fake.hook = hook
 
 
-def rows_of(report: Path) -> list[dict[str, str]]:
-    if report.suffix == ".parquet":
-        return [{k: str(v) for k, v in r.items()} for r in pq.read_table(report).to_pylist()]
-    with open(report, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def assert_each_row_once(report: Path, n: int) -> list[dict[str, str]]:
-    rows = rows_of(report)
-    numbers = sorted(int(r["row"]) for r in rows)
-    assert numbers == list(range(1, n + 1)), "a row is missing or reported twice"
-    return rows
+    rows = report_rows(report)
+    assert sorted(rows) == list(range(1, n + 1)), "a row is missing"
+    return list(rows.values())
 
 
 def journal_rows(report: Path) -> list[int]:
@@ -232,7 +223,7 @@ def test_a_finished_run_whose_report_is_gone_is_rebuilt_without_calls(
     report = tmp_path / "out.jsonl"
     fake = FakeCognito({f"user{i}": {} for i in range(1, n + 1) if i % 10})
     first = Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
-    before = rows_of_jsonl(report)
+    before = report_rows(report)
     (report if lost == "report" else summary_path(report)).unlink()
     fake.calls.clear()
 
@@ -241,18 +232,12 @@ def test_a_finished_run_whose_report_is_gone_is_rebuilt_without_calls(
 
     # THEN nothing is called, and the report and summary are back, as the run left them
     assert fake.calls == []
-    assert sorted(rows_of_jsonl(report), key=lambda r: r["row"]) == sorted(
-        before, key=lambda r: r["row"]
-    )
+    assert report_rows(report) == before
     assert rebuilt.exit_code == first.exit_code == 1
     assert rebuilt.summary["counts"] == first.summary["counts"]
     assert rebuilt.summary["rebuilt_from_journal"] is True
     # AND retry works from it: exactly the failed rows
     assert retry_config(str(report), None, {}).rows == (10, 20, 30, 40)
-
-
-def rows_of_jsonl(report: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
@@ -269,7 +254,7 @@ def test_report_journal_and_summary_are_owner_only(tmp_path: Path, suffix: str) 
     assert names == sorted([report.name, journal_path(report).name, summary_path(report).name,
                             timeline_path(report).name])
     assert {mode(p) for p in report.parent.iterdir()} == {0o600}
-    assert len(read_report(report)) == n
+    assert len(report_rows(report)) == n
 
 
 def test_an_unfinished_journal_of_an_older_version_is_exit_2_in_one_line(

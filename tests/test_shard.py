@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import report_rows
 
 from batch.cli import main
 from batch.config import build_config
@@ -23,11 +24,6 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def report_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +102,8 @@ def test_three_shards_then_merge(
     merged_code = main(["merge", str(report)])
     err = capsys.readouterr().err
     # THEN each shard's report holds only its own rows, and every row is in exactly one
-    by_shard = [report_rows(tmp_path / "out" / f"run.shard-{k}-of-3.csv") for k in range(3)]
+    by_shard = [list(report_rows(tmp_path / "out" / f"run.shard-{k}-of-3.csv").values())
+                for k in range(3)]
     all_rows = sorted(int(r["row"]) for shard in by_shard for r in shard)
     assert all_rows == list(range(1, 93))
     for k, shard in enumerate(by_shard):
@@ -119,7 +116,7 @@ def test_three_shards_then_merge(
     assert [s["rate"] for s in summaries] == [200.0] * 3
     assert [s["shard"] for s in summaries] == ["0/3", "1/3", "2/3"]
     # AND the merged report has every row once, the merged summary sums the shards
-    merged = report_rows(report)
+    merged = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in merged) == list(range(1, 93))
     summary = json.loads((tmp_path / "out" / "run.csv.summary.json").read_text())
     assert summary["rows"] == 92
@@ -173,10 +170,7 @@ def test_merge_keeps_the_report_format(
     # WHEN they are merged
     code = main(["merge", str(report), "--quiet"])
     # THEN the merged report is in the same format and holds every row once
-    from batch.commands.merge import read_results
-
-    rows = sorted(r.row for r in read_results(report))
-    assert code == 0 and rows == list(range(1, 13))
+    assert code == 0 and sorted(report_rows(report)) == list(range(1, 13))
 
 
 def test_merge_checks_the_shards_ran_one_run() -> None:

@@ -25,7 +25,6 @@ crash), plus unit tests of the store and of the restore planning.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST, write_csv
+from helpers import FAST, report_rows, write_csv
 
 from batch.cli import main
 from batch.errors import UsageError
@@ -51,13 +50,6 @@ from batch.record.before_images import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_rows(path: Path) -> dict[int, dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len({r["row"] for r in rows}) == len(rows), "a row is reported twice"
-    return {int(r["row"]): r for r in rows}
 
 
 def run_args(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> list[str]:
@@ -140,7 +132,7 @@ def test_undo_restores_every_attribute_map(
     # THEN every user's whole attribute map is as it was, and only changed users cost a call
     assert code == 0
     assert maps(fast, pool, names) == before
-    restored = read_rows(tmp_path / "out.undo.csv")
+    restored = report_rows(tmp_path / "out.undo.csv")
     changed = {name(i) for i in range(1, 25) if i % 2 == 0 or i % 3 == 0 or i == 7}
     assert {r["username"] for r in restored.values() if r["status"] == "updated"} == changed
     assert all(r["status"] in ("updated", "unchanged") for r in restored.values())
@@ -169,7 +161,7 @@ def test_conflict_is_skipped_unless_forced(
     code = undo(report, fast)
 
     # THEN the four are back to silver, the one changed since is skipped as a Conflict
-    rows = read_rows(tmp_path / "out.undo.csv")
+    rows = report_rows(tmp_path / "out.undo.csv")
     assert code == 1
     assert rows[2]["status"] == "skipped" and rows[2]["error_code"] == "Conflict"
     assert "custom:tier" in rows[2]["error_message"] and "platinum" not in rows[2]["error_message"]
@@ -181,7 +173,7 @@ def test_conflict_is_skipped_unless_forced(
     # WHEN it is undone again with --force, THEN that one is restored too
     assert undo(report, fast, "--force") == 0
     assert fast.get_user_attributes(pool, name(2))["custom:tier"] == "silver"
-    rows = read_rows(tmp_path / "out.undo.csv")
+    rows = report_rows(tmp_path / "out.undo.csv")
     assert rows[2]["status"] == "updated"
     assert {rows[i]["status"] for i in (1, 3, 4, 5)} == {"unchanged"}
 
@@ -287,7 +279,7 @@ def test_undo_resumes_after_a_stop(fast: Any, make_pool: Any, tmp_path: Path) ->
     assert main(run_args(source, pool, fast, report)) == 0
     fast.inject("AdminUpdateUserAttributes", after=10, code="AccessDeniedException")
     assert undo(report, fast, "--workers", "1") == 2
-    stopped = read_rows(tmp_path / "out.undo.csv")
+    stopped = report_rows(tmp_path / "out.undo.csv")
     assert len(stopped) == 30
     assert sum(r["status"] == "updated" for r in stopped.values()) == 10
 
@@ -299,7 +291,7 @@ def test_undo_resumes_after_a_stop(fast: Any, make_pool: Any, tmp_path: Path) ->
     assert code == 0
     assert maps(fast, pool, names) == before
     assert ops(fast, "AdminUpdateUserAttributes") == 20
-    assert len(read_rows(tmp_path / "out.undo.csv")) == 30
+    assert len(report_rows(tmp_path / "out.undo.csv")) == 30
 
 
 # -- 6. --no-undo, --dry-run -----------------------------------------------------------------
@@ -334,7 +326,7 @@ def test_undo_dry_run_writes_nothing(fast: Any, make_pool: Any, tmp_path: Path) 
     # WHEN undo runs with --dry-run, THEN it plans 4 restores and writes nothing
     assert undo(report, fast, "--dry-run") == 0
     assert ops(fast, "AdminUpdateUserAttributes", "calls") == 0
-    rows = read_rows(tmp_path / "out.undo.csv")
+    rows = report_rows(tmp_path / "out.undo.csv")
     assert [r["status"] for r in rows.values()] == ["updated"] * 4
     assert fast.get_user_attributes(pool, name(1))["custom:tier"] == "gold"
 

@@ -91,7 +91,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import FAST
+from helpers import FAST, report_rows
 
 from batch import cli
 from batch.cli import main
@@ -118,14 +118,6 @@ def write_csv(
         writer.writerow(header)
         writer.writerows(rows)
     return path
-
-
-def read_report(path: Path) -> dict[int, dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    numbers = [int(r["row"]) for r in rows]
-    assert len(numbers) == len(set(numbers)), "a row is reported twice"
-    return {int(r["row"]): r for r in rows}
 
 
 def calls(emulator: Any, operation: str = "AdminUpdateUserAttributes") -> int:
@@ -291,7 +283,7 @@ def test_bad_values_and_usernames_are_invalid_rows_without_a_call(
     code = run_cli(source, pool, fast, report)
 
     # THEN every bad row is invalid with the column named, only the good row cost a call
-    rows = read_report(report)
+    rows = report_rows(report)
     assert code == 1
     assert sorted(rows) == list(range(1, len(fault) + 2))
     for number, column in fault.items():
@@ -320,7 +312,7 @@ def test_invalid_value_messages_never_copy_the_value(
     run_cli(source, pool, fast, report)
 
     # THEN no report cell but the key holds an attribute value
-    rows = read_report(report)
+    rows = report_rows(report)
     leaks = [(n, value) for n, (_, value) in enumerate(BAD_VALUES, start=1)
              if len(value) > 3 and value in rows[n]["error_message"]]  # fmt: skip
     assert leaks == []
@@ -383,7 +375,7 @@ def test_without_schema_check_the_emulator_refuses_each_bad_row(
 
     # THEN no bad row is updated: the pool-independent rules still make it invalid, or the
     # emulator refused it (InvalidParameterException); the schema-only rules reach the emulator
-    rows = read_report(report)
+    rows = report_rows(report)
     assert code == 1
     outcome: dict[str, set[str]] = {}
     for number, column in fault.items():
@@ -431,7 +423,7 @@ def test_valid_edge_values_pass_both_checks(fast: Any, make_pool: Any, tmp_path:
     code = run_cli(source, pool, fast, report)
 
     # THEN the planner let every row through and the emulator accepted and stored each value
-    result = read_report(report)
+    result = report_rows(report)
     assert code == 0, result
     assert {r["status"] for r in result.values()} == {"updated"}
     for i, (column, value) in enumerate(VALID_EDGES, start=1):
@@ -609,7 +601,7 @@ def test_dry_run_writes_the_plan_and_no_update(fast: Any, make_pool: Any, tmp_pa
     # THEN no write call, the report holds the planned outcome of each row, nothing changed
     assert calls(fast) == 0 and calls(fast, "AdminDeleteUserAttributes") == 0
     assert code == 1
-    rows = read_report(report)
+    rows = report_rows(report)
     assert {n: (r["username"], r["status"], r["error_code"]) for n, r in rows.items()} == {
         1: ("u001", "updated", ""), 2: ("u002", "invalid", "InvalidValue"),
         3: ("u003", "updated", ""), 4: ("u004", "updated", ""),
@@ -635,7 +627,7 @@ def test_dry_run_agrees_with_the_real_run_on_the_demo_data(
     code = main(["run", *job, "--report", str(tmp_path / "real.csv")])
 
     # THEN both report every row; they agree on each row's status (and the invalid rows' code)
-    dry, real = read_report(tmp_path / "dry.csv"), read_report(tmp_path / "real.csv")
+    dry, real = report_rows(tmp_path / "dry.csv"), report_rows(tmp_path / "real.csv")
     assert (dry_code, code) == (1, 1)
     assert sorted(dry) == sorted(real) == list(range(1, 307))
 
@@ -867,7 +859,7 @@ def test_malformed_input_corpus(
         assert not report.exists()
         return
     assert err == ""
-    rows = read_report(report)
+    rows = report_rows(report)
     got = {n: (r["username"], r["status"], r["error_code"]) for n, r in rows.items()}
     assert got == case.rows
     if not case.rows:

@@ -16,8 +16,6 @@ stopped (a signal, a fatal error) is merged with its ``skipped`` rows and named 
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +27,20 @@ from batch.inputs.shard import SHARD_NAME
 from batch.models import RowResult, Status
 from batch.record.guard import check_outputs
 from batch.record.layout import RunFiles, summary_path
-from batch.record.report import open_report, report_format, write_parquet
+from batch.record.report import (
+    REPORT_SUFFIXES,
+    is_report_name,
+    open_report,
+    report_format,
+    write_parquet,
+)
+from batch.record.report_reader import read_results
 from batch.record.summary import RunSummary, achieved_rate, status_counts, write_summary
 
 # A shard's report or its summary (not its journal, checkpoint segments, lease or timeline).
-_SHARD_FILE = re.compile(r"\.shard-\d+-of-\d+\.(csv|jsonl|json|ndjson|parquet)(\.summary\.json)?$")
+_SHARD_FILE = re.compile(
+    r"\.shard-\d+-of-\d+\.(" + "|".join(REPORT_SUFFIXES) + r")(\.summary\.json)?$"
+)
 _SUMMED = ("calls", "throttles", "faults", "resumed_rows", "read_calls")
 _PER_SHARD = ("rows", "counts", "calls", "throttles", "duration_s", "achieved_rate",
               "rate_final", "stopped", "report")  # fmt: skip
@@ -47,7 +54,7 @@ def find_shards(target: Path) -> tuple[Path, list[Path]]:
     """The merged report's path and the shard reports, in shard order, all present."""
     if target.is_dir():
         bases = {SHARD_NAME.sub("", p.stem) + p.suffix for p in target.iterdir()
-                 if SHARD_NAME.search(p.stem) and _is_report(p)}  # fmt: skip
+                 if SHARD_NAME.search(p.stem) and is_report_name(p)}  # fmt: skip
         if len(bases) != 1:
             names = ", ".join(sorted(bases)) or "none"
             raise UsageError(f"{target}: expected the shard reports of one run here ({names}); "
@@ -76,10 +83,6 @@ def find_shards(target: Path) -> tuple[Path, list[Path]]:
     return target, [found[k] for k in range(count)]
 
 
-def _is_report(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson", ".parquet")
-
-
 def _summary(report: Path) -> RunSummary:
     path = summary_path(report)
     try:
@@ -90,26 +93,6 @@ def _summary(report: Path) -> RunSummary:
     if summary.dry_run:
         raise UsageError(f"{path}: a dry run's summary; merge the shards of a real run")
     return summary
-
-
-def read_results(report: Path) -> Iterator[RowResult]:
-    """A report's rows, streamed (CSV, JSONL, or Parquet a batch at a time)."""
-    fmt = report_format(report)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(report).iter_batches(batch_size=8192):
-            for record in batch.to_pylist():
-                yield RowResult.from_record(record)
-        return
-    with open(report, encoding="utf-8", newline="") as handle:
-        if fmt == "csv":
-            for record in csv.DictReader(handle):
-                yield RowResult.from_record(dict(record))
-        else:
-            for line in handle:
-                if line.strip():
-                    yield RowResult.from_record(json.loads(line))
 
 
 def merge_target(target: str) -> tuple[int, dict[str, Any], str]:

@@ -28,7 +28,7 @@ from batch.inputs.reader import open_input
 from batch.record.guard import check_outputs, run_outputs
 from batch.record.layout import RunFiles, next_retry_report
 from batch.record.lock import RunLock
-from batch.record.report import read_report
+from batch.record.report_reader import read_results
 from batch.record.summary import RunSummary
 from batch.store.storage import input_identity
 
@@ -40,11 +40,10 @@ PACE = ("rate", "max_rate", "rate_algorithm", "workers", "max_attempts", "max_ro
 
 
 def retry_rows(report: Path) -> tuple[int, ...]:
-    rows = []
-    for record in read_report(report):
-        if record["status"] in RETRY_STATUSES and record.get("error_code") not in NOT_RETRIED_CODES:
-            rows.append(int(record["row"]))
-    return tuple(sorted(set(rows)))
+    """The rows to retry, the report streamed: memory is the rows retried, not the report."""
+    rows = {r.row for r in read_results(report)
+            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}  # fmt: skip
+    return tuple(sorted(rows))
 
 
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:

@@ -34,26 +34,32 @@ from batch.record.summary import format_summary as format_summary  # the summary
 from batch.record.summary import write_summary as write_summary
 from batch.store.files import atomic_path, open_private
 
+#: The one list of report formats, and the file suffixes that name each (read and written).
 REPORT_FORMATS = ("csv", "jsonl", "parquet")
+REPORT_SUFFIXES = {"csv": "csv", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl",
+                   "parquet": "parquet"}  # fmt: skip
 # Spreadsheets also read the full-width (U+FF1D...) and small (U+FE62...) forms as operators.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r",
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r",
                   "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe66", "\ufe62", "\ufe63", "\ufe6b",
                   "\u2212")  # fmt: skip
-_RISKY = frozenset(_FORMULA_START)
+_RISKY = frozenset(FORMULA_START)
 
 
 def report_format(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix in ("json", "ndjson"):
-        suffix = "jsonl"
-    if suffix not in REPORT_FORMATS:
+    fmt = REPORT_SUFFIXES.get(path.suffix.lower().lstrip("."))
+    if fmt is None:
         raise UsageError(f"report {path}: use a .csv, .jsonl or .parquet file name")
-    return suffix
+    return fmt
+
+
+def is_report_name(path: Path) -> bool:
+    """Whether ``path``'s suffix names a report format."""
+    return path.suffix.lower().lstrip(".") in REPORT_SUFFIXES
 
 
 def neutralise(cell: object) -> object:
     """Defuse spreadsheet formula injection in a CSV cell."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
         return "'" + cell
     return cell
 
@@ -236,24 +242,3 @@ def write_parquet(path: Path, results: Iterable[RowResult]) -> None:
     writer.close()
 
 
-def read_report(path: Path) -> list[dict[str, str]]:
-    """A report's rows as strings (for ``retry``); any of the three formats."""
-    import pandas as pd
-
-    fmt = report_format(path)
-    if not path.is_file():
-        raise UsageError(f"report {path}: no such file")
-    try:
-        if fmt == "csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False).astype(str)
-        else:
-            frame = pd.read_parquet(path).astype(str)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a usage error here
-        raise UsageError(f"report {path}: unreadable ({exc})") from None
-    missing = {"row", "status"} - set(frame.columns)
-    if missing:
-        raise UsageError(f"report {path}: not a cognito-batch report (no {sorted(missing)})")
-    records: list[dict[str, str]] = frame.to_dict(orient="records")  # type: ignore[assignment]
-    return records
