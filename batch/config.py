@@ -75,6 +75,8 @@ class JobConfig:
     checkpoint_seconds: float = 5.0
     lease_seconds: float = 30.0
     spool: str = ""  # set by the job, not by a user: the local folder an S3 report is made in
+    # ("emf",) or ("prometheus-textfile", PATH): metrics at the end of the run (view/metrics.py)
+    metrics: tuple[str, ...] = ()
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -137,6 +139,9 @@ class JobConfig:
         data.pop("rows", None)
         data.pop("client_metadata", None)
         data.pop("spool", None)
+        # Where metrics go is the caller's to say: a retry replays the summary's settings, and
+        # a file anyone can edit must not choose a path the tool writes (nor print to stdout).
+        data.pop("metrics", None)
         return data
 
 
@@ -166,6 +171,10 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
     for name in ("input", "report", "html"):
         if isinstance(data.get(name), str) and data[name] and not _is_s3(data[name]):
             data[name] = os.path.normpath(p.parent / data[name])
+    metrics = data.get("metrics")
+    if isinstance(metrics, list) and len(metrics) == 2 and metrics[0] == "prometheus-textfile":
+        if isinstance(metrics[1], str) and metrics[1] and not _is_s3(metrics[1]):
+            data["metrics"] = [metrics[0], os.path.normpath(p.parent / metrics[1])]
     return data
 
 
@@ -195,7 +204,8 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
 
 _HINTS: dict[str, Any] = typing.get_type_hints(JobConfig)
 #: Fields that take more than their annotation says (``rate``: a number, or a word like auto).
-_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,)}
+_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,),
+                                               "metrics": (str,)}  # fmt: skip
 _TOML_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
 
 
@@ -267,7 +277,8 @@ def check_type(name: str, value: object, *, where: str = "") -> None:
     extra = _ALSO_ACCEPTED.get(name, ())
     if extra and isinstance(value, extra) and not isinstance(value, bool):
         return
-    expected = _expected(hint) + (" or a number" if extra else "")
+    expected = _expected(hint) + ((" or a string" if str in extra else " or a number")
+                                  if extra else "")  # fmt: skip
     got = _toml_type(value)
     items = list(value.values()) if isinstance(value, Mapping) else value
     container = typing.get_origin(hint) is tuple or _is_mapping(hint)
@@ -295,6 +306,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("rate", "max_failures"):  # a number or a string in a job file
         if name in out and isinstance(out[name], int | float) and not isinstance(out[name], bool):
             out[name] = str(out[name])
+    if isinstance(out.get("metrics"), str):  # metrics = "emf" in a job file
+        out["metrics"] = (out["metrics"],)
     if isinstance(out.get("rate"), str) and not out["rate"].strip():
         # given, but empty: the default is had by leaving it out
         raise UsageError("--rate '': expected calls per second (25), a share of the quota "
@@ -355,6 +368,7 @@ def validate(config: JobConfig) -> JobConfig:
         log.warning("--max-rate applies only with --rate auto; the fixed --rate %s is used",
                     config.rate)  # fmt: skip
     FailureLimit.parse(config.max_failures)
+    check_metrics(config.metrics)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
@@ -380,6 +394,18 @@ def check_rate(text: str) -> None:
             raise UsageError(f"--rate {text!r}: a share of the quota is above 0% and at most 100%")
     elif not 0 < value <= 100_000:
         raise UsageError(f"--rate {text!r}: calls per second must be above 0 and at most 100000")
+
+
+def check_metrics(spec: tuple[str, ...]) -> None:
+    """``()``, ``("emf",)`` or ``("prometheus-textfile", PATH)`` with a local PATH."""
+    if not spec or spec == ("emf",):
+        return
+    if len(spec) == 2 and spec[0] == "prometheus-textfile" and spec[1].strip():
+        if _is_s3(spec[1]):
+            raise UsageError("--metrics prometheus-textfile: PATH is a local file (the "
+                             "node_exporter's textfile folder), not s3://")  # fmt: skip
+        return
+    raise UsageError("--metrics must be 'emf' or 'prometheus-textfile PATH'")
 
 
 def parse_pairs(pairs: list[str] | None, *, what: str) -> dict[str, str] | None:
