@@ -204,8 +204,7 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
 
 _HINTS: dict[str, Any] = typing.get_type_hints(JobConfig)
 #: Fields that take more than their annotation says (``rate``: a number, or a word like auto).
-_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,),
-                                               "metrics": (str,)}  # fmt: skip
+_ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,)}
 _TOML_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
 
 
@@ -277,8 +276,7 @@ def check_type(name: str, value: object, *, where: str = "") -> None:
     extra = _ALSO_ACCEPTED.get(name, ())
     if extra and isinstance(value, extra) and not isinstance(value, bool):
         return
-    expected = _expected(hint) + ((" or a string" if str in extra else " or a number")
-                                  if extra else "")  # fmt: skip
+    expected = _expected(hint) + (" or a number" if extra else "")
     got = _toml_type(value)
     items = list(value.values()) if isinstance(value, Mapping) else value
     container = typing.get_origin(hint) is tuple or _is_mapping(hint)
@@ -306,8 +304,6 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("rate", "max_failures"):  # a number or a string in a job file
         if name in out and isinstance(out[name], int | float) and not isinstance(out[name], bool):
             out[name] = str(out[name])
-    if isinstance(out.get("metrics"), str):  # metrics = "emf" in a job file
-        out["metrics"] = (out["metrics"],)
     if isinstance(out.get("rate"), str) and not out["rate"].strip():
         # given, but empty: the default is had by leaving it out
         raise UsageError("--rate '': expected calls per second (25), a share of the quota "

@@ -320,7 +320,7 @@ def test_a_job_file_names_metrics_relative_to_itself(tmp_path: Path) -> None:
                    'metrics = ["prometheus-textfile", "../prom/c.prom"]\n')  # fmt: skip
     assert build_config(str(job), {}).metrics == (
         "prometheus-textfile", os.path.normpath(tmp_path / "prom" / "c.prom"))
-    job.write_text('input = "in.csv"\nuser_pool_id = "p_1"\nmetrics = "emf"\n')
+    job.write_text('input = "in.csv"\nuser_pool_id = "p_1"\nmetrics = ["emf"]\n')
     assert build_config(str(job), {}).metrics == ("emf",)
     assert "metrics" not in build_config(str(job), {}).public()
 
