@@ -4,14 +4,38 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-delta clean browser screenshot
+# The locks (requirements/*.txt, with hashes, for Python 3.11 on Linux x86_64) pin what the
+# tests, the container (docker/install.sh) and CI install; pyproject.toml's ranges stay loose
+# for library users. `make lock` brings both in line with pyproject.toml after a change to it
+# (pins already there stay); `make lock LOCK_UPGRADE=--upgrade` moves every pin to the newest.
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+              --custom-compile-command "make lock" --quiet
+UV_VERSION ?= 0.13.9
+LOCK_UPGRADE ?=
+LOCK_VENV  := .venv-lock
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint docs lock bench bench-delta clean browser screenshot
+
+$(STAMP): pyproject.toml requirements/dev-lock.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[emulator,html,dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+lock:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 2; }
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && \
+	  $(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra emulator \
+	  $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/lock.txt
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra emulator \
+	  --extra html --extra dev $(LOCK_FLAGS) $(LOCK_UPGRADE) -o requirements/dev-lock.txt
+
+# The documentation site (mkdocs.yml, docs/): broken links, anchors and nav entries fail the
+# build. Not --quiet: it hides the warnings from --strict too, and a broken link then passes.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 demo: $(STAMP)
 	$(BIN)/python -m batch.commands.demo
@@ -58,4 +82,4 @@ bench-delta: $(STAMP)
 	$(BIN)/python bench/delta.py $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info site

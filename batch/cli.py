@@ -25,6 +25,7 @@ from batch.engine.exit_codes import EXIT_FATAL, EXIT_SIGINT
 from batch.errors import BatchError
 from batch.plan.summary import PlanSummary
 from batch.view.logs import LOG_FORMATS, EventLog, route_logging, version
+from batch.view.metrics import end_metrics, split_metrics_flag
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +143,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "auto or auto/N: K (and N) from AWS_BATCH_JOB_ARRAY_INDEX/_SIZE or JOB_COMPLETION_INDEX")
     add("--log-format", dest="log_format", choices=LOG_FORMATS,
         help="stderr as text lines (default) or one JSON object per line")  # fmt: skip
+    add("--metrics", nargs="+", metavar="KIND",
+        help="'emf': CloudWatch EMF records on stdout; 'prometheus-textfile PATH': a "
+        "node_exporter textfile, written when the run ends")  # fmt: skip
     add(
         "--quiet",
         "-q",
@@ -267,11 +271,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_failures", "checkpoint_seconds", "lease_seconds", "create_missing", "invite",
             "disable_missing", "max_disable", "manage_groups", "alias_check")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
+    out["metrics"] = _metrics_flag(args, out)
     out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),
                                          what="--client-metadata")  # fmt: skip
     if args.yes:
         out["confirm"] = False
     return out
+
+
+def _metrics_flag(args: argparse.Namespace, out: dict[str, Any]) -> tuple[str, ...] | None:
+    spec, rest = split_metrics_flag(getattr(args, "metrics", None) or ())
+    if rest and out.get("input") is None and len(rest) == 1:  # argparse's nargs="+" took INPUT
+        out["input"] = rest[0]
+    elif rest:
+        raise BatchError(f"--metrics: unexpected {rest[0]!r}")
+    return spec or None
 
 
 def _ask(plan: PlanSummary, *, log: EventLog | None = None) -> bool:
@@ -378,8 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = build_config(args.job, _overrides(args))
         confirm = functools.partial(_ask, log=log) if needs_confirmation(config) else None
-        job = Job(config, confirm=confirm, handle_signals=True)
-        return job.run().exit_code
+        result = Job(config, confirm=confirm, handle_signals=True).run()
+        end_metrics(config, result, job_file=args.job)
+        return result.exit_code
     except BatchError as exc:
         log.error(str(exc), exit_code=EXIT_FATAL, kind=type(exc).__name__)
         return EXIT_FATAL

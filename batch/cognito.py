@@ -119,7 +119,7 @@ def _credential_message(exc: Exception, profile: str | None) -> str:
     helper's (``credential_process``) stderr is in it, and that can hold secrets."""
     who = f"profile {profile!r}" if profile else "the default credential chain"
     if isinstance(exc, bex.NoCredentialsError):
-        return f"no AWS credentials found ({who}); see the README's Usage"
+        return f"no AWS credentials found ({who}); see docs/usage.md (Commands)"
     if isinstance(exc, bex.PartialCredentialsError):
         return f"incomplete AWS credentials ({who}): a key without its secret, or the reverse"
     if isinstance(exc, bex.ProfileNotFound):

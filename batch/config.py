@@ -83,6 +83,8 @@ class JobConfig:
     max_disable: str = DEFAULT_MAX_DISABLE  # N or P% of the pool's users; above it: refuse
     manage_groups: tuple[str, ...] = ()  # the groups a run may change; empty: those named
     alias_check: bool = True  # AliasConflict before writing an alias; always on with mark_verified
+    # ("emf",) or ("prometheus-textfile", PATH): metrics at the end of the run (view/metrics.py)
+    metrics: tuple[str, ...] = ()
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -148,6 +150,9 @@ class JobConfig:
         data.pop("rows", None)
         data.pop("client_metadata", None)
         data.pop("spool", None)
+        # Where metrics go is the caller's to say: a retry replays the summary's settings, and
+        # a file anyone can edit must not choose a path the tool writes (nor print to stdout).
+        data.pop("metrics", None)
         return data
 
 
@@ -179,6 +184,10 @@ def load_job_file(path: str | Path) -> dict[str, Any]:
     for name in ("input", "report", "html"):
         if isinstance(data.get(name), str) and data[name] and not _is_s3(data[name]):
             data[name] = os.path.normpath(p.parent / data[name])
+    metrics = data.get("metrics")
+    if isinstance(metrics, list) and len(metrics) == 2 and metrics[0] == "prometheus-textfile":
+        if isinstance(metrics[1], str) and metrics[1] and not _is_s3(metrics[1]):
+            data["metrics"] = [metrics[0], os.path.normpath(p.parent / metrics[1])]
     return data
 
 
@@ -368,6 +377,7 @@ def validate(config: JobConfig) -> JobConfig:
                     config.rate)  # fmt: skip
     FailureLimit.parse(config.max_failures)
     check_sync(config)
+    check_metrics(config.metrics)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
@@ -415,6 +425,18 @@ def check_rate(text: str) -> None:
             raise UsageError(f"--rate {text!r}: a share of the quota is above 0% and at most 100%")
     elif not 0 < value <= 100_000:
         raise UsageError(f"--rate {text!r}: calls per second must be above 0 and at most 100000")
+
+
+def check_metrics(spec: tuple[str, ...]) -> None:
+    """``()``, ``("emf",)`` or ``("prometheus-textfile", PATH)`` with a local PATH."""
+    if not spec or spec == ("emf",):
+        return
+    if len(spec) == 2 and spec[0] == "prometheus-textfile" and spec[1].strip():
+        if _is_s3(spec[1]):
+            raise UsageError("--metrics prometheus-textfile: PATH is a local file (the "
+                             "node_exporter's textfile folder), not s3://")  # fmt: skip
+        return
+    raise UsageError("--metrics must be 'emf' or 'prometheus-textfile PATH'")
 
 
 def parse_pairs(pairs: list[str] | None, *, what: str) -> dict[str, str] | None:

@@ -4,7 +4,7 @@ End to end against the emulator over real HTTP: the CLI in-process, or
 ``batch.commands.run.Job`` with
 the real ``CognitoGateway`` behind a delegating wrapper where a test must act mid-run.
 
-Rules (README: "Keys and delta sync", "Mapping columns to attributes") and their tests;
+Rules (docs/job-files.md: "Keys and delta sync", "Mapping columns to attributes") and their tests;
 
 1. --skip-unchanged
    - Only rows that differ cost a call (5 of 50): those `updated`, the other 45 `unchanged`;

@@ -1,7 +1,8 @@
 """Fail before the first write: schema, values, verification messages, dry run, confirmation,
 malformed input. End to end: the CLI (in-process) against the emulator over real HTTP.
 
-Rules (README: "Checks before the first write", "Input", "Exit codes") and their tests;
+Rules (docs/job-files.md: "Checks before the first write", "Input"; docs/reliability.md:
+"Exit codes") and their tests;
 
 1. Schema check before any write
    - A column mapping to no writable attribute stops the job with exit 2 before any update
