@@ -1,12 +1,17 @@
 """cognito-batch: bulk, throttled, resumable attribute updates for Amazon Cognito user pools.
 
-The command line (``cognito-batch``, ``python -m batch``) is a thin shell over this API::
+The command line (``cognito-batch``, ``python -m batch``) is a thin shell over this API
+(``batch.api``; docs/python-api.md)::
 
-    from batch import build_config, run_job
-    result = run_job(build_config("jobs/nightly-sync.toml", {"confirm": False}))
-    result.exit_code, result.summary, result.report
+    import batch
+    result = batch.run("jobs/nightly-sync.toml", confirm=False, on_progress=print)
+    result.success, result.exit_code, result.counts, result.report, result.summary.calls
+
+``run_job(build_config(...))`` (the older form, returning ``JobResult`` with the summary as a
+dict) stays.
 """
 
+from batch.api import RunResult, run
 from batch.commands.run import Job, run_job
 from batch.config import JobConfig, build_config
 from batch.errors import (
@@ -24,6 +29,8 @@ from batch.errors import (
 )
 from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.plan.summary import PlanSummary
+from batch.record.summary import RunSummary
+from batch.view.progress import Tick
 
 __all__ = [
     "BatchError",
@@ -38,12 +45,16 @@ __all__ = [
     "RetryableError",
     "RowError",
     "RowResult",
+    "RunResult",
+    "RunSummary",
     "Status",
+    "Tick",
     "ThrottledError",
     "TransientError",
     "TriggerError",
     "UsageError",
     "UserUpdate",
     "build_config",
+    "run",
     "run_job",
 ]

@@ -25,7 +25,7 @@ from batch.engine.exit_codes import EXIT_FATAL, EXIT_SIGINT
 from batch.errors import BatchError
 from batch.plan.summary import PlanSummary
 from batch.view.logs import LOG_FORMATS, EventLog, route_logging, version
-from batch.view.metrics import end_metrics, split_metrics_flag
+from batch.view.metrics import RunMetrics, split_metrics_flag
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -392,8 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             config = build_config(args.job, _overrides(args))
         confirm = functools.partial(_ask, log=log) if needs_confirmation(config) else None
-        result = Job(config, confirm=confirm, handle_signals=True).run()
-        end_metrics(config, result, job_file=args.job)
+        metrics = RunMetrics.of(config, job_file=args.job)
+        result = Job(config, confirm=confirm, handle_signals=True,
+                     on_progress=metrics.tick if metrics is not None else None).run()
+        if metrics is not None:
+            metrics.finish(result)
         return result.exit_code
     except BatchError as exc:
         log.error(str(exc), exit_code=EXIT_FATAL, kind=type(exc).__name__)

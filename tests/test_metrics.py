@@ -17,18 +17,19 @@ import pytest
 from batch.cli import main
 from batch.config import build_config
 from batch.errors import UsageError
-from batch.models import Counters, JobResult
+from batch.models import JobResult
 from batch.view.metrics import (
     LAST_SUCCESS,
     EmfMetrics,
     PrometheusTextfile,
+    RunMetrics,
     Snapshot,
     emf_record,
-    end_metrics,
     snapshot_live,
     snapshot_of,
     split_metrics_flag,
 )
+from batch.view.progress import Tick
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +169,8 @@ def test_every_emf_record_of_the_demo_run_follows_the_specification(
 
 def test_a_progress_record_has_the_figures_and_no_exit_code() -> None:
     # GIVEN live counters at a progress tick
-    counters = Counters(by_status={"updated": 50, "failed": 2}, calls=60, throttles=3)
+    tick = Tick(done=52, total=100, elapsed_s=10.0, counts={"updated": 50, "failed": 2},
+                calls=60, throttles=3)
     lines: list[str] = []
 
     class Sink:
@@ -181,7 +183,7 @@ def test_a_progress_record_has_the_figures_and_no_exit_code() -> None:
     emf = EmfMetrics(pool_id="eu-west-1_X", job_name="nightly", stream=Sink(),  # type: ignore[arg-type]
                      clock=lambda: 1234.5)  # fmt: skip
     # WHEN the lead's per-tick hook is called
-    emf.progress(snapshot_live(counters, 10.0))
+    emf.progress(snapshot_live(tick))
     # THEN one valid line, with the figures so far and no ExitCode metric
     (line,) = lines
     assert line.endswith("\n") and emf_violations(line.rstrip("\n")) == []
@@ -285,7 +287,9 @@ def test_a_metrics_file_that_cannot_be_written_is_a_warning(
     metrics = ("prometheus-textfile", str(folder / "c.prom"))
     config = build_config(None, {"input": "x.csv", "user_pool_id": "us-east-1_A",
                                  "metrics": metrics})  # fmt: skip
-    end_metrics(config, JobResult(0, {}, tmp_path / "r.csv"), job_file=None)
+    run_metrics = RunMetrics.of(config, job_file=None)
+    assert run_metrics is not None
+    run_metrics.finish(JobResult(0, {}, tmp_path / "r.csv"))
     assert "metrics not written" in caplog.text
 
 

@@ -49,6 +49,7 @@ from batch.record.layout import RunFiles
 from batch.rowset import RowSet
 from batch.store.storage import input_identity, is_s3
 from batch.view.logs import EventLog, version
+from batch.view.progress import Listener
 
 if TYPE_CHECKING:
     from batch.remote.checkpoint import Checkpoint, S3Report
@@ -72,6 +73,7 @@ class Job:
         confirm: Confirm | None = None,
         handle_signals: bool = False,
         stream: Any = None,
+        on_progress: Listener | None = None,
     ) -> None:
         self.config = config
         self.stream = stream or sys.stderr
@@ -106,6 +108,8 @@ class Job:
         # The apply's machinery (lock, guard, journal, stop and signals): ``engine.pipeline``.
         self.pipeline = Pipeline(config, stream=self.stream, log=self.log,
                                  handle_signals=handle_signals)  # fmt: skip
+        if on_progress is not None:
+            self.pipeline.listeners.append(on_progress)
         self.stop_event = self.pipeline.stop_event
         self.quotas: Quotas = default_quotas("not read")
         # A report in S3: the run works in a local spool; the checkpoint copies it to S3.

@@ -69,7 +69,7 @@ from batch.record.summary import (
 from batch.record.timeline import Reading, Recorder, open_timeline
 from batch.store.files import private_dir, remove_stale_temporaries
 from batch.view.logs import EventLog
-from batch.view.progress import Progress
+from batch.view.progress import Listener, Progress
 
 Mismatch = Callable[[JournalState, JournalHeader], str]
 
@@ -102,6 +102,7 @@ class Pipeline:
         self.files = RunFiles(config.report_path())
         self.shown: Callable[[Path], str] = str  # a file as the operator knows it (S3: the object)
         self.after_journal: Callable[[bool], None] | None = None  # S3: the checkpoint begins
+        self.listeners: list[Listener] = []  # progress ticks: the API's on_progress, metrics
         self._input: Path | None = None
         self._protected: list[tuple[str, Path]] = []
         self._lock: RunLock | None = None
@@ -179,7 +180,7 @@ class Pipeline:
         config, files = self.config, self.files
         live = progress_figures(controller, lambda: self.runner, quotas.enforced)
         progress = Progress(plan.rows, quiet=config.quiet, stream=self.stream, log=self.log,
-                            extra=live)  # fmt: skip
+                            extra=live, listeners=self.listeners)  # fmt: skip
         if not config.quiet:
             for warning in plan.warnings:
                 self.log.warning(f"warning: {warning}")

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from batch.config import JobConfig, check_metrics
-from batch.models import Counters, JobResult, Status
+from batch.models import JobResult, Status
 from batch.store.files import atomic_write
+from batch.view.progress import Tick
 
 NAMESPACE = "CognitoBatch"
 KINDS = ("emf", "prometheus-textfile")
@@ -73,15 +74,15 @@ def snapshot_of(summary: Mapping[str, Any], exit_code: int) -> Snapshot:
     )
 
 
-def snapshot_live(counters: Counters, elapsed_s: float) -> Snapshot:
-    """The figures at a progress tick, from the live counters the progress line reads."""
-    updated = counters.by_status.get(Status.UPDATED.value, 0)
+def snapshot_live(tick: Tick) -> Snapshot:
+    """The figures at a progress tick (``view.progress.Tick``: counts, never values)."""
+    updated = tick.counts.get(Status.UPDATED.value, 0)
     return Snapshot(
-        counts={s.value: counters.by_status.get(s.value, 0) for s in Status},
-        calls=counters.calls,
-        throttles=counters.throttles,
-        achieved_rate=round(updated / elapsed_s, 2) if elapsed_s > 0 else 0.0,
-        duration_s=round(elapsed_s, 3),
+        counts={s.value: tick.counts.get(s.value, 0) for s in Status},
+        calls=tick.calls,
+        throttles=tick.throttles,
+        achieved_rate=round(updated / tick.elapsed_s, 2) if tick.elapsed_s > 0 else 0.0,
+        duration_s=round(tick.elapsed_s, 3),
     )
 
 
@@ -306,19 +307,37 @@ def open_metrics(
     return PrometheusTextfile(Path(spec[1]), pool_id=pool_id, job_name=job_name, clock=clock)
 
 
-def end_metrics(config: JobConfig, result: JobResult, *, job_file: str | None) -> None:
-    """The metrics of a run that got to its end (none for a dry run). A failure to write them
-    is a warning: it never changes the run's exit code."""
-    if not config.metrics or config.dry_run:
-        return
-    try:
+class RunMetrics:
+    """A run's ``metrics`` setting, live: ``tick`` on the progress line's cadence (a
+    ``Progress`` listener), ``finish`` once with the result. Failing to write them is a
+    warning: it never changes the run's exit code."""
+
+    def __init__(self, sink: Metrics) -> None:
+        self.sink = sink
+
+    @classmethod
+    def of(cls, config: JobConfig, *, job_file: str | None) -> RunMetrics | None:
+        """None for no ``metrics``, and for a dry run (it writes nothing)."""
+        if not config.metrics or config.dry_run:
+            return None
         sink = open_metrics(config.metrics, pool_id=config.user_pool_id,
                             job_name=job_name(job_file))  # fmt: skip
-        if sink is not None:
-            sink.finish(snapshot_of(result.summary, result.exit_code))
-    except OSError as exc:
-        logging.getLogger("batch").warning(
-            "metrics not written: %s: %s", exc.filename or "", exc.strerror or exc)
+        return cls(sink) if sink is not None else None
+
+    def tick(self, tick: Tick) -> None:
+        if not tick.final:  # the end is ``finish``'s, with the exit code
+            self._guarded(self.sink.progress, snapshot_live(tick))
+
+    def finish(self, result: JobResult) -> None:
+        self._guarded(self.sink.finish, snapshot_of(result.summary, result.exit_code))
+
+    @staticmethod
+    def _guarded(call: Callable[[Snapshot], None], snapshot: Snapshot) -> None:
+        try:
+            call(snapshot)
+        except OSError as exc:
+            logging.getLogger("batch").warning(
+                "metrics not written: %s: %s", exc.filename or "", exc.strerror or exc)
 
 
 def job_name(job_file: str | None) -> str:

@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -20,6 +21,25 @@ from batch.view.logs import EventLog
 
 JSON_INTERVAL = 5.0  # seconds between progress events in JSON mode
 Extra = Callable[[], dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The run so far, as a listener (the Python API's ``on_progress``, live metrics) sees it
+    on the progress line's cadence and once at the end. Counts only: never a value."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    throttles: int = 0
+    rate: float = 0.0
+    final: bool = False
+
+
+Listener = Callable[[Tick], None]
 
 
 class Progress:
@@ -36,8 +56,11 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         log: EventLog | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.total = total
+        self._listeners = tuple(listeners)
+        self._last_tick = clock()
         self.counters = Counters()
         self._extra = extra or (lambda: {})
         self._stream = stream or sys.stderr
@@ -60,22 +83,34 @@ class Progress:
             self._bar = tqdm(total=total, unit="row", file=self._stream, dynamic_ncols=True)
 
     def add(self, result: RowResult) -> None:
+        tick = None
         with self._lock:
             self.counters.add(result)
             self._done += 1
-            if self._bar is not None:
-                self._bar.update(1)
-                if self._done % 25 == 0 or self._done == self.total:
-                    self._bar.set_postfix(self._postfix(), refresh=False)
+            if self._listeners:
+                now = self._clock()
+                if now - self._last_tick >= self._interval:
+                    self._last_tick = now
+                    tick = self._tick(now)
+            self._show()
+        if tick is not None:  # outside the lock: a slow listener must not hold the workers
+            self._notify(tick)
+
+    def _show(self) -> None:
+        """The bar, or a line on the interval (the caller holds the lock)."""
+        if self._bar is not None:
+            self._bar.update(1)
+            if self._done % 25 == 0 or self._done == self.total:
+                self._bar.set_postfix(self._postfix(), refresh=False)
+            return
+        now = self._clock()
+        if not self._quiet and now - self._last_line >= self._interval:
+            self._last_line = now
+            if self._log is not None:
+                self._log.emit("progress", self.line(now), **self.fields(now))
                 return
-            now = self._clock()
-            if not self._quiet and now - self._last_line >= self._interval:
-                self._last_line = now
-                if self._log is not None:
-                    self._log.emit("progress", self.line(now), **self.fields(now))
-                    return
-                self._stream.write(self.line(now) + "\n")
-                self._stream.flush()
+            self._stream.write(self.line(now) + "\n")
+            self._stream.flush()
 
     def add_counts(self, counts: Counters) -> None:
         """Count many results at once (carried rows, rows never reached): no work per row."""
@@ -178,7 +213,22 @@ class Progress:
             "throttles": int(extra.get("throttles", 0)), "rate": round(extra.get("rate", 0), 2),
         }  # fmt: skip
 
+    def _tick(self, now: float, *, final: bool = False) -> Tick:
+        extra = self._extra()
+        return Tick(done=self._done, total=self.total, elapsed_s=round(now - self._start, 3),
+                    counts=dict(self.counters.by_status), errors=dict(self.counters.by_error),
+                    calls=int(extra.get("calls", 0)), throttles=int(extra.get("throttles", 0)),
+                    rate=round(extra.get("rate", 0.0), 2), final=final)  # fmt: skip
+
+    def _notify(self, tick: Tick) -> None:
+        for listener in self._listeners:
+            listener(tick)
+
     def close(self) -> None:
+        with self._lock:
+            tick = self._tick(self._clock(), final=True) if self._listeners else None
+        if tick is not None:
+            self._notify(tick)
         with self._lock:
             if self._bar is not None:
                 self._bar.set_postfix(self._postfix(), refresh=True)
