@@ -468,9 +468,9 @@ def test_time_in_resolve_counts_in_the_window() -> None:
     # WHEN 30 rows are applied
     runner.run(UserUpdate(i + 1, f"u{i}", (("given_name", "x"),)) for i in range(30))
 
-    # THEN Little's law counts the 0.2 s a row holds its slot: 50/s x 0.2 s x 2 + 2
+    # THEN Little's law counts the 0.2 s a row holds its slot: 50/s x 0.2 s x 1.5 + 2
     assert runner.stats.resolve == pytest.approx(0.2, rel=0.01)
-    assert runner.wanted() == 22
+    assert runner.wanted() == 17
 
 
 def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
