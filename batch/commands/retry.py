@@ -35,7 +35,7 @@ from batch.store.storage import input_identity
 RETRY_STATUSES = frozenset({"failed", "skipped"})
 NOT_RETRIED_CODES = frozenset({"Superseded"})
 CONNECTION = ("endpoint_url", "profile", "region", "confirm")
-PACE = ("rate", "max_rate", "rate_algorithm", "workers", "max_attempts", "max_row_seconds",
+PACE = ("rate", "max_rate", "workers", "max_attempts", "max_row_seconds",
         "per_user_rate", "list_rate", "get_rate", "quiet")  # fmt: skip
 
 
