@@ -40,7 +40,7 @@ from batch.engine.sinks import (
     ReportSink,
     TimelineSink,
 )
-from batch.engine.work import Work
+from batch.engine.work import Unreached, Work
 from batch.errors import ResumeError
 from batch.models import Counters, JobResult, Status
 from batch.pace.controllers import RateController
@@ -239,7 +239,12 @@ class Pipeline:
             with fanout.lock:
                 reason = runner.stop_reason or "not reached"
                 for rows in work.unreached(reported, reason):
-                    writer.write_skipped(rows, "Stopped", reason)
+                    if isinstance(rows, Unreached):
+                        writer.write_skipped(rows.rows, "Stopped", reason,
+                                             usernames=rows.usernames, keys=rows.keys)
+                        rows = rows.rows
+                    else:
+                        writer.write_skipped(rows, "Stopped", reason)
                     unreached += int(rows.size)
             progress.add_counts(Counters({Status.SKIPPED.value: unreached},
                                          {"Stopped": unreached} if unreached else {}))
