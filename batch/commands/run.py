@@ -37,7 +37,7 @@ from batch.pace.controllers import RateController
 from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
-from batch.pace.retrying import Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan.schema import PoolSchema
@@ -353,13 +353,27 @@ class Job:
         try:
             with self.pipeline.handled():
                 if self.needs_lookup or self.records_undo:
-                    self.open_lookup(scan, self.stop_event)
+                    try:
+                        self.open_lookup(scan, self.stop_event)
+                    except Cancelled:
+                        if not self.pipeline.signals.code:
+                            raise
+                        return self._stopped_reading()
                 return self.pipeline.apply(work, header=header, state=state, plan=plan,
                                            quotas=self.quotas, controller=self._controller(),
                                            started=started)  # fmt: skip
         finally:
             if self.lookup is not None:
                 self.lookup.close()
+
+    def _stopped_reading(self) -> JobResult:
+        """A signal while the pool was read, before the first write: the signal's code (143,
+        130, 129), so a scheduler retries the job, and nothing to resume (nothing written)."""
+        signals, report = self.pipeline.signals, self.files.report
+        self.log.warning(f"{signals.reason} while reading the pool's users; "
+                         "nothing was written: run the same command again",
+                         exit_code=signals.code)  # fmt: skip
+        return JobResult(signals.code, {"stopped": signals.reason, "report": None}, report)
 
     def _dry_run(self, scan: KeyScan, plan: PlanSummary) -> JobResult:
         if self.needs_lookup:
