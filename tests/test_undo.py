@@ -466,26 +466,35 @@ def test_time_in_resolve_counts_in_the_window() -> None:
 
 
 def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
-    # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator
+    # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator, whose
+    # journal records the pool the run wrote to, and whose undo file names another
     from batch.commands.run import needs_confirmation
     from batch.commands.undo import undo_config
+    from batch.record.journal import Journal, JournalHeader, journal_path
 
     def is_emulator(url: str) -> bool:
         return url == "http://127.0.0.1:4566"  # what answers /_emulator/identity here
 
     for endpoint, asks in (("", True), ("http://127.0.0.1:4566", False)):
         report = tmp_path / f"r{int(asks)}.csv"
-        log = UndoLog(undo_path(report), {"pool": "us-east-1_AbC123", "region": "eu-west-1",
+        Journal(journal_path(report),
+                JournalHeader("x", "s", "us-east-1_AbC123", "eu-west-1")).close()  # fmt: skip
+        log = UndoLog(undo_path(report), {"pool": "us-east-1_Other", "region": "us-west-2",
                                           "endpoint_url": endpoint})  # fmt: skip
         log.close()
 
         # WHEN its undo is configured (the endpoint given again: never taken from the file),
-        # THEN a real pool asks unless --yes, the emulator never
+        # THEN the pool is the journal's, never the undo file's, and a real pool asks unless
+        # --yes, the emulator never
         config, header = undo_config(str(report), {"endpoint_url": endpoint or None})
         assert (config.user_pool_id, config.region) == ("us-east-1_AbC123", "eu-west-1")
         assert needs_confirmation(config, is_emulator=is_emulator) is asks
         unasked = undo_config(str(report), {"confirm": False, "endpoint_url": endpoint or None})
         assert needs_confirmation(unasked[0], is_emulator=is_emulator) is False
+        # ... and --user-pool-id naming another pool than the run's is refused
+        with pytest.raises(UsageError, match="wrote to us-east-1_AbC123"):
+            undo_config(str(report), {"user_pool_id": "us-east-1_Other",
+                                      "endpoint_url": endpoint or None})  # fmt: skip
         if endpoint:  # THEN without it again, the undo refuses rather than guess
             with pytest.raises(UsageError, match="endpoint-url"):
                 undo_config(str(report), {})

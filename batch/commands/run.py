@@ -321,7 +321,8 @@ class Job:
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
-        header = JournalHeader(self.watch.hashed(), config.fingerprint())
+        header = JournalHeader(self.watch.hashed(), config.fingerprint(), config.user_pool_id,
+                               self.gateway.region)  # fmt: skip
         work = RunWork(self, scan, header, self._undo_header(header))
         # The journal before the pool: a run that cannot resume is refused, and a lost report
         # rebuilt, without a network call.
@@ -332,6 +333,7 @@ class Job:
                 return self.pipeline.rebuild(work, state, started=started,
                                              region=self.gateway.region)  # fmt: skip
             state = None  # a finished run's journal is simply replaced by this one
+        work.journaled = state.finished if state is not None else None
         self.load_schema()
         self.read_quotas()
         done = state.finished if state is not None else RowSet(scan.last_input_row)

@@ -122,6 +122,7 @@ class RunWork(Work):
         self.job, self.scan, self.header, self.undo_header = job, scan, header, undo_header
         self.hint = KeyHint(job.config.key)
         self.undo_log: UndoLog | None = None
+        self.journaled: RowSet | None = None  # a resume's finished rows (their lines carried)
         self._resolve: Resolve | None = None
 
     def writer(self) -> Any:
@@ -135,13 +136,17 @@ class RunWork(Work):
         job, sinks = self.job, [_HintSink(self.hint)]
         self._resolve = job.resolver
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
-            self.undo_log = UndoLog(job.files.before_images, self.undo_header)
+            self.undo_log = UndoLog(job.files.before_images, self.undo_header,
+                                    journaled=self.journaled)  # fmt: skip
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
             sinks.append(_BeforeImagesSink(self.undo_log))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
 
     def resolve(self) -> Resolve | None:
         return self._resolve
+
+    def image(self, row: int) -> str:
+        return self.undo_log.take(row) if self.undo_log is not None else ""
 
     def feed(
         self, reported: RowSet, stop: Callable[[str], None]

@@ -205,7 +205,8 @@ class Pipeline:
             raise
         progress.add_counts(carried)
         brake = Brake(FailureLimit.parse(config.max_failures))
-        journal_sink, report_sink = JournalSink(self.journal), ReportSink(writer, reported)
+        journal_sink = JournalSink(self.journal, work.image)
+        report_sink = ReportSink(writer, reported)
         progress_sink, own = ProgressSink(progress), work.sinks()
         fanout = Fanout([journal_sink, report_sink, *own],
                         [progress_sink, BrakeSink(brake, self.stop)])  # fmt: skip

@@ -76,6 +76,11 @@ class Work:
     def sinks(self) -> list[Sink]:
         return []
 
+    def image(self, row: int) -> str:
+        """The digest of the before-image recorded for ``row`` ('' for none), for its
+        journal line: what an undo checks the undo file against."""
+        return ""
+
     def started(self, runner: Runner) -> None:
         """The runner exists: a writer that paces a second call takes its pacer here."""
 

@@ -29,6 +29,7 @@ sends ``*_verified = true`` in the same call (no message), then puts the flag ba
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -43,6 +44,7 @@ from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup, same_value
 from batch.plan.schema import VERIFIED_FLAG
 from batch.record.layout import undo_path as undo_path  # named there, kept here for callers
+from batch.rowset import RowSet
 from batch.store.files import open_private
 
 VERSION = 1
@@ -74,6 +76,15 @@ class UndoRecord:
                    dict(record["wrote"]))  # fmt: skip
 
 
+def digest(record: UndoRecord) -> str:
+    """The image's digest: SHA-256 of its canonical JSON (keys sorted, no spaces), 128 bits
+    in hex. Kept in the run's journal line for the row, it is what ties the undo file to the
+    run: an image changed, added or dropped afterwards no longer matches (``undo_check``)."""
+    text = json.dumps(record.as_record(), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))  # fmt: skip
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
     """The record for ``update`` (final: resolved and diffed) against the user's ``current``."""
     wrote: dict[str, Value] = dict(update.attributes)
@@ -86,12 +97,18 @@ def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
 class UndoLog:
     """The before-image store: appends records durably before their writes. Thread-safe."""
 
-    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+    def __init__(
+        self, path: Path, header: Mapping[str, Any], *, journaled: RowSet | None = None
+    ) -> None:
         self.path = path
         self.records = 0  # written by this process
         self.fsyncs = 0
         self.fsync_seconds = 0.0
         self._done = bytearray()  # rows with an image already (a bitmap: 1 bit a row)
+        # Each image's digest until its row's journal line takes it (``take``): the rows in
+        # flight, and on a resume the earlier attempt's images whose rows are not
+        # ``journaled`` (finished, their lines carried with their digests) yet.
+        self._digests: dict[int, str] = {}
         previous = _read_header(path)
         resume = previous is not None and not previous[1] and all(
             previous[0].get(k) == header.get(k) for k in SAME_RUN
@@ -99,6 +116,8 @@ class UndoLog:
         if resume:
             for record in iter_records(path):
                 self._mark(record.row)
+                if journaled is None or record.row not in journaled:
+                    self._digests[record.row] = digest(record)
         self._handle: IO[str] = open_private(path, "a" if resume else "w", encoding="utf-8")
         if not resume:
             self._handle.write(json.dumps({"undo": VERSION, **header}) + "\n")
@@ -121,10 +140,16 @@ class UndoLog:
         byte = row >> 3
         return byte < len(self._done) and bool(self._done[byte] & (1 << (row & 7)))
 
+    def take(self, row: int) -> str:
+        """The digest of ``row``'s image for its journal line ('' when it has none), once."""
+        with self._cond:
+            return self._digests.pop(row, "")
+
     def record(self, image: UndoRecord) -> None:
         """Append ``image`` and return once it is on disk (group commit, see the module)."""
         line = json.dumps(image.as_record(), ensure_ascii=False) + "\n"
         with self._cond:
+            self._digests[image.row] = digest(image)
             self._handle.write(line)
             self._handle.flush()
             self._mark(image.row)
