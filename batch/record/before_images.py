@@ -242,6 +242,14 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bool] | None:
     return header, any(r.get("complete") for r in lines)
 
 
+def unfinished_images(path: Path) -> int:
+    """How many before-images an unfinished run left in ``path`` (0: none, or it finished)."""
+    found = _read_header(path)
+    if found is None or found[1]:
+        return 0
+    return sum(1 for record in _lines(path) if "row" in record)
+
+
 def read_header(path: Path) -> dict[str, Any]:
     """The header of an undo file; a UsageError naming the file when there is none."""
     found = _read_header(path)
