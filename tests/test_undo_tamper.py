@@ -157,3 +157,34 @@ def test_the_summary_gives_the_undo_no_profile(ran: dict[str, Any]) -> None:
     config, _ = undo_config(str(ran["report"]), {"endpoint_url": ran["emulator"].endpoint_url})
     assert not config.profile and not config.client_metadata
     assert config.workers == 3
+
+
+def test_a_resume_refuses_an_earlier_image_naming_another_user(tmp_path: Path) -> None:
+    # GIVEN an unfinished run's undo file where row 2's image (not journaled yet: the run was
+    # killed) was edited to name another user
+    from batch.errors import FatalError
+    from batch.models import UserUpdate
+    from batch.record.before_images import BeforeImages, Remembering, UndoLog, UndoRecord
+
+    header = {"pool": "p", "input_sha256": "x", "settings": "s"}
+    log = UndoLog(tmp_path / "r.csv.undo.jsonl", header)
+    log.record(UndoRecord(2, "victim", {"email": "attacker@example.com"}, {"email": "x@y.z"}))
+    log.close()
+    resumed = UndoLog(tmp_path / "r.csv.undo.jsonl", header)
+
+    class Found:
+        reads = 0
+
+        def find(self, key: str) -> list[dict[str, str]]:
+            return [{"username": key}]
+
+        def close(self) -> None:
+            pass
+
+    step = BeforeImages(lambda u: u, Remembering(Found()), resumed)  # type: ignore[arg-type]
+    # WHEN the resumed run reaches row 2 (user u2)  THEN it stops: the journal must not vouch
+    # for that image; a row whose image names its own user goes on
+    with pytest.raises(FatalError, match="another user"):
+        step(UserUpdate(2, "u2", (("email", "x@y.z"),)))
+    assert step(UserUpdate(3, "u3", (("email", "x@y.z"),))).row == 3
+    resumed.close()

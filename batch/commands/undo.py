@@ -4,15 +4,23 @@ Undo is a run like any other: the undo file's records become planned ``UserUpdat
 through the same ``Runner`` (one pacer under the UserUpdate quota, read with
 GetProvisionedLimit, and the run's controller for the run's rate: ``rate_plan.py``; the same
 retries, the brake), with a journal beside its report so rerunning the command resumes it,
-one result row per record, and the same confirmation on a real pool. Each record is planned as it is
-applied: the user is read (AdminGetUser, at the read quota) right before its write, so the
-conflict check sees the value as it is then, and ``undo.plan_restore`` decides: ``updated``
+one result row per record, and the same confirmation on a real pool (the plan names the
+pool). Each record is planned as it is applied: the user is read (AdminGetUser, at the read
+quota) right before its write, so the conflict check sees the value as it is then, and ``undo.plan_restore`` decides: ``updated``
 (restored), ``unchanged`` (nothing to restore: the run's write never landed, or an earlier
 undo did it), ``skipped`` ``Conflict`` (changed again since; ``--force`` restores anyway).
 
 Reads are per row rather than a snapshot: every record is a likely write, the reads (~100/s)
 keep ahead of the writes (25/s), and a snapshot taken minutes earlier would miss a change
 made since, which is what the conflict check is for.
+
+Nothing in the undo file is trusted on its own word (``record.undo_check``, docs/undo.md):
+before any call it is checked against the run's journal, which holds each image's digest and
+the pool the run wrote to. The undo writes only to that pool (``--user-pool-id`` must name
+it), only the users and attributes of images the journal vouches for, and refuses an undo
+file changed after the run wrote it (another pool, user, attribute or value, a record dropped
+or added). Someone who can rewrite the journal too is out of its reach. Credentials, profile
+and client metadata never come from a file.
 
 The undo of ``reports/x.csv`` is reported in ``reports/x.undo.csv`` (``--report`` to choose;
 never the run's own files, nor its before-images: the one output guard, ``engine.pipeline``).

@@ -14,6 +14,9 @@ correct undo. Workers share the fsyncs (group commit): a worker whose record is 
 disk either runs the next fsync, covering every record written so far, or waits for the one
 running. With one row in flight that is one fsync per row; with eight, about one per eight.
 
+Each image's digest (``digest``) goes into its row's journal line, which is what ``undo``
+checks this file against (``undo_check``): the file alone cannot aim an undo.
+
 Resume keeps the first image: a rerun of an unfinished run appends to the same file and never
 records a row again, because after a crash the user may already hold the run's values.
 
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from batch.errors import UsageError
+from batch.errors import FatalError, UsageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup, same_value
 from batch.plan.schema import VERIFIED_FLAG
@@ -109,6 +112,7 @@ class UndoLog:
         # flight, and on a resume the earlier attempt's images whose rows are not
         # ``journaled`` (finished, their lines carried with their digests) yet.
         self._digests: dict[int, str] = {}
+        self._users: dict[int, str] = {}  # the user each of those earlier images names
         previous = _read_header(path)
         resume = previous is not None and not previous[1] and all(
             previous[0].get(k) == header.get(k) for k in SAME_RUN
@@ -118,6 +122,7 @@ class UndoLog:
                 self._mark(record.row)
                 if journaled is None or record.row not in journaled:
                     self._digests[record.row] = digest(record)
+                    self._users[record.row] = record.username
         self._handle: IO[str] = open_private(path, "a" if resume else "w", encoding="utf-8")
         if not resume:
             self._handle.write(json.dumps({"undo": VERSION, **header}) + "\n")
@@ -139,6 +144,11 @@ class UndoLog:
     def has(self, row: int) -> bool:
         byte = row >> 3
         return byte < len(self._done) and bool(self._done[byte] & (1 << (row & 7)))
+
+    def earlier_user(self, row: int) -> str | None:
+        """The user an earlier attempt's image of ``row`` names, while its line is pending."""
+        with self._cond:
+            return self._users.get(row)
 
     def take(self, row: int) -> str:
         """The digest of ``row``'s image for its journal line ('' when it has none), once."""
@@ -342,7 +352,15 @@ class BeforeImages:
         self.lookup.take()
         resolved = self.resolve(update)
         users = self.lookup.take()
-        if isinstance(resolved, RowResult) or self.log.has(resolved.row):
+        if isinstance(resolved, RowResult):
+            return resolved
+        if self.log.has(resolved.row):
+            earlier = self.log.earlier_user(resolved.row)
+            if earlier is not None and earlier != resolved.username:
+                # Its journal line will vouch for that image: it must be this row's user.
+                raise FatalError("UndoFileChanged", f"{self.log.path}: row {resolved.row}'s "
+                                 "before-image names another user than the row; the file was "
+                                 "changed after the run wrote it")  # fmt: skip
             return resolved
         current = next((u for u in users or () if u.get("username") == resolved.username), None)
         if current is not None:
