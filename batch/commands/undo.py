@@ -8,7 +8,8 @@ one result row per record, and the same confirmation on a real pool (the plan na
 pool). Each record is planned as it is applied: the user is read (AdminGetUser, at the read
 quota) right before its write, so the conflict check sees the value as it is then, and
 ``undo.plan_restore`` decides: ``updated`` (restored), ``unchanged`` (nothing to restore:
-the run's write never landed, or an earlier undo did it), ``skipped`` ``Conflict`` (changed again since; ``--force`` restores anyway).
+the run's write never landed, or an earlier undo did it), ``skipped`` ``Conflict`` (changed
+again since; ``--force`` restores anyway).
 
 Reads are per row rather than a snapshot: every record is a likely write, the reads (~100/s)
 keep ahead of the writes (25/s), and a snapshot taken minutes earlier would miss a change
