@@ -204,6 +204,9 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
     add("--force", action="store_true",
         help="restore attributes changed again since the run too (no Conflict)")  # fmt: skip
     add("--report", help="the undo's report (default REPORT with .undo before its suffix)")
+    add("--user-pool-id", dest="user_pool_id",
+        help="the pool to restore; must be the one the run wrote to, which its journal records "
+        "(the default); never taken from the undo file")  # fmt: skip
     add("--rate", help="calls per second (25), a share of the enforced quota (80%%), or "
         "'auto' (default: the run's)")
     add("--workers", type=int)

@@ -15,8 +15,9 @@ from helpers import report_rows
 
 from batch.commands.run import EXIT_ROWS, Job
 from batch.config import JobConfig, build_config
-from batch.errors import ResumeError
+from batch.errors import ResumeError, UsageError
 from batch.models import RowResult, Status
+from batch.record.before_images import undo_path
 from batch.record.journal import Journal, JournalHeader, journal_path, read_journal
 from batch.store.storage import file_sha256
 
@@ -174,7 +175,13 @@ def test_an_unfinished_journal_of_another_input_is_a_resume_error(tmp_path: Path
         run(job_config(report, input=other), fake)
     assert fake.calls == []
 
-    # WHEN it runs with --fresh, THEN it ignores the journal and does every row
+    # WHEN it runs with --fresh, THEN it is refused while the interrupted run's before-images
+    # are there (the journal it would discard vouches for them)
+    with pytest.raises(UsageError, match="before-images"):
+        run(job_config(report, input=other, fresh=True), fake)
+    assert fake.calls == []
+    # ... and once they are moved aside, it ignores the journal and does every row
+    undo_path(report).rename(tmp_path / "kept.undo.jsonl")
     result = run(job_config(report, input=other, fresh=True), fake)
     assert result.summary["resumed_rows"] == 0
     assert sorted(report_rows(report)) == list(range(1, demo_rows() + 2))

@@ -345,3 +345,24 @@ def test_file_sha256(tmp_path: Path) -> None:
     assert file_sha256(path) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_a_line_with_an_image_digest_reads_as_before_and_old_lines_have_none(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a journal with a line of the old shape (no image field) and one with a digest
+    path = tmp_path / "r.csv.journal"
+    header = JournalHeader("x", "s", "us-east-1_A", "eu-west-1")
+    journal = Journal(path, header)
+    journal.write(RowResult(1, "a", Status.UPDATED, attempts=1))
+    journal.write(RowResult(2, "b", Status.UPDATED, attempts=1), "ab" * 16)
+    journal.close()
+
+    # WHEN read back  THEN both rows are finished, the result fields are as written, the
+    # digest is there for the second only, and the header names the pool (not compared)
+    state = read_journal(path)
+    assert state is not None and 1 in state.finished and 2 in state.finished
+    assert [r.username for r in state.records()] == ["a", "b"]
+    assert [(row, image) for row, _, _, _, image in state.images()] == [(1, ""), (2, "ab" * 16)]
+    assert (state.header.pool, state.header.region) == ("us-east-1_A", "eu-west-1")
+    assert state.header == JournalHeader("x", "s")

@@ -10,6 +10,9 @@ or throttles a named operation (``inject``).
    -> test_a_throttled_read_is_not_a_row_failure
 3. A read cancelled by a stop is ``skipped`` (Stopped), never ``failed,Cancelled``.
    -> test_a_cancelled_read_is_skipped
+4. SIGTERM or SIGINT while the pool is read (before the first write) exits 143/130, not 2,
+   so a scheduler retries the job (issue 20 item 10).
+   -> test_a_signal_while_the_pool_is_read_exits_with_the_signals_code[SIGTERM|SIGINT]
 """
 
 from __future__ import annotations
@@ -110,3 +113,34 @@ def test_a_cancelled_read_is_skipped() -> None:
     result = resolver(UserUpdate(7, "u007", (("custom:tier", "b"),), ()))
     assert result == RowResult(7, "u007", Status.SKIPPED, error_code="Stopped",
                                error_message="interrupted by SIGTERM")  # fmt: skip
+
+
+@pytest.mark.parametrize(("signum", "expected"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_while_the_pool_is_read_exits_with_the_signals_code(
+    emulator: Any, make_pool: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], signum: str, expected: int,
+) -> None:  # fmt: skip
+    # GIVEN --skip-unchanged over a pool of several pages (a ListUsers snapshot), and the
+    # signal arriving as the first page is read
+    import os
+    import signal
+
+    from batch.cognito import CognitoGateway
+
+    pool, source = setup(emulator, make_pool, tmp_path, n=150)
+    real = CognitoGateway.list_users_page
+
+    def page(self: CognitoGateway, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(CognitoGateway, "list_users_page", real)
+        os.kill(os.getpid(), getattr(signal, signum))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CognitoGateway, "list_users_page", page)
+    # WHEN it runs
+    code = run(source, pool, emulator, tmp_path / "out.csv", "--skip-unchanged", "--rate",
+               "500")  # fmt: skip
+    # THEN it exits with the signal's code, says nothing was written, and wrote nothing
+    assert code == expected, capsys.readouterr().err
+    assert "nothing was written" in capsys.readouterr().err
+    assert accepted(emulator) == 0
+    assert not (tmp_path / "out.csv.journal").exists()

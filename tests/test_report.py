@@ -148,22 +148,26 @@ def test_a_parquet_report_streams_in_chunks_and_appears_only_when_closed(
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
-def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each(
+def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each_naming_its_user(
     tmp_path: Path, suffix: str
 ) -> None:
     # GIVEN a report with one result, then 100,000 rows a stopped run never reached
     path = tmp_path / f"r.{suffix}"
     writer = open_report(path)
     writer.write(results()[0])
-    writer.write_skipped(np.arange(2, 100_002, dtype=np.int64), "Stopped", "=by SIGTERM, \"x\"")
+    rows = np.arange(2, 100_002, dtype=np.int64)
+    names = [f"=u{row}" for row in rows.tolist()]  # a name a spreadsheet would run, too
+    writer.write_skipped(rows, "Stopped", "=by SIGTERM, \"x\"", usernames=names,
+                         keys=[""] * len(names))  # fmt: skip
     writer.close()
     # WHEN read back
     records = list(read_results(path))
-    # THEN each is one skipped row, the reason kept (defused in the CSV file, read back as it
-    # was), the other cells empty
+    # THEN each is one skipped row naming its user (the report is per user), the reason kept
+    # (defused in the CSV file, read back as it was), the other cells empty
     assert [r.row for r in records] == list(range(1, 100_002))
-    assert records[-1] == RowResult(100_001, "", Status.SKIPPED, error_code="Stopped",
+    assert records[-1] == RowResult(100_001, "=u100001", Status.SKIPPED, error_code="Stopped",
                                     error_message="=by SIGTERM, \"x\"")  # fmt: skip
+    assert [r.username for r in records[1:]] == names
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])

@@ -71,7 +71,7 @@ class SpyGateway(CognitoGateway):
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
-        self.sent: set[str] = set()  # departments, one per row
+        self.sent: set[str] = set()  # departments, one per row; and users read (AdminGetUser)
         self.calls = 0
         self.stop_at = 0
         self.at_stop: Callable[[], None] | None = None
@@ -95,6 +95,12 @@ class SpyGateway(CognitoGateway):
             stop()
         super().update_user_attributes(user_pool_id, username, attributes,
                                        client_metadata=client_metadata)  # fmt: skip
+
+
+    def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
+        with self._lock:
+            self.sent.add(f"read:{username}")
+        return super().get_user(user_pool_id, username)
 
 
 def input_rows(kinds: Sequence[str]) -> list[list[str]]:
@@ -124,7 +130,7 @@ def violations(rows: list[list[str]], report: dict[int, dict[str, str]], sent: s
         if got is None:
             found.append(("no report row", number, {}))
             continue
-        called = department in sent
+        called = department in sent or f"read:{username}" in sent  # a read is a call too
         if got["username"] != username:
             found.append(("not the input's username", number, got))
         if got["status"] in ("failed", "updated") and not called:
@@ -132,18 +138,6 @@ def violations(rows: list[list[str]], report: dict[int, dict[str, str]], sent: s
         if not called and got["status"] not in ("skipped", "invalid"):
             found.append(("never sent but not skipped", number, got))
     return found
-
-
-def known_defect(what: str, row: Mapping[str, str]) -> bool:
-    """The defects issue 20 item 8 names (owned by the engineer rewriting batch/engine and
-    batch/commands/run.py): rows a stopped run never reached are reported with an empty
-    username, and rows never sent are reported ``failed`` with FatalError or Cancelled."""
-    if what == "not the input's username":
-        return row.get("username") == "" and row.get("status") == "skipped"
-    if what in ("failed without a call", "never sent but not skipped"):
-        return row.get("status") == "failed" and row.get("error_code") in (
-            "FatalError", "Cancelled")  # fmt: skip
-    return False
 
 
 def run_scenario(
@@ -198,18 +192,14 @@ def test_every_input_row_has_one_report_row_naming_its_user(
     with tempfile.TemporaryDirectory() as tmp:
         rows, report, sent = run_scenario(emulator, make_pool, cognito_client, scenario,
                                           Path(tmp))  # fmt: skip
-    # THEN the report keeps the contract, the defects of issue 20 item 8 aside (the xfail
-    # test below holds them)
-    unknown = [v for v in violations(rows, report, sent) if not known_defect(v[0], v[2])]
-    assert unknown == [], scenario
+    # THEN the report keeps the contract
+    assert violations(rows, report, sent) == [], scenario
 
 
 STOPPED = Scenario(kinds=("valid",) * 40, workers=8, fault_rate=0.0, drop_rate=0.0,
                    stop="pool_deleted", stop_at=0.25, seed=1, rate="40", before_images=True)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 8: rows a stopped run never reached "
-                   "are reported with an empty username (batch/engine, batch/commands/run.py)")
 @pytest.mark.parametrize("stop", ["signal", "fatal", "pool_deleted"])
 def test_a_stopped_run_names_the_user_of_every_row(
     emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path, stop: str
@@ -222,9 +212,6 @@ def test_a_stopped_run_names_the_user_of_every_row(
             ] == []  # fmt: skip
 
 
-@pytest.mark.xfail(strict=False, reason="issue 20 item 8: rows never sent are reported failed "
-                   "with FatalError or Cancelled; seen in about half of these runs "
-                   "(batch/engine, batch/commands/run.py)")  # fmt: skip
 def test_a_row_never_sent_is_never_failed(
     emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path
 ) -> None:

@@ -644,3 +644,45 @@ def test_the_cap_note_names_the_default_bound_when_it_binds() -> None:
     assert notes == [runner.cap_note]
     assert f"the bound of {DEFAULT_WORKERS} calls in flight (--workers' default)" in notes[0]
     assert f"up to {MAX_WORKERS}" in notes[0]
+
+
+def test_a_fatal_read_stops_the_job_at_once_and_the_rows_after_it_are_skipped() -> None:
+    # GIVEN one worker and a resolve step (the read before the write) whose 3rd read is refused
+    # as the deleted pool's would be
+    from batch.pace.retrying import Cancelled
+
+    fake = FakeCognito(users(10))
+    out = Collected()
+    reads: list[int] = []
+
+    def resolve(item: UserUpdate) -> UserUpdate:
+        reads.append(item.row)
+        if item.row == 3:
+            raise FatalError("ResourceNotFoundException", "User pool does not exist.")
+        return item
+
+    runner = make_runner(fake, out, workers=1, resolve=resolve)
+
+    # WHEN ten rows are run
+    runner.run([update(i, f"u{i}") for i in range(1, 11)])
+
+    # THEN the refused read fails its row with Cognito's code and stops the job as fatal; no
+    # later row is read, written or failed: each is skipped, Stopped
+    results = out.by_row()
+    assert (results[3].status, results[3].error_code) == (Status.FAILED,
+                                                          "ResourceNotFoundException")
+    assert isinstance(runner.fatal, FatalError) and runner.stopping
+    assert reads == [1, 2, 3]
+    assert [(results[i].status, results[i].error_code) for i in range(4, 11)] == [
+        (Status.SKIPPED, "Stopped")] * 7
+    assert fake.calls == [("update", "u1"), ("update", "u2")]
+
+    # AND a read cancelled by the stop is skipped, Stopped, never failed with "Cancelled"
+    out2 = Collected()
+
+    def cancelled(item: UserUpdate) -> UserUpdate:
+        raise Cancelled("job stopping")
+
+    make_runner(FakeCognito(users(3)), out2, workers=1, resolve=cancelled).run(
+        [update(i, f"u{i}") for i in range(1, 4)])
+    assert {(r.status, r.error_code) for r in out2.results} == {(Status.SKIPPED, "Stopped")}

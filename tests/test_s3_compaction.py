@@ -7,10 +7,13 @@ items 7 and 10, the S3 parts). The emulator's moto S3 over HTTP; no boto3 mockin
    the puts finish, the deletes are left, the handler before it comes back.
    -> test_sigterm_during_publish_is_handled
 3. Without s3:DeleteObject a first run works; its segments stay, said once as a warning.
-   Replacing that finished run is refused naming s3:DeleteObject (not GetObject/ListBucket).
+   Replacing that finished run (--fresh) is refused naming s3:DeleteObject (not GetObject).
    -> test_without_delete_permission_a_run_works_and_warns_once
 4. ``--fresh`` discards a damaged S3 checkpoint that a plain rerun refuses.
    -> test_fresh_clears_a_damaged_checkpoint
+5. A run stopped while its end went to S3 (its compaction) is finished by the rerun with no
+   call, and its before-images are kept (issue 20 item 5).
+   -> test_a_finished_run_stopped_in_compaction_is_finished_not_redone
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_checkpoint import SEGMENTS, command, keys, prepare, s3_rows
+from test_checkpoint import SEGMENTS, command, get, keys, prepare, s3_rows
 
 from batch.cli import main
 from batch.models import RowResult, Status
@@ -143,8 +146,9 @@ def test_without_delete_permission_a_run_works_and_warns_once(
     assert len(err) == 1 and "s3:DeleteObject" in err[0] and "harmless" in err[0], err
     assert len(s3_rows(s3_client, bucket)) == 20
     assert keys(s3_client, bucket, SEGMENTS)
-    # WHEN the finished run is replaced, THEN one line naming the permission it lacks
-    assert main(args) == 2
+    # WHEN the finished run is replaced (--fresh: a plain rerun finishes it, no call), THEN
+    # one line naming the permission it lacks
+    assert main([*args, "--fresh"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "s3:DeleteObject" in err[0] and "GetObject" not in err[0], err
 
@@ -170,3 +174,30 @@ def test_fresh_clears_a_damaged_checkpoint(
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 11))
     assert {r["status"] for r in rows} == {"updated"}
     assert keys(s3_client, bucket, SEGMENTS) == []
+
+
+def test_a_finished_run_stopped_in_compaction_is_finished_not_redone(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN a run with before-images that finished, its segments left in S3 as a stop during
+    # the compaction leaves them (here: the deletes denied)
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, 20)
+    emulator.configure(quotas={"UserUpdate": 1000})
+    emulator.s3.deny(bucket, "out/", action="DeleteObject")
+    args = command(pool, emulator, bucket, "--rate", "500", "--undo")
+    assert main(args) == 0
+    assert keys(s3_client, bucket, SEGMENTS)
+    images = get(s3_client, bucket, "out/report.csv.undo.jsonl")
+    emulator.s3.reset()
+    emulator.reset()
+    capsys.readouterr()
+    # WHEN the scheduler retries it
+    code = main(args)
+    # THEN it finishes the compaction with no Cognito call, the run's exit code, and the
+    # before-images in S3 are the run's
+    assert code == 0
+    assert emulator.stats()["operations"].get("AdminUpdateUserAttributes", {}).get("calls", 0) == 0
+    assert keys(s3_client, bucket, SEGMENTS) == []
+    assert get(s3_client, bucket, "out/report.csv.undo.jsonl") == images
+    assert len(s3_rows(s3_client, bucket)) == 20

@@ -466,26 +466,35 @@ def test_time_in_resolve_counts_in_the_window() -> None:
 
 
 def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
-    # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator
+    # GIVEN the before-images of a run on a real pool (no endpoint) and on the emulator, whose
+    # journal records the pool the run wrote to, and whose undo file names another
     from batch.commands.run import needs_confirmation
     from batch.commands.undo import undo_config
+    from batch.record.journal import Journal, JournalHeader, journal_path
 
     def is_emulator(url: str) -> bool:
         return url == "http://127.0.0.1:4566"  # what answers /_emulator/identity here
 
     for endpoint, asks in (("", True), ("http://127.0.0.1:4566", False)):
         report = tmp_path / f"r{int(asks)}.csv"
-        log = UndoLog(undo_path(report), {"pool": "us-east-1_AbC123", "region": "eu-west-1",
+        Journal(journal_path(report),
+                JournalHeader("x", "s", "us-east-1_AbC123", "eu-west-1")).close()  # fmt: skip
+        log = UndoLog(undo_path(report), {"pool": "us-east-1_Other", "region": "us-west-2",
                                           "endpoint_url": endpoint})  # fmt: skip
         log.close()
 
         # WHEN its undo is configured (the endpoint given again: never taken from the file),
-        # THEN a real pool asks unless --yes, the emulator never
+        # THEN the pool is the journal's, never the undo file's, and a real pool asks unless
+        # --yes, the emulator never
         config, header = undo_config(str(report), {"endpoint_url": endpoint or None})
         assert (config.user_pool_id, config.region) == ("us-east-1_AbC123", "eu-west-1")
         assert needs_confirmation(config, is_emulator=is_emulator) is asks
         unasked = undo_config(str(report), {"confirm": False, "endpoint_url": endpoint or None})
         assert needs_confirmation(unasked[0], is_emulator=is_emulator) is False
+        # ... and --user-pool-id naming another pool than the run's is refused
+        with pytest.raises(UsageError, match="wrote to us-east-1_AbC123"):
+            undo_config(str(report), {"user_pool_id": "us-east-1_Other",
+                                      "endpoint_url": endpoint or None})  # fmt: skip
         if endpoint:  # THEN without it again, the undo refuses rather than guess
             with pytest.raises(UsageError, match="endpoint-url"):
                 undo_config(str(report), {})
@@ -515,3 +524,60 @@ def test_before_images_default_on_for_a_real_pool_off_for_the_emulator(
     assert records("http://127.0.0.1:9") is True  # nothing answers there: not our emulator
     assert records(emulator.endpoint_url, undo=True) is True
     assert records("http://127.0.0.1:9", undo=False) is False
+
+
+def test_fresh_never_discards_an_unfinished_runs_before_images(
+    fast: Any, make_pool: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a run with before-images stopped by a fatal error after 4 writes
+    pool = make_pool(users=users(10))
+    names = [name(i) for i in range(1, 11)]
+    before = maps(fast, pool, names)
+    source = write_csv(tmp_path / "in.csv", ["username", "tier"], [[n, "gold"] for n in names])
+    report = tmp_path / "out.csv"
+    fast.inject("AdminUpdateUserAttributes", after=4, code="AccessDeniedException")
+    assert main(run_args(source, pool, fast, report, "--workers", "2")) == 2
+    kept = {p: p.read_bytes() for p in (undo_path(report), Path(f"{report}.journal"))}
+    fast.reset()
+    capsys.readouterr()
+
+    # WHEN it is run again with --fresh
+    code = main(run_args(source, pool, fast, report, "--fresh"))
+
+    # THEN refused (exit 2) naming the before-images and the ways out; nothing written, the
+    # images and the journal that vouches for them as they were
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "before-images" in err and "cognito-batch undo" in err
+    assert ops(fast, "AdminUpdateUserAttributes", "calls") == 0
+    assert {p: p.read_bytes() for p in kept} == kept
+    # ... and the stopped run can still be undone
+    assert undo(report, fast) == 0
+    assert maps(fast, pool, names) == before
+
+
+def test_undo_names_every_updated_row_it_has_no_image_for(
+    fast: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run whose first attempt recorded no before-images (stopped after 4 writes) and
+    # whose resume did: 4 users updated with no image
+    pool = make_pool(users=users(10))
+    names = [name(i) for i in range(1, 11)]
+    source = write_csv(tmp_path / "in.csv", ["username", "tier"], [[n, "gold"] for n in names])
+    report = tmp_path / "out.csv"
+    fast.inject("AdminUpdateUserAttributes", after=4, code="AccessDeniedException")
+    assert main(run_args(source, pool, fast, report, "--no-undo", "--workers", "1")) == 2
+    fast.reset()
+    assert main(run_args(source, pool, fast, report)) == 0
+
+    # WHEN it is undone
+    code = undo(report, fast)
+
+    # THEN the 6 with an image are restored, and each of the 4 without is named in the undo's
+    # report (skipped, NoBeforeImage), so the exit code says not everything came back
+    assert code == 1
+    rows = report_rows(tmp_path / "out.undo.csv")
+    missing = {r["username"] for r in rows.values() if r["error_code"] == "NoBeforeImage"}
+    assert missing == set(names[:4])
+    assert {r["status"] for r in rows.values() if r["username"] not in missing} == {"updated"}
+    assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in names[4:]} == {"silver"}

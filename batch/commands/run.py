@@ -37,15 +37,16 @@ from batch.pace.controllers import RateController
 from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
-from batch.pace.retrying import Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary, fill_plan
-from batch.record.before_images import Remembering
+from batch.record.before_images import Remembering, unfinished_images
 from batch.record.guard import InputWatch
 from batch.record.journal import VERSION, JournalHeader, JournalState
 from batch.record.layout import RunFiles
+from batch.record.summary import RunSummary
 from batch.rowset import RowSet
 from batch.store.storage import input_identity, is_s3
 from batch.view.logs import EventLog, version
@@ -325,8 +326,11 @@ class Job:
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
-        header = JournalHeader(self.watch.hashed(), config.fingerprint())
+        header = JournalHeader(self.watch.hashed(), config.fingerprint(), config.user_pool_id,
+                               self.gateway.region)  # fmt: skip
         work = RunWork(self, scan, header, self._undo_header(header))
+        if config.fresh and not config.dry_run:
+            _keep_images(files)
         # The journal before the pool: a run that cannot resume is refused, and a lost report
         # rebuilt, without a network call.
         state = None if config.dry_run else self.pipeline.resume(header, mismatch=_mismatch)
@@ -335,7 +339,12 @@ class Job:
                                                  and files.summary.is_file()):  # fmt: skip
                 return self.pipeline.rebuild(work, state, started=started,
                                              region=self.gateway.region)  # fmt: skip
+            if self.s3 is not None and state.version == VERSION:
+                # Stopped while its end was put in S3 (the compaction): a scheduler's retry
+                # finishes that (publish), calls nothing, and keeps the run's before-images.
+                return self._finished_already()
             state = None  # a finished run's journal is simply replaced by this one
+        work.journaled = state.finished if state is not None else None
         self.load_schema()
         self.read_quotas()
         done = state.finished if state is not None else RowSet(scan.last_input_row)
@@ -357,13 +366,39 @@ class Job:
         try:
             with self.pipeline.handled():
                 if self.needs_lookup or self.records_undo:
-                    self.open_lookup(scan, self.stop_event)
+                    try:
+                        self.open_lookup(scan, self.stop_event)
+                    except Cancelled:
+                        if not self.pipeline.signals.code:
+                            raise
+                        return self._stopped_reading()
                 return self.pipeline.apply(work, header=header, state=state, plan=plan,
                                            quotas=self.quotas, controller=self._controller(),
                                            started=started)  # fmt: skip
         finally:
             if self.lookup is not None:
                 self.lookup.close()
+
+    def _finished_already(self) -> JobResult:
+        """An ``s3://`` report whose run had finished (report and summary there): nothing to
+        apply; its exit code is the run's. ``--fresh`` replaces it instead."""
+        files = self.files
+        summary = RunSummary.of(files.report)
+        code = summary.exit_code if summary.exit_code is not None else EXIT_OK
+        if not self.config.quiet:
+            self.log.emit("finished", f"cognito-batch: {self._shown(files.report)}: this run "
+                          "had finished; its end is put in S3 again, no call made (--fresh "
+                          "runs it again)", report=self._shown(files.report))  # fmt: skip
+        return JobResult(code, summary.as_json(), files.report)
+
+    def _stopped_reading(self) -> JobResult:
+        """A signal while the pool was read, before the first write: the signal's code (143,
+        130, 129), so a scheduler retries the job, and nothing to resume (nothing written)."""
+        signals, report = self.pipeline.signals, self.files.report
+        self.log.warning(f"{signals.reason} while reading the pool's users; "
+                         "nothing was written: run the same command again",
+                         exit_code=signals.code)  # fmt: skip
+        return JobResult(signals.code, {"stopped": signals.reason, "report": None}, report)
 
     def _dry_run(self, scan: KeyScan, plan: PlanSummary) -> JobResult:
         if self.needs_lookup:
@@ -402,6 +437,20 @@ class Job:
                       estimated_seconds=round(plan.estimated_seconds, 1), rate=plan.rate,
                       counted=bool(plan.by_status), upper_bound=plan.upper_bound)  # fmt: skip
 
+
+
+def _keep_images(files: RunFiles) -> None:
+    """``--fresh`` discards the journal, and with it what vouches for an unfinished run's
+    before-images (``undo_check``): those are the only way back for the rows it wrote, so
+    it is refused while they are there, rather than rotate images no undo could trust."""
+    held = unfinished_images(files.before_images)
+    if held:
+        raise UsageError(
+            f"{files.before_images}: the before-images of {held} rows an unfinished run wrote; "
+            f"--fresh would discard the journal that vouches for them. Undo that run first "
+            f"(cognito-batch undo {files.report}), resume it (the same command without "
+            "--fresh), or move the report's files aside"
+        )
 
 
 def _begin_checkpoint(checkpoint: Checkpoint, s3: S3Report, resumed: bool) -> None:

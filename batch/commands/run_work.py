@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from batch.engine.work import Resolve, Work
+from batch.engine.work import Resolve, Unreached, Work
 from batch.inputs.datasets import dataset_parts
-from batch.inputs.reader import iter_rows
+from batch.inputs.reader import iter_column, iter_rows
 from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.mapping import Planner
@@ -30,6 +30,9 @@ from batch.view.messages import KeyHint
 
 if TYPE_CHECKING:
     from batch.engine.sinks import Sink
+
+#: Rows named per chunk of the unreached pass (the names of one chunk are held at a time).
+UNREACHED_CHUNK = 1 << 16
 
 #: ``run.Job``, which imports this module (typed loosely: no import back, no cycle).
 Job = Any
@@ -119,6 +122,7 @@ class RunWork(Work):
         self.job, self.scan, self.header, self.undo_header = job, scan, header, undo_header
         self.hint = KeyHint(job.config.key)
         self.undo_log: UndoLog | None = None
+        self.journaled: RowSet | None = None  # a resume's finished rows (their lines carried)
         self._resolve: Resolve | None = None
 
     def writer(self) -> Any:
@@ -132,13 +136,17 @@ class RunWork(Work):
         job, sinks = self.job, [_HintSink(self.hint)]
         self._resolve = job.resolver
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
-            self.undo_log = UndoLog(job.files.before_images, self.undo_header)
+            self.undo_log = UndoLog(job.files.before_images, self.undo_header,
+                                    journaled=self.journaled)  # fmt: skip
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
             sinks.append(_BeforeImagesSink(self.undo_log))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
 
     def resolve(self) -> Resolve | None:
         return self._resolve
+
+    def image(self, row: int) -> str:
+        return self.undo_log.take(row) if self.undo_log is not None else ""
 
     def feed(
         self, reported: RowSet, stop: Callable[[str], None]
@@ -151,16 +159,34 @@ class RunWork(Work):
             only=job.config.rows, foreign=scan.foreign,
         )  # fmt: skip
 
-    def unreached(self, reported: RowSet, reason: str) -> Iterator[np.ndarray]:
-        """Every row of the input with no result yet (never another shard's)."""
+    def unreached(self, reported: RowSet, reason: str) -> Iterator[np.ndarray | Unreached]:
+        """Every row of the input with no result yet (never another shard's), each named:
+        the input is read again, streamed, one chunk of names at a time. A changed input is
+        not read again (its rows are no longer the run's): those rows go unnamed."""
         foreign, rows = self.scan.foreign, self.job.config.rows
-        if not rows:
-            yield from reported.missing(self.scan.last_input_row, besides=foreign)
+        if rows:
+            wanted = [r for r in sorted(set(rows))
+                      if r not in reported and not (foreign is not None and r in foreign)]
+            chunks: Iterator[np.ndarray] = iter([np.array(wanted, dtype=np.int64)] if wanted
+                                                else [])  # fmt: skip
+        else:
+            chunks = reported.missing(self.scan.last_input_row, besides=foreign,
+                                      chunk=UNREACHED_CHUNK)  # fmt: skip
+        if self.job.watch.changed:
+            yield from chunks
             return
-        wanted = [r for r in sorted(set(rows))
-                  if r not in reported and not (foreign is not None and r in foreign)]
-        if wanted:
-            yield np.array(wanted, dtype=np.int64)
+        config = self.job.config
+        as_key = config.key != "username"
+        values = enumerate(iter_column(self.job.source, config.username_column), start=1)
+        at, value = 0, ""
+        for chunk in chunks:
+            names: list[str] = []
+            for row in chunk.tolist():
+                while at < row:
+                    at, value = next(values, (row, ""))
+                names.append(value)
+            blank = [""] * len(names)
+            yield Unreached(chunk, blank if as_key else names, names if as_key else blank)
 
     def stopped_job(self) -> bool:
         return bool(self.job.watch.changed)

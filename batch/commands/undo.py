@@ -4,15 +4,24 @@ Undo is a run like any other: the undo file's records become planned ``UserUpdat
 through the same ``Runner`` (one pacer under the UserUpdate quota, read with
 GetProvisionedLimit, and the run's controller for the run's rate: ``rate_plan.py``; the same
 retries, the brake), with a journal beside its report so rerunning the command resumes it,
-one result row per record, and the same confirmation on a real pool. Each record is planned as it is
-applied: the user is read (AdminGetUser, at the read quota) right before its write, so the
-conflict check sees the value as it is then, and ``undo.plan_restore`` decides: ``updated``
-(restored), ``unchanged`` (nothing to restore: the run's write never landed, or an earlier
-undo did it), ``skipped`` ``Conflict`` (changed again since; ``--force`` restores anyway).
+one result row per record, and the same confirmation on a real pool (the plan names the
+pool). Each record is planned as it is applied: the user is read (AdminGetUser, at the read
+quota) right before its write, so the conflict check sees the value as it is then, and
+``undo.plan_restore`` decides: ``updated`` (restored), ``unchanged`` (nothing to restore:
+the run's write never landed, or an earlier undo did it), ``skipped`` ``Conflict`` (changed
+again since; ``--force`` restores anyway).
 
 Reads are per row rather than a snapshot: every record is a likely write, the reads (~100/s)
 keep ahead of the writes (25/s), and a snapshot taken minutes earlier would miss a change
 made since, which is what the conflict check is for.
+
+Nothing in the undo file is trusted on its own word (``record.undo_check``, docs/undo.md):
+before any call it is checked against the run's journal, which holds each image's digest and
+the pool the run wrote to. The undo writes only to that pool (``--user-pool-id`` must name
+it), only the users and attributes of images the journal vouches for, and refuses an undo
+file changed after the run wrote it (another pool, user, attribute or value, a record dropped
+or added). Someone who can rewrite the journal too is out of its reach. Credentials, profile
+and client metadata never come from a file.
 
 The undo of ``reports/x.csv`` is reported in ``reports/x.undo.csv`` (``--report`` to choose;
 never the run's own files, nor its before-images: the one output guard, ``engine.pipeline``).
@@ -37,7 +46,7 @@ from batch.engine.pipeline import Pipeline
 from batch.engine.runner import Runner
 from batch.engine.work import Resolve, Work
 from batch.errors import UsageError
-from batch.models import JobResult, RowResult, UserUpdate
+from batch.models import JobResult, RowResult, Status, UserUpdate
 from batch.pace.pacer import Pacer, Waiter, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import rate_controller
@@ -56,22 +65,27 @@ from batch.record.guard import run_records
 from batch.record.journal import JournalHeader, JournalState
 from batch.record.layout import undo_path, undo_report_path
 from batch.record.summary import RunSummary
+from batch.record.undo_check import Checked, check, run_pool
 from batch.rowset import RowSet
 from batch.store.storage import file_sha256
 from batch.view.logs import EventLog
 
 Confirm = Callable[[PlanSummary], bool]
 #: Settings of the run that the undo keeps (how fast and how hard it tries, not what it writes).
+#: Never credentials, a profile or client metadata (values for Lambda triggers): a file does
+#: not choose who the undo is, nor what it sends besides the restore.
 KEPT = ("rate", "workers", "max_attempts", "max_row_seconds", "per_user_rate", "get_rate",
-        "client_metadata", "profile", "max_rate", "give_up_after")  # fmt: skip
+        "max_rate", "give_up_after")  # fmt: skip
 
 
 def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, dict[str, Any]]:
-    """The undo's settings: the pool from the undo file, speed from the run's summary (when
-    the run got to write one), flags over both. Returns the config and the file's header."""
+    """The undo's settings: the pool the run's journal records (``--user-pool-id``, when
+    given, must name it: ``undo_check.run_pool``), speed from the run's summary (when the run
+    got to write one), flags over both. Returns the config and the undo file's header."""
     path = Path(report)
     upath = undo_path(path)
     header = read_header(upath)
+    pool, region = run_pool(path, overrides.get("user_pool_id"), overrides.get("region"))
     data: dict[str, Any] = {}
     try:
         settings = RunSummary.of(path).settings
@@ -79,8 +93,7 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
     except (OSError, UsageError, TypeError):
         pass  # a run killed before its summary: the header has what matters
     data.update({
-        "input": str(upath), "user_pool_id": header["pool"],
-        "region": header.get("region") or "",
+        "input": str(upath), "user_pool_id": pool, "region": region,
         "report": str(undo_report_path(path)), "undo": False, "key": "username",
     })  # fmt: skip
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -147,16 +160,28 @@ class UndoResolver:
         self.types = types
         self.verified_by_message = verified_by_message
         self._pending: dict[int, UndoRecord] = {}  # rows fed, not yet resolved: the window
+        self.checked: Checked | None = None  # what the check let through (None: everything)
         self._lock = threading.Lock()
 
-    def items(self, path: Path, done: RowSet) -> Iterator[UserUpdate]:
-        """Placeholder updates, one a record; the record waits here for ``__call__``."""
+    def items(self, path: Path, done: RowSet) -> Iterator[UserUpdate | RowResult]:
+        """Placeholder updates, one a record the check let through (``undo_check``); the
+        record waits here for ``__call__``. The others, and the rows the run updated with no
+        image, are reported as what they are, with no call."""
+        checked = self.checked
         for record in iter_records(path):
             if record.row in done:
+                continue
+            if checked is not None and record.row not in checked.restorable:
+                yield _unrestored(record, checked)
                 continue
             with self._lock:
                 self._pending[record.row] = record
             yield UserUpdate(record.row, record.username, ())
+        for row, username in checked.unrestorable() if checked is not None else ():
+            if row not in done:
+                yield RowResult(row, username, Status.SKIPPED, error_code="NoBeforeImage",
+                                error_message="the run updated this user but recorded no "
+                                "before-image: undo cannot restore it")  # fmt: skip
 
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
         with self._lock:
@@ -166,6 +191,17 @@ class UndoResolver:
         return plan_restore(record, users[0] if users else None, force=self.force,
                             types=self.types,
                             verified_by_message=self.verified_by_message)  # fmt: skip
+
+
+def _unrestored(record: UndoRecord, checked: Checked) -> RowResult:
+    """A record the undo does not restore: its row has no journal line (a run killed before
+    it recorded the row), or the run sent no call for it."""
+    if record.row in checked.not_journaled:
+        return RowResult(record.row, record.username, Status.SKIPPED, error_code="NotJournaled",
+                         error_message="the run stopped before its journal recorded this row: "
+                         "its before-image cannot be checked, so it is not restored")  # fmt: skip
+    return RowResult(record.row, record.username, Status.UNCHANGED,
+                     error_message="the run wrote nothing for this row")  # fmt: skip
 
 
 class UndoWork(Work):
@@ -182,7 +218,9 @@ class UndoWork(Work):
     def resolve(self) -> Resolve:
         return self.resolver
 
-    def feed(self, reported: RowSet, stop: Callable[[str], None]) -> Iterator[UserUpdate]:
+    def feed(
+        self, reported: RowSet, stop: Callable[[str], None]
+    ) -> Iterator[UserUpdate | RowResult]:
         return self.resolver.items(self.job.path, reported)
 
     def started(self, runner: Runner) -> None:
@@ -242,11 +280,16 @@ class UndoJob:
     def _run(self) -> JobResult:
         config = self.config
         started = time.monotonic()
+        # Before any call: the undo file against the run's journal (who, what, where).
+        checked = check(self.of)
+        if config.user_pool_id != checked.pool:
+            raise UsageError(f"pool {config.user_pool_id}: the run being undone wrote to "
+                             f"{checked.pool} (its journal); an undo writes only there")
         schema = PoolSchema.from_describe(
             describe_pool(self.gateway, config.user_pool_id, self.stop_event))
         # As a run does: the undo writes (UserUpdate) and reads each user first (UserRead).
         self.quotas = read_quotas(self.gateway, ["UserUpdate", "UserRead"])
-        rows = sum(1 for _ in iter_records(self.path))
+        rows = sum(1 for _ in iter_records(self.path)) + len(checked.no_image)
         header = JournalHeader(file_sha256(self.path),
                                config.fingerprint() + (":force" if self.force else ""))
         state = None if config.dry_run else self.pipeline.resume(header, mismatch=_mismatch)
@@ -261,6 +304,7 @@ class UndoJob:
             lookup, force=self.force, verified_by_message=message_attrs,
             types={n: r.data_type for n, r in schema.rules.items()},
         )  # fmt: skip
+        resolver.checked = checked
         resumed = len(state.finished) if state is not None else 0
         plan = PlanSummary(
             pool_id=config.user_pool_id, pool_name=schema.pool_name, region=self.gateway.region,

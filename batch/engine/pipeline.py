@@ -40,7 +40,7 @@ from batch.engine.sinks import (
     ReportSink,
     TimelineSink,
 )
-from batch.engine.work import Work
+from batch.engine.work import Unreached, Work
 from batch.errors import ResumeError
 from batch.models import Counters, JobResult, Status
 from batch.pace.controllers import RateController
@@ -206,7 +206,8 @@ class Pipeline:
             raise
         progress.add_counts(carried)
         brake = Brake(FailureLimit.parse(config.max_failures))
-        journal_sink, report_sink = JournalSink(self.journal), ReportSink(writer, reported)
+        journal_sink = JournalSink(self.journal, work.image)
+        report_sink = ReportSink(writer, reported)
         progress_sink, own = ProgressSink(progress), work.sinks()
         fanout = Fanout([journal_sink, report_sink, *own],
                         [progress_sink, BrakeSink(brake, self.stop)])  # fmt: skip
@@ -240,7 +241,12 @@ class Pipeline:
             with fanout.lock:
                 reason = runner.stop_reason or "not reached"
                 for rows in work.unreached(reported, reason):
-                    writer.write_skipped(rows, "Stopped", reason)
+                    if isinstance(rows, Unreached):
+                        writer.write_skipped(rows.rows, "Stopped", reason,
+                                             usernames=rows.usernames, keys=rows.keys)
+                        rows = rows.rows
+                    else:
+                        writer.write_skipped(rows, "Stopped", reason)
                     unreached += int(rows.size)
             progress.add_counts(Counters({Status.SKIPPED.value: unreached},
                                          {"Stopped": unreached} if unreached else {}))

@@ -311,9 +311,10 @@ class Runner:
         if self._resolve is not None:
             try:
                 resolved = self._resolve(update)
-            except TransientError as exc:  # a live lookup spent its retries: the endpoint too?
-                self._endpoint_failed(exc)
-                raise
+            except (CognitoError, Cancelled) as exc:  # a read's end is the row's, as a write's
+                if isinstance(exc, TransientError):  # it spent its retries: the endpoint too?
+                    self._endpoint_failed(exc)
+                return self._result(update, 0, exc, int((self._clock() - started) * 1000))
             with self._lock:
                 self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * (self._clock() - started)
             if isinstance(resolved, RowResult):

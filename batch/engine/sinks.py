@@ -87,11 +87,12 @@ class JournalSink:
     """Every result, durable first. Closed last, after the summary: ``complete`` vouches for
     the report and summary, so it is written only once they are on disk."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, image: Callable[[int], str] | None = None) -> None:
         self.journal = journal
+        self.image = image  # a row's before-image digest, for its line (``Work.image``)
 
     def on_result(self, result: RowResult) -> None:
-        self.journal.write(result)
+        self.journal.write(result, self.image(result.row) if self.image is not None else "")
 
     def close(self, finished: bool) -> None:
         try:

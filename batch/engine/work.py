@@ -20,7 +20,8 @@ new subclasses, not new pipelines. What a kind decides:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,16 @@ from batch.rowset import RowSet
 from batch.view.logs import EventLog
 
 Resolve = Callable[[UserUpdate], UserUpdate | RowResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """Rows a stopped feed never read, with their users as the input names them (the
+    report is per user): ``usernames`` and ``keys`` one a row, as a planned row has them."""
+
+    rows: np.ndarray
+    usernames: Sequence[str]
+    keys: Sequence[str]
 
 
 class Work:
@@ -56,13 +67,19 @@ class Work:
         """The set of reported rows for a fresh start (sized when the count is known)."""
         return RowSet()
 
-    def unreached(self, reported: RowSet, reason: str) -> Iterator[np.ndarray]:
-        """Rows a stopped feed never read, to be reported ``skipped`` in bulk; a feed that
-        reads to its end whatever happens (the runner reports each row) has none."""
+    def unreached(self, reported: RowSet, reason: str) -> Iterator[np.ndarray | Unreached]:
+        """Rows a stopped feed never read, to be reported ``skipped`` in bulk (named when it
+        can: ``Unreached``); a feed that reads to its end whatever happens (the runner
+        reports each row) has none."""
         return iter(())
 
     def sinks(self) -> list[Sink]:
         return []
+
+    def image(self, row: int) -> str:
+        """The digest of the before-image recorded for ``row`` ('' for none), for its
+        journal line: what an undo checks the undo file against."""
+        return ""
 
     def started(self, runner: Runner) -> None:
         """The runner exists: a writer that paces a second call takes its pacer here."""

@@ -14,6 +14,9 @@ correct undo. Workers share the fsyncs (group commit): a worker whose record is 
 disk either runs the next fsync, covering every record written so far, or waits for the one
 running. With one row in flight that is one fsync per row; with eight, about one per eight.
 
+Each image's digest (``digest``) goes into its row's journal line, which is what ``undo``
+checks this file against (``undo_check``): the file alone cannot aim an undo.
+
 Resume keeps the first image: a rerun of an unfinished run appends to the same file and never
 records a row again, because after a crash the user may already hold the run's values.
 
@@ -29,6 +32,7 @@ sends ``*_verified = true`` in the same call (no message), then puts the flag ba
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -38,11 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from batch.errors import UsageError
+from batch.errors import FatalError, UsageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup, same_value
 from batch.plan.schema import VERIFIED_FLAG
 from batch.record.layout import undo_path as undo_path  # named there, kept here for callers
+from batch.rowset import RowSet
 from batch.store.files import open_private
 
 VERSION = 1
@@ -74,6 +79,15 @@ class UndoRecord:
                    dict(record["wrote"]))  # fmt: skip
 
 
+def digest(record: UndoRecord) -> str:
+    """The image's digest: SHA-256 of its canonical JSON (keys sorted, no spaces), 128 bits
+    in hex. Kept in the run's journal line for the row, it is what ties the undo file to the
+    run: an image changed, added or dropped afterwards no longer matches (``undo_check``)."""
+    text = json.dumps(record.as_record(), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))  # fmt: skip
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
     """The record for ``update`` (final: resolved and diffed) against the user's ``current``."""
     wrote: dict[str, Value] = dict(update.attributes)
@@ -86,12 +100,19 @@ def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
 class UndoLog:
     """The before-image store: appends records durably before their writes. Thread-safe."""
 
-    def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
+    def __init__(
+        self, path: Path, header: Mapping[str, Any], *, journaled: RowSet | None = None
+    ) -> None:
         self.path = path
         self.records = 0  # written by this process
         self.fsyncs = 0
         self.fsync_seconds = 0.0
         self._done = bytearray()  # rows with an image already (a bitmap: 1 bit a row)
+        # Each image's digest until its row's journal line takes it (``take``): the rows in
+        # flight, and on a resume the earlier attempt's images whose rows are not
+        # ``journaled`` (finished, their lines carried with their digests) yet.
+        self._digests: dict[int, str] = {}
+        self._users: dict[int, str] = {}  # the user each of those earlier images names
         previous = _read_header(path)
         resume = previous is not None and not previous[1] and all(
             previous[0].get(k) == header.get(k) for k in SAME_RUN
@@ -99,6 +120,9 @@ class UndoLog:
         if resume:
             for record in iter_records(path):
                 self._mark(record.row)
+                if journaled is None or record.row not in journaled:
+                    self._digests[record.row] = digest(record)
+                    self._users[record.row] = record.username
         self._handle: IO[str] = open_private(path, "a" if resume else "w", encoding="utf-8")
         if not resume:
             self._handle.write(json.dumps({"undo": VERSION, **header}) + "\n")
@@ -121,10 +145,21 @@ class UndoLog:
         byte = row >> 3
         return byte < len(self._done) and bool(self._done[byte] & (1 << (row & 7)))
 
+    def earlier_user(self, row: int) -> str | None:
+        """The user an earlier attempt's image of ``row`` names, while its line is pending."""
+        with self._cond:
+            return self._users.get(row)
+
+    def take(self, row: int) -> str:
+        """The digest of ``row``'s image for its journal line ('' when it has none), once."""
+        with self._cond:
+            return self._digests.pop(row, "")
+
     def record(self, image: UndoRecord) -> None:
         """Append ``image`` and return once it is on disk (group commit, see the module)."""
         line = json.dumps(image.as_record(), ensure_ascii=False) + "\n"
         with self._cond:
+            self._digests[image.row] = digest(image)
             self._handle.write(line)
             self._handle.flush()
             self._mark(image.row)
@@ -215,6 +250,14 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bool] | None:
     if header is None or header.get("undo") != VERSION:
         return None
     return header, any(r.get("complete") for r in lines)
+
+
+def unfinished_images(path: Path) -> int:
+    """How many before-images an unfinished run left in ``path`` (0: none, or it finished)."""
+    found = _read_header(path)
+    if found is None or found[1]:
+        return 0
+    return sum(1 for record in _lines(path) if "row" in record)
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -309,7 +352,15 @@ class BeforeImages:
         self.lookup.take()
         resolved = self.resolve(update)
         users = self.lookup.take()
-        if isinstance(resolved, RowResult) or self.log.has(resolved.row):
+        if isinstance(resolved, RowResult):
+            return resolved
+        if self.log.has(resolved.row):
+            earlier = self.log.earlier_user(resolved.row)
+            if earlier is not None and earlier != resolved.username:
+                # Its journal line will vouch for that image: it must be this row's user.
+                raise FatalError("UndoFileChanged", f"{self.log.path}: row {resolved.row}'s "
+                                 "before-image names another user than the row; the file was "
+                                 "changed after the run wrote it")  # fmt: skip
             return resolved
         current = next((u for u in users or () if u.get("username") == resolved.username), None)
         if current is not None:

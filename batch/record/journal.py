@@ -4,12 +4,16 @@ The journal is a file beside the report (``REPORT.journal``). Version 2: one JSO
 then one short tab-separated line per result, each with its own checksum::
 
     {"journal": 2, "input_sha256": ..., "settings": ...}     the header
-    CRC32\\tROW\\tS\\tATTEMPTS\\tELAPSED_MS[\\tUSERNAME[\\tKEY[\\tCODE[\\tMESSAGE]]]]
+    CRC32\\tROW\\tS\\tATTEMPTS\\tELAPSED_MS[\\tUSERNAME[\\tKEY[\\tCODE[\\tMESSAGE[\\tIMAGE]]]]]
     CRC32\\t=complete                                             a run that ended
 
 ``CRC32`` is 8 hex digits over the rest of the line; ``S`` is the status's letter (``u``pdated,
 u``n``changed, ``i``nvalid, ``f``ailed, ``s``kipped); trailing empty fields are left out, and a
 backslash, tab, newline or carriage return in a text field is written ``\\\\ \\t \\n \\r``.
+``IMAGE`` is the digest of the row's before-image (``before_images.digest``), on the line of
+a row whose image the run recorded: what ``undo`` checks the undo file against (a journal
+written before it has no such field, and reads as before). The header also names the pool
+(``pool``, ``region``) the run wrote to: the one an undo may write to.
 
 Rows are keyed by the input's identity (SHA-256 of its bytes), the fingerprint of the settings
 that change what is written (pool, mapping, key, empty-cell rule ...), and the 1-based data row.
@@ -85,11 +89,12 @@ def _line(payload: bytes) -> bytes:
     return b"%08x\t%s\n" % (zlib.crc32(payload), payload)
 
 
-def encode(result: RowResult) -> bytes:
-    """One result as a journal line (checksum, fields, newline)."""
+def encode(result: RowResult, image: str = "") -> bytes:
+    """One result as a journal line (checksum, fields, newline); ``image``: the digest of
+    the row's before-image, when the run recorded one."""
     fields = [str(result.row), _LETTER[result.status], str(result.attempts),
               str(result.elapsed_ms), _escape(result.username), _escape(result.key),
-              _escape(result.error_code), _escape(result.error_message)]  # fmt: skip
+              _escape(result.error_code), _escape(result.error_message), image]  # fmt: skip
     while len(fields) > 4 and not fields[-1]:
         fields.pop()
     # surrogatepass: an exception's text may hold anything; it must round-trip, not raise.
@@ -115,9 +120,17 @@ def decode(payload: bytes) -> RowResult:
 class JournalHeader:
     input_sha256: str
     settings: str
+    # The pool written to (the fingerprint in ``settings`` holds it too, hashed): named so an
+    # undo can confirm where it writes. Not compared: ``settings`` already differs with it.
+    pool: str = field(default="", compare=False)
+    region: str = field(default="", compare=False)
 
     def as_record(self) -> dict[str, Any]:
-        return {"journal": VERSION, "input_sha256": self.input_sha256, "settings": self.settings}
+        record: dict[str, Any] = {"journal": VERSION, "input_sha256": self.input_sha256,
+                                  "settings": self.settings}  # fmt: skip
+        if self.pool:
+            record.update(pool=self.pool, region=self.region)
+        return record
 
 
 @dataclass(slots=True)
@@ -170,6 +183,12 @@ class JournalState:
         for _, p in self._entries(finished_only=False):
             yield RowResult(int(p[0]), p[4], _STATUS_OF[p[1]], int(p[2]), p[6], p[7], int(p[3]),
                             p[5])  # fmt: skip
+
+    def images(self) -> Iterator[tuple[int, str, int, str, str]]:
+        """Each row's last record as (row, status letter, attempts, username, image digest;
+        '' when the line has none), in journal order, streamed: what ``undo`` checks."""
+        for _, p in self._entries(finished_only=False):
+            yield int(p[0]), p[1], int(p[2]), p[4], p[8] if len(p) > 8 else ""
 
     def carried(self) -> Iterator[tuple[bytes, Cells]]:
         """The finished rows, as what a resume copies: the journal line as it is (into the
@@ -243,7 +262,8 @@ def _header(path: Path, first: bytes) -> tuple[JournalHeader, int]:
     try:
         record = json.loads(first)
         version = record["journal"]
-        header = JournalHeader(str(record["input_sha256"]), str(record["settings"]))
+        header = JournalHeader(str(record["input_sha256"]), str(record["settings"]),
+                               str(record.get("pool") or ""), str(record.get("region") or ""))
     except (ValueError, KeyError, TypeError):
         raise ResumeError(
             f"{path}: not a cognito-batch journal; move it away or pass --fresh to replace it"
@@ -309,8 +329,8 @@ class Journal:
         while view:
             view = view[self._handle.write(view) or 0 :]
 
-    def write(self, result: RowResult) -> None:
-        line = encode(result)
+    def write(self, result: RowResult, image: str = "") -> None:
+        line = encode(result, image)
         with self._lock:
             self._append(line)
             self._pending += 1

@@ -7,7 +7,8 @@ streamed into a private temporary file that is renamed into place when the run e
 holds more than one chunk of rows. Every file is created owner-only (``batch/files.py``).
 
 Rows a stopped run never reached are written in one bulk pass (``write_skipped``): the same
-cells for every row but its number, so a 2 M-row input is reported in about a second.
+cells for every row but its number (and its user, when the input is read again to name it),
+so a 2 M-row input is reported in seconds.
 
 Attribute values are never copied into a report. CSV cells that begin with ``= + - @`` (or a
 tab or carriage return) are prefixed with ``'`` so a spreadsheet does not run them as formulas.
@@ -67,13 +68,24 @@ def neutralise(cell: object) -> object:
 class ReportWriter(Protocol):
     def write(self, result: RowResult) -> None: ...
     def write_cells(self, cells: Sequence[Any]) -> None: ...
-    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None: ...
+    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
+                      usernames: Sequence[str] | None = None,
+                      keys: Sequence[str] | None = None) -> None: ...  # fmt: skip
     def close(self) -> None: ...
 
 
 def _skipped_record(code: str, message: str) -> dict[str, Any]:
     """The report row of a row a stopped run never reached (its row number aside)."""
     return RowResult(0, "", Status.SKIPPED, error_code=code, error_message=message).as_record()
+
+
+def _named(writer: ReportWriter, rows: np.ndarray, record: dict[str, Any],
+           usernames: Sequence[str], keys: Sequence[str] | None) -> None:  # fmt: skip
+    """Skipped rows each naming its user: one row's cells at a time (the caller's chunk)."""
+    keys = keys if keys is not None else [""] * len(usernames)
+    for row, username, key in zip(rows.tolist(), usernames, keys, strict=True):
+        record.update(row=row, username=username, key=key)
+        writer.write_cells([record[c] for c in REPORT_COLUMNS])
 
 
 class _Flushing:
@@ -119,9 +131,14 @@ class CsvReport(_Flushing):
         )
         self._maybe_flush()
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
-        # Every cell but the row number is the same: quote it once, then join row numbers.
+    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
+                      usernames: Sequence[str] | None = None,
+                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
         record = _skipped_record(code, message)
+        if usernames is not None:
+            _named(self, rows, record, usernames, keys)
+            return
+        # Every cell but the row number is the same: quote it once, then join row numbers.
         line = io.StringIO()
         csv.writer(line).writerow([neutralise(record[c]) for c in REPORT_COLUMNS[1:]])
         tail = "," + line.getvalue()
@@ -140,8 +157,13 @@ class JsonlReport(_Flushing):
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._maybe_flush()
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
+    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
+                      usernames: Sequence[str] | None = None,
+                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
         record = _skipped_record(code, message)
+        if usernames is not None:
+            _named(self, rows, record, usernames, keys)
+            return
         text = json.dumps(record, ensure_ascii=False)
         head, tail = '{"row": ', text[text.index(",") :] + "\n"
         for start in range(0, rows.size, 65536):
@@ -198,11 +220,16 @@ class ParquetReport:
         self._writer.write_table(pa.table(columns, schema=self._schema))
         self._chunk = []
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str) -> None:
+    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
+                      usernames: Sequence[str] | None = None,
+                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
         import pyarrow as pa
 
-        self._flush()
         record = _skipped_record(code, message)
+        if usernames is not None:
+            _named(self, rows, record, usernames, keys)
+            return
+        self._flush()
         zeros = np.zeros(rows.size, dtype=np.int64)
         columns = {
             c: (pa.array(rows) if c == "row" else pa.array(zeros) if c in ("attempts", "elapsed_ms")
