@@ -20,7 +20,7 @@ new subclasses, not new pipelines. What a kind decides:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import numpy as np
 from batch.engine.runner import Runner, Writer
 from batch.engine.sinks import Sink
 from batch.models import RowResult, UserUpdate
+from batch.pace.controllers import RateController
 from batch.record.summary import RunSummary
 from batch.rowset import RowSet
 from batch.view.logs import EventLog
@@ -63,6 +64,11 @@ class Work:
 
     def sinks(self) -> list[Sink]:
         return []
+
+    def controllers(self) -> Mapping[str, RateController]:
+        """A controller for each quota category besides UserUpdate that its rows call (a
+        sync's UserCreation): each paced on its own lane (``engine.lanes``)."""
+        return {}
 
     def started(self, runner: Runner) -> None:
         """The runner exists: a writer that paces a second call takes its pacer here."""

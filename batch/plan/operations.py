@@ -25,6 +25,7 @@ class Kind(enum.StrEnum):
     REMOVE_FROM_GROUP = "remove_from_group"
     ADD_TO_GROUP = "add_to_group"
     ENABLE = "enable"
+    DELETE_USER = "delete_user"  # only undo's, of a user the run created
 
 
 #: Cognito's operation for each kind (an UPDATE with deletes also calls
@@ -36,6 +37,7 @@ OPERATION: dict[Kind, str] = {
     Kind.REMOVE_FROM_GROUP: "AdminRemoveUserFromGroup",
     Kind.ADD_TO_GROUP: "AdminAddUserToGroup",
     Kind.ENABLE: "AdminEnableUser",
+    Kind.DELETE_USER: "AdminDeleteUser",
 }
 CATEGORY: dict[Kind, str] = {
     kind: "UserCreation" if kind is Kind.CREATE else "UserUpdate" for kind in Kind
@@ -55,7 +57,7 @@ DEFAULT_RATES: dict[str, float] = {
 }  # fmt: skip
 # A leaver loses access first; a returning user is enabled last, once its groups are right.
 ORDER = (Kind.CREATE, Kind.DISABLE, Kind.UPDATE, Kind.REMOVE_FROM_GROUP, Kind.ADD_TO_GROUP,
-         Kind.ENABLE)  # fmt: skip
+         Kind.ENABLE, Kind.DELETE_USER)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +76,23 @@ class Operation:
     @property
     def operation(self) -> str:
         return OPERATION[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUpdate(UserUpdate):
+    """One row of a sync as one planned item through the pipeline's feed, resolve and runner
+    (``engine.work``): its attribute write (``attributes`` / ``deletes``, as a ``UserUpdate``)
+    plus the row's other wishes. The feed fills ``enabled`` / ``groups`` (None: the row says
+    nothing / groups are not synced); the resolve step, once it has read the user, fills
+    ``ops``, the fewest calls in ``ORDER``, which the runner sends one by one, each under its
+    own category's pacer. ``created_before``: an earlier attempt of this run created the user
+    (its before-image says so), so the row ends ``created`` even if no call is left."""
+
+    enabled: bool | None = None
+    groups: frozenset[str] | None = None
+    ops: tuple[Operation, ...] = ()
+    created_before: bool = False
+
+    @property
+    def creates(self) -> bool:
+        return self.created_before or any(op.kind is Kind.CREATE for op in self.ops)

@@ -203,7 +203,8 @@ def format_summary(summary: RunSummary | Mapping[str, Any]) -> str:
     lines = [
         f"cognito-batch: {s.rows} rows in {s.duration_s:.1f}s — "
         + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                    ("updated", "unchanged", "invalid", "failed", "skipped")),
+                    ("updated", "unchanged", "invalid", "failed", "skipped"))
+        + (f", created {counts['created']}" if counts.get("created") else ""),
         f"  calls {s.calls}, throttled {s.throttles}, faults retried "
         f"{s.faults}, achieved {s.achieved_rate:.1f} updates/s "
         f"(rate {s.rate}"
