@@ -362,6 +362,9 @@ class Job:
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
             self._plan_rate(plan)
+        if self.sync_setup is not None and config.disable_missing:
+            plan.disable_missing = len(self.sync_setup.leavers)  # listed first (describe)
+            plan.rows += plan.disable_missing
         if not config.quiet and not config.dry_run:
             self._log_plan(plan)
         if config.dry_run:

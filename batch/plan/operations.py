@@ -96,3 +96,20 @@ class SyncUpdate(UserUpdate):
     @property
     def creates(self) -> bool:
         return self.created_before or any(op.kind is Kind.CREATE for op in self.ops)
+
+
+def describe_ops(update: SyncUpdate) -> str:
+    """A row's planned calls in words (attribute and group names, never a value)."""
+    words = {Kind.CREATE: "create", Kind.DISABLE: "disable", Kind.ENABLE: "enable",
+             Kind.DELETE_USER: "delete the user"}  # fmt: skip
+    out = []
+    for op in update.ops:
+        if op.kind is Kind.UPDATE and op.update is not None:
+            out.append("update " + ", ".join(op.update.attribute_names))
+        elif op.kind is Kind.ADD_TO_GROUP:
+            out.append(f"add to {op.group}")
+        elif op.kind is Kind.REMOVE_FROM_GROUP:
+            out.append(f"remove from {op.group}")
+        else:
+            out.append(words[op.kind])
+    return "; ".join(out) or "nothing left to do"
