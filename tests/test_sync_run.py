@@ -187,8 +187,10 @@ def test_disable_missing_disables_the_absent_users_after_the_input(
     report = tmp_path / "r" / "report.csv"
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  clean_emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
-                 "--disable-missing"])  # fmt: skip
+                 "--disable-missing", "--undo", "--create-missing"])  # fmt: skip
     assert code == 0
+    # a leaver is not in the snapshot of the input's users: never taken for a joiner
+    assert "AdminCreateUser" not in clean_emulator.stats()["operations"]
     rows = report_rows(report)
     # u18 absent and enabled: disabled, as row 19 (after the input's 18); u19 needs nothing
     assert {r: (v["username"], v["status"]) for r, v in rows.items() if r > 18} == {
@@ -196,3 +198,9 @@ def test_disable_missing_disables_the_absent_users_after_the_input(
     enabled = {u["Username"]: u["Enabled"] for u in
                cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
     assert [n for n, e in sorted(enabled.items()) if not e] == ["u18", "u19"]
+    # ... and its undo enables the leaver again (and only it)
+    assert main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
+                 "--quiet"]) == 0  # fmt: skip
+    enabled = {u["Username"]: u["Enabled"] for u in
+               cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
+    assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]

@@ -42,7 +42,7 @@ from batch.plan.groups import (
 )
 from batch.plan.leavers import PoolUser, plan_disable_missing
 from batch.plan.lookup import PacedCall, key_of, same_value
-from batch.plan.operations import SyncUpdate
+from batch.plan.operations import Kind, Operation, SyncUpdate
 from batch.plan.sync_resolve import GroupSource
 from batch.specs import MaxDisable
 
@@ -167,7 +167,9 @@ class SyncSetup:
         """The users ``--disable-missing`` disables, after the input's rows."""
         for row, username in self.leavers:
             if row not in done:
-                yield SyncUpdate(row, username, (), enabled=False)
+                yield SyncUpdate(row, username, (), enabled=False, preplanned=True,
+                                 ops=(Operation(Kind.DISABLE, username),),
+                                 known=(("@enabled", "true"),))  # fmt: skip
 
 
 def _read_input(job: Job) -> tuple[set[str], list[frozenset[str] | None], list[Claim], list[str]]:

@@ -92,6 +92,10 @@ class SyncUpdate(UserUpdate):
     groups: frozenset[str] | None = None
     ops: tuple[Operation, ...] = ()
     created_before: bool = False
+    # Planned by the feed from what it already read (a ``--disable-missing`` leaver: listed
+    # enabled), not by the resolve step; ``known``: that state, for the before-image.
+    preplanned: bool = False
+    known: tuple[tuple[str, str], ...] = ()
 
     @property
     def creates(self) -> bool:

@@ -65,6 +65,8 @@ class SyncResolver:
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
         if not isinstance(update, SyncUpdate):
             return self.inner(update)
+        if update.preplanned:  # a leaver the feed listed: nothing to read (the snapshot
+            return update  # holds only the input's users)
         plain = UserUpdate(update.row, update.username, update.attributes, update.deletes,
                            key=update.key)  # fmt: skip
         resolved = self.inner(plain)

@@ -364,8 +364,10 @@ class BeforeImages:
         if isinstance(resolved, RowResult) or self.log.has(resolved.row):
             return resolved
         current = next((u for u in users or () if u.get("username") == resolved.username), None)
-        if current is None and isinstance(resolved, SyncUpdate) and resolved.creates:
-            current = {}  # a user this run creates: nothing before it, "created" recorded
+        if current is None and isinstance(resolved, SyncUpdate) and (
+                resolved.creates or resolved.preplanned):  # fmt: skip
+            # a user this run creates: nothing before it; a leaver: the state its listing read
+            current = dict(resolved.known)
         if current is not None:
             # A user the lookup did not find has no image: its write most likely fails
             # (UserNotFound); one created since the snapshot is not undone (README).
