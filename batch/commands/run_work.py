@@ -202,7 +202,8 @@ class RunWork(Work):
             input_sha256=None if job.watch.changed else self.header.input_sha256,
             input_parts=dataset_parts(job.source), shard=config.shard or None,
             client_metadata_keys=sorted(config.client_metadata),  # never its values
-            read_calls=job.lookup.reads if job.lookup is not None else 0,
+            read_calls=(job.lookup.reads if job.lookup is not None else 0) + (
+                job.sync_setup.read_calls() if job.sync_setup is not None else 0),
             lookup=job.lookup_mode,
             undo=None if self.undo_log is None else {
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},

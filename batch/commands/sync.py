@@ -76,6 +76,10 @@ class SyncSetup:
     reads: int = 0
     membership_read: str = ""
 
+    def read_calls(self) -> int:
+        """The reads the sync made besides the lookup's (listings, per-user memberships)."""
+        return self.reads + (self.groups.reads if self.groups is not None else 0)
+
     @classmethod
     def prepare(cls, job: Job, scan: KeyScan) -> SyncSetup:
         config, gateway, pool = job.config, job.gateway, job.config.user_pool_id
@@ -86,7 +90,9 @@ class SyncSetup:
         def paced(category: str) -> PacedCall:
             return PacedCall(Pacer(job.quotas.rates[category]), retrier, wait)
 
-        named, per_row, claims, usernames = _read_input(job)
+        aliases = alias_attributes(job.pool_description) if config.alias_check else frozenset()
+        aliases &= frozenset(job.columns.values())  # only the alias attributes it writes
+        named, per_row, claims, usernames = _read_input(job, aliases)
         if GROUPS_COLUMN in job.header or config.manage_groups:
             managed = managed_groups(per_row, config.manage_groups)
             pool_groups = read_pool_groups(gateway, pool, paced("UserPoolResourceRead"))
@@ -102,8 +108,6 @@ class SyncSetup:
                 source.known = read_per_group(gateway, pool, usernames, managed,
                                               paced("UserList"))  # fmt: skip
             setup.groups = source
-        aliases = alias_attributes(job.pool_description) if config.alias_check else frozenset()
-        claims = [c for c in claims if c.attribute in aliases]
         listing = config.disable_missing or (
             claims and _listing_is_cheaper(len(claims), job.pool_users))
         holders: dict[tuple[str, str], str] = {}
@@ -172,7 +176,9 @@ class SyncSetup:
                                  known=(("@enabled", "true"),))  # fmt: skip
 
 
-def _read_input(job: Job) -> tuple[set[str], list[frozenset[str] | None], list[Claim], list[str]]:
+def _read_input(
+    job: Job, aliases: frozenset[str]
+) -> tuple[set[str], list[frozenset[str] | None], list[Claim], list[str]]:
     """One pass over the input: the groups named, each row's groups, the alias claims of rows
     keyed by username, and the usernames of rows that sync groups."""
     named: set[str] = set()
@@ -180,9 +186,12 @@ def _read_input(job: Job) -> tuple[set[str], list[frozenset[str] | None], list[C
     claims: list[Claim] = []
     usernames: list[str] = []
     planner = job.planner()
-    check_aliases = job.config.alias_check and job.config.key == "username"
+    check_aliases = bool(aliases) and job.config.key == "username"
+    groups_column = GROUPS_COLUMN in job.header
+    if not groups_column and not check_aliases:
+        return named, per_row, claims, usernames  # nothing to learn: no pass over the input
     for row in iter_rows(job.source):
-        if GROUPS_COLUMN in row.values:
+        if groups_column and GROUPS_COLUMN in row.values:
             try:
                 groups = parse_groups(row.values[GROUPS_COLUMN])
             except ValueError:
@@ -194,8 +203,7 @@ def _read_input(job: Job) -> tuple[set[str], list[frozenset[str] | None], list[C
         if check_aliases:
             planned = planner.plan(row)
             if isinstance(planned, UserUpdate):
-                claims += claims_of([planned], frozenset(("email", "phone_number",
-                                                          "preferred_username")))  # fmt: skip
+                claims += claims_of([planned], aliases)
     return named, per_row, claims, usernames
 
 
