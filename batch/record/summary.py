@@ -180,8 +180,10 @@ class RunSummary:
 
 
 def status_counts(by_status: Mapping[str, int]) -> dict[str, int]:
-    """Every status, in order, zero when absent: the ``counts`` of a summary."""
-    return {s.value: int(by_status.get(s.value, 0)) for s in Status}
+    """Every status, in order, zero when absent: the ``counts`` of a summary. ``created``
+    only when a sync created users: a run that cannot create keeps its summary's shape."""
+    return {s.value: int(by_status.get(s.value, 0)) for s in Status
+            if s is not Status.CREATED or by_status.get(s.value)}  # fmt: skip
 
 
 def achieved_rate(updated: int, seconds: float) -> float:
