@@ -16,6 +16,7 @@ import ipaddress
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -332,11 +333,17 @@ class CognitoGateway:
         return pool
 
     def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
-        """The user's attributes by name (``username`` included), via AdminGetUser."""
+        """The user's attributes by name (``username`` included), via AdminGetUser, with its
+        state under ``USER_STATE``'s keys (no attribute can have those names)."""
         answer = self._call("admin_get_user", UserPoolId=user_pool_id, Username=username)
         attrs = {a["Name"]: a.get("Value", "") for a in answer.get("UserAttributes", [])}
         attrs["username"] = answer["Username"]
+        attrs.update(user_state(answer))
         return attrs
+
+    def delete_user(self, user_pool_id: str, username: str) -> None:
+        """AdminDeleteUser (UserUpdate): only undo's, of a user its run created."""
+        self._call("admin_delete_user", UserPoolId=user_pool_id, Username=username)
 
     def list_users_page(
         self,
@@ -361,6 +368,7 @@ class CognitoGateway:
         for user in answer.get("Users", []):
             attrs = {a["Name"]: a.get("Value", "") for a in user.get("Attributes", [])}
             attrs["username"] = user["Username"]
+            attrs.update(user_state(user))
             users.append(attrs)
         return users, answer.get("PaginationToken")
 
@@ -409,6 +417,26 @@ class CognitoGateway:
     def list_groups(self, user_pool_id: str) -> list[str]:
         """Every group name of the pool, sorted."""
         return sorted(_all_pages(lambda t: self.list_groups_page(user_pool_id, next_token=t)))
+
+
+#: A user's state beside its attributes in a read user's map: AdminGetUser's and ListUsers'
+#: ``Enabled``, ``UserStatus``, ``UserCreateDate`` and ``UserLastModifiedDate`` (the sync's
+#: enabled column, and undo's check that a user the run created has not changed since).
+USER_STATE = {"Enabled": "@enabled", "UserStatus": "@status", "UserCreateDate": "@created",
+              "UserLastModifiedDate": "@modified"}  # fmt: skip
+
+
+def user_state(answer: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for field, key in USER_STATE.items():
+        value = answer.get(field)
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif value is not None:
+            out[key] = str(value)
+    return out
 
 
 def _all_pages(page: Callable[[str | None], tuple[list[str], str | None]]) -> list[str]:

@@ -12,6 +12,7 @@ class Status(enum.StrEnum):
     """Exactly one of these ends every input row."""
 
     UPDATED = "updated"
+    CREATED = "created"  # a sync's joiner: AdminCreateUser made the user (issue 21)
     UNCHANGED = "unchanged"
     INVALID = "invalid"
     FAILED = "failed"
@@ -19,7 +20,7 @@ class Status(enum.StrEnum):
 
 
 #: Statuses that a resumed run does not redo.
-FINISHED = frozenset({Status.UPDATED, Status.UNCHANGED, Status.INVALID})
+FINISHED = frozenset({Status.UPDATED, Status.CREATED, Status.UNCHANGED, Status.INVALID})
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,3 +219,62 @@ def test_retry_reruns_exactly_the_failed_rows(
     assert {r["status"] for r in rows} == {"updated"}
     assert updates_accepted(emulator) - before == 3
     assert emulator.get_user_attributes(pool, "k00020")["custom:tier"] == "t7"
+
+
+def test_kill_9_during_a_sync_with_creates_and_group_changes_then_resume(
+    emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path
+) -> None:
+    # GIVEN a pool holding half of 400 users, all in g1, and a sync file of all 400: the
+    # existing ones move (tier) into g2, the others join into g1 and g2; lost answers injected
+    # (a create whose answer is lost is retried: UsernameExistsException must not fail it)
+    n, half, kills_planned = 400, 200, 4
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, half + 1)])
+    emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserCreation", "UserRead",
+                                                 "UserList", "UserResourceRead",
+                                                 "UserPoolResourceRead")})  # fmt: skip
+    for group in ("g1", "g2"):
+        cognito_client.create_group(UserPoolId=pool, GroupName=group)
+    for i in range(1, half + 1):
+        cognito_client.admin_add_user_to_group(UserPoolId=pool, Username=f"k{i:05d}",
+                                               GroupName="g1")  # fmt: skip
+    emulator.configure(latency_ms=2, drop_rate=0.02, seed=5)
+    source = tmp_path / "sync.csv"
+    with open(source, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["username", "tier", "groups"])
+        for i in range(1, n + 1):
+            writer.writerow([f"k{i:05d}", f"t{i % 7}", "g2" if i <= half else "g1;g2"])
+    report = tmp_path / "out.csv"
+    rng = random.Random(7)
+    kills = runs = 0
+    code = None
+    # WHEN it is killed with SIGKILL at random points and rerun until it finishes
+    while code not in (0, 1):
+        runs += 1
+        assert runs <= kills_planned + 5, "the job never finished"
+        proc = start(source, pool, emulator, report, "--create-missing", "--undo", "--rate",
+                     "1000", "--workers", "8")  # fmt: skip
+        if kills < kills_planned:
+            target = journal_lines(report) + rng.randint(1, n // (kills_planned + 2))
+            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
+        code = proc.returncode if proc.returncode >= 0 else None
+    # THEN every row is reported exactly once: joiners created (an earlier attempt's
+    # before-image says so), movers updated, or unchanged when a killed attempt had already
+    # made the change and not journaled it (a row is a desired state)
+    rows = report_rows(report)
+    assert code == 0, (code, list(rows.values())[:3])
+    assert kills == kills_planned
+    assert sorted(rows) == list(range(1, n + 1))
+    assert all(rows[i]["status"] in ("updated", "unchanged") for i in range(1, half + 1))
+    assert {rows[i]["status"] for i in range(half + 1, n + 1)} == {"created"}
+    # ... and every user is in the desired state
+    emulator.configure(drop_rate=0.0)  # the checks' own reads
+    for i in range(1, n + 1):
+        name = f"k{i:05d}"
+        assert emulator.get_user_attributes(pool, name)["custom:tier"] == f"t{i % 7}"
+        groups = cognito_client.admin_list_groups_for_user(UserPoolId=pool, Username=name)
+        assert sorted(g["GroupName"] for g in groups["Groups"]) == (
+            ["g2"] if i <= half else ["g1", "g2"])

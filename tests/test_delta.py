@@ -446,7 +446,11 @@ def test_snapshot_keeps_only_the_input_users(fast: Any, make_pool: Any, tmp_path
         # input writes, besides the key and verified flags) were kept
         assert snapshot.reads == 4 == calls(fast, "ListUsers")
         assert snapshot.kept == 20
-        assert snapshot.find("u011") == [{"username": "u011", "custom:tier": "silver"}]
+        found = snapshot.find("u011")
+        # the attributes it was asked for, and the user's state (enabled, status, dates)
+        assert [{k: v for k, v in u.items() if not k.startswith("@")} for u in found] == [
+            {"username": "u011", "custom:tier": "silver"}]
+        assert found[0]["@enabled"] == "true"
         assert snapshot.find("u012") == []
         assert snapshot.path.parent == tmp_path
     finally:

@@ -31,7 +31,9 @@ def test_the_enforced_quota_is_read_from_get_provisioned_limit(emulator: Any) ->
     quotas = read_quotas(gateway(emulator), ["UserUpdate", "UserRead", "UserList"])
     # THEN it has the enforced rates (and the no-cost part), and says where they came from
     assert quotas.known and quotas.source == "read from GetProvisionedLimit"
-    assert quotas.rates == {"UserUpdate": 50.0, "UserRead": 200.0, "UserList": 30.0}
+    assert quotas.rates == {"UserUpdate": 50.0, "UserRead": 200.0, "UserList": 30.0,
+                            "UserCreation": 50.0, "UserResourceRead": 50.0,
+                            "UserPoolResourceRead": 20.0}  # the sync's, at their defaults
     assert quotas.free["UserUpdate"] == 25.0
 
 
@@ -65,7 +67,9 @@ def test_denied_or_unknown_falls_back_to_cognitos_defaults(
     quotas = read_quotas(gateway(emulator), ["UserUpdate", "UserRead"])
     # THEN Cognito's documented defaults, and the reason
     assert not quotas.known and quotas.source == source
-    assert quotas.rates == {"UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0}
+    assert quotas.rates == {"UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0,
+                            "UserCreation": 50.0, "UserResourceRead": 50.0,
+                            "UserPoolResourceRead": 20.0}
 
 
 # -- the plan and the summary ----------------------------------------------------------------

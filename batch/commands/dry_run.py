@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from batch.engine.exit_codes import EXIT_OK, EXIT_ROWS
 from batch.models import JobResult, RowResult, Status, UserUpdate
+from batch.plan.operations import SyncUpdate, describe_ops
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary
 from batch.record.report import open_report
@@ -34,7 +35,11 @@ def dry_run(
         if isinstance(item, UserUpdate) and resolve is not None:
             item = resolve(item)
         plan.tally(item, schema)
-        if isinstance(item, UserUpdate):
+        if isinstance(item, SyncUpdate):  # a sync's row: every planned call, no value
+            item = RowResult(item.row, item.username,
+                             Status.CREATED if item.creates else Status.UPDATED, key=item.key,
+                             error_message="dry run: not applied: " + describe_ops(item))
+        elif isinstance(item, UserUpdate):
             item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
                              error_message="dry run: not applied")  # fmt: skip
         writer.write(item)

@@ -24,6 +24,7 @@ from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
 from batch.commands.pool import describe_pool, gateway_for
 from batch.commands.run_work import RunWork, run_items
+from batch.commands.sync import SyncSetup, sync_active, sync_categories
 from batch.config import JobConfig
 from batch.engine.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM
 from batch.engine.pipeline import Pipeline
@@ -38,10 +39,12 @@ from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.plan.desired import sync_columns
 from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary, fill_plan
+from batch.plan.sync_resolve import GroupSource, SyncResolver
 from batch.record.before_images import Remembering, unfinished_images
 from batch.record.guard import InputWatch
 from batch.record.journal import VERSION, JournalHeader, JournalState
@@ -95,7 +98,8 @@ class Job:
         self.mapping = ColumnMapping(
             username_column=config.username_column,
             renames=config.columns,
-            exclude=frozenset(config.exclude),
+            # A sync's ``enabled`` and ``groups`` columns are not attributes (issue 21).
+            exclude=frozenset(config.exclude) | frozenset(sync_columns(self.header)),
             empty="delete" if config.empty == "delete" else "leave",
             key=config.key,  # type: ignore[arg-type]
         )
@@ -104,7 +108,10 @@ class Job:
         self.schema: PoolSchema | None = None
         self.pool_users: int | None = None
         self.lookup: Lookup | None = None
-        self.resolver: Resolver | None = None
+        self.resolver: Callable[[UserUpdate], UserUpdate | RowResult] | None = None
+        self.sync = sync_active(config, self.header)  # rows are desired states (issue 21)
+        self.sync_setup: SyncSetup | None = None
+        self.pool_description: dict[str, Any] = {}
         self.lookup_mode = ""
         # The apply's machinery (lock, guard, journal, stop and signals): ``engine.pipeline``.
         self.pipeline = Pipeline(config, stream=self.stream, log=self.log,
@@ -124,6 +131,8 @@ class Job:
         categories = ["UserUpdate"]
         if self.needs_lookup:
             categories += ["UserRead", "UserList"]
+        if self.sync:
+            categories += sync_categories(self.config, self.header)
         self.quotas = read_quotas(self.gateway, categories)
 
     def rate_plan(self) -> RatePlan:
@@ -140,6 +149,7 @@ class Job:
     def load_schema(self) -> None:
         pool = describe_pool(self.gateway, self.config.user_pool_id, self.stop_event)
         self.schema = PoolSchema.from_describe(pool)
+        self.pool_description = pool
         estimate = pool.get("EstimatedNumberOfUsers")
         self.pool_users = int(estimate) if isinstance(estimate, int) else None
         if self.config.schema_check:
@@ -156,7 +166,7 @@ class Job:
 
     @property
     def needs_lookup(self) -> bool:
-        return self.config.skip_unchanged or self.config.key != "username"
+        return self.config.skip_unchanged or self.config.key != "username" or self.sync
 
     @functools.cached_property
     def records_undo(self) -> bool:
@@ -203,9 +213,15 @@ class Job:
         self.lookup_mode = how
         self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
-        self.resolver = Resolver(
-            self.lookup, config.key, config.skip_unchanged, config.mark_verified, types
-        )
+        # A sync's row is a desired state: what already holds costs no call.
+        self.resolver = Resolver(self.lookup, config.key, config.skip_unchanged or self.sync,
+                                 config.mark_verified, types)  # fmt: skip
+        if self.sync:
+            setup = self.sync_setup or SyncSetup()
+            assert isinstance(self.lookup, Remembering)
+            self.resolver = SyncResolver(self.resolver, self.lookup.peek,
+                                         setup.groups or GroupSource(frozenset()),
+                                         create_missing=config.create_missing)  # fmt: skip
 
     def items(
         self,
@@ -347,6 +363,8 @@ class Job:
         work.journaled = state.finished if state is not None else None
         self.load_schema()
         self.read_quotas()
+        if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
+            self.sync_setup = SyncSetup.prepare(self, scan)
         done = state.finished if state is not None else RowSet(scan.last_input_row)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
@@ -357,6 +375,9 @@ class Job:
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
             )  # fmt: skip
             self._plan_rate(plan)
+        if self.sync_setup is not None and config.disable_missing:
+            plan.disable_missing = len(self.sync_setup.leavers)  # listed first (describe)
+            plan.rows += plan.disable_missing
         if not config.quiet and not config.dry_run:
             self._log_plan(plan)
         if config.dry_run:

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from batch.commands.sync import SyncWriter
 from batch.engine.work import Resolve, Unreached, Work
 from batch.inputs.datasets import dataset_parts
 from batch.inputs.reader import iter_column, iter_rows
 from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
+from batch.pace.controllers import RateController
+from batch.pace.rate_plan import category_controller
 from batch.plan.mapping import Planner
-from batch.record.before_images import BeforeImages, Remembering, UndoLog
+from batch.plan.sync_resolve import SyncResolver
+from batch.record.before_images import BeforeImages, Remembering, UndoLog, iter_records
 from batch.record.guard import stop_on_change
 from batch.record.journal import JournalHeader
 from batch.record.summary import RunSummary
@@ -50,6 +54,7 @@ def run_items(
     the feed ends as soon as it is set: the rows not read are reported in bulk."""
     config = job.config
     only = frozenset(config.rows)
+    sync = job.sync_setup if job.sync else None
     for row in job.watch.rows(iter_rows(job.source), expected=scan.last_input_row):
         if stop is not None and stop.is_set():
             return
@@ -61,10 +66,14 @@ def run_items(
         if job.shard is not None and not job.shard.owns(key):
             continue  # another shard's row: not in this shard's report at all
         item = planner.plan(row)
+        if sync is not None:  # the row as a desired state: enabled, groups, AliasConflict
+            item = sync.item(row, item)
         dup = scan.duplicate(key) if key else None
         if dup is not None and not (isinstance(item, RowResult) and item.status == Status.INVALID):
             item = duplicate(item, dup, last_wins=config.on_duplicate == "last")
         yield item
+    if sync is not None and not (stop is not None and stop.is_set()):
+        yield from sync.leaver_items(done)  # --disable-missing: after the input's rows
 
 
 def duplicate(
@@ -124,9 +133,23 @@ class RunWork(Work):
         self.undo_log: UndoLog | None = None
         self.journaled: RowSet | None = None  # a resume's finished rows (their lines carried)
         self._resolve: Resolve | None = None
+        self._created_names: frozenset[str] = frozenset()
 
     def writer(self) -> Any:
-        return self.job.gateway
+        job = self.job
+        if not job.sync:
+            return job.gateway
+        types = {n: r.data_type for n, r in job.schema.rules.items()} if job.schema else {}
+        return SyncWriter(job.gateway, invite=job.config.invite, created=self._created_names,
+                          types=types)  # fmt: skip
+
+    def controllers(self) -> dict[str, RateController]:
+        """A sync's creates on their own lane, under UserCreation's quota."""
+        job = self.job
+        if not (job.sync and job.config.create_missing):
+            return {}
+        return {"UserCreation": category_controller(job.config, job.quotas, "UserCreation",
+                                                    shards=job.shards)}  # fmt: skip
 
     def empty_rows(self) -> RowSet:
         return RowSet(self.scan.last_input_row)
@@ -138,6 +161,12 @@ class RunWork(Work):
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
             self.undo_log = UndoLog(job.files.before_images, self.undo_header,
                                     journaled=self.journaled)  # fmt: skip
+            if self.undo_log.resumed and isinstance(job.resolver, SyncResolver):
+                # Users an earlier attempt of this run created: a resumed row ends ``created``.
+                created = {r.row: r.username for r in iter_records(self.undo_log.path)
+                           if r.created}  # fmt: skip
+                job.resolver.created_before = frozenset(created)
+                self._created_names = frozenset(created.values())
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
             sinks.append(_BeforeImagesSink(self.undo_log))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
@@ -199,7 +228,8 @@ class RunWork(Work):
             input_sha256=None if job.watch.changed else self.header.input_sha256,
             input_parts=dataset_parts(job.source), shard=config.shard or None,
             client_metadata_keys=sorted(config.client_metadata),  # never its values
-            read_calls=job.lookup.reads if job.lookup is not None else 0,
+            read_calls=(job.lookup.reads if job.lookup is not None else 0) + (
+                job.sync_setup.read_calls() if job.sync_setup is not None else 0),
             lookup=job.lookup_mode,
             undo=None if self.undo_log is None else {
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},

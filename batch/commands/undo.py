@@ -65,6 +65,7 @@ from batch.record.guard import run_records
 from batch.record.journal import JournalHeader, JournalState
 from batch.record.layout import undo_path, undo_report_path
 from batch.record.summary import RunSummary
+from batch.record.sync_restore import plan_sync_restore
 from batch.record.undo_check import Checked, check, run_pool
 from batch.rowset import RowSet
 from batch.store.storage import file_sha256
@@ -143,6 +144,10 @@ class UndoWriter:
     ) -> None:
         self.gateway.delete_user_attributes(user_pool_id, username, names)
 
+    def __getattr__(self, name: str) -> Any:
+        """A sync's restores: enable/disable, group changes, delete a created user."""
+        return getattr(self.gateway, name)
+
 
 class UndoResolver:
     """The runner's ``resolve`` step for undo: read the user now, plan the restore."""
@@ -188,7 +193,8 @@ class UndoResolver:
             record = self._pending.pop(update.row)
         users = [u for u in self.lookup.find(record.username)
                  if u.get("username") == record.username]  # fmt: skip
-        return plan_restore(record, users[0] if users else None, force=self.force,
+        restore = plan_sync_restore if record.sync else plan_restore  # a sync's row: issue 21
+        return restore(record, users[0] if users else None, force=self.force,
                             types=self.types,
                             verified_by_message=self.verified_by_message)  # fmt: skip
 

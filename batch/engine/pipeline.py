@@ -222,6 +222,7 @@ class Pipeline:
             ),
             controller=controller, on_result=fanout, resolve=work.resolve(),
             stop=self.stop_event, on_call=timeline.record_call, on_note=progress.note,
+            controllers=work.controllers(),
         )  # fmt: skip
         work.started(runner)
         recorder = Recorder(timeline, lambda: Reading(

@@ -15,6 +15,7 @@ reported ``skipped`` with the reason.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import threading
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from batch.config import DEFAULT_WORKERS, MAX_WORKERS
 from batch.engine.breaker import DEFAULT_GIVE_UP_AFTER, EndpointBreaker
 from batch.engine.concurrency import ConcurrencyClimber
+from batch.engine.lanes import UPDATE_CATEGORY, Lane, category_of, send
 from batch.errors import (
     CognitoError,
     FatalError,
@@ -35,9 +37,10 @@ from batch.errors import (
 )
 from batch.models import RowResult, Status, UserUpdate
 from batch.pace.controllers import RateController
-from batch.pace.pacer import Clock, Pacer, event_waiter
+from batch.pace.pacer import Clock, event_waiter
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.pace.user_gate import UserGate
+from batch.plan.operations import Kind, Operation, SyncUpdate
 from batch.view.messages import report_message
 
 #: Consecutive rows ending on a broken Lambda trigger before the job stops.
@@ -116,6 +119,7 @@ class Runner:
         stop: threading.Event | None = None,
         on_call: Callable[[float], None] | None = None,
         on_note: Callable[[str], None] | None = None,
+        controllers: Mapping[str, RateController] | None = None,
     ) -> None:
         self.writer = writer
         self._on_call = on_call  # each accepted call's seconds (the timeline's latency)
@@ -128,8 +132,13 @@ class Runner:
         self.stop_reason = ""
         self.fatal: CognitoError | None = None
         self._wait = event_waiter(self._stop)
-        self.group = int(getattr(controller, "group", 1))
-        self.pacer = Pacer(controller.rate, group=self.group, clock=clock)
+        # One lane per quota category (``lanes.py``): ``controller`` paces UserUpdate, the
+        # attribute writes; ``controllers`` the other categories a sync calls (UserCreation).
+        self.lanes = {UPDATE_CATEGORY: Lane.of(controller, clock)}
+        for category, other in (controllers or {}).items():
+            self.lanes.setdefault(category, Lane.of(other, clock))
+        self.group = self.lanes[UPDATE_CATEGORY].group
+        self.pacer = self.lanes[UPDATE_CATEGORY].pacer
         self.cap_note = ""  # said once when --workers caps what the rate needs
         self._on_note = on_note
         self._started = clock()
@@ -165,7 +174,9 @@ class Runner:
         jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
-        return math.ceil(self.controller.rate * held * 1.5) + 1 + self.group
+        busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
+        rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
+        return math.ceil(rate * held * 1.5) + 1 + sum(lane.group for lane in busy)
 
     def _check_cap(self, now: float) -> None:
         """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
@@ -327,48 +338,68 @@ class Runner:
         attempts = 0
         try:
             error: BaseException | None = None
-            if update.attributes:
-                outcome = self.retrier.run(lambda: self._call(update, "update"))
-                attempts, error = outcome.attempts, outcome.error
-            if error is None and update.deletes:
-                outcome = self.retrier.run(lambda: self._call(update, "delete"))
-                attempts, error = attempts + outcome.attempts, outcome.error
+            # A sync's row: its operations in order, each under its own category; the first
+            # that fails fails the row. Any other row: today's attribute pair.
+            ops = update.ops if isinstance(update, SyncUpdate) else (Operation(
+                Kind.UPDATE, update.username, update),)  # fmt: skip
+            for op in ops:
+                if op.kind is not Kind.UPDATE:
+                    outcome = self.retrier.run(functools.partial(self._call, update,
+                                                                 op.kind.value, op))  # fmt: skip
+                    attempts, error = attempts + outcome.attempts, outcome.error
+                    if error is not None:
+                        break
+                    continue
+                attrs = op.update or update
+                if attrs.attributes:
+                    outcome = self.retrier.run(functools.partial(self._call, attrs, "update"))
+                    attempts, error = attempts + outcome.attempts, outcome.error
+                if error is None and attrs.deletes:
+                    outcome = self.retrier.run(functools.partial(self._call, attrs, "delete"))
+                    attempts, error = attempts + outcome.attempts, outcome.error
+                if error is not None:
+                    break
         finally:
             self.gate.leave(update.username)
         elapsed = int((self._clock() - started) * 1000)
         return self._result(update, attempts, error, elapsed)
 
-    def _call(self, update: UserUpdate, kind: str) -> None:
-        if self.stopping or not self.pacer.acquire(self._wait):
+    def _call(self, update: UserUpdate, kind: str, op: Operation | None = None) -> None:
+        lane = self.lanes.get(category_of(kind), self.lanes[UPDATE_CATEGORY])
+        if self.stopping or not lane.pacer.acquire(self._wait):
             raise Cancelled(self.stop_reason or "job stopping")
         sent = self._clock()
         with self._lock:
             self.stats.calls += 1
+            lane.calls += 1
         try:
-            self._send(update, kind)
+            self._send(update, kind, op)
         except ThrottledError:
-            self.controller.on_throttle(sent, self._clock())
-            self._follow_controller()
+            lane.controller.on_throttle(sent, self._clock())
+            self._follow_controller(lane)
             raise
         now = self._clock()
-        self.controller.on_success(sent, now)
-        self._follow_controller()
+        lane.controller.on_success(sent, now)
+        self._follow_controller(lane)
         with self._lock:
             self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
             self._check_cap(now)
         if self._on_call is not None:
             self._on_call(now - sent)
 
-    def _follow_controller(self) -> None:
-        """The pacer takes the controller's rate and group (a switch to single calls, say)."""
-        self.group = int(getattr(self.controller, "group", 1))
-        self.pacer.set_rate(self.controller.rate, group=self.group)
+    def _follow_controller(self, lane: Lane) -> None:
+        """The lane's pacer takes its controller's rate and group."""
+        lane.follow()
+        self.group = self.lanes[UPDATE_CATEGORY].group
 
-    def _send(self, update: UserUpdate, kind: str) -> None:
+    def _send(self, update: UserUpdate, kind: str, op: Operation | None = None) -> None:
         """The one HTTP call; however it ends, the concurrency climber counts it."""
         began = self._clock()
         try:
-            if kind == "update":
+            if op is not None:
+                send(self.writer, self.settings.user_pool_id, op,
+                     self.settings.client_metadata or None)  # fmt: skip
+            elif kind == "update":
                 self.writer.update_user_attributes(
                     self.settings.user_pool_id, update.username, update.attributes,
                     client_metadata=self.settings.client_metadata or None,
@@ -406,9 +437,10 @@ class Runner:
         if error is None:
             with self._lock:
                 self._trigger_streak = 0
+            created = isinstance(update, SyncUpdate) and update.creates
             return RowResult(
-                update.row, update.username, Status.UPDATED, attempts=attempts,
-                elapsed_ms=elapsed, key=update.key,
+                update.row, update.username, Status.CREATED if created else Status.UPDATED,
+                attempts=attempts, elapsed_ms=elapsed, key=update.key,
             )  # fmt: skip
         if isinstance(error, Cancelled):
             return self._skipped(update, attempts, elapsed)

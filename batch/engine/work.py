@@ -20,7 +20,7 @@ new subclasses, not new pipelines. What a kind decides:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 from batch.engine.runner import Runner, Writer
 from batch.engine.sinks import Sink
 from batch.models import RowResult, UserUpdate
+from batch.pace.controllers import RateController
 from batch.record.summary import RunSummary
 from batch.rowset import RowSet
 from batch.view.logs import EventLog
@@ -80,6 +81,11 @@ class Work:
         """The digest of the before-image recorded for ``row`` ('' for none), for its
         journal line: what an undo checks the undo file against."""
         return ""
+
+    def controllers(self) -> Mapping[str, RateController]:
+        """A controller for each quota category besides UserUpdate that its rows call (a
+        sync's UserCreation): each paced on its own lane (``engine.lanes``)."""
+        return {}
 
     def started(self, runner: Runner) -> None:
         """The runner exists: a writer that paces a second call takes its pacer here."""

@@ -22,10 +22,20 @@ from typing import Protocol
 from batch.errors import CognitoError
 
 #: Cognito's documented default rates (requests/s) of the categories the job uses.
-DEFAULT_QUOTAS: dict[str, float] = {"UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0}
-#: The job's operations and the category each one draws from.
+#: Source: "Quotas in Amazon Cognito", operations by category
+#: (https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html).
+DEFAULT_QUOTAS: dict[str, float] = {
+    "UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0, "UserCreation": 50.0,
+    "UserResourceRead": 50.0, "UserPoolResourceRead": 20.0,
+}  # fmt: skip
+#: The job's operations and the category each one draws from (same source).
 CATEGORY_OF = {"AdminUpdateUserAttributes": "UserUpdate", "AdminDeleteUserAttributes": "UserUpdate",
-               "AdminGetUser": "UserRead", "ListUsers": "UserList"}  # fmt: skip
+               "AdminGetUser": "UserRead", "ListUsers": "UserList",
+               "AdminCreateUser": "UserCreation", "AdminDisableUser": "UserUpdate",
+               "AdminEnableUser": "UserUpdate", "AdminAddUserToGroup": "UserUpdate",
+               "AdminRemoveUserFromGroup": "UserUpdate", "AdminDeleteUser": "UserUpdate",
+               "AdminListGroupsForUser": "UserResourceRead", "ListUsersInGroup": "UserList",
+               "ListGroups": "UserPoolResourceRead"}  # fmt: skip
 
 _DENIED = frozenset({"AccessDeniedException", "AccessDenied", "NotAuthorizedException",
                      "UnauthorizedOperation", "UnrecognizedClientException"})  # fmt: skip

@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 from batch.config import JobConfig
 from batch.pace.controllers import MeasuredRate, RateController, SharedRate
-from batch.pace.quota import Quotas
+from batch.pace.quota import DEFAULT_QUOTAS, Quotas
 
-__all__ = ["AUTO_SHARE", "POLITE_SHARE", "WARN_SHARE", "RatePlan", "rate_controller",
-           "rate_label", "rate_plan"]  # fmt: skip
+__all__ = ["AUTO_SHARE", "POLITE_SHARE", "WARN_SHARE", "RatePlan", "category_controller",
+           "rate_controller", "rate_label", "rate_plan"]  # fmt: skip
 
 #: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
 #: other applications even when they are idle; auto fills what they leave (controllers.py).
@@ -86,6 +86,16 @@ def rate_controller(config: JobConfig, quotas: Quotas, ceiling: float) -> RateCo
     if config.polite_rate:
         return SharedRate(ceiling=ceiling, headroom=0.08 / POLITE_SHARE * ceiling, hold_s=8.0)
     return SharedRate(ceiling=ceiling, keep=0.9, hold_s=8.0)
+
+
+def category_controller(
+    config: JobConfig, quotas: Quotas, category: str, *, shards: int = 1
+) -> RateController:
+    """The controller of another category's lane (a sync's UserCreation): the same rules as
+    the UserUpdate one (polite by default), under that category's quota."""
+    rate = quotas.rates.get(category, DEFAULT_QUOTAS.get(category, quotas.update))
+    own = Quotas({**quotas.rates, "UserUpdate": rate}, quotas.free, quotas.source)
+    return rate_controller(config, own, rate_plan(config, own, shards=shards).ceiling)
 
 
 def rate_label(config: JobConfig) -> str | float:

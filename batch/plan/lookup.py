@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from batch.cognito import USER_STATE
 from batch.errors import CognitoError, FatalError, RowError, ThrottledError
 from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
@@ -183,7 +184,8 @@ class PoolSnapshot:
         attributes: Iterable[str],
         paced: PacedCall,
     ) -> None:
-        keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified"}
+        keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified",
+                                  *USER_STATE.values()}  # the sync's enabled, undo's dates
         token: str | None = None
         while True:
             try:

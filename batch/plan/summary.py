@@ -10,6 +10,7 @@ from batch.config import JobConfig
 from batch.models import RowResult, Status, UserUpdate
 from batch.pace.quota import Quotas
 from batch.pace.rate_plan import WARN_SHARE, RatePlan, rate_plan
+from batch.plan.operations import SyncUpdate
 from batch.plan.schema import PoolSchema
 
 
@@ -35,18 +36,25 @@ class PlanSummary:
     quota_source: str = ""  # "read from GetProvisionedLimit" or "defaults: ..."
     quota_share: float = 0.0  # the most of it the run takes
     warnings: list[str] = field(default_factory=list)
+    operations: dict[str, int] = field(default_factory=dict)  # a sync's calls by operation
+    disable_missing: int | None = None  # --disable-missing: users it disables
 
     @property
     def estimated_seconds(self) -> float:
         return self.to_apply / self.rate if self.rate > 0 else math.inf
 
     def reset_counts(self) -> None:
-        self.by_status, self.attributes, self.messages = {}, {}, {}
+        self.by_status, self.attributes, self.messages, self.operations = {}, {}, {}, {}
         self.to_apply = self.pending_verification = 0
 
     def tally(self, item: UserUpdate | RowResult, schema: PoolSchema | None) -> None:
         """Count one planned row: its outcome, attributes, messages, pending verification."""
-        status = item.status.value if isinstance(item, RowResult) else Status.UPDATED.value
+        status = item.status.value if isinstance(item, RowResult) else (
+            Status.CREATED.value if isinstance(item, SyncUpdate) and item.creates
+            else Status.UPDATED.value)  # fmt: skip
+        if isinstance(item, SyncUpdate):
+            for op in item.ops:
+                self.operations[op.operation] = self.operations.get(op.operation, 0) + 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if not isinstance(item, UserUpdate):
             return
@@ -64,7 +72,9 @@ class PlanSummary:
 
     def describe(self) -> str:
         target = f"{self.pool_id} ({self.pool_name})" if self.pool_name else self.pool_id
-        lines = [
+        lines = [] if self.disable_missing is None else [
+            f"disable:   {self.disable_missing} users absent from the input (--disable-missing)"]
+        lines += [
             f"pool:      {target} in {self.region}" + (f" at {self.endpoint}" if self.endpoint
                                                          else ""),
             f"rows:      {self.rows}" + (f" ({self.resumed} already done, resuming)"
@@ -83,6 +93,9 @@ class PlanSummary:
         if self.by_status:
             lines.append("planned:   " + ", ".join(f"{k} {v}" for k, v in
                                                    sorted(self.by_status.items())))  # fmt: skip
+        if self.operations:
+            lines.append("calls:     " + ", ".join(f"{k} {v}" for k, v in
+                                                   sorted(self.operations.items())))  # fmt: skip
         if self.attributes:
             lines.append("attributes: " + ", ".join(f"{k} ({v})" for k, v in
                                                     sorted(self.attributes.items())))  # fmt: skip

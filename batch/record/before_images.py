@@ -45,6 +45,7 @@ from typing import IO, Any
 from batch.errors import FatalError, UsageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup, same_value
+from batch.plan.operations import Kind, SyncUpdate
 from batch.plan.schema import VERIFIED_FLAG
 from batch.record.layout import undo_path as undo_path  # named there, kept here for callers
 from batch.rowset import RowSet
@@ -68,15 +69,38 @@ class UndoRecord:
     username: str
     before: Mapping[str, Value]
     wrote: Mapping[str, Value]
+    # A sync's row (issue 21), only in its records: the run created the user; the enabled
+    # state before and as written; the managed groups it added the user to / removed from.
+    created: bool = False
+    enabled: tuple[bool | None, bool] | None = None
+    groups_added: tuple[str, ...] = ()
+    groups_removed: tuple[str, ...] = ()
+
+    @property
+    def sync(self) -> bool:
+        return bool(self.created or self.enabled or self.groups_added or self.groups_removed)
 
     def as_record(self) -> dict[str, Any]:
-        return {"row": self.row, "username": self.username, "before": dict(self.before),
-                "wrote": dict(self.wrote)}  # fmt: skip
+        out = {"row": self.row, "username": self.username, "before": dict(self.before),
+               "wrote": dict(self.wrote)}  # fmt: skip
+        if self.created:
+            out["created"] = True
+        if self.enabled is not None:
+            out["enabled"] = {"before": self.enabled[0], "wrote": self.enabled[1]}
+        if self.groups_added or self.groups_removed:
+            out["groups"] = {"added": list(self.groups_added),
+                             "removed": list(self.groups_removed)}  # fmt: skip
+        return out
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> UndoRecord:
+        enabled = record.get("enabled")
+        groups = record.get("groups") or {}
         return cls(int(record["row"]), str(record["username"]), dict(record["before"]),
-                   dict(record["wrote"]))  # fmt: skip
+                   dict(record["wrote"]), created=record.get("created") is True,
+                   enabled=(enabled["before"], bool(enabled["wrote"])) if enabled else None,
+                   groups_added=tuple(groups.get("added", ())),
+                   groups_removed=tuple(groups.get("removed", ())))  # fmt: skip
 
 
 def digest(record: UndoRecord) -> str:
@@ -94,7 +118,18 @@ def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
     wrote.update({name: None for name in update.deletes})
     names = list(wrote) + [f for f in FLAGS if f not in wrote]
     before = {name: current.get(name.removeprefix("dev:")) for name in names}
-    return UndoRecord(update.row, update.username, before, wrote)
+    if not isinstance(update, SyncUpdate):
+        return UndoRecord(update.row, update.username, before, wrote)
+    kinds = {op.kind for op in update.ops}
+    toggled = kinds & {Kind.ENABLE, Kind.DISABLE}
+    was = current.get("@enabled")
+    return UndoRecord(
+        update.row, update.username, before, wrote, created=Kind.CREATE in kinds,
+        enabled=(None if was is None else was == "true", Kind.ENABLE in kinds) if toggled
+        else None,
+        groups_added=tuple(op.group for op in update.ops if op.kind is Kind.ADD_TO_GROUP),
+        groups_removed=tuple(op.group for op in update.ops if op.kind is Kind.REMOVE_FROM_GROUP),
+    )  # fmt: skip
 
 
 class UndoLog:
@@ -299,6 +334,17 @@ def _malformed(record: Mapping[str, Any]) -> str:
             return f"'{part}' is missing or not an object"
         if not all(isinstance(v, str | None) for v in values.values()):
             return f"a value in '{part}' is neither text nor null"
+    enabled, groups = record.get("enabled"), record.get("groups")
+    if enabled is not None and not (isinstance(enabled, dict)
+                                    and isinstance(enabled.get("wrote"), bool)
+                                    and isinstance(enabled.get("before"), bool | None)):
+        return "'enabled' is not a before/wrote pair of true or false"  # fmt: skip
+    if groups is not None and not (isinstance(groups, dict) and all(
+            isinstance(groups.get(k, []), list) and all(isinstance(g, str) for g in groups.get(
+                k, [])) for k in ("added", "removed"))):
+        return "'groups' is not lists of group names"  # fmt: skip
+    if record.get("created") not in (None, True):
+        return "'created' is not true"
     return ""
 
 
@@ -332,6 +378,12 @@ class Remembering:
         self._last.users = None
         return users
 
+    def peek(self) -> list[dict[str, str]] | None:
+        """What this thread's last ``find`` returned, kept for ``take`` (the sync's resolve
+        step reads it between the diff and the before-image)."""
+        users: list[dict[str, str]] | None = getattr(self._last, "users", None)
+        return users
+
     def close(self) -> None:
         self.inner.close()
 
@@ -363,6 +415,10 @@ class BeforeImages:
                                  "changed after the run wrote it")  # fmt: skip
             return resolved
         current = next((u for u in users or () if u.get("username") == resolved.username), None)
+        if current is None and isinstance(resolved, SyncUpdate) and (
+                resolved.creates or resolved.preplanned):  # fmt: skip
+            # a user this run creates: nothing before it; a leaver: the state its listing read
+            current = dict(resolved.known)
         if current is not None:
             # A user the lookup did not find has no image: its write most likely fails
             # (UserNotFound); one created since the snapshot is not undone (README).

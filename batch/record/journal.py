@@ -53,7 +53,7 @@ from batch.store.files import atomic_write, open_private
 VERSION = 2
 
 _LETTER = {Status.UPDATED: "u", Status.UNCHANGED: "n", Status.INVALID: "i",
-           Status.FAILED: "f", Status.SKIPPED: "s"}  # fmt: skip
+           Status.FAILED: "f", Status.SKIPPED: "s", Status.CREATED: "c"}  # fmt: skip
 _STATUS = {letter.encode(): status for status, letter in _LETTER.items()}
 _STATUS_OF = {letter: status for status, letter in _LETTER.items()}
 _PAD = [""] * 8

@@ -180,8 +180,10 @@ class RunSummary:
 
 
 def status_counts(by_status: Mapping[str, int]) -> dict[str, int]:
-    """Every status, in order, zero when absent: the ``counts`` of a summary."""
-    return {s.value: int(by_status.get(s.value, 0)) for s in Status}
+    """Every status, in order, zero when absent: the ``counts`` of a summary. ``created``
+    only when a sync created users: a run that cannot create keeps its summary's shape."""
+    return {s.value: int(by_status.get(s.value, 0)) for s in Status
+            if s is not Status.CREATED or by_status.get(s.value)}  # fmt: skip
 
 
 def achieved_rate(updated: int, seconds: float) -> float:
@@ -203,7 +205,8 @@ def format_summary(summary: RunSummary | Mapping[str, Any]) -> str:
     lines = [
         f"cognito-batch: {s.rows} rows in {s.duration_s:.1f}s — "
         + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                    ("updated", "unchanged", "invalid", "failed", "skipped")),
+                    ("updated", "unchanged", "invalid", "failed", "skipped"))
+        + (f", created {counts['created']}" if counts.get("created") else ""),
         f"  calls {s.calls}, throttled {s.throttles}, faults retried "
         f"{s.faults}, achieved {s.achieved_rate:.1f} updates/s "
         f"(rate {s.rate}"

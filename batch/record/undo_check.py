@@ -48,9 +48,10 @@ from batch.record.layout import journal_path, undo_path
 from batch.rowset import RowSet
 
 #: Journal statuses of rows the run sent a call for, whatever the call's end: an ``updated``
-#: row, and a ``failed`` one (its update may have landed before its delete failed, or before
-#: an answer was lost). ``Status`` letters (``journal._LETTER``).
-_CALLED = frozenset("uf")
+#: or ``created`` row, and a ``failed`` one (its update may have landed before its delete
+#: failed, or before an answer was lost). ``Status`` letters (``journal._LETTER``).
+_CALLED = frozenset("ufc")
+_WROTE = frozenset("uc")  # rows that must have an image: the run changed their user
 
 
 @dataclass(slots=True)
@@ -162,7 +163,7 @@ def _journal_images(state: JournalState) -> tuple[np.ndarray, np.ndarray, np.nda
             rows.append(row)
             digests += raw
             called.append(letter in _CALLED or attempts > 0)
-        elif letter == "u":
+        elif letter in _WROTE:
             no_image.append((row, username))
     keys = np.frombuffer(rows, dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
     order = np.argsort(keys, kind="stable")

@@ -16,7 +16,7 @@ from batch.view.run_view import RunView
 
 STATUS_COLOURS = {
     "updated": "#2e7d32", "unchanged": "#90a4ae", "invalid": "#ef6c00",
-    "failed": "#c62828", "skipped": "#6a1b9a",
+    "failed": "#c62828", "skipped": "#6a1b9a", "created": "#1565c0",
 }  # fmt: skip
 
 

@@ -1,0 +1,271 @@
+"""The nightly sync through the one pipeline (issue 21): what a run reads before its first
+write, the feed's sync items, and the writer whose create is idempotent.
+
+``SyncSetup.prepare`` runs once the pool's schema and quotas are read and before any write:
+
+- every group the input's ``groups`` column (or ``--manage-groups``) names must exist
+  (ListGroups, UserPoolResourceRead), else the job stops listing the unknown names;
+- the managed groups, and the current memberships read the cheaper way
+  (``plan.groups.membership_read_cost``): per group here (ListUsersInGroup, UserList), or per
+  user on each row's resolve step (AdminListGroupsForUser, UserResourceRead);
+- ``AliasConflict``: rows whose alias value another user holds (``plan.aliases``), found by
+  one ListUsers filter per value or by listing the pool, whichever is fewer seconds;
+- ``--disable-missing``: the pool listed (ListUsers), the users the input lacks counted
+  against ``--max-disable`` (refused before any write), and fed after the input's rows as
+  rows ``last input row + 1 ...`` numbered by the sorted list of every absent user, so that a
+  resume numbers them the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from batch.errors import RowError
+from batch.inputs.reader import iter_rows
+from batch.inputs.scan import KeyScan
+from batch.models import InputRow, RowResult, Status, UserUpdate
+from batch.pace.pacer import Pacer, event_waiter
+from batch.pace.retrying import Retrier, RetryPolicy
+from batch.plan.aliases import Claim, _same, alias_attributes, claims_of, find_conflicts
+from batch.plan.desired import ENABLED_COLUMN, GROUPS_COLUMN, desired_of, parse_groups
+from batch.plan.groups import (
+    check_groups_exist,
+    estimate_group_sizes,
+    managed_groups,
+    membership_read_cost,
+    read_per_group,
+    read_pool_groups,
+)
+from batch.plan.leavers import PoolUser, plan_disable_missing
+from batch.plan.lookup import PacedCall, key_of, same_value
+from batch.plan.operations import Kind, Operation, SyncUpdate
+from batch.plan.sync_resolve import GroupSource
+from batch.specs import MaxDisable
+
+Job = Any  # ``run.Job`` (typed loosely: it imports this module)
+
+
+def sync_active(config: Any, header: list[str]) -> bool:
+    """A run is a sync when it has a sync column or flag: then each row is a desired state."""
+    return bool(ENABLED_COLUMN in header or GROUPS_COLUMN in header or config.create_missing
+                or config.disable_missing or config.manage_groups)  # fmt: skip
+
+
+def sync_categories(config: Any, header: list[str]) -> list[str]:
+    """The quota categories a sync calls besides UserUpdate (GetProvisionedLimit reads them)."""
+    out = ["UserRead", "UserList"]
+    if config.create_missing:
+        out.append("UserCreation")
+    if GROUPS_COLUMN in header or config.manage_groups:
+        out += ["UserResourceRead", "UserPoolResourceRead"]
+    return out
+
+
+@dataclass(slots=True)
+class SyncSetup:
+    """What a sync read before its first write (see the module)."""
+
+    groups: GroupSource | None = None
+    conflicts: dict[int, RowResult] = field(default_factory=dict)
+    leavers: list[tuple[int, str]] = field(default_factory=list)  # (row, username), sorted
+    pool_users: int = 0
+    reads: int = 0
+    membership_read: str = ""
+
+    def read_calls(self) -> int:
+        """The reads the sync made besides the lookup's (listings, per-user memberships)."""
+        return self.reads + (self.groups.reads if self.groups is not None else 0)
+
+    @classmethod
+    def prepare(cls, job: Job, scan: KeyScan) -> SyncSetup:
+        config, gateway, pool = job.config, job.gateway, job.config.user_pool_id
+        setup = cls()
+        wait = event_waiter(job.stop_event)
+        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
+
+        def paced(category: str) -> PacedCall:
+            return PacedCall(Pacer(job.quotas.rates[category]), retrier, wait)
+
+        aliases = alias_attributes(job.pool_description) if config.alias_check else frozenset()
+        aliases &= frozenset(job.columns.values())  # only the alias attributes it writes
+        named, per_row, claims, usernames = _read_input(job, aliases)
+        if GROUPS_COLUMN in job.header or config.manage_groups:
+            managed = managed_groups(per_row, config.manage_groups)
+            pool_groups = read_pool_groups(gateway, pool, paced("UserPoolResourceRead"))
+            check_groups_exist(named | set(config.manage_groups), pool_groups)
+            source = GroupSource(managed, gateway=gateway, pool=pool,
+                                 paced=paced("UserResourceRead"))  # fmt: skip
+            sizes = estimate_group_sizes(per_row, managed, input_users=len(usernames),
+                                         pool_users=job.pool_users or len(usernames))
+            cost = membership_read_cost(users=len(usernames), group_sizes=sizes,
+                                        rates=job.quotas.rates)  # fmt: skip
+            setup.membership_read = cost.way if config.key == "username" else "per_user"
+            if setup.membership_read == "per_group":
+                source.known = read_per_group(gateway, pool, usernames, managed,
+                                              paced("UserList"))  # fmt: skip
+            setup.groups = source
+        listing = config.disable_missing or (
+            claims and _listing_is_cheaper(len(claims), job.pool_users))
+        holders: dict[tuple[str, str], str] = {}
+        if listing:
+            users = setup._list_pool(job, paced("UserList"), aliases, holders)
+            if config.disable_missing:
+                setup._plan_leavers(job, scan, users)
+        if claims:
+            holder = _listed_holder(holders) if listing else _filter_holder(
+                job, paced("UserList"), setup)  # fmt: skip
+            setup.conflicts = find_conflicts(claims, holder)
+        return setup
+
+    def _list_pool(self, job: Job, paced: PacedCall, aliases: frozenset[str],
+                   holders: dict[tuple[str, str], str]) -> list[PoolUser]:  # fmt: skip
+        """Every user of the pool: username, key, enabled; alias holders into ``holders``."""
+        config, out, token = job.config, [], None
+        wanted = sorted(set(aliases) | ({config.key} - {"username"}))
+        while True:
+            page, token = paced(lambda t=token: job.gateway.list_users_page(
+                config.user_pool_id, pagination_token=t,
+                attributes_to_get=wanted or None))  # type: ignore[misc]  # fmt: skip
+            self.reads += 1
+            for user in page:
+                for attribute in aliases:
+                    if user.get(attribute):
+                        holders.setdefault((attribute, _same(attribute, user[attribute])),
+                                           user["username"])  # fmt: skip
+                out.append(PoolUser(user["username"], key_of(user, config.key),
+                                    user.get("@enabled", "true") == "true"))  # fmt: skip
+            if not token:
+                self.pool_users = len(out)
+                return out
+
+    def _plan_leavers(self, job: Job, scan: KeyScan, users: list[PoolUser]) -> None:
+        config = job.config
+        disable = set(plan_disable_missing(
+            users, (u.key for u in users if u.key in scan), input_rows=scan.rows,
+            max_disable=MaxDisable.parse(config.max_disable)))  # fmt: skip
+        absent = sorted(u.username for u in users if u.key not in scan)
+        base = scan.last_input_row + 1
+        self.leavers = [(base + i, name) for i, name in enumerate(absent) if name in disable]
+
+    def item(self, row: InputRow, planned: UserUpdate | RowResult) -> UserUpdate | RowResult:
+        """A row's feed item in a sync: a ``SyncUpdate`` with its enabled and groups wishes,
+        or the row's result (invalid cell, ``AliasConflict``)."""
+        desired = desired_of(row, planned)
+        if isinstance(desired, RowResult):
+            return desired
+        conflict = self.conflicts.get(row.row)
+        if conflict is not None:
+            return RowResult(row.row, conflict.username, Status.INVALID, key=planned.key,
+                             error_code=conflict.error_code,
+                             error_message=conflict.error_message)  # fmt: skip
+        update = desired.update
+        return SyncUpdate(row.row, desired.username, update.attributes if update else (),
+                          update.deletes if update else (), key=planned.key,
+                          enabled=desired.enabled, groups=desired.groups)  # fmt: skip
+
+    def leaver_items(self, done: Any) -> Iterator[SyncUpdate]:
+        """The users ``--disable-missing`` disables, after the input's rows."""
+        for row, username in self.leavers:
+            if row not in done:
+                yield SyncUpdate(row, username, (), enabled=False, preplanned=True,
+                                 ops=(Operation(Kind.DISABLE, username),),
+                                 known=(("@enabled", "true"),))  # fmt: skip
+
+
+def _read_input(
+    job: Job, aliases: frozenset[str]
+) -> tuple[set[str], list[frozenset[str] | None], list[Claim], list[str]]:
+    """One pass over the input: the groups named, each row's groups, the alias claims of rows
+    keyed by username, and the usernames of rows that sync groups."""
+    named: set[str] = set()
+    per_row: list[frozenset[str] | None] = []
+    claims: list[Claim] = []
+    usernames: list[str] = []
+    planner = job.planner()
+    check_aliases = bool(aliases) and job.config.key == "username"
+    groups_column = GROUPS_COLUMN in job.header
+    if not groups_column and not check_aliases:
+        return named, per_row, claims, usernames  # nothing to learn: no pass over the input
+    for row in iter_rows(job.source):
+        if groups_column and GROUPS_COLUMN in row.values:
+            try:
+                groups = parse_groups(row.values[GROUPS_COLUMN])
+            except ValueError:
+                groups = None  # the row is invalid: its feed says so
+            per_row.append(groups)
+            if groups is not None:
+                named |= groups
+                usernames.append(row.values.get(job.config.username_column, ""))
+        if check_aliases:
+            planned = planner.plan(row)
+            if isinstance(planned, UserUpdate):
+                claims += claims_of([planned], aliases)
+    return named, per_row, claims, usernames
+
+
+def _listing_is_cheaper(claims: int, pool_users: int | None) -> bool:
+    """Listing the pool (60 users a page) against one filtered ListUsers a claimed value."""
+    return pool_users is not None and math.ceil(pool_users / 60) < claims
+
+
+def _listed_holder(holders: dict[tuple[str, str], str]) -> Any:
+    def holder(attribute: str, value: str) -> str | None:
+        return holders.get((attribute, _same(attribute, value)))
+
+    return holder
+
+
+def _filter_holder(job: Job, paced: PacedCall, setup: SyncSetup) -> Any:
+    from batch.plan.aliases import pool_holder
+
+    inner = pool_holder(job.gateway, job.config.user_pool_id, paced)
+
+    def holder(attribute: str, value: str) -> str | None:
+        setup.reads += 1
+        return inner(attribute, value)
+
+    return holder
+
+
+class SyncWriter:
+    """The gateway for a sync's rows: ``create_user`` with ``--invite`` or not, idempotent
+    across a retry, a crash and a resume. A ``UsernameExistsException`` is not a failure when
+    this run already sent that create (a retry after an answer that was lost), an earlier
+    attempt's before-image shows it created (``created``), or the user's attributes already
+    equal the row's. Every other call goes to the gateway as it is."""
+
+    def __init__(self, gateway: Any, *, invite: bool, created: frozenset[str] = frozenset(),
+                 types: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.gateway, self.invite, self.created = gateway, invite, created
+        self.types = types or {}
+        self._sent: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+    def create_user(self, pool: str, username: str, attributes: Any, *,
+                    client_metadata: Any = None) -> None:  # fmt: skip
+        with self._lock:
+            again = username in self._sent
+            self._sent.add(username)
+        try:
+            self.gateway.create_user(pool, username, attributes, invite=self.invite,
+                                     client_metadata=client_metadata)  # fmt: skip
+        except RowError as exc:
+            if exc.code != "UsernameExistsException":
+                raise
+            if again or username in self.created or self._holds(pool, username, attributes):
+                return
+            raise
+
+    def _holds(self, pool: str, username: str, attributes: Any) -> bool:
+        try:
+            user = self.gateway.get_user(pool, username)
+        except RowError:
+            return False
+        return all(same_value(v, user.get(n), self.types.get(n, "")) for n, v in attributes)

@@ -1,0 +1,206 @@
+"""The whole nightly sync end to end (issue 21), over real HTTP against the emulator: joiners,
+movers, leavers, group changes and an alias conflict in one file; its dry run; its undo; an
+unknown group and a truncated input stopping the job before any write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import report_rows, write_csv
+
+from batch.cli import main
+from batch.emulator import DEFAULT_CUSTOM_SCHEMA
+
+#: Every category a sync calls, high enough that a test's calls never wait.
+QUOTAS = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000,
+          "UserCreation": 1000, "UserResourceRead": 1000, "UserPoolResourceRead": 1000}
+WRITES = ("AdminUpdateUserAttributes", "AdminDeleteUserAttributes", "AdminCreateUser",
+          "AdminDisableUser", "AdminEnableUser", "AdminAddUserToGroup",
+          "AdminRemoveUserFromGroup", "AdminDeleteUser")  # fmt: skip
+HEADER = ["username", "email", "department", "enabled", "groups"]
+FILE = [
+    ["alice", "alice@x.io", "eng", "true", "staff"],  # as the pool has it (admins unmanaged)
+    ["bob", "bob@x.io", "eng", "true", "staff"],  # mover: sales -> eng, sales -> staff
+    ["carol", "carol@x.io", "eng", "false", ""],  # leaver: disabled, out of staff
+    ["dave", "dave@x.io", "ops", "true", "staff"],  # returning: enabled, ops, into staff
+    ["frank", "frank@x.io", "eng", "true", "staff;sales"],  # joiner
+    ["gina", "ALICE@x.io", "eng", "true", "staff"],  # joiner asking for alice's email
+    ["erin", "erin@x.io", "hr", "", ""],  # unchanged, in no managed group
+]
+
+
+def pool_state(client: Any, pool: str) -> dict[str, tuple[dict[str, str], bool, list[str]]]:
+    """Every user: (email and department, enabled, every group), from the emulator."""
+    out = {}
+    for user in client.list_users(UserPoolId=pool)["Users"]:
+        name = user["Username"]
+        attrs = {a["Name"]: a["Value"] for a in user["Attributes"]
+                 if a["Name"] in ("email", "custom:department")}  # fmt: skip
+        groups = client.admin_list_groups_for_user(UserPoolId=pool, Username=name)["Groups"]
+        out[name] = (attrs, user["Enabled"], sorted(g["GroupName"] for g in groups))
+    return out
+
+
+def writes(emulator: Any) -> int:
+    operations = emulator.stats()["operations"]
+    return sum(int(operations.get(op, {}).get("accepted", 0)) for op in WRITES)
+
+
+@pytest.fixture
+def pool(clean_emulator: Any, cognito_client: Any) -> str:
+    clean_emulator.configure(quotas=QUOTAS)
+    schema = [{**e, "Name": str(e["Name"])} for e in DEFAULT_CUSTOM_SCHEMA]
+    pool_id = str(cognito_client.create_user_pool(
+        PoolName="sync", AliasAttributes=["email"], Schema=schema)["UserPool"]["Id"])  # fmt: skip
+    clean_emulator.seed_users(pool_id, [
+        {"username": n, "email": f"{n}@x.io", "custom:department": d}
+        for n, d in (("alice", "eng"), ("bob", "sales"), ("carol", "eng"), ("dave", "eng"),
+                     ("erin", "hr"))])  # fmt: skip
+    for group in ("staff", "sales", "admins"):
+        cognito_client.create_group(UserPoolId=pool_id, GroupName=group)
+    for user, group in (("alice", "staff"), ("alice", "admins"), ("bob", "sales"),
+                        ("carol", "staff")):  # fmt: skip
+        cognito_client.admin_add_user_to_group(UserPoolId=pool_id, Username=user,
+                                               GroupName=group)  # fmt: skip
+    cognito_client.admin_disable_user(UserPoolId=pool_id, Username="dave")
+    clean_emulator.reset()
+    return pool_id
+
+
+def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
+    return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
+                 "--create-missing", *extra])  # fmt: skip
+
+
+def test_a_sync_makes_the_pool_match_the_file_and_undo_puts_it_back(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path
+) -> None:
+    # GIVEN a seeded pool and a sync file with joiners, movers, leavers, groups, a conflict
+    before = pool_state(cognito_client, pool)
+    source = write_csv(tmp_path / "sync.csv", HEADER, FILE)
+    report = tmp_path / "out" / "report.csv"
+
+    # WHEN the file is run (with before-images, for the undo below)
+    code = run(source, pool, clean_emulator, report, "--undo")
+
+    # THEN every row has its outcome and the pool is exactly the file's desired state
+    statuses = {int(r): (v["status"], v["error_code"]) for r, v in report_rows(report).items()}
+    assert statuses == {
+        1: ("unchanged", ""), 2: ("updated", ""), 3: ("updated", ""), 4: ("updated", ""),
+        5: ("created", ""), 6: ("invalid", "AliasConflict"), 7: ("unchanged", ""),
+    }
+    assert "alice" in report_rows(report)[6]["error_message"]
+    assert "ALICE@x.io" not in report_rows(report)[6]["error_message"]
+    assert code == 1  # one invalid row (EXIT_ROWS)
+    assert pool_state(cognito_client, pool) == {
+        "alice": ({"email": "alice@x.io", "custom:department": "eng"}, True,
+                  ["admins", "staff"]),
+        "bob": ({"email": "bob@x.io", "custom:department": "eng"}, True, ["staff"]),
+        "carol": ({"email": "carol@x.io", "custom:department": "eng"}, False, []),
+        "dave": ({"email": "dave@x.io", "custom:department": "ops"}, True, ["staff"]),
+        "erin": ({"email": "erin@x.io", "custom:department": "hr"}, True, []),
+        "frank": ({"email": "frank@x.io", "custom:department": "eng"}, True,
+                  ["sales", "staff"]),
+    }  # fmt: skip
+    # enabled and groups are never attributes
+    frank = cognito_client.admin_get_user(UserPoolId=pool, Username="frank")
+    assert not {a["Name"] for a in frank["UserAttributes"]} & {"custom:enabled", "custom:groups"}
+    # no invitation without --invite
+    assert not clean_emulator.stats().get("messages", {}).get("email")
+
+    # WHEN the run is undone
+    assert main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
+                 "--quiet"]) == 0  # fmt: skip
+    # THEN the pool is back exactly: the joiner deleted, the rest restored
+    assert pool_state(cognito_client, pool) == before
+
+
+def test_the_dry_run_reports_every_planned_change_and_writes_nothing(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path
+) -> None:
+    before = pool_state(cognito_client, pool)
+    source = write_csv(tmp_path / "sync.csv", HEADER, FILE)
+    report = tmp_path / "dry" / "plan.csv"
+    run(source, pool, clean_emulator, report, "--dry-run")
+    assert writes(clean_emulator) == 0
+    assert pool_state(cognito_client, pool) == before
+    rows = report_rows(report)
+    assert {r: v["status"] for r, v in rows.items()} == {
+        1: "unchanged", 2: "updated", 3: "updated", 4: "updated", 5: "created", 6: "invalid",
+        7: "unchanged"}  # fmt: skip
+    assert rows[2]["error_message"] == ("dry run: not applied: update custom:department; "
+                                        "remove from sales; add to staff")
+    assert rows[3]["error_message"] == "dry run: not applied: disable; remove from staff"
+    assert rows[4]["error_message"] == ("dry run: not applied: update custom:department; "
+                                        "add to staff; enable")
+    assert rows[5]["error_message"] == ("dry run: not applied: create; add to sales; "
+                                        "add to staff")
+
+
+def test_an_unknown_group_stops_the_job_before_any_write(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    before = pool_state(cognito_client, pool)
+    rows = [*FILE[:5], ["hal", "hal@x.io", "eng", "true", "staff;ghosts;Admins2"]]
+    source = write_csv(tmp_path / "sync.csv", HEADER, rows)
+    code = run(source, pool, clean_emulator, tmp_path / "r" / "report.csv")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'Admins2', 'ghosts'" in err and "nothing was written" in err
+    assert writes(clean_emulator) == 0
+    assert pool_state(cognito_client, pool) == before
+
+
+def test_disable_missing_refuses_a_truncated_input(
+    clean_emulator: Any, cognito_client: Any, make_pool: Any, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # GIVEN a pool of 20 users and an input of 2 of them (10 %)
+    clean_emulator.configure(quotas=QUOTAS)
+    pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
+    source = write_csv(tmp_path / "few.csv", ["username", "enabled"],
+                       [["u00", "true"], ["u01", "true"]])  # fmt: skip
+    clean_emulator.reset()
+    # WHEN it is run with --disable-missing (default --max-disable 10%: 2 users)
+    code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                 clean_emulator.endpoint_url, "--report", str(tmp_path / "r" / "report.csv"),
+                 "--yes", "--quiet", "--disable-missing"])  # fmt: skip
+    # THEN it refuses in one line, and nothing is written
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would disable 18 of the pool's 20 users" in err[0]
+    assert writes(clean_emulator) == 0
+
+
+def test_disable_missing_disables_the_absent_users_after_the_input(
+    clean_emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path
+) -> None:
+    clean_emulator.configure(quotas=QUOTAS)
+    pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
+    cognito_client.admin_disable_user(UserPoolId=pool, Username="u19")  # already disabled
+    source = write_csv(tmp_path / "all.csv", ["username", "enabled"],
+                       [[f"u{n:02d}", "true"] for n in range(18)])  # fmt: skip
+    report = tmp_path / "r" / "report.csv"
+    code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                 clean_emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
+                 "--disable-missing", "--undo", "--create-missing"])  # fmt: skip
+    assert code == 0
+    # a leaver is not in the snapshot of the input's users: never taken for a joiner
+    assert "AdminCreateUser" not in clean_emulator.stats()["operations"]
+    rows = report_rows(report)
+    # u18 absent and enabled: disabled, as row 19 (after the input's 18); u19 needs nothing
+    assert {r: (v["username"], v["status"]) for r, v in rows.items() if r > 18} == {
+        19: ("u18", "updated")}
+    enabled = {u["Username"]: u["Enabled"] for u in
+               cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
+    assert [n for n, e in sorted(enabled.items()) if not e] == ["u18", "u19"]
+    # ... and its undo enables the leaver again (and only it)
+    assert main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
+                 "--quiet"]) == 0  # fmt: skip
+    enabled = {u["Username"]: u["Enabled"] for u in
+               cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
+    assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]
