@@ -44,10 +44,9 @@ from batch.record.before_images import (
     UndoRecord,
     before_image,
     iter_records,
-    message_split,
-    plan_restore,
     undo_path,
 )
+from batch.record.restore import message_split, plan_restore
 
 ROOT = Path(__file__).resolve().parent.parent
 

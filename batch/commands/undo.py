@@ -7,7 +7,7 @@ retries, the brake), with a journal beside its report so rerunning the command r
 one result row per record, and the same confirmation on a real pool (the plan names the
 pool). Each record is planned as it is applied: the user is read (AdminGetUser, at the read
 quota) right before its write, so the conflict check sees the value as it is then, and
-``undo.plan_restore`` decides: ``updated`` (restored), ``unchanged`` (nothing to restore:
+``record.restore.plan_restore`` decides: ``updated`` (restored), ``unchanged`` (nothing to restore:
 the run's write never landed, or an earlier undo did it), ``skipped`` ``Conflict`` (changed
 again since; ``--force`` restores anyway).
 
@@ -57,13 +57,12 @@ from batch.plan.summary import PlanSummary, fill_plan
 from batch.record.before_images import (
     UndoRecord,
     iter_records,
-    message_split,
-    plan_restore,
     read_header,
 )
 from batch.record.guard import run_records
 from batch.record.journal import JournalHeader, JournalState
 from batch.record.layout import undo_path, undo_report_path
+from batch.record.restore import message_split, plan_restore
 from batch.record.summary import RunSummary
 from batch.record.sync_restore import plan_sync_restore
 from batch.record.undo_check import Checked, check, run_pool
@@ -113,7 +112,7 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
 
 class UndoWriter:
     """The gateway for undo writes: a restore whose ``*_verified`` flag was false goes out as
-    two calls (``undo.message_split``), the second paced like any other."""
+    two calls (``record.restore.message_split``), the second paced like any other."""
 
     def __init__(self, gateway: CognitoGateway, verified_by_message: frozenset[str]) -> None:
         self.gateway = gateway

@@ -22,7 +22,8 @@ from datetime import datetime
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import same_value
 from batch.plan.operations import ORDER, Kind, Operation, SyncUpdate
-from batch.record.before_images import UndoRecord, plan_restore
+from batch.record.before_images import UndoRecord
+from batch.record.restore import plan_restore
 
 NEW_STATUS = "FORCE_CHANGE_PASSWORD"
 _SAME_INSTANT = 1.0  # seconds: Cognito stamps both dates as it creates the user
