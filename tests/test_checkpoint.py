@@ -273,6 +273,33 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
         a.renew()
 
 
+@pytest.mark.parametrize("expires", ['"soon"', "null", "1e12", "NaN", '[1]', "1e400"])
+def test_a_tampered_lease_is_taken_over_after_the_ttl_never_a_traceback_or_forever(
+    make_bucket: Any, s3_endpoint: str, s3_client: Any, expires: str
+) -> None:
+    # GIVEN a lease object edited by hand: an expiry that is not a time a run writes
+    bucket = make_bucket()
+    s3_client.put_object(Bucket=bucket, Key="r.csv.lease",
+                         Body=f'{{"holder": "x", "expires": {expires}, "ttl": 4}}'.encode())
+    where = parse(f"s3://{bucket}/r.csv.lease")
+    now, said = [1000.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        assert now[0] < 1000 + 10 * 10, "waited past any ttl"  # instead of forever
+
+    # WHEN a run (ttl 10 s) starts on the report
+    lease = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0], sleep=sleep,
+                  warn=said.append)
+    lease.acquire()
+    # THEN it waited the ttl and the assumed skew from when it first saw it, took it over,
+    # and said so once
+    assert lease.held
+    assert 10 + CLOCK_SKEW_SECONDS <= now[0] - 1000 <= 10 + CLOCK_SKEW_SECONDS + 1.5
+    assert len(said) == 1 and "cannot be read" in said[0]
+    assert json.loads(get(s3_client, bucket, "r.csv.lease"))["holder"] == lease.holder
+
+
 class Flaky:
     """The real S3 storage, with puts that fail ``failures`` times first (one of them after
     the object was written: the answer lost on the way back)."""

@@ -272,7 +272,7 @@ class Job:
         checkpoint: Checkpoint | None = None
         try:
             self.config = dataclasses.replace(config, spool=str(s3.spool))
-            lease = s3.lease(ttl=config.lease_seconds)
+            lease = s3.lease(ttl=config.lease_seconds, warn=self.log.warning)
             lease.acquire()  # the first write to the prefix: AccessDenied stops the run here
             try:
                 self.checkpoint = checkpoint = Checkpoint(
