@@ -454,7 +454,8 @@ def _keep_images(files: RunFiles) -> None:
 
 
 def _begin_checkpoint(checkpoint: Checkpoint, s3: S3Report, resumed: bool) -> None:
-    checkpoint.begin(resumed=resumed, restored_segments=s3.restored_segments, clear=s3.clear)
+    checkpoint.begin(resumed=resumed, restored_segments=s3.restored_segments, clear=s3.clear,
+                     run=s3.run)
 
 
 def _mismatch(state: JournalState, header: JournalHeader) -> str:
