@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import boto3
 import botocore.exceptions as bex
+import botocore.session
 from botocore.config import Config
 
 from batch.errors import (
@@ -145,12 +146,37 @@ def _configuration_message(exc: Exception, settings: ConnectionSettings) -> str:
         return f"the AWS config file {exc.kwargs.get('path', '')} cannot be parsed"
     if isinstance(exc, bex.InvalidRegionError):
         return f"--region {settings.region!r} is not a region name (like us-east-1)"
-    if isinstance(exc, ValueError):
+    if isinstance(exc, _NotAnEndpoint):
         return (
             f"--endpoint-url {settings.endpoint_url!r} is not a URL "
             "(like http://127.0.0.1:PORT or https://cognito-idp.REGION.amazonaws.com)"
         )
+    if isinstance(exc, ValueError):  # a credential helper's output that is not JSON, say
+        who = f"profile {settings.profile!r}" if settings.profile else "the default chain"
+        return (
+            f"AWS credentials for {who} could not be loaded from its "
+            f"{_credential_source(settings.profile)}: its answer is not valid credentials "
+            f"({type(exc).__name__}; its output is not shown: it may hold secrets)"
+        )
     return f"AWS configuration ({type(exc).__name__})"
+
+
+class _NotAnEndpoint(ValueError):
+    """``--endpoint-url`` does not parse as a URL: the one ValueError that names it."""
+
+
+#: What in a profile supplies its credentials, in the order the SDK's chain tries them.
+_SOURCES = ("credential_process", "sso_session", "sso_start_url", "web_identity_token_file",
+            "role_arn", "aws_access_key_id")  # fmt: skip
+
+
+def _credential_source(profile: str | None) -> str:
+    """The setting a profile gets its credentials from (its name, never its value)."""
+    try:
+        scoped = botocore.session.Session(profile=profile or None).get_scoped_config()
+    except Exception:  # noqa: BLE001 - only words for a message
+        scoped = {}
+    return next((name for name in _SOURCES if name in scoped), "credential source")
 
 
 def _check_endpoint(url: str | None) -> None:
@@ -162,7 +188,7 @@ def _check_endpoint(url: str | None) -> None:
     except ValueError:
         port = -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise ValueError(url)
+        raise _NotAnEndpoint(url)
 
 
 def _translate(exc: Exception, operation: str, profile: str | None = None) -> CognitoError:

@@ -370,6 +370,8 @@ def validate(config: JobConfig) -> JobConfig:
     if config.checkpoint_seconds <= 0 or config.lease_seconds < 2 * config.checkpoint_seconds:
         raise UsageError("--checkpoint-seconds must be positive and --lease-seconds at least "
                          "twice as long")
+    if not config.lease_seconds <= 3600:  # lease.MAX_TTL_SECONDS: a longer one reads as damaged
+        raise UsageError("--lease-seconds must be at most 3600")
     if config.give_up_after < 0:
         raise UsageError("--give-up-after must not be negative (0: never give up)")
     if config.max_rate and not config.auto_rate:

@@ -29,6 +29,7 @@ from batch.record.journal import Journal, JournalHeader, encode, read_journal
 from batch.record.lock import LockedError
 from batch.remote.checkpoint import Checkpoint, S3Report, segment_name
 from batch.remote.lease import CLOCK_SKEW_SECONDS, Lease, LeaseLost
+from batch.remote.segments import segment_header
 from batch.store.storage import Location, ObjectInfo, Storage, parse, storage_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +103,9 @@ def rows_of(rows: Any, up_to: int = 1000) -> set[int]:
 
 
 def s3_journal(s3_client: Any, bucket: str) -> bytes:
-    return b"".join(get(s3_client, bucket, k) for k in sorted(keys(s3_client, bucket, SEGMENTS)))
+    """The journal the segments hold (each without its header line)."""
+    parts = [get(s3_client, bucket, k) for k in sorted(keys(s3_client, bucket, SEGMENTS))]
+    return b"".join(part[part.find(b"\n") + 1 :] for part in parts)
 
 
 def accepted(emulator: Any) -> int:
@@ -273,6 +276,33 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
         a.renew()
 
 
+@pytest.mark.parametrize("expires", ['"soon"', "null", "1e12", "NaN", '[1]', "1e400"])
+def test_a_tampered_lease_is_taken_over_after_the_ttl_never_a_traceback_or_forever(
+    make_bucket: Any, s3_endpoint: str, s3_client: Any, expires: str
+) -> None:
+    # GIVEN a lease object edited by hand: an expiry that is not a time a run writes
+    bucket = make_bucket()
+    s3_client.put_object(Bucket=bucket, Key="r.csv.lease",
+                         Body=f'{{"holder": "x", "expires": {expires}, "ttl": 4}}'.encode())
+    where = parse(f"s3://{bucket}/r.csv.lease")
+    now, said = [1000.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        assert now[0] < 1000 + 10 * 10, "waited past any ttl"  # instead of forever
+
+    # WHEN a run (ttl 10 s) starts on the report
+    lease = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0], sleep=sleep,
+                  warn=said.append)
+    lease.acquire()
+    # THEN it waited the ttl and the assumed skew from when it first saw it, took it over,
+    # and said so once
+    assert lease.held
+    assert 10 + CLOCK_SKEW_SECONDS <= now[0] - 1000 <= 10 + CLOCK_SKEW_SECONDS + 1.5
+    assert len(said) == 1 and "cannot be read" in said[0]
+    assert json.loads(get(s3_client, bucket, "r.csv.lease"))["holder"] == lease.holder
+
+
 class Flaky:
     """The real S3 storage, with puts that fail ``failures`` times first (one of them after
     the object was written: the answer lost on the way back)."""
@@ -338,20 +368,60 @@ def test_a_damaged_last_segment_is_cut_and_an_earlier_gap_refused(
     bucket = make_bucket()
     header = json.dumps(JournalHeader("sha", "s").as_record()).encode() + b"\n"
     line = [encode(RowResult(r, f"u{r}", Status.UPDATED, 1)) for r in (1, 2, 3, 4)]
+    mark = [segment_header("run1", n, "holder") for n in range(4)]
     s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0),
-                         Body=header + line[0] + line[1])  # fmt: skip
-    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(1), Body=line[2] + line[3][:9])
+                         Body=mark[0] + header + line[0] + line[1])  # fmt: skip
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(1),
+                         Body=mark[1] + line[2] + line[3][:9])  # fmt: skip
     # WHEN a fresh machine restores
     report = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
     report.restore()
     # THEN the whole lines are kept and the segment is put back cut to them
     state = read_journal(report.journal)
     assert state is not None and rows_of(state.finished) == {1, 2, 3}
-    assert get(s3_client, bucket, SEGMENTS + segment_name(1)) == line[2]
+    assert get(s3_client, bucket, SEGMENTS + segment_name(1)) == mark[1] + line[2]
     # WHEN a segment before the last is missing, THEN the checkpoint is refused
-    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(3), Body=line[3])
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(3), Body=mark[3] + line[3])
     with pytest.raises(ResumeError, match="seg-000002 is missing"):
         S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path)).restore()
+
+
+def test_planted_renumbered_or_foreign_segments_are_refused(
+    make_bucket: Any, s3_client: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run's checkpoint: segment 0 (header + rows 1, 2) and segment 1 (row 3)
+    bucket = make_bucket()
+    header = json.dumps(JournalHeader("sha", "s").as_record()).encode() + b"\n"
+    line = {r: encode(RowResult(r, f"u{r}", Status.UPDATED, 1)) for r in range(0, 101)}
+    put = lambda n, body: s3_client.put_object(  # noqa: E731
+        Bucket=bucket, Key=SEGMENTS + segment_name(n), Body=body)
+    put(0, segment_header("run1", 0, "h1") + header + line[1] + line[2])
+    put(1, segment_header("run1", 1, "h2") + line[3])
+
+    def restore() -> S3Report:
+        report = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
+        report.restore()
+        return report
+
+    report = restore()
+    state = read_journal(report.journal)
+    assert state is not None and rows_of(state.finished) == {1, 2, 3} and report.run == "run1"
+    plants = {
+        # CRC-valid result lines put as the next segment by PutObject alone (no header)
+        "without its header": b"".join(line[r] for r in range(4, 101)),
+        # a header guessed without the run's id
+        "of another run": segment_header("guess", 2, "x") + line[4],
+        # a segment of this run copied under the next number
+        "numbered 1": segment_header("run1", 1, "h2") + line[3],
+        # a row no input has
+        "out of the input's range": segment_header("run1", 2, "h2") + line[0],
+    }
+    for why, body in plants.items():
+        put(2, body)
+        # WHEN a resume restores, THEN the checkpoint is refused in one line, saying why
+        with pytest.raises(ResumeError, match=why) as refused:
+            restore()
+        assert "\n" not in str(refused.value) and "--fresh" in str(refused.value)
 
 
 def test_a_checkpoint_of_another_input_is_refused(
@@ -362,7 +432,8 @@ def test_a_checkpoint_of_another_input_is_refused(
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     header = json.dumps(JournalHeader("another", "s").as_record()).encode() + b"\n"
     row = encode(RowResult(1, "c0001", Status.UPDATED, 1))
-    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0), Body=header + row)
+    s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0),
+                         Body=segment_header("run1", 0, "holder") + header + row)  # fmt: skip
     # WHEN the command runs, THEN it is refused in one line naming the S3 checkpoint
     assert main(command(pool, emulator, bucket)) == 2
     err = capsys.readouterr().err.strip().splitlines()

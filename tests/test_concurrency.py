@@ -221,3 +221,17 @@ def test_the_cpu_limit_is_still_found_where_little_asks_for_hundreds() -> None:
     # THEN it keeps two in flight, as at a bound of 8: a step down there answered faster
     assert climber.limit == 2 and climber.slow == 0.0
     assert share(later, lambda limit: limit == 2) > 0.7
+
+
+def test_the_summary_range_is_the_window_used_from_the_first_call_not_the_bound() -> None:
+    # GIVEN a bound of 512 calls in flight and a rate that Little's law fills with 7
+    clock = ManualClock()
+    climber = ConcurrencyClimber(512, clock=clock)
+    # WHEN calls complete, the window never above 7 (then 5 for a while)
+    for wanted in [7] * 30 + [5] * 30 + [7] * 30:
+        clock.now += 0.05
+        climber.on_call(100.0, wanted, 0.05)
+    # THEN the summary's range holds the final window and is the range actually used
+    assert climber.summary(7) == {"final": 7, "low": 5, "high": 7}
+    # AND a run that made no call reports its final window alone
+    assert ConcurrencyClimber(512, clock=clock).summary(3) == {"final": 3, "low": 3, "high": 3}

@@ -334,6 +334,10 @@ LEAKY = """[profile leaky]
 region = us-east-1
 credential_process = sh -c "echo SECRET-TOKEN-4242 >&2; exit 1"
 """
+BROKEN_JSON = """[profile broken]
+region = us-east-1
+credential_process = sh -c "echo '{\\"Version\\": 1, \\"AccessKeyId\\": \\"AKIASECRETOUT\\"'"
+"""
 
 
 @pytest.mark.parametrize(
@@ -346,9 +350,11 @@ credential_process = sh -c "echo SECRET-TOKEN-4242 >&2; exit 1"
         ("", ["--profile", "nope"], "profile 'nope' not found"),
         (LEAKY, ["--profile", "leaky", "--endpoint-url", "http://127.0.0.1:9"],
          "profile 'leaky' could not be obtained from its custom-process"),
+        (BROKEN_JSON, ["--profile", "broken", "--endpoint-url", "http://127.0.0.1:9"],
+         "profile 'broken' could not be loaded from its credential_process"),
     ],
     ids=["broken-config", "bad-region", "bad-endpoint", "bad-port", "no-profile",
-         "failing-credential-process"],
+         "failing-credential-process", "credential-process-not-json"],
 )  # fmt: skip
 def test_aws_configuration_errors_are_one_line_exit_2_and_never_show_a_helpers_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

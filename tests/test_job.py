@@ -79,6 +79,9 @@ def test_every_input_row_gets_exactly_one_report_row(tmp_path: Path) -> None:
     assert state is not None and state.complete
     assert result.summary["counts"]["updated"] == demo_rows() - 7
     assert (tmp_path / "demo.report.csv.summary.json").is_file()
+    # AND the concurrency range is the window used, and holds the final one
+    window = result.summary["concurrency"]
+    assert window["low"] <= window["final"] <= window["high"]
     # AND a changed email was marked verified in the same call
     assert fake.users["user0001"]["email_verified"] == "true"
 

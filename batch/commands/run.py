@@ -288,7 +288,7 @@ class Job:
         checkpoint: Checkpoint | None = None
         try:
             self.config = dataclasses.replace(config, spool=str(s3.spool))
-            lease = s3.lease(ttl=config.lease_seconds)
+            lease = s3.lease(ttl=config.lease_seconds, warn=self.log.warning)
             lease.acquire()  # the first write to the prefix: AccessDenied stops the run here
             try:
                 self.checkpoint = checkpoint = Checkpoint(
@@ -475,7 +475,8 @@ def _keep_images(files: RunFiles) -> None:
 
 
 def _begin_checkpoint(checkpoint: Checkpoint, s3: S3Report, resumed: bool) -> None:
-    checkpoint.begin(resumed=resumed, restored_segments=s3.restored_segments, clear=s3.clear)
+    checkpoint.begin(resumed=resumed, restored_segments=s3.restored_segments, clear=s3.clear,
+                     run=s3.run)
 
 
 def _mismatch(state: JournalState, header: JournalHeader) -> str:

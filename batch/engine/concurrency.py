@@ -51,7 +51,8 @@ class ConcurrencyClimber:
     ) -> None:
         self.maximum = max(1, maximum)
         self.limit = self.maximum
-        self.low = self.high = self.limit  # the range it moved in, for the summary
+        self.low = self.high = self.limit  # the range the limit moved in
+        self._used: tuple[int, int] | None = None  # the windows calls were sent in (low, high)
         self._clock = clock
         self._epoch_s = epoch_s
         self._max_epoch_s = max_epoch_s
@@ -80,6 +81,9 @@ class ConcurrencyClimber:
         """One call completed in ``latency`` seconds. ``rate``: the pacer's; ``wanted``:
         Little's window, uncapped."""
         with self._lock:
+            window = max(1, min(self.maximum, wanted, self.limit))  # the runner's window
+            low, high = self._used or (window, window)
+            self._used = (min(low, window), max(high, window))
             self._calls += 1
             self._seconds += latency
             now = self._clock()
@@ -92,6 +96,13 @@ class ConcurrencyClimber:
             self._epoch(throughput, rate, wanted, mean)
             self.low = min(self.low, self.limit)
             self.high = max(self.high, self.limit)
+
+    def summary(self, final: int) -> dict[str, int]:
+        """The window at the end and the range it was in, from the first call on (not from
+        ``maximum``, a bound the window may never have reached)."""
+        with self._lock:
+            low, high = self._used or (final, final)
+        return {"final": final, "low": min(low, final), "high": max(high, final)}
 
     def _epoch(self, throughput: float, rate: float, wanted: int, latency: float) -> None:
         if (wanted <= self.maximum or throughput >= self._bound_share * rate

@@ -36,12 +36,11 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +54,9 @@ from batch.record.journal import journal_path
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
 from batch.remote.lease import Lease, LeaseKeeper, LeaseLost
+from batch.remote.segments import SEGMENT, read_segment_header, rows_in_range, segment_header
+from batch.remote.segments import segment_name as segment_name  # named there, kept for callers
+from batch.remote.segments import whole_lines as whole_lines
 from batch.remote.spool import remove_stale_spools, spool_prefix
 from batch.remote.stopping import StopDeferred
 from batch.store.files import DIR_MODE, atomic_write
@@ -64,9 +66,10 @@ from batch.store.storage import Location, Storage, parse, storage_for
 INTERVAL_SECONDS = 5.0
 ATTEMPTS = 1  # botocore retries each S3 request (store/s3.py): one layer, not two
 COMPLETE_LINE = b"%08x\t=complete\n" % zlib.crc32(b"=complete")
-_SEGMENT = re.compile(r"seg-(\d{6,})")
 
 Sleep = Callable[[float], None]
+_REFUSED = ("The checkpoint is refused: check who writes to the report's prefix, or pass "
+            "--fresh to discard it and redo every row")
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -80,10 +83,6 @@ def retrying(sleep: Sleep, attempts: int = ATTEMPTS) -> Retrying:
                     reraise=True)  # fmt: skip
 
 
-def segment_name(n: int) -> str:
-    return f"seg-{n:06d}"
-
-
 def ends_complete(path: Path) -> bool:
     """The journal's last line is ``=complete`` (read from its end: a journal may be large)."""
     try:
@@ -93,32 +92,6 @@ def ends_complete(path: Path) -> bool:
             return handle.read() == COMPLETE_LINE
     except FileNotFoundError:
         return False
-
-
-def whole_lines(data: bytes, *, header: bool) -> int:
-    """How many leading bytes of a segment are trusted journal lines (checksums hold; the
-    first line of segment 0 is the JSON header)."""
-    good = 0
-    if header:
-        end = data.find(b"\n")
-        if end < 0:
-            return 0
-        try:
-            json.loads(data[:end])
-        except ValueError:
-            return 0
-        good = end + 1
-    while good < len(data):
-        end = data.find(b"\n", good)
-        if end < 0 or data[good + 8 : good + 9] != b"\t":
-            break
-        try:
-            if zlib.crc32(data[good + 9 : end]) != int(data[good : good + 8], 16):
-                break
-        except ValueError:
-            break
-        good = end + 1
-    return good
 
 
 class Checkpoint:
@@ -152,6 +125,7 @@ class Checkpoint:
         self.sleep = sleep
         self.attempts = attempts
         self.next_seq = 0
+        self.run = ""  # the run's id, in every segment's header line (``segment_header``)
         self.offset = 0  # bytes of the local journal already in S3
         self.uploaded = 0  # segments put by this run
         self.lost = ""
@@ -168,10 +142,14 @@ class Checkpoint:
 
     # -- lifetime ----------------------------------------------------------------------------
 
-    def begin(self, *, resumed: bool, restored_segments: int, clear: Callable[[], None]) -> None:
+    def begin(
+        self, *, resumed: bool, restored_segments: int, clear: Callable[[], None], run: str = ""
+    ) -> None:
         """Called once the local journal is open: a resume continues after the segments it
-        was rebuilt from (its compacted lines are in them already); a fresh run clears what
-        an earlier run left and starts at segment 0."""
+        was rebuilt from (its compacted lines are in them already), under their run id
+        (``run``); a fresh run clears what an earlier run left and starts at segment 0 under
+        a new one."""
+        self.run = run if resumed and run else uuid.uuid4().hex
         if resumed:
             self.next_seq = restored_segments
             self.offset = self.journal.stat().st_size
@@ -238,7 +216,8 @@ class Checkpoint:
                 data = data[: -len(COMPLETE_LINE)]
             if not data:
                 return 0
-            self._put_segment(self.next_seq, data)
+            holder = self.lease.holder if self.lease is not None else ""
+            self._put_segment(self.next_seq, segment_header(self.run, self.next_seq, holder) + data)
             self.offset += len(data)
             self.next_seq += 1
             self.uploaded += 1
@@ -285,6 +264,7 @@ class S3Report:
         self.local = self.spool / self.location.name
         self.journal = journal_path(self.local)
         self.restored_segments = 0
+        self.run = ""  # the restored segments' run id (``segment_header``)
 
     def beside(self, local: Path) -> Location:
         """The object beside the report named as ``local`` is beside the local report."""
@@ -327,7 +307,7 @@ class S3Report:
     def _listed(self) -> list[tuple[int, Location]]:
         found: list[tuple[int, Location]] = []
         for info in self.store.list(self.segments):
-            match = _SEGMENT.fullmatch(info.relative)
+            match = SEGMENT.fullmatch(info.relative)
             if match:
                 found.append((int(match.group(1)), info.location))
         return sorted(found)
@@ -360,7 +340,12 @@ class S3Report:
                         "to discard it and redo every row"
                     )
                 _, data = self.store.read(where)
-                good = whole_lines(data, header=index == 0)
+                start = self._own(where, data, index)
+                good = start + whole_lines(data[start:], header=index == 0)
+                lines = data.find(b"\n", start) + 1 if index == 0 else start  # past the header
+                if not rows_in_range(data[lines:good]):
+                    raise ResumeError(f"{where}: a row out of the input's range; not a "
+                                      f"segment this run wrote. {_REFUSED}")  # fmt: skip
                 if good < len(data):
                     if index != len(listed) - 1:
                         raise ResumeError(
@@ -371,7 +356,7 @@ class S3Report:
                     # next resume must find the same bytes in it).
                     data = data[:good]
                     self.store.put(where, data)
-                out.write(data)
+                out.write(data[start:])
         self.restored_segments = len(listed)
         if ends_complete(self.journal):
             for name in (summary_path(self.local), self.local):
@@ -381,6 +366,23 @@ class S3Report:
         # not in S3 (README).
         for name in (timeline_path(self.local), undo_path(self.local)):
             self._download(self.beside(name), name)
+
+    def _own(self, where: Location, data: bytes, index: int) -> int:
+        """The bytes of segment ``index``'s header line, once it shows the segment is this
+        run's: numbered as its key, and of the run segment 0 names. A planted segment (a
+        PutObject on the prefix alone cannot know the run's id), a renumbered or copied one,
+        or one of another run, is refused in one line."""
+        found = read_segment_header(data)
+        if found is None:
+            raise ResumeError(f"{where}: a segment without its header line (planted, or "
+                              f"written by an older cognito-batch). {_REFUSED}")  # fmt: skip
+        run, seq, size = found
+        if index == 0:
+            self.run = run
+        if seq != index or run != self.run:
+            what = f"numbered {seq}" if seq != index else "of another run"
+            raise ResumeError(f"{where}: a segment {what}; not one this run wrote. {_REFUSED}")
+        return size
 
     def clear(self) -> None:
         """What an earlier run left, before a fresh run's segment 0: its segments (batched,

@@ -12,7 +12,10 @@ holder (a live holder is seen renewing it within a quarter of its ttl). A killed
 release its lease, so one whose expiry has passed is taken over with ``If-Match`` its ETag: of
 two runs racing for it, exactly one wins. A run that finds a lease not renewed waits for its
 expiry (at most ``ttl``), so a scheduler's immediate retry of a killed run resumes rather than
-failing on the lease. The holder renews with
+failing on the lease. A lease that cannot be read (edited: an expiry that is not a number,
+NaN, or further ahead than its ttl allows) is damaged: no time in it is trusted, and it is
+waited out as a dead holder's, ``ttl`` and the clock skew from when it was first seen, then
+taken over, said once (never a traceback, never a wait without end). The holder renews with
 ``If-Match`` the ETag of its own last write, so a run that was paused past its expiry (and
 replaced) learns it on its next renewal and stops instead of writing beside its successor.
 Release writes the lease expired (again ``If-Match``), so the next run takes it at once.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import threading
@@ -50,6 +54,8 @@ from batch.store.storage import Location, Storage
 TTL_SECONDS = 30.0
 #: The most two machines' clocks are assumed to differ (docs/scheduling.md).
 CLOCK_SKEW_SECONDS = 2.0
+#: The longest ttl a lease may record; one claiming more cannot be read (``_expiry``).
+MAX_TTL_SECONDS = 3600.0
 #: A holder that has not renewed for this share of the ttl stops writing.
 STOP_FRACTION = 0.5
 
@@ -74,8 +80,10 @@ class Lease:
         ttl: float = TTL_SECONDS,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        warn: Callable[[str], None] = lambda text: None,
     ) -> None:
         self.store = store
+        self.warn = warn
         self.location = location
         self.ttl = ttl
         self.clock = clock
@@ -111,6 +119,7 @@ class Lease:
             pass  # there is one: live, or left by a run that died
         seen: str | None = None
         changed = False
+        damaged_since: float | None = None  # when a lease that cannot be read was first seen
         while True:
             try:
                 info, data = self.store.read(self.location)
@@ -118,15 +127,24 @@ class Lease:
                 changed = True
                 continue
             record = _parse(data) or {}
-            expires = float(record.get("expires", 0))
-            if expires + CLOCK_SKEW_SECONDS <= self.clock():  # expired on any clock we allow
+            now = self.clock()
+            expires = _expiry(record, now)
+            if expires is None:
+                # Not a lease a run writes (edited, or damaged): no expiry in it is trusted.
+                # Waited out as a dead holder's would be, from when it was first seen.
+                if damaged_since is None:
+                    damaged_since = now
+                expires = damaged_since + self.ttl
+            if expires + CLOCK_SKEW_SECONDS <= now:  # expired on any clock we allow
                 break
             if changed or (seen is not None and info.etag != seen):
-                raise LockedError(f"{self.location}: {_busy(_who(record, self.clock()))}")
+                raise LockedError(f"{self.location}: {_busy(_who(record, now))}")
             seen = info.etag
-            ttl = float(record.get("ttl", TTL_SECONDS))
-            left = expires + CLOCK_SKEW_SECONDS - self.clock()
-            self.sleep(min(1.0, max(0.05, ttl / 8), max(0.0, left) + 0.05))
+            left = expires + CLOCK_SKEW_SECONDS - now
+            self.sleep(min(1.0, max(0.05, _ttl(record) / 8), max(0.0, left) + 0.05))
+        if damaged_since is not None:
+            self.warn(f"warning: {self.location}: the lease found there cannot be read (not "
+                      "one a run writes); taken over after the ttl, as a killed run's would be")
         body = self._record(expires=self.clock() + self.ttl)  # from now, not from the wait's start
         try:
             self._etag = self.store.put(self.location, body, if_match=info.etag).etag
@@ -254,10 +272,43 @@ def _parse(data: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def _number(value: Any) -> float | None:
+    """A finite JSON number (not a bool, a string, null or NaN), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _ttl(record: dict[str, Any]) -> float:
+    ttl = _number(record.get("ttl"))
+    return ttl if ttl is not None and 0 < ttl <= MAX_TTL_SECONDS else TTL_SECONDS
+
+
+def _expiry(record: dict[str, Any], now: float) -> float | None:
+    """The lease's expiry if it is one a run writes: a finite number no further ahead than
+    its ttl (bounded) and the clock skew. None: the lease cannot be read."""
+    expires, ttl = _number(record.get("expires")), _number(record.get("ttl"))
+    if expires is None or (ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS):
+        return None
+    if expires > now + (ttl or TTL_SECONDS) + CLOCK_SKEW_SECONDS:
+        return None
+    return expires
+
+
+def _text(value: Any) -> str:
+    """A field of the lease for a message: short, printable (the object may be edited)."""
+    text = str(value)[:80]
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _who(record: dict[str, Any], now: float) -> str:
-    left = max(0, round(float(record.get("expires", 0)) - now))
-    return (f"pid {record.get('pid')} on {record.get('host')}, started {record.get('started')}; "
-            f"it renews its lease, which would expire in {left} s")  # fmt: skip
+    expires = _expiry(record, now)
+    if expires is None:
+        return "a lease that cannot be read, yet is being rewritten"
+    left = max(0, round(expires - now))
+    return (f"pid {_text(record.get('pid'))} on {_text(record.get('host'))}, started "
+            f"{_text(record.get('started'))}; it renews its lease, which would expire in "
+            f"{left} s")  # fmt: skip
 
 
 def _busy(who: str) -> str:
