@@ -5,7 +5,9 @@ which the run's summary names with its SHA-256: a changed input is refused. Rows
 ``Superseded`` (an earlier copy of a duplicated user) are not retried.
 
 What is written (pool, mapping, key, rules) comes from the summary, so the rows are applied as
-the run applied them. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
+the run applied them; the summary is first confirmed against the run's journal (its settings'
+fingerprint, input hash and pool: ``record/retry_check.py``), and the input is opened with
+the retry's own profile, never the summary's. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
 can write the report folder can edit the summary, and it must not be able to send a retry,
 with the user's credentials and without a question, to another endpoint. They come the way
 ``run`` takes them: flags, then ``--job``'s file, then the environment (``AWS_PROFILE``,
@@ -29,6 +31,7 @@ from batch.record.guard import check_outputs, run_outputs
 from batch.record.layout import RunFiles, next_retry_report
 from batch.record.lock import RunLock
 from batch.record.report_reader import read_results
+from batch.record.retry_check import check_against_journals
 from batch.record.summary import RunSummary
 from batch.store.storage import input_identity
 
@@ -41,9 +44,18 @@ PACE = ("rate", "max_rate", "workers", "max_attempts", "max_row_seconds",
 
 def retry_rows(report: Path) -> tuple[int, ...]:
     """The rows to retry, the report streamed: memory is the rows retried, not the report."""
-    rows = {r.row for r in read_results(report)
-            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}  # fmt: skip
-    return tuple(sorted(rows))
+    return _report_rows(report)[0]
+
+
+def _report_rows(report: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(the rows to retry, every row of the report): the second is what a retry that made
+    this report was given (``--rows``), which its journal's fingerprint holds."""
+    retried, every = set(), set()
+    for r in read_results(report):
+        every.add(r.row)
+        if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES:
+            retried.add(r.row)
+    return tuple(sorted(retried)), tuple(sorted(every))
 
 
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
@@ -51,11 +63,14 @@ def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
     return next_retry_report(report, dry_run=dry_run)
 
 
-def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> bool:
+def _same_input(
+    input_path: str, identity: str, settings: dict[str, Any], profile: str | None
+) -> bool:
+    """``profile``: the retry's own (flag, --job, or the environment), never the summary's."""
     try:
         source = open_input(input_path, format=settings.get("format") or None,
                             delimiter=settings.get("delimiter") or ",",
-                            profile=settings.get("profile") or None)  # fmt: skip
+                            profile=profile or None)  # fmt: skip
         return input_identity(source) == identity
     except BatchError:
         return False
@@ -78,10 +93,13 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     except (UsageError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
     with RunLock(files.lock):  # a run still writing this report: its rows are not final
-        rows = retry_rows(path)
+        rows, every = _report_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
-    if not input_sha or not _same_input(input_path, input_sha, settings):
+    check_against_journals(spath, summary, path, every, overrides.get("region"))
+    job = load_job_file(job_file) if job_file else {}
+    profile = overrides.get("profile") or job.get("profile")
+    if not input_sha or not _same_input(input_path, input_sha, settings, profile):
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
@@ -90,8 +108,7 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     for name in ("dry_run", "fresh", "report", "input", "rows", "shard", *CONNECTION):
         settings.pop(name, None)
     settings = replayable(settings)
-    if job_file:
-        job = load_job_file(job_file)
+    if job:
         settings.update({k: v for k, v in job.items()
                          if k in CONNECTION or k in PACE or k == "client_metadata"})  # fmt: skip
     _require_metadata(summary, settings, overrides)
