@@ -7,9 +7,10 @@ which the run's summary names with its SHA-256: a changed input is refused. Rows
 What is written (pool, mapping, key, rules) comes from the summary, so the rows are applied as
 the run applied them; the summary is first confirmed against the run's journal (its settings'
 fingerprint, input hash and pool: ``record/retry_check.py``), and the input is opened with
-the retry's own profile, never the summary's. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
-can write the report folder can edit the summary, and it must not be able to send a retry,
-with the user's credentials and without a question, to another endpoint. They come the way
+the retry's own profile, never the summary's. Where to connect and whether to ask
+(``CONNECTION``) never do: anyone who can write the report folder can edit the summary, and
+it must not be able to send a retry, with the user's credentials and without a question, to
+another endpoint. They come the way
 ``run`` takes them: flags, then ``--job``'s file, then the environment (``AWS_PROFILE``,
 ``AWS_REGION``, ``AWS_ENDPOINT_URL``); from a job file only they and the pacing settings
 (``PACE``) are taken. The retry report is ``REPORT.retryN`` (the next free N); a dry run writes
@@ -44,18 +45,15 @@ PACE = ("rate", "max_rate", "workers", "max_attempts", "max_row_seconds",
 
 def retry_rows(report: Path) -> tuple[int, ...]:
     """The rows to retry, the report streamed: memory is the rows retried, not the report."""
-    return _report_rows(report)[0]
+    rows = {r.row for r in read_results(report)
+            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}  # fmt: skip
+    return tuple(sorted(rows))
 
 
-def _report_rows(report: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(the rows to retry, every row of the report): the second is what a retry that made
-    this report was given (``--rows``), which its journal's fingerprint holds."""
-    retried, every = set(), set()
-    for r in read_results(report):
-        every.add(r.row)
-        if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES:
-            retried.add(r.row)
-    return tuple(sorted(retried)), tuple(sorted(every))
+def _every_row(report: Path) -> tuple[int, ...]:
+    """Every row of the report: what a retry that made it was given (``rows``), which its
+    journal's fingerprint holds. Read only for a report a plain run did not make."""
+    return tuple(sorted({r.row for r in read_results(report)}))
 
 
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
@@ -93,10 +91,11 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     except (UsageError, KeyError, TypeError):
         raise UsageError(f"{spath}: not a run summary (a dry run cannot be retried)") from None
     with RunLock(files.lock):  # a run still writing this report: its rows are not final
-        rows, every = _report_rows(path)
+        rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
-    check_against_journals(spath, summary, path, every, overrides.get("region"))
+    check_against_journals(spath, summary, path, lambda: _every_row(path),
+                           overrides.get("region"))  # fmt: skip
     job = load_job_file(job_file) if job_file else {}
     profile = overrides.get("profile") or job.get("profile")
     if not input_sha or not _same_input(input_path, input_sha, settings, profile):

@@ -13,7 +13,7 @@ What it does not catch: someone who rewrites the journal header too (see undo_ch
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,14 @@ def check_against_journals(
     spath: Path,
     summary: RunSummary,
     report: Path,
-    report_rows: Sequence[int],
+    report_rows: Callable[[], Sequence[int]],
     flag_region: str | None,
 ) -> None:
     """Refuse (``UsageError``, exit 2) a summary that its run's journal does not vouch for.
 
-    ``report_rows``: every row of the report, what a retry that made it was given as
-    ``rows`` (the summary does not keep it; the fingerprint does)."""
+    ``report_rows``: reads every row of the report, what a retry that made it was given as
+    ``rows`` (the summary does not keep it; the fingerprint does); called only when the
+    settings alone do not hash to the journal's fingerprint."""
     runs: list[tuple[Path, dict[str, Any]]] = [(journal_path(report), {})]
     if summary.shards:
         runs = [(journal_path(Path(str(s.get("report")))), {"shard": s.get("shard")})
@@ -63,7 +64,7 @@ def _mismatch(
     summary: RunSummary,
     header: JournalHeader,
     extra: Mapping[str, Any],
-    report_rows: Sequence[int],
+    report_rows: Callable[[], Sequence[int]],
 ) -> str:
     settings = dict(summary.settings)
     if summary.input_sha256 != header.input_sha256:
@@ -71,7 +72,8 @@ def _mismatch(
     if header.pool and settings.get("user_pool_id") != header.pool:
         return "its pool"
     settings.update(extra)
-    for rows in (None, tuple(report_rows)):  # a run; a retry, given the rows its report holds
+    for attempt in range(2):  # a run; a retry, given the rows its report holds
+        rows = tuple(report_rows()) if attempt else None
         try:
             config = build_config(None, {**replayable(settings), "rows": rows})
         except (BatchError, TypeError, ValueError):
