@@ -61,7 +61,7 @@ from batch.record.before_images import (
     plan_restore,
     read_header,
 )
-from batch.record.guard import run_records
+from batch.record.guard import check_own_report, run_records
 from batch.record.journal import JournalHeader, JournalState
 from batch.record.layout import undo_path, undo_report_path
 from batch.record.summary import RunSummary
@@ -274,6 +274,7 @@ class UndoJob:
     def run(self) -> JobResult:
         config = self.config
         kept = run_records(self.of, "the run being undone")
+        check_own_report(config.report_path(), file_sha256(self.path))
         with self.pipeline.on(config.report_path(), input=self.path, protected=kept):
             return self._run()
 

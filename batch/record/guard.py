@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
@@ -308,6 +309,26 @@ def check_not_a_record(path: Path, what: str, flag: str, *, reports: bool = True
     if path.name.endswith(_RECORD_ENDINGS) or (reports and RunFiles(path).journal.exists()):
         raise UsageError(f"{what} {path} is a run's record: refusing to overwrite it; "
                          f"choose another {flag}")  # fmt: skip
+
+
+def check_own_report(report: Path, input_sha256: str, flag: str = "--report") -> None:
+    """A report with a journal beside it may be replaced only by the run that journal is of
+    (the same input: an undo resuming its own report); another run's report is refused, not
+    overwritten with its records (``check_not_a_record``'s rule, for commands that resume)."""
+    try:
+        with open(RunFiles(report).journal, "rb") as handle:
+            first = handle.readline(1 << 16)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError:
+        first = b""
+    try:
+        same = json.loads(first).get("input_sha256") == input_sha256
+    except (ValueError, AttributeError):
+        same = False
+    if not same:
+        raise UsageError(f"report {report} is another run's record (its journal is beside it): "
+                         f"refusing to overwrite it; choose another {flag}")  # fmt: skip
 
 
 def check_export_target(out: Path) -> None:
