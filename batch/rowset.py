@@ -17,19 +17,26 @@ import numpy as np
 
 
 class RowSet:
-    """Row numbers (``>= 0``) in a growable bitmap, with a count."""
+    """Row numbers (``>= 0``) in a growable bitmap, with a count; with ``limit``, never a row
+    past it (a ``ValueError``): a row number read from a file must not make it allocate
+    gigabytes."""
 
-    __slots__ = ("_bits", "_count")
+    __slots__ = ("_bits", "_count", "_limit")
 
-    def __init__(self, size: int = 0) -> None:
+    def __init__(self, size: int = 0, *, limit: int | None = None) -> None:
         # Sized up front when the row count is known, so no add has to grow it.
         self._bits = bytearray((size >> 3) + 1)
         self._count = 0
+        self._limit = limit
 
     def _grow(self, index: int) -> None:
+        if self._limit is not None and index > self._limit >> 3:
+            raise ValueError(f"row {index << 3} or more is past this set's bound {self._limit}")
         self._bits.extend(bytes(max(index + 1, 2 * len(self._bits)) - len(self._bits)))
 
     def add(self, row: int) -> None:
+        if self._limit is not None and row > self._limit:
+            raise ValueError(f"row {row} is past this set's bound {self._limit}")
         index, mask = row >> 3, 1 << (row & 7)
         if index >= len(self._bits):
             self._grow(index)

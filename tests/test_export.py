@@ -308,3 +308,37 @@ def test_a_fresh_export_replaces_a_link_at_the_partial_file(
     assert export(out, pool, fast) == 0
     assert len(read_csv(out)) == 70
     assert victim.read_bytes() == b"y" * 5000
+
+
+@pytest.mark.parametrize("edit", ["cut to the header", "negative bytes", "past the file",
+                                  "users as text", "fewer users", "no token", "cut mid-line"])
+def test_a_damaged_checkpoint_is_refused_naming_it(
+    fast: Any, make_pool: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str
+) -> None:
+    # GIVEN an unfinished export whose checkpoint was edited (review item 6)
+    pool = make_pool(users=people(230))
+    out = tmp_path / "users.csv"
+    stopped_export(fast, pool, out)
+    checkpoint = out.with_name("users.csv.export.json")
+    partial = out.with_name("users.csv.partial")
+    state = json.loads(checkpoint.read_text())
+    header = len(partial.read_bytes().split(b"\n")[0]) + 1
+    state.update({
+        "cut to the header": {"bytes": header, "users": 0},
+        "negative bytes": {"bytes": -7},
+        "past the file": {"bytes": partial.stat().st_size + 10},
+        "users as text": {"users": "120"},
+        "fewer users": {"users": state["users"] - 1},
+        "no token": {"token": None},
+        "cut mid-line": {"bytes": state["bytes"] - 3},
+    }[edit])
+    checkpoint.write_text(json.dumps(state))
+    # WHEN the export is rerun THEN it is refused in one line naming the checkpoint and --fresh
+    code = export(out, pool, fast)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert str(checkpoint) in err[0] and "--fresh" in err[0]
+    assert not out.exists()
+    # ... and --fresh exports every user
+    assert export(out, pool, fast, "--fresh") == 0
+    assert len(read_csv(out)) == 230

@@ -580,3 +580,26 @@ def test_undo_names_every_updated_row_it_has_no_image_for(
     assert missing == set(names[:4])
     assert {r["status"] for r in rows.values() if r["username"] not in missing} == {"updated"}
     assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in names[4:]} == {"silver"}
+
+
+def test_undo_onto_another_runs_report_is_refused(
+    fast: Any, make_pool: Any, tmp_path: Path, capsys: Any
+) -> None:
+    # GIVEN two finished runs (review item 4): out.csv and other.csv, each with its journal
+    pool = make_pool(users=users(6))
+    first = write_csv(tmp_path / "in.csv", ["username", "tier"], [[name(1), "gold"]])
+    second = write_csv(tmp_path / "in2.csv", ["username", "tier"], [[name(2), "gold"]])
+    report, other = tmp_path / "out.csv", tmp_path / "other.csv"
+    assert main(run_args(first, pool, fast, report)) == 0
+    assert main(run_args(second, pool, fast, other)) == 0
+    kept = {p: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("other.csv")}
+    capsys.readouterr()
+    # WHEN the first is undone with the other's report as its --report
+    code = undo(report, fast, "--report", str(other))
+    # THEN it is refused in one line, the other run's records intact
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "another run's record" in err[0], err
+    assert {p: p.read_bytes() for p in kept} == kept
+    # ... while an undo resuming its own report is not refused
+    assert undo(report, fast, "--report", str(tmp_path / "u.csv")) == 0
+    assert undo(report, fast, "--report", str(tmp_path / "u.csv")) == 0

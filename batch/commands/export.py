@@ -35,7 +35,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +52,7 @@ from batch.store.files import atomic_path, create_private, reopen_private, write
 FORMATS = ("csv", "jsonl", "parquet")
 CHECKPOINT_SECONDS = 1.0
 USERNAME = "username"
+PAGE = 60  # ListUsers' most users a page (the gateway's Limit)
 #: Left out unless asked for: an export edited to a new email, run without --skip-unchanged,
 #: would send the old ``email_verified = true`` with it and mark an unverified address verified.
 VERIFIED_FLAGS = frozenset(VERIFIED_FLAG.values())
@@ -166,16 +167,17 @@ class Exporter:
             saved = json.loads(self.checkpoint.read_text(encoding="utf-8"))
             if {k: saved.get(k) for k in identity} != identity:
                 return None
-            state = (saved["token"], int(saved["users"]), int(saved["pages"]),
-                     int(saved["bytes"]))  # fmt: skip
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, AttributeError):
             return None
         if stat.S_ISLNK(spool.st_mode):
             raise UsageError(f"{self.partial}: a symlink where the export's partial file "
                              "belongs; remove it (the export writes only its own files)")
-        if spool.st_size < state[3]:
-            return None
-        return state
+        why = _damage(saved, self.partial, spool.st_size, self.format,
+                      filtered=bool(self.settings.filter))  # fmt: skip
+        if why:
+            raise UsageError(f"{self.checkpoint}: damaged checkpoint ({why}); rerun with "
+                             "--fresh to start the export over")  # fmt: skip
+        return saved["token"], saved["users"], saved["pages"], saved["bytes"]
 
     def run(self) -> ExportResult:
         started = time.monotonic()
@@ -262,6 +264,52 @@ class Exporter:
         else:
             os.replace(self.partial, out)
         self.checkpoint.unlink(missing_ok=True)
+
+
+def _damage(saved: Any, partial: Path, size: int, fmt: str, *, filtered: bool) -> str:
+    """Why a checkpoint of this export cannot be resumed from ('' when it can). A resume cuts
+    the partial file to ``bytes`` and continues from ``token``: a cut that loses rows, or a
+    length past the file, would end in an export with users missing and exit 0 (or EINVAL)."""
+    token, users, pages, length = (saved.get(k) for k in ("token", "users", "pages", "bytes"))
+    if not isinstance(token, str) or not token:
+        return "its token is not text"
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+               for v in (users, pages, length)):  # fmt: skip
+        return "users, pages and bytes must be whole numbers, 0 or more"
+    if length > size:
+        return f"it says {length} bytes were written, {partial.name} holds {size}"
+    # A token comes after a page; a page holds at most 60 users, and without a filter at
+    # least one (Cognito pages an unfiltered pool with a token only while users follow).
+    if pages < 1 or users > PAGE * pages or (not filtered and users < pages):
+        return f"{users} users in {pages} pages"
+    records = _records(partial, length, fmt)
+    if records != users:
+        return f"it says {users} users, the first {length} bytes of {partial.name} hold {records}"
+    return ""
+
+
+def _records(partial: Path, length: int, fmt: str) -> int | str:
+    """The users in the first ``length`` bytes of the partial file, streamed ('a cut line'
+    when they end inside one)."""
+    with open(partial, "rb") as handle:
+        lines = _lines(handle, length)
+        if fmt in ("csv", "parquet"):
+            count = sum(1 for _ in csv.reader(lines)) - 1  # the header
+        else:
+            count = sum(1 for _ in lines)
+        handle.seek(max(0, length - 1))
+        if length and handle.read(1) != b"\n":
+            return "a cut line"
+    return max(count, 0)
+
+
+def _lines(handle: IO[bytes], length: int) -> Iterator[str]:
+    left = length
+    for line in handle:
+        if left <= 0:
+            return
+        yield line[:left].decode("utf-8", "replace")
+        left -= len(line)
 
 
 def _csv_to_parquet(source: Path, out: Path, *, chunk: int = 10_000) -> None:

@@ -5,9 +5,12 @@ which the run's summary names with its SHA-256: a changed input is refused. Rows
 ``Superseded`` (an earlier copy of a duplicated user) are not retried.
 
 What is written (pool, mapping, key, rules) comes from the summary, so the rows are applied as
-the run applied them. Where to connect and whether to ask (``CONNECTION``) never do: anyone who
-can write the report folder can edit the summary, and it must not be able to send a retry,
-with the user's credentials and without a question, to another endpoint. They come the way
+the run applied them; the summary is first confirmed against the run's journal (its settings'
+fingerprint, input hash and pool: ``record/retry_check.py``), and the input is opened with
+the retry's own profile, never the summary's. Where to connect and whether to ask
+(``CONNECTION``) never do: anyone who can write the report folder can edit the summary, and
+it must not be able to send a retry, with the user's credentials and without a question, to
+another endpoint. They come the way
 ``run`` takes them: flags, then ``--job``'s file, then the environment (``AWS_PROFILE``,
 ``AWS_REGION``, ``AWS_ENDPOINT_URL``); from a job file only they and the pacing settings
 (``PACE``) are taken. The retry report is ``REPORT.retryN`` (the next free N); a dry run writes
@@ -29,6 +32,7 @@ from batch.record.guard import check_outputs, run_outputs
 from batch.record.layout import RunFiles, next_retry_report
 from batch.record.lock import RunLock
 from batch.record.report_reader import read_results
+from batch.record.retry_check import check_against_journals
 from batch.record.summary import RunSummary
 from batch.store.storage import input_identity
 
@@ -46,16 +50,25 @@ def retry_rows(report: Path) -> tuple[int, ...]:
     return tuple(sorted(rows))
 
 
+def _every_row(report: Path) -> tuple[int, ...]:
+    """Every row of the report: what a retry that made it was given (``rows``), which its
+    journal's fingerprint holds. Read only for a report a plain run did not make."""
+    return tuple(sorted({r.row for r in read_results(report)}))
+
+
 def next_report_path(report: Path, *, dry_run: bool = False) -> Path:
     """``R.retryN.csv``, the next free N; a dry run's ``R.retryN.dry-run.csv`` keeps N free."""
     return next_retry_report(report, dry_run=dry_run)
 
 
-def _same_input(input_path: str, identity: str, settings: dict[str, Any]) -> bool:
+def _same_input(
+    input_path: str, identity: str, settings: dict[str, Any], profile: str | None
+) -> bool:
+    """``profile``: the retry's own (flag, --job, or the environment), never the summary's."""
     try:
         source = open_input(input_path, format=settings.get("format") or None,
                             delimiter=settings.get("delimiter") or ",",
-                            profile=settings.get("profile") or None)  # fmt: skip
+                            profile=profile or None)  # fmt: skip
         return input_identity(source) == identity
     except BatchError:
         return False
@@ -81,7 +94,11 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
         rows = retry_rows(path)
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
-    if not input_sha or not _same_input(input_path, input_sha, settings):
+    check_against_journals(spath, summary, path, lambda: _every_row(path),
+                           overrides.get("region"))  # fmt: skip
+    job = load_job_file(job_file) if job_file else {}
+    profile = overrides.get("profile") or job.get("profile")
+    if not input_sha or not _same_input(input_path, input_sha, settings, profile):
         raise UsageError(
             f"{input_path}: the input has changed or gone since the run; retry needs the same file"
         )
@@ -90,8 +107,7 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     for name in ("dry_run", "fresh", "report", "input", "rows", "shard", *CONNECTION):
         settings.pop(name, None)
     settings = replayable(settings)
-    if job_file:
-        job = load_job_file(job_file)
+    if job:
         settings.update({k: v for k, v in job.items()
                          if k in CONNECTION or k in PACE or k == "client_metadata"})  # fmt: skip
     _require_metadata(summary, settings, overrides)

@@ -349,7 +349,8 @@ class Job:
             _keep_images(files)
         # The journal before the pool: a run that cannot resume is refused, and a lost report
         # rebuilt, without a network call.
-        state = None if config.dry_run else self.pipeline.resume(header, mismatch=_mismatch)
+        state = None if config.dry_run else self.pipeline.resume(
+            header, mismatch=_mismatch, last_row=scan.last_input_row)
         if state is not None and state.complete:
             if state.version == VERSION and not (files.report.is_file()
                                                  and files.summary.is_file()):  # fmt: skip

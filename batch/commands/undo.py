@@ -59,7 +59,7 @@ from batch.record.before_images import (
     iter_records,
     read_header,
 )
-from batch.record.guard import run_records
+from batch.record.guard import check_own_report, run_records
 from batch.record.journal import JournalHeader, JournalState
 from batch.record.layout import undo_path, undo_report_path
 from batch.record.restore import message_split, plan_restore
@@ -279,6 +279,7 @@ class UndoJob:
     def run(self) -> JobResult:
         config = self.config
         kept = run_records(self.of, "the run being undone")
+        check_own_report(config.report_path(), file_sha256(self.path))
         with self.pipeline.on(config.report_path(), input=self.path, protected=kept):
             return self._run()
 

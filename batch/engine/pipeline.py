@@ -150,12 +150,16 @@ class Pipeline:
 
     # -- resume -----------------------------------------------------------------------------
 
-    def resume(self, header: JournalHeader, *, mismatch: Mismatch) -> JournalState | None:
+    def resume(
+        self, header: JournalHeader, *, mismatch: Mismatch, last_row: int | None = None
+    ) -> JournalState | None:
         """The journal an earlier attempt left (None: none, or ``--fresh``). An unfinished one
         must match ``header`` (else ``mismatch`` words the refusal); a finished one is
         returned when it matches (its report may need rebuilding). A damaged one is refused
-        in one line (``guard.check_journal``)."""
-        state = None if self.config.fresh else check_journal(self.files.journal)
+        in one line (``guard.check_journal``; ``last_row``: the input's, which bounds a row).
+        """
+        fresh = self.config.fresh
+        state = None if fresh else check_journal(self.files.journal, last_row=last_row, of=header)
         if state is None:
             return None
         if state.complete:

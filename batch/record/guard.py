@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import TypeVar
 
 from batch.errors import InputError, ResumeError, UsageError
 from batch.models import InputRow, RowResult, Status
-from batch.record.journal import JournalState, read_journal
+from batch.record.journal import JournalHeader, JournalState, read_journal
 from batch.record.layout import RunFiles
 from batch.store.storage import file_sha256
 
@@ -238,14 +239,23 @@ def run_outputs(report: Path) -> list[tuple[str, Path]]:
     return RunFiles(report).written()
 
 
-def check_journal(path: Path) -> JournalState | None:
+def check_journal(
+    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None
+) -> JournalState | None:
     """``read_journal``, with a damaged journal refused in one line (exit 2): a record that is
     not a result, or a garbled line with whole lines after it. (Only a torn *last* line is a
     crash's mark, which a resume may drop; a bad line in the middle means the file was damaged
-    or edited, and silently dropping what follows it would hide that.)"""
+    or edited, and silently dropping what follows it would hide that.) ``last_row``: the
+    input's last data row: in a journal whose header is ``of`` (this run's), a line naming a
+    row outside ``1..last_row`` is damage too. Not checked: that a carried line's username is
+    its row's in the input (an edited journal can rename a carried row's user in the report).
+    The key scan keeps the input's names hashed and *sorted* (8 bytes a row), not by row, and
+    the carry streams the journal in its own order; matching them row by row would cost a
+    second 8 bytes a row or another pass over the input in journal order. The report is
+    written from the journal only for rows the run itself wrote; no call is made for them."""
     fix = "repair or remove it, or pass --fresh to start over"
     try:
-        state = read_journal(path)
+        state = read_journal(path, last_row=last_row, of=of)
     except ResumeError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -299,6 +309,26 @@ def check_not_a_record(path: Path, what: str, flag: str, *, reports: bool = True
     if path.name.endswith(_RECORD_ENDINGS) or (reports and RunFiles(path).journal.exists()):
         raise UsageError(f"{what} {path} is a run's record: refusing to overwrite it; "
                          f"choose another {flag}")  # fmt: skip
+
+
+def check_own_report(report: Path, input_sha256: str, flag: str = "--report") -> None:
+    """A report with a journal beside it may be replaced only by the run that journal is of
+    (the same input: an undo resuming its own report); another run's report is refused, not
+    overwritten with its records (``check_not_a_record``'s rule, for commands that resume)."""
+    try:
+        with open(RunFiles(report).journal, "rb") as handle:
+            first = handle.readline(1 << 16)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError:
+        first = b""
+    try:
+        same = json.loads(first).get("input_sha256") == input_sha256
+    except (ValueError, AttributeError):
+        same = False
+    if not same:
+        raise UsageError(f"report {report} is another run's record (its journal is beside it): "
+                         f"refusing to overwrite it; choose another {flag}")  # fmt: skip
 
 
 def check_export_target(out: Path) -> None:

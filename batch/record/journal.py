@@ -198,8 +198,17 @@ class JournalState:
             yield line, (int(p[0]), p[4], p[5], _WORD[p[1]], int(p[2]), p[6], p[7], int(p[3]))
 
 
-def read_journal(path: Path) -> JournalState | None:
-    """Scan a journal; None if there is none. Stops at a torn or garbled line.
+#: The largest row a journal read without a known input may name (a bitmap of this many rows
+#: is 125 MB): a row number read from a file must not make the reader allocate gigabytes.
+MAX_ROW = 10**9
+
+
+def read_journal(
+    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None
+) -> JournalState | None:
+    """Scan a journal; None if there is none. Stops at a torn or garbled line, and at a row
+    outside ``1..last_row`` (the input's last data row, when the journal's header is ``of``,
+    the run's own; else at one past ``MAX_ROW``).
 
     One pass, a few bytes of work a line: the finished rows go into a bitmap, nothing else is
     kept, so memory does not grow with the journal.
@@ -217,7 +226,9 @@ def read_journal(path: Path) -> JournalState | None:
         header, version = _header(path, first)
         if version != VERSION:
             return _old_version(path, handle, header, version)
-        finished, seen = RowSet(), RowSet()
+        ours = last_row is not None and header == of
+        bound, low = (last_row, 1) if ours and last_row is not None else (MAX_ROW, 0)
+        finished, seen = RowSet(limit=bound), RowSet(limit=bound)
         last: dict[int, int] = {}
         complete = False
         valid = len(first)
@@ -243,8 +254,8 @@ def read_journal(path: Path) -> JournalState | None:
             except ValueError:
                 break
             status = payload[tab + 1 : tab + 2]
-            if status not in statuses or row < 0:
-                break
+            if status not in statuses or row < low or row > bound:
+                break  # a row no input of this run has: the file was damaged or edited
             valid += len(line)
             if row in seen:
                 last[row] = index

@@ -55,9 +55,11 @@ class Quota:
         share = float(share) if isinstance(share, int | float) else None
         source = str(value.get("source", ""))
         if isinstance(value.get("rates"), Mapping):  # what quota.Quotas.public() writes
-            return cls({k: float(v) for k, v in value["rates"].items()
+            free = value.get("free_limit")
+            free = free if isinstance(free, Mapping) else {}
+            return cls({str(k): float(v) for k, v in value["rates"].items()
                         if isinstance(v, int | float)},
-                       {k: float(v) for k, v in (value.get("free_limit") or {}).items()
+                       {str(k): float(v) for k, v in free.items()
                         if isinstance(v, int | float)}, source, share)  # fmt: skip
         rates: dict[str, float] = {}
         for category, inner in value.items():  # an older shape: {"UserUpdate": {"provisioned"}}
@@ -126,25 +128,30 @@ class RunSummary:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunSummary:
+        """``data`` typed: a number where a number is due (an int's float, or an int, taken as
+        it), a null as the field's default; any other wrong type is a ``UsageError`` naming the
+        field (anyone can edit the file: it must not reach a command as a traceback)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
+        known: dict[str, Any] = {k: None if v is None and k in _NULLABLE else typed(k, v)
+                 for k, v in data.items() if k in names}  # fmt: skip
         known["quota"] = Quota.from_json(data.get("quota"))
-        known["counts"] = {str(k): int(v) for k, v in (data.get("counts") or {}).items()
-                           if isinstance(v, int | float)}  # fmt: skip
         extra = {k: v for k, v in data.items() if k not in names}
         return cls(**known, extra=extra)
 
     @classmethod
     def load(cls, path: Path) -> RunSummary:
         """The summary file ``path`` (``FileNotFoundError`` passes through: callers word it);
-        one that is not a summary is a ``UsageError``."""
+        one that is not a summary, or has a field of the wrong type, is a ``UsageError``."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
             raise UsageError(f"{path}: not a run summary") from None
         if not isinstance(data, Mapping):
             raise UsageError(f"{path}: not a run summary")
-        return cls.from_json(data)
+        try:
+            return cls.from_json(data)
+        except UsageError as exc:
+            raise UsageError(f"{path}: not a run summary: {exc}") from None
 
     @classmethod
     def of(cls, report: Path) -> RunSummary:
@@ -177,6 +184,56 @@ class RunSummary:
     @property
     def updated(self) -> int:
         return self.counts.get(Status.UPDATED.value, 0)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: The fields that may be null; a null elsewhere is the field's default.
+_DEFAULTS: dict[str, Any] = {f.name: getattr(RunSummary(), f.name)
+                             for f in dataclasses.fields(RunSummary)}  # fmt: skip
+_NULLABLE = {f.name for f in dataclasses.fields(RunSummary) if "None" in str(f.type)}
+#: Each field's JSON shape: what ``typed`` accepts (None is the default, taken before).
+_NUMBER_MAPS = {"counts", "errors"}
+_MAPS = {"settings", "pool", "concurrency", "max_failures", "undo"}
+_INTS = {"rows", "calls", "throttles", "faults", "resumed_rows", "read_calls"}
+_FLOATS = {"duration_s", "achieved_rate", "rate_final", "rate_low", "rate_high", "rate_ceiling"}
+_TEXTS = {"stopped", "report", "journal", "input", "input_sha256", "shard", "lookup",
+          "window_capped", "timeline", "hint", "undo_of"}  # fmt: skip
+_FLAGS = {"rebuilt_from_journal", "force", "dry_run"}
+
+
+def typed(name: str, value: Any) -> Any:
+    """``value`` as field ``name`` holds it, or a ``UsageError`` naming the field."""
+    if value is None:
+        return _DEFAULTS[name]
+    if name in _INTS and _is_number(value) and float(value).is_integer():
+        return int(value)
+    if name in _FLOATS and _is_number(value):
+        return float(value)
+    if name in _TEXTS and isinstance(value, str):
+        return value
+    if name in _FLAGS and isinstance(value, bool):
+        return value
+    if name in _MAPS and isinstance(value, Mapping):
+        return dict(value)
+    if name in _NUMBER_MAPS and isinstance(value, Mapping):
+        if all(_is_number(v) for v in value.values()):
+            return {str(k): int(v) for k, v in value.items()}
+    elif name == "rate" and (isinstance(value, str) or _is_number(value)):
+        return value
+    elif name == "exit_code" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif name == "client_metadata_keys" and isinstance(value, list):
+        if all(isinstance(k, str) for k in value):
+            return list(value)
+    elif name == "shards" and isinstance(value, list):
+        if all(isinstance(s, Mapping) for s in value):
+            return [dict(s) for s in value]
+    elif name in ("input_parts", "quota"):
+        return value
+    raise UsageError(f"field {name!r} has the wrong type ({type(value).__name__})")
 
 
 def status_counts(by_status: Mapping[str, int]) -> dict[str, int]:
