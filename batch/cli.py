@@ -437,7 +437,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.rate <= 0:
         raise BatchError("--rate must be above 0")
-    check_export_target(Path(args.out))
+    check_export_target(Path(args.out), fresh=args.fresh)
     settings = ExportSettings(
         user_pool_id=args.user_pool_id, out=Path(args.out),
         attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),

@@ -31,8 +31,9 @@ NOT_PATHS = {"user_pool_id", "rate", "region", "profile", "endpoint_url", "usern
              "columns", "exclude", "key", "format", "delimiter", "empty", "on_duplicate",
              "client_metadata", "rows", "shard", "max_failures", "rate_algorithm",
              "log_format", "attributes", "filter"}  # fmt: skip
+#: ``someone.csv``: a file no run of this tool wrote (another job's input, a spreadsheet).
 KEPT = ["in.csv", "out.csv", "out.csv.journal", "out.csv.summary.json",
-        "out.csv.timeline.json", "out.csv.undo.jsonl"]  # fmt: skip
+        "out.csv.timeline.json", "out.csv.undo.jsonl", "someone.csv"]  # fmt: skip
 
 
 def outputs() -> list[tuple[str, str, str]]:
@@ -76,6 +77,7 @@ def finished_run(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
                  "--quiet", "--html", str(folder / "page.html")]) == 1  # fmt: skip
+    write_csv(folder / "someone.csv", ["username", "email"], [["alice", "a@example.com"]])
     assert all((folder / name).is_file() for name in KEPT)
     return {"folder": folder, "pool": pool, "url": emulator.endpoint_url}
 
@@ -101,8 +103,6 @@ def test_no_output_of_any_command_overwrites_a_kept_file(
 ) -> None:
     if command == "emulator":
         pytest.skip("the emulator writes no file of a run")
-    if command == "export" and kept == "in.csv":
-        pytest.skip("export writes input files: over an earlier one is what it is for")
     if command == "run" and dest == "report" and kept == "out.csv":
         pytest.skip("a run's own --report again is how it resumes (test_job covers it)")
     folder: Path = finished_run["folder"]
@@ -159,3 +159,23 @@ def test_merged_summary_has_its_exit_code(emulator: Any, make_pool: Any, tmp_pat
     assert main(["merge", str(tmp_path / "out.csv"), "--quiet"]) == 0
     summary = json.loads(RunFiles(tmp_path / "out.csv").summary.read_text())
     assert summary["exit_code"] == 0 and len(summary["shards"]) == 2
+
+
+def test_outputs_replace_only_what_this_tool_wrote(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a finished run with its page, WHEN it runs again onto its own report and page
+    pool = make_pool(users=[{"username": "u1"}])
+    source = write_csv(tmp_path / "in.csv", ["username", "tier"], [["u1", "gold"]])
+    argv = ["run", str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
+            "--yes", "--quiet", "--rate", "500", "--report", str(tmp_path / "r.csv"),
+            "--html", str(tmp_path / "r.html")]  # fmt: skip
+    assert main(argv) == 0
+    assert main([*argv, "--fresh"]) == 0
+    # THEN both are replaced (they are this tool's), and an export over an export with --fresh
+    assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--quiet"]) == 0  # fmt: skip
+    assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--quiet"]) == 2  # fmt: skip
+    assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--quiet", "--fresh"]) == 0  # fmt: skip

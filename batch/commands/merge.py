@@ -25,7 +25,7 @@ from batch.engine.exit_codes import exit_code
 from batch.errors import UsageError
 from batch.inputs.shard import SHARD_NAME
 from batch.models import RowResult, Status
-from batch.record.guard import check_outputs
+from batch.record.guard import check_outputs, check_replaceable
 from batch.record.layout import RunFiles, summary_path
 from batch.record.report import (
     REPORT_SUFFIXES,
@@ -157,6 +157,7 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
     check_outputs(local_input, [("merged report", report), ("merged summary", files.summary),
                                 ("merge's temporary", files.merging)],
                   [(f"shard {k}'s report", p) for k, p in enumerate(shards)])  # fmt: skip
+    check_replaceable(report, "report", "merge REPORT")
     total = sum(s.rows for s in summaries)
     seen = bytearray()
     counts = dict.fromkeys((s.value for s in Status), 0)

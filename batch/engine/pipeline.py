@@ -54,6 +54,7 @@ from batch.record.guard import (
     check_journal,
     check_not_a_record,
     check_outputs,
+    check_replaceable,
 )
 from batch.record.journal import Journal, JournalHeader, JournalState
 from batch.record.layout import RunFiles
@@ -126,11 +127,13 @@ class Pipeline:
         config, files = self.config, self.files
         check_outputs(self._input, files.written(), self._protected)
         check_not_a_record(files.report, "report", "--report", reports=False)
+        check_replaceable(files.report, "report", "--report")
         if config.html:
             check_outputs(self._input, [("HTML page", Path(config.html))],
                           [*self._protected, *files.recorded("this run")],
                           flag="--html")  # fmt: skip
             check_not_a_record(Path(config.html), "HTML page", "--html")
+            check_replaceable(Path(config.html), "html", "--html")
         if config.dry_run:
             check_dry_run_target(files.report)
         private_dir(files.report.parent)

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from batch.errors import InputError, ResumeError, UsageError
-from batch.models import InputRow, RowResult, Status
+from batch.models import REPORT_COLUMNS, InputRow, RowResult, Status
 from batch.record.journal import JournalHeader, JournalState, read_journal
 from batch.record.layout import RunFiles
+from batch.record.report import report_format
 from batch.store.storage import file_sha256
 
 #: Files at most this big are hashed again when reading ends (~60 ms at 1 GB/s).
@@ -296,6 +297,7 @@ def check_html_target(html: Path, report: Path) -> None:
     check_outputs(None, [("HTML page", html)], run_records(report, "the run"),
                   flag="--html")  # fmt: skip
     check_not_a_record(html, "HTML page", "--html")
+    check_replaceable(html, "html", "--html")
 
 
 #: The names a run's records end with beside its report (``layout.RunFiles``).
@@ -331,9 +333,63 @@ def check_own_report(report: Path, input_sha256: str, flag: str = "--report") ->
                          f"refusing to overwrite it; choose another {flag}")  # fmt: skip
 
 
-def check_export_target(out: Path) -> None:
-    """``export OUT``: never over a run's records; over an earlier export is what it is for."""
+def check_export_target(out: Path, *, fresh: bool = False) -> None:
+    """``export OUT``: never over a run's records, and over an existing file only when it is
+    an unfinished export of its own (its checkpoint beside it) or ``--fresh`` says replace it:
+    an export's contents (a ``username`` column, then attributes) look like any run's input,
+    so nothing in the file can tell an old export from someone's input."""
     check_not_a_record(out, "export", "OUT")
+    checkpoint = out.with_name(out.name + ".export.json")
+    if not fresh and out.exists() and not checkpoint.exists():
+        raise UsageError(f"export {out} exists: pass --fresh to replace it, or choose another "
+                         "OUT")  # fmt: skip
+
+
+#: The first line of every HTML page this tool writes (``view.html_page``): what lets a later
+#: run replace the page, and nothing else, at its path.
+HTML_MARKER = "<!-- cognito-batch report page -->"
+
+
+def check_replaceable(path: Path, kind: str, flag: str) -> None:
+    """An output replaces an existing file only when that file is one this tool wrote, of the
+    same kind (``report``: a results header; ``html``: the page's marker). Anything else at
+    the name (someone's input, a spreadsheet, another tool's page) is refused, not lost."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{flag} {path} is a folder; give a file name")
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        ours = _looks_like(path, kind)
+    except OSError:
+        return  # unreadable: the write itself says why, in one line
+    if not ours:
+        what = "report" if kind == "report" else "HTML page"
+        raise UsageError(f"{path} exists and is not a cognito-batch {what}: refusing to "
+                         f"overwrite it; remove it or choose another {flag}")  # fmt: skip
+
+
+def _looks_like(path: Path, kind: str) -> bool:
+    if kind == "html":
+        with open(path, "rb") as handle:
+            return HTML_MARKER.encode() in handle.read(4096)
+    fmt = report_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            names = set(pq.read_schema(path).names)
+        except Exception:  # noqa: BLE001 - not Parquet at all: not ours
+            return False
+        return {"row", "status", "username"} <= names
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 16).decode("utf-8", "replace").lstrip("\ufeff").strip()
+    if fmt == "csv":
+        return first.split(",")[:3] == list(REPORT_COLUMNS[:3])
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"row", "status", "username"} <= set(record)
 
 
 def run_records(report: Path, whose: str) -> list[tuple[str, Path]]:

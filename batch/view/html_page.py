@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
+from batch.record.guard import HTML_MARKER
 from batch.record.timeline import SAMPLE_SECONDS
 from batch.view.charts import STATUS_COLOURS, charts
 from batch.view.run_text import format_duration, local_time, outcome, shown_settings
@@ -63,7 +64,7 @@ def render_html(view: RunView, *, generated: float | None = None) -> str:
         duration = "?"
     pool = summary.get("pool") or {}
     parts: list[str] = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>", HTML_MARKER, '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>cognito-batch report: {_e(view.report.name)}</title>",
         f"<style>{_CSS}</style></head><body>",
