@@ -83,6 +83,10 @@ class JobConfig:
     max_disable: str = DEFAULT_MAX_DISABLE  # N or P% of the pool's users; above it: refuse
     manage_groups: tuple[str, ...] = ()  # the groups a run may change; empty: those named
     alias_check: bool = True  # AliasConflict before writing an alias; always on with mark_verified
+    # Incremental runs (issue 22; docs/incremental.md): send only what changed since the state
+    # the last finished run left beside the report; verify a sample of the rest against drift.
+    incremental: bool = False
+    verify: str = ""  # N or P% of the unchanged rows, read and fixed; empty: none
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -161,7 +165,7 @@ def _jsonable(value: Any) -> Any:
 
 _FIELDS = {f.name for f in fields(JobConfig)}
 _SYNC_FINGERPRINT = ("create_missing", "invite", "disable_missing", "manage_groups",
-                     "alias_check")  # fmt: skip
+                     "alias_check", "incremental", "verify")  # fmt: skip
 
 
 def load_job_file(path: str | Path) -> dict[str, Any]:
@@ -368,11 +372,36 @@ def validate(config: JobConfig) -> JobConfig:
                     config.rate)  # fmt: skip
     FailureLimit.parse(config.max_failures)
     check_sync(config)
+    check_incremental(config)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
         config = share_of(config)
     return config
+
+
+def verify_sample(spec: str, unchanged: int) -> int:
+    """``--verify N|P%``: how many of the ``unchanged`` rows to read back (UsageError else)."""
+    raw = spec.strip()
+    try:
+        value = float(raw[:-1]) if raw.endswith("%") else int(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (raw.endswith("%") and value > 100):
+        raise UsageError(f"--verify {spec!r}: expected a number of users (1000) or a share of "
+                         "the unchanged ones (1%)")  # fmt: skip
+    count = round(unchanged * value / 100) if raw.endswith("%") else int(value)
+    return min(unchanged, count)
+
+
+def check_incremental(config: JobConfig) -> None:
+    if config.verify:
+        verify_sample(config.verify, 0)
+        if not config.incremental:
+            raise UsageError("--verify needs --incremental (it samples the rows the state "
+                             "says are unchanged)")  # fmt: skip
+    if config.incremental and config.rows:
+        raise UsageError("--incremental is for a run over the whole input, not a retry")
 
 
 def check_sync(config: JobConfig) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
+from batch.commands.incremental import Incremental
 from batch.commands.pool import describe_pool, gateway_for
 from batch.commands.run_work import RunWork, run_items
 from batch.config import JobConfig
@@ -111,6 +112,7 @@ class Job:
         # A report in S3: the run works in a local spool; the checkpoint copies it to S3.
         self.s3: S3Report | None = None
         self.checkpoint: Checkpoint | None = None
+        self.incremental: Incremental | None = None  # --incremental: the diff against the state
 
     # -- the quota ---------------------------------------------------------------------------
 
@@ -335,6 +337,21 @@ class Job:
         self.load_schema()
         self.read_quotas()
         done = state.finished if state is not None else RowSet(scan.last_input_row)
+        try:
+            return self._planned(scan, header, work, state, done, started)
+        finally:
+            if self.incremental is not None:
+                self.incremental.spill.remove()
+
+    def _planned(self, scan: KeyScan, header: JournalHeader, work: RunWork,
+                 state: JournalState | None, done: RowSet,
+                 started: float) -> JobResult:  # fmt: skip
+        config = self.config
+        if config.incremental:
+            self.incremental = Incremental(self, scan, input_sha256=header.input_sha256)
+            if self.incremental.note and not config.quiet:
+                self.log.emit("incremental", f"cognito-batch: {self.incremental.note}",
+                              full_run=True)  # fmt: skip
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
             plan.upper_bound = self.needs_lookup and not config.dry_run

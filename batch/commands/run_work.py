@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from batch.commands.incremental import StateSink
 from batch.engine.work import Resolve, Work
 from batch.inputs.datasets import dataset_parts
 from batch.inputs.reader import iter_rows
@@ -47,6 +48,7 @@ def run_items(
     the feed ends as soon as it is set: the rows not read are reported in bulk."""
     config = job.config
     only = frozenset(config.rows)
+    incremental = getattr(job, "incremental", None)  # --incremental: rows the state spares
     for row in job.watch.rows(iter_rows(job.source), expected=scan.last_input_row):
         if stop is not None and stop.is_set():
             return
@@ -57,6 +59,9 @@ def run_items(
         key = row.values.get(config.username_column, "")
         if job.shard is not None and not job.shard.owns(key):
             continue  # another shard's row: not in this shard's report at all
+        if incremental is not None and row.row in incremental.unchanged:
+            yield incremental.unchanged_result(row.row, key)
+            continue
         item = planner.plan(row)
         dup = scan.duplicate(key) if key else None
         if dup is not None and not (isinstance(item, RowResult) and item.status == Status.INVALID):
@@ -135,6 +140,9 @@ class RunWork(Work):
             self.undo_log = UndoLog(job.files.before_images, self.undo_header)
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
             sinks.append(_BeforeImagesSink(self.undo_log))  # type: ignore[arg-type]
+        if job.incremental is not None:  # the new state, once the apply finished
+            self._resolve = job.incremental.resolve(self._resolve)
+            sinks.append(StateSink(job.incremental))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
 
     def resolve(self) -> Resolve | None:
@@ -173,11 +181,13 @@ class RunWork(Work):
             input_sha256=None if job.watch.changed else self.header.input_sha256,
             input_parts=dataset_parts(job.source), shard=config.shard or None,
             client_metadata_keys=sorted(config.client_metadata),  # never its values
-            read_calls=job.lookup.reads if job.lookup is not None else 0,
+            read_calls=(job.lookup.reads if job.lookup is not None else 0)
+            + (job.incremental.reads if job.incremental is not None else 0),
             lookup=job.lookup_mode,
             undo=None if self.undo_log is None else {
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},
             hint=self.hint.text() or None,
+            incremental=job.incremental.summary() if job.incremental is not None else None,
         )  # fmt: skip
 
     def announce(self, log: EventLog, summary: RunSummary) -> None:
