@@ -66,6 +66,10 @@ class RowSet:
         """The bitmap's size: an eighth of a byte a row."""
         return len(self._bits)
 
+    def to_bytes(self) -> bytes:
+        """The bitmap (``from_bits`` reads it back)."""
+        return bytes(self._bits)
+
     def mask(self, size: int) -> np.ndarray:
         """A boolean array over rows ``0..size``: True where the row is in the set."""
         raw = np.frombuffer(bytes(self._bits[: (size >> 3) + 1]), np.uint8)

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 import math
 import sys
 import threading
@@ -32,6 +33,7 @@ from batch.engine.runner import Runner
 from batch.errors import ResumeError, UsageError
 from batch.inputs.reader import InputSource, iter_column, open_input, read_header
 from batch.inputs.scan import KeyScan
+from batch.inputs.scan_cache import forget_scan, kept_scan
 from batch.inputs.shard import Shard, scan_shard
 from batch.models import JobResult, RowResult, UserUpdate
 from batch.pace.controllers import RateController
@@ -322,8 +324,13 @@ class Job:
                           shard=config.shard or None)  # fmt: skip
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
+        # Kept beside the journal (``scan_cache``): a resume does not scan again.
         header = JournalHeader(self.watch.hashed(), config.fingerprint())
+        scan = kept_scan(
+            None if config.dry_run else files.keyscan, self._scan_identity(header),
+            lambda: scan_shard(lambda: iter_column(self.source, config.username_column),
+                               self.shard),
+        )  # fmt: skip
         work = RunWork(self, scan, header, self._undo_header(header))
         # The journal before the pool: a run that cannot resume is refused, and a lost report
         # rebuilt, without a network call.
@@ -371,9 +378,11 @@ class Job:
             with self.pipeline.handled():
                 if self.needs_lookup or self.records_undo:
                     self.open_lookup(scan, self.stop_event)
-                return self.pipeline.apply(work, header=header, state=state, plan=plan,
-                                           quotas=self.quotas, controller=self._controller(),
-                                           started=started)  # fmt: skip
+                result = self.pipeline.apply(work, header=header, state=state, plan=plan,
+                                             quotas=self.quotas, controller=self._controller(),
+                                             started=started)  # fmt: skip
+            forget_scan(self.files.keyscan, self.files.journal)  # a finished run needs it no more
+            return result
         finally:
             if self.lookup is not None:
                 self.lookup.close()
@@ -394,6 +403,12 @@ class Job:
         finally:
             if self.lookup is not None:
                 self.lookup.close()
+
+    def _scan_identity(self, header: JournalHeader) -> str:
+        """What a kept key scan must have been made for: this input, read this way."""
+        config = self.config
+        return json.dumps([header.input_sha256, config.username_column, config.shard,
+                           config.format, config.delimiter])  # fmt: skip
 
     def _undo_header(self, header: JournalHeader) -> dict[str, Any]:
         config = self.config

@@ -49,7 +49,10 @@ def run_items(
     config = job.config
     only = frozenset(config.rows)
     incremental = getattr(job, "incremental", None)  # --incremental: rows the state spares
-    for row in job.watch.rows(iter_rows(job.source), expected=scan.last_input_row):
+    # A resume starts reading after its carried prefix (issue 22 item 4).
+    after = carried_prefix(done, scan) if not only else 0
+    rows = iter_rows(job.source, after=after, rows=scan.last_input_row)
+    for row in job.watch.rows(rows, expected=scan.last_input_row):
         if stop is not None and stop.is_set():
             return
         if only and row.row not in only:
@@ -67,6 +70,15 @@ def run_items(
         if dup is not None and not (isinstance(item, RowResult) and item.status == Status.INVALID):
             item = duplicate(item, dup, last_wins=config.on_duplicate == "last")
         yield item
+
+
+def carried_prefix(done: RowSet | frozenset[int], scan: KeyScan) -> int:
+    """The last row P such that rows 1..P are all done (or another shard's)."""
+    if not isinstance(done, RowSet) or not len(done):
+        return 0
+    for gaps in done.missing(scan.last_input_row, besides=scan.foreign):
+        return int(gaps[0]) - 1
+    return scan.last_input_row
 
 
 def duplicate(

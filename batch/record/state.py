@@ -39,8 +39,8 @@ from batch.rowset import RowSet
 from batch.store.files import atomic_path, private_dir
 
 STATE_VERSION = 1
-RANGE_ROWS = 1 << 20  # rows of one key-hash range: what the diff holds at once
-_CHUNK = 1 << 16  # rows the spill buffers before it writes them to their ranges
+RANGE_ROWS = 1 << 18  # rows of one key-hash range: what the diff holds at once
+_CHUNK = 1 << 14  # rows the spill buffers before it writes them to their ranges
 _SCHEMA = pa.schema([("key_hash", pa.uint64()), ("state", pa.uint64()), ("key", pa.string())])
 _SPILL = pa.schema([("row", pa.int64()), ("key_hash", pa.uint64()), ("desired", pa.uint64()),
                     ("key", pa.string())])  # fmt: skip
@@ -206,7 +206,7 @@ def diff(spill: Spill, state: Path | None, duplicated: np.ndarray, last_row: int
     """Rows of today's input whose desired state equals the one the state holds. A key that
     appears more than once (``duplicated``, sorted) is never unchanged: its rows go through the
     duplicate rule as in any run."""
-    found: list[np.ndarray] = []
+    marks = np.zeros(last_row + 1, dtype=bool)  # one byte a row: 10 MB at 10 M rows
     total = 0
     old_file = pq.ParquetFile(state) if state is not None else None
     for b in range(spill.buckets):
@@ -217,13 +217,16 @@ def diff(spill: Spill, state: Path | None, duplicated: np.ndarray, last_row: int
         rows = table.column("row").to_numpy()
         keys = table.column("key_hash").to_numpy().astype(np.uint64, copy=False)
         wanted = table.column("desired").to_numpy().astype(np.uint64, copy=False)
+        del table
         old = _lookup(*_old_range(old_file, *_bounds(b, spill.bits)), keys)
         same = (old == wanted) & (wanted != 0)
         if duplicated.size:
             same &= ~np.isin(keys, duplicated)
-        found.append(rows[same])
-    rows = np.concatenate(found) if found else np.empty(0, np.int64)
-    return Diff(rowset_of(rows, last_row), int(rows.size), total - int(rows.size))
+        marks[rows[same]] = True
+    count = int(np.count_nonzero(marks))
+    bits = np.packbits(marks, bitorder="little").tobytes()
+    del marks
+    return Diff(RowSet.from_bits(bits, count), count, total - count)
 
 
 def write_state(
@@ -240,7 +243,8 @@ def write_state(
                                           "settings": settings}).encode()}  # fmt: skip
     written = 0
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(str(tmp), _SCHEMA.with_metadata(meta)) as writer:
+        with pq.ParquetWriter(str(tmp), _SCHEMA.with_metadata(meta),
+                              use_dictionary=False) as writer:  # unique keys: no dictionary
             for b in range(spill.buckets):
                 table = spill.bucket(b, keys=True)
                 if not table.num_rows:
