@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import io
 import json
-import math
 import sys
 import threading
 import time
@@ -41,8 +40,9 @@ from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
 from batch.pace.retrying import Retrier, RetryPolicy
-from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
+from batch.plan.overlap import Overlapped, plan_reads
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary, fill_plan
 from batch.record.before_images import Remembering
@@ -173,38 +173,51 @@ class Job:
         config = self.config
         wait = event_waiter(stop)
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
-        how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
-                     list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
-        writes = (config.max_rate or math.inf) if config.auto_rate else config.fixed_rate
-        if not self.needs_lookup and writes <= config.get_rate:
-            # Read only for before-images: every row is written anyway, and per-row reads at
-            # the read quota (~100/s) keep ahead of the writes (25/s) with no wait up front.
-            how = "live"
-        if how == "snapshot":
-            paced = PacedCall(Pacer(config.list_rate), retrier, wait)
+        # The read quotas weighed against the write ceiling (``plan.overlap``): reads never
+        # hold the writes below the quota.
+        how = plan_reads(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
+                         list_rate=config.list_rate, get_rate=config.get_rate,
+                         writes=self.rate_plan().ceiling,
+                         every_row=not self.needs_lookup)  # fmt: skip
+        if how in ("snapshot", "overlap"):
+            cancel = threading.Event() if how == "overlap" else stop
+            paced = PacedCall(Pacer(config.list_rate),
+                              Retrier(RetryPolicy(max_attempts=config.max_attempts),
+                                      wait=event_waiter(cancel)), event_waiter(cancel))  # fmt: skip
             files = RunFiles(config.report_path())
-            snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix)
+            snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix,
+                                    indexed=how == "overlap")  # fmt: skip
             if not config.quiet:
                 self.log.emit("read_users", f"cognito-batch: reading the pool's users "
-                              f"(ListUsers at {config.list_rate:g}/s) to compare...",
-                              mode="snapshot", list_rate=config.list_rate)  # fmt: skip
-            try:
-                snapshot.fill(self.gateway, config.user_pool_id, key=config.key, wanted=scan,
-                              attributes=set(self.columns.values()), paced=paced)  # fmt: skip
-            except BaseException:
-                snapshot.close()
-                raise
-            self.lookup = snapshot
+                              f"(ListUsers at {config.list_rate:g}/s) to compare"
+                              + (", writing meanwhile" if how == "overlap" else "..."),
+                              mode=how, list_rate=config.list_rate)  # fmt: skip
+            fill = functools.partial(
+                snapshot.fill, self.gateway, config.user_pool_id, key=config.key, wanted=scan,
+                attributes=set(self.columns.values()), paced=paced)  # fmt: skip
+            if how == "overlap":
+                self.lookup = Overlapped(snapshot, self._live(retrier, wait), fill, cancel)
+            else:
+                try:
+                    fill()
+                except BaseException:
+                    snapshot.close()
+                    raise
+                self.lookup = snapshot
         else:
-            rate = config.get_rate if config.key == "username" else config.list_rate
-            self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
-                                     paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
+            self.lookup = self._live(retrier, wait)
         self.lookup_mode = how
         self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         self.resolver = Resolver(
             self.lookup, config.key, config.skip_unchanged, config.mark_verified, types
         )
+
+    def _live(self, retrier: Retrier, wait: Any) -> LiveLookup:
+        config = self.config
+        rate = config.get_rate if config.key == "username" else config.list_rate
+        return LiveLookup(self.gateway, config.user_pool_id, key=config.key,
+                          paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
 
     def items(
         self,
