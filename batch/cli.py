@@ -134,6 +134,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "real pool)",
     )
     _sync_options(parser)
+    _incremental_options(parser)
     _max_failures(parser)
     add("--region")
     add("--profile")
@@ -175,6 +176,17 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
     add("--no-alias-check", dest="alias_check", action="store_const", const=False,
         help="skip the AliasConflict check of email/phone_number/preferred_username "
         "(refused with --mark-verified)")  # fmt: skip
+
+
+def _incremental_options(parser: argparse.ArgumentParser) -> None:
+    """Incremental runs (issue 22; docs/incremental.md)."""
+    add = parser.add_argument
+    add("--incremental", action="store_const", const=True,
+        help="send only the rows whose desired state changed since the last finished run on "
+        "this report (its REPORT.state.parquet), and those that did not succeed then")
+    add("--verify", metavar="N|P%",
+        help="with --incremental: read back this many (or this share) of the unchanged users, "
+        "chosen at random, and fix the drift found")  # fmt: skip
 
 
 def _max_failures(parser: argparse.ArgumentParser) -> None:
@@ -272,7 +284,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "mark_verified", "skip_unchanged", "schema_check", "dry_run", "fresh", "region",
             "profile", "endpoint_url", "quiet", "html", "log_format", "shard", "undo",
             "max_failures", "checkpoint_seconds", "lease_seconds", "create_missing", "invite",
-            "disable_missing", "max_disable", "manage_groups", "alias_check")  # fmt: skip
+            "disable_missing", "max_disable", "manage_groups", "alias_check",
+            "incremental", "verify")  # fmt: skip
     out = {k: getattr(args, k, None) for k in keys}
     out["metrics"] = _metrics_flag(args, out)
     out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batch.errors import UsageError
+from batch.hints import expected_type, fits, is_mapping, toml_type
 from batch.specs import DEFAULT_MAX_DISABLE, FailureLimit, MaxDisable, Shard
 
 log = logging.getLogger("cognito-batch")
@@ -85,6 +85,10 @@ class JobConfig:
     alias_check: bool = True  # AliasConflict before writing an alias; always on with mark_verified
     # ("emf",) or ("prometheus-textfile", PATH): metrics at the end of the run (view/metrics.py)
     metrics: tuple[str, ...] = ()
+    # Incremental runs (issue 22; docs/incremental.md): send only what changed since the state
+    # the last finished run left beside the report; verify a sample of the rest against drift.
+    incremental: bool = False
+    verify: str = ""  # N or P% of the unchanged rows, read and fixed; empty: none
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -166,7 +170,7 @@ def _jsonable(value: Any) -> Any:
 
 _FIELDS = {f.name for f in fields(JobConfig)}
 _SYNC_FINGERPRINT = ("create_missing", "invite", "disable_missing", "manage_groups",
-                     "alias_check")  # fmt: skip
+                     "alias_check", "incremental", "verify")  # fmt: skip
 
 
 def load_job_file(path: str | Path) -> dict[str, Any]:
@@ -218,87 +222,25 @@ def build_config(job_file: str | None, overrides: Mapping[str, Any]) -> JobConfi
 _HINTS: dict[str, Any] = typing.get_type_hints(JobConfig)
 #: Fields that take more than their annotation says (``rate``: a number, or a word like auto).
 _ALSO_ACCEPTED: dict[str, tuple[type, ...]] = {"rate": (int, float), "max_failures": (int,)}
-_TOML_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
-
-
-def _toml_type(value: object) -> str:
-    if type(value) in _TOML_NAMES:
-        return _TOML_NAMES[type(value)]
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
-
-
-def _is_mapping(hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    return isinstance(origin, type) and issubclass(origin, Mapping)
-
-
-def _is_union(hint: Any) -> bool:
-    return typing.get_origin(hint) in (typing.Union, types.UnionType)
-
-
-def _expected(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        return "an array of " + {int: "integers", str: "strings"}.get(item, str(item))
-    if _is_mapping(hint):
-        return "a table of names to strings"
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if _is_union(hint):
-        return " or ".join(_expected(a) for a in typing.get_args(hint) if a is not type(None))
-    return {bool: "a boolean (true or false)", int: "an integer", float: "a number",
-            str: "a string"}.get(hint, str(hint))  # fmt: skip
-
-
-def _fits(hint: Any, value: object) -> bool:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        (item, *_) = typing.get_args(hint)
-        return isinstance(value, list | tuple) and all(_fits(item, v) for v in value)
-    if _is_mapping(hint):
-        key, item = typing.get_args(hint)
-        return isinstance(value, Mapping) and all(
-            _fits(key, k) and _fits(item, v) for k, v in value.items()
-        )
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if _is_union(hint):
-        return any(_fits(a, value) for a in typing.get_args(hint))
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # an annotation this check does not know: validate() judges the value
-
-
 def check_type(name: str, value: object, *, where: str = "") -> None:
     """One line naming the setting, the type it has and the type it needs; unknown names pass
     (``JobConfig`` itself refuses them)."""
     hint = _HINTS.get(name)
-    if hint is None or _fits(hint, value):
+    if hint is None or fits(hint, value):
         return
     extra = _ALSO_ACCEPTED.get(name, ())
     if extra and isinstance(value, extra) and not isinstance(value, bool):
         return
-    expected = _expected(hint) + (" or a number" if extra else "")
-    got = _toml_type(value)
+    expected = expected_type(hint) + (" or a number" if extra else "")
+    got = toml_type(value)
     items = list(value.values()) if isinstance(value, Mapping) else value
-    container = typing.get_origin(hint) is tuple or _is_mapping(hint)
+    container = typing.get_origin(hint) is tuple or is_mapping(hint)
     if container and isinstance(items, list | tuple):
         args = typing.get_args(hint)
         inner = args[0] if typing.get_origin(hint) is tuple else args[-1]
-        wrong = next((v for v in items if not _fits(inner, v)), None)
+        wrong = next((v for v in items if not fits(inner, v)), None)
         if wrong is not None:
-            got += f" holding {_toml_type(wrong)}"
+            got += f" holding {toml_type(wrong)}"
     raise UsageError(f"{where}setting {name!r} must be {expected}, not {got}")
 
 
@@ -329,7 +271,7 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
             out[name] = tuple(out[name])
         elif hint is float:
             out[name] = float(out[name])
-        elif _is_mapping(hint):
+        elif is_mapping(hint):
             out[name] = dict(out[name])
     return out
 
@@ -380,11 +322,36 @@ def validate(config: JobConfig) -> JobConfig:
     FailureLimit.parse(config.max_failures)
     check_sync(config)
     check_metrics(config.metrics)
+    check_incremental(config)
     if not config.username_column:  # only a default follows the key; a given column stays
         config = replace(config, username_column=config.key)
     if config.shard:
         config = share_of(config)
     return config
+
+
+def verify_sample(spec: str, unchanged: int) -> int:
+    """``--verify N|P%``: how many of the ``unchanged`` rows to read back (UsageError else)."""
+    raw = spec.strip()
+    try:
+        value = float(raw[:-1]) if raw.endswith("%") else int(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (raw.endswith("%") and value > 100):
+        raise UsageError(f"--verify {spec!r}: expected a number of users (1000) or a share of "
+                         "the unchanged ones (1%)")  # fmt: skip
+    count = round(unchanged * value / 100) if raw.endswith("%") else int(value)
+    return min(unchanged, count)
+
+
+def check_incremental(config: JobConfig) -> None:
+    if config.verify:
+        verify_sample(config.verify, 0)
+        if not config.incremental:
+            raise UsageError("--verify needs --incremental (it samples the rows the state "
+                             "says are unchanged)")  # fmt: skip
+    if config.incremental and config.rows:
+        raise UsageError("--incremental is for a run over the whole input, not a retry")
 
 
 def check_sync(config: JobConfig) -> None:

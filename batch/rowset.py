@@ -29,6 +29,15 @@ class RowSet:
         self._count = 0
         self._limit = limit
 
+    @classmethod
+    def from_bits(cls, bits: bytes, count: int) -> RowSet:
+        """A set from a little-endian bitmap (``np.packbits(..., bitorder="little")``) and
+        the number of bits set: built in one pass, for millions of rows."""
+        made = cls(0)
+        made._bits = bytearray(bits) + b"\0"
+        made._count = count
+        return made
+
     def _grow(self, index: int) -> None:
         if self._limit is not None and index > self._limit >> 3:
             raise ValueError(f"row {index << 3} or more is past this set's bound {self._limit}")
@@ -63,6 +72,19 @@ class RowSet:
     def nbytes(self) -> int:
         """The bitmap's size: an eighth of a byte a row."""
         return len(self._bits)
+
+    def to_bytes(self) -> bytes:
+        """The bitmap (``from_bits`` reads it back)."""
+        return bytes(self._bits)
+
+    def mask(self, size: int) -> np.ndarray:
+        """A boolean array over rows ``0..size``: True where the row is in the set."""
+        raw = np.frombuffer(bytes(self._bits[: (size >> 3) + 1]), np.uint8)
+        bits = np.unpackbits(raw, bitorder="little").astype(bool)
+        out = np.zeros(size + 1, dtype=bool)
+        n = min(size + 1, bits.size)
+        out[:n] = bits[:n]
+        return out
 
     def missing(
         self, last: int, *, chunk: int = 1 << 20, besides: RowSet | None = None

@@ -82,7 +82,7 @@ def child(phase: str, source: str, report: str) -> int:
         sys.stdout.write(json.dumps(journal_bench(int(source), Path(report))) + "\n")
         return 0
     settings = {"input": source, "user_pool_id": POOL, "report": report, "rate": "100000",
-                "workers": 4, "quiet": True, "confirm": False,
+                "workers": 4, "quiet": True, "confirm": False, "undo": False,
                 "dry_run": phase == "dry"}  # fmt: skip
     config = build_config(None, settings)
     fake = NullCognito()

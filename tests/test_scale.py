@@ -26,6 +26,7 @@ from batch.engine import pipeline as pipeline_module
 from batch.errors import ResumeError
 from batch.record import summary as summary_module
 from batch.record.journal import JournalState, journal_path, read_journal
+from batch.record.layout import RunFiles
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
 
@@ -315,7 +316,8 @@ def test_a_signal_during_the_carry_stops_at_once_and_leaves_the_journal_as_it_wa
     assert journal_path(report).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             ["in.csv", journal_path(report).name, summary_path(report).name,
-             timeline_path(report).name]  # the first run's, beside its journal
+             timeline_path(report).name,  # the first run's, beside its journal
+             RunFiles(report).keyscan.name]  # its key scan, kept for the resume
     )
     # WHEN the same command runs again THEN it resumes to a whole report
     Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]

@@ -8,11 +8,9 @@ The plan's counts live in ``plan_summary``, the dry run in ``dry_run``, signal h
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import io
-import math
+import json
 import sys
 import threading
 import time
@@ -22,16 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
+from batch.commands.incremental import Incremental
 from batch.commands.pool import describe_pool, gateway_for
+from batch.commands.run_s3 import run_with_s3_report
 from batch.commands.run_work import RunWork, run_items
 from batch.commands.sync import SyncSetup, sync_active, sync_categories
 from batch.config import JobConfig
 from batch.engine.exit_codes import EXIT_FATAL, EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM
 from batch.engine.pipeline import Pipeline
 from batch.engine.runner import Runner
-from batch.errors import ResumeError, UsageError
+from batch.errors import UsageError
 from batch.inputs.reader import InputSource, iter_column, open_input, read_header
 from batch.inputs.scan import KeyScan
+from batch.inputs.scan_cache import forget_scan, kept_scan
 from batch.inputs.shard import Shard, scan_shard
 from batch.models import JobResult, RowResult, UserUpdate
 from batch.pace.controllers import RateController
@@ -40,8 +41,9 @@ from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
 from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.desired import sync_columns
-from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver, choose
+from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
+from batch.plan.overlap import Overlapped, plan_reads
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary, fill_plan
 from batch.plan.sync_resolve import GroupSource, SyncResolver
@@ -123,6 +125,7 @@ class Job:
         # A report in S3: the run works in a local spool; the checkpoint copies it to S3.
         self.s3: S3Report | None = None
         self.checkpoint: Checkpoint | None = None
+        self.incremental: Incremental | None = None  # --incremental: the diff against the state
 
     # -- the quota ---------------------------------------------------------------------------
 
@@ -184,32 +187,39 @@ class Job:
         config = self.config
         wait = event_waiter(stop)
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
-        how = choose(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
-                     list_rate=config.list_rate, get_rate=config.get_rate)  # fmt: skip
-        writes = (config.max_rate or math.inf) if config.auto_rate else config.fixed_rate
-        if not self.needs_lookup and writes <= config.get_rate:
-            # Read only for before-images: every row is written anyway, and per-row reads at
-            # the read quota (~100/s) keep ahead of the writes (25/s) with no wait up front.
-            how = "live"
-        if how == "snapshot":
-            paced = PacedCall(Pacer(config.list_rate), retrier, wait)
+        # The read quotas weighed against the write ceiling (``plan.overlap``): reads never
+        # hold the writes below the quota.
+        how = plan_reads(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
+                         list_rate=config.list_rate, get_rate=config.get_rate,
+                         writes=self.rate_plan().ceiling,
+                         every_row=not self.needs_lookup)  # fmt: skip
+        if how in ("snapshot", "overlap"):
+            cancel = threading.Event() if how == "overlap" else stop
+            paced = PacedCall(Pacer(config.list_rate),
+                              Retrier(RetryPolicy(max_attempts=config.max_attempts),
+                                      wait=event_waiter(cancel)), event_waiter(cancel))  # fmt: skip
             files = RunFiles(config.report_path())
-            snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix)
+            snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix,
+                                    indexed=how == "overlap")  # fmt: skip
             if not config.quiet:
                 self.log.emit("read_users", f"cognito-batch: reading the pool's users "
-                              f"(ListUsers at {config.list_rate:g}/s) to compare...",
-                              mode="snapshot", list_rate=config.list_rate)  # fmt: skip
-            try:
-                snapshot.fill(self.gateway, config.user_pool_id, key=config.key, wanted=scan,
-                              attributes=set(self.columns.values()), paced=paced)  # fmt: skip
-            except BaseException:
-                snapshot.close()
-                raise
-            self.lookup = snapshot
+                              f"(ListUsers at {config.list_rate:g}/s) to compare"
+                              + (", writing meanwhile" if how == "overlap" else "..."),
+                              mode=how, list_rate=config.list_rate)  # fmt: skip
+            fill = functools.partial(
+                snapshot.fill, self.gateway, config.user_pool_id, key=config.key, wanted=scan,
+                attributes=set(self.columns.values()), paced=paced)  # fmt: skip
+            if how == "overlap":
+                self.lookup = Overlapped(snapshot, self._live(retrier, wait), fill, cancel)
+            else:
+                try:
+                    fill()
+                except BaseException:
+                    snapshot.close()
+                    raise
+                self.lookup = snapshot
         else:
-            rate = config.get_rate if config.key == "username" else config.list_rate
-            self.lookup = LiveLookup(self.gateway, config.user_pool_id, key=config.key,
-                                     paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
+            self.lookup = self._live(retrier, wait)
         self.lookup_mode = how
         self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
@@ -222,6 +232,12 @@ class Job:
             self.resolver = SyncResolver(self.resolver, self.lookup.peek,
                                          setup.groups or GroupSource(frozenset()),
                                          create_missing=config.create_missing)  # fmt: skip
+
+    def _live(self, retrier: Retrier, wait: Any) -> LiveLookup:
+        config = self.config
+        rate = config.get_rate if config.key == "username" else config.list_rate
+        return LiveLookup(self.gateway, config.user_pool_id, key=config.key,
+                          paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
 
     def items(
         self,
@@ -265,7 +281,7 @@ class Job:
     def run(self) -> JobResult:
         """Refuse outputs that would overwrite the input, take the report's lock, then run."""
         if is_s3(self.config.report):
-            return self._run_with_s3_report()
+            return run_with_s3_report(self)
         return self._run_locked()
 
     def _run_locked(self) -> JobResult:
@@ -274,53 +290,6 @@ class Job:
         with self.pipeline.on(self.config.report_path(),
                               input=None if self.source.uri else self.source.path):  # fmt: skip
             return self._run()
-
-    def _run_with_s3_report(self) -> JobResult:
-        """The run in a private local spool, its journal checkpointed to S3 as it goes, its
-        report, summary and journal put beside the S3 report at the end (``checkpoint.py``)."""
-        from batch.remote.checkpoint import Checkpoint, S3Report
-
-        config = self.config
-        if config.dry_run:
-            raise UsageError("--dry-run with an s3:// report: give a local --report for the "
-                             "planned report")  # fmt: skip
-        s3 = S3Report(config.report, profile=config.profile or None)
-        checkpoint: Checkpoint | None = None
-        try:
-            self.config = dataclasses.replace(config, spool=str(s3.spool))
-            lease = s3.lease(ttl=config.lease_seconds, warn=self.log.warning)
-            lease.acquire()  # the first write to the prefix: AccessDenied stops the run here
-            try:
-                self.checkpoint = checkpoint = Checkpoint(
-                    s3.store, s3.segments, s3.journal, lease=lease,
-                    interval=config.checkpoint_seconds, on_lost=self._stop,
-                    warn=self.log.warning,
-                )  # fmt: skip
-                checkpoint.start()  # renewing the lease from now on
-                s3.restore(fresh=config.fresh)
-                self.s3 = s3
-                self.pipeline.shown = self._shown
-                self.pipeline.after_journal = functools.partial(
-                    _begin_checkpoint, checkpoint, s3)
-                try:
-                    result = self._run_locked()
-                except ResumeError as exc:
-                    raise ResumeError(str(exc).replace(str(s3.journal), str(s3.segments))) from None
-                except BaseException:
-                    checkpoint.close()
-                    with contextlib.suppress(Exception):  # what is journaled reaches S3
-                        checkpoint.upload()
-                    raise
-                s3.publish(checkpoint)
-                return result
-            finally:
-                if checkpoint is not None:
-                    checkpoint.close()
-                with contextlib.suppress(Exception):  # a lease that expires is released too
-                    lease.release()
-        finally:
-            self.config = config
-            s3.remove_spool()
 
     def _shown(self, path: Path) -> str:
         """A file of the run as the operator knows it: beside an S3 report, the object."""
@@ -341,9 +310,14 @@ class Job:
                           shard=config.shard or None)  # fmt: skip
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        scan = scan_shard(lambda: iter_column(self.source, config.username_column), self.shard)
+        # Kept beside the journal (``scan_cache``): a resume does not scan again.
         header = JournalHeader(self.watch.hashed(), config.fingerprint(), config.user_pool_id,
                                self.gateway.region)  # fmt: skip
+        scan = kept_scan(
+            None if config.dry_run else files.keyscan, self._scan_identity(header),
+            lambda: scan_shard(lambda: iter_column(self.source, config.username_column),
+                               self.shard),
+        )  # fmt: skip
         work = RunWork(self, scan, header, self._undo_header(header))
         if config.fresh and not config.dry_run:
             _keep_images(files)
@@ -367,6 +341,21 @@ class Job:
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
             self.sync_setup = SyncSetup.prepare(self, scan)
         done = state.finished if state is not None else RowSet(scan.last_input_row)
+        try:
+            return self._planned(scan, header, work, state, done, started)
+        finally:
+            if self.incremental is not None:
+                self.incremental.spill.remove()
+
+    def _planned(self, scan: KeyScan, header: JournalHeader, work: RunWork,
+                 state: JournalState | None, done: RowSet,
+                 started: float) -> JobResult:  # fmt: skip
+        config = self.config
+        if config.incremental:
+            self.incremental = Incremental(self, scan, input_sha256=header.input_sha256)
+            if self.incremental.note and not config.quiet:
+                self.log.emit("incremental", f"cognito-batch: {self.incremental.note}",
+                              full_run=True)  # fmt: skip
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
             plan.upper_bound = self.needs_lookup and not config.dry_run
@@ -394,9 +383,11 @@ class Job:
                         if not self.pipeline.signals.code:
                             raise
                         return self._stopped_reading()
-                return self.pipeline.apply(work, header=header, state=state, plan=plan,
-                                           quotas=self.quotas, controller=self._controller(),
-                                           started=started)  # fmt: skip
+                result = self.pipeline.apply(work, header=header, state=state, plan=plan,
+                                             quotas=self.quotas, controller=self._controller(),
+                                             started=started)  # fmt: skip
+            forget_scan(self.files.keyscan, self.files.journal)  # a finished run needs it no more
+            return result
         finally:
             if self.lookup is not None:
                 self.lookup.close()
@@ -439,6 +430,12 @@ class Job:
             if self.lookup is not None:
                 self.lookup.close()
 
+    def _scan_identity(self, header: JournalHeader) -> str:
+        """What a kept key scan must have been made for: this input, read this way."""
+        config = self.config
+        return json.dumps([header.input_sha256, config.username_column, config.shard,
+                           config.format, config.delimiter])  # fmt: skip
+
     def _undo_header(self, header: JournalHeader) -> dict[str, Any]:
         config = self.config
         return {"pool": config.user_pool_id, "region": self.gateway.region,
@@ -473,11 +470,6 @@ def _keep_images(files: RunFiles) -> None:
             f"(cognito-batch undo {files.report}), resume it (the same command without "
             "--fresh), or move the report's files aside"
         )
-
-
-def _begin_checkpoint(checkpoint: Checkpoint, s3: S3Report, resumed: bool) -> None:
-    checkpoint.begin(resumed=resumed, restored_segments=s3.restored_segments, clear=s3.clear,
-                     run=s3.run)
 
 
 def _mismatch(state: JournalState, header: JournalHeader) -> str:

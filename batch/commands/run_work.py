@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from batch.commands.incremental import StateSink
 from batch.commands.sync import SyncWriter
 from batch.engine.work import Resolve, Unreached, Work
 from batch.inputs.datasets import dataset_parts
@@ -55,7 +56,11 @@ def run_items(
     config = job.config
     only = frozenset(config.rows)
     sync = job.sync_setup if job.sync else None
-    for row in job.watch.rows(iter_rows(job.source), expected=scan.last_input_row):
+    incremental = getattr(job, "incremental", None)  # --incremental: rows the state spares
+    # A resume starts reading after its carried prefix (issue 22 item 4).
+    after = carried_prefix(done, scan) if not only else 0
+    rows = iter_rows(job.source, after=after, rows=scan.last_input_row)
+    for row in job.watch.rows(rows, expected=scan.last_input_row):
         if stop is not None and stop.is_set():
             return
         if only and row.row not in only:
@@ -65,6 +70,9 @@ def run_items(
         key = row.values.get(config.username_column, "")
         if job.shard is not None and not job.shard.owns(key):
             continue  # another shard's row: not in this shard's report at all
+        if incremental is not None and row.row in incremental.unchanged:
+            yield incremental.unchanged_result(row.row, key)
+            continue
         item = planner.plan(row)
         if sync is not None:  # the row as a desired state: enabled, groups, AliasConflict
             item = sync.item(row, item)
@@ -74,6 +82,15 @@ def run_items(
         yield item
     if sync is not None and not (stop is not None and stop.is_set()):
         yield from sync.leaver_items(done)  # --disable-missing: after the input's rows
+
+
+def carried_prefix(done: RowSet | frozenset[int], scan: KeyScan) -> int:
+    """The last row P such that rows 1..P are all done (or another shard's)."""
+    if not isinstance(done, RowSet) or not len(done):
+        return 0
+    for gaps in done.missing(scan.last_input_row, besides=scan.foreign):
+        return int(gaps[0]) - 1
+    return scan.last_input_row
 
 
 def duplicate(
@@ -169,6 +186,9 @@ class RunWork(Work):
                 self._created_names = frozenset(created.values())
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
             sinks.append(_BeforeImagesSink(self.undo_log))  # type: ignore[arg-type]
+        if job.incremental is not None:  # the new state, once the apply finished
+            self._resolve = job.incremental.resolve(self._resolve)
+            sinks.append(StateSink(job.incremental))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
 
     def resolve(self) -> Resolve | None:
@@ -228,12 +248,14 @@ class RunWork(Work):
             input_sha256=None if job.watch.changed else self.header.input_sha256,
             input_parts=dataset_parts(job.source), shard=config.shard or None,
             client_metadata_keys=sorted(config.client_metadata),  # never its values
-            read_calls=(job.lookup.reads if job.lookup is not None else 0) + (
-                job.sync_setup.read_calls() if job.sync_setup is not None else 0),
+            read_calls=(job.lookup.reads if job.lookup is not None else 0)
+            + (job.sync_setup.read_calls() if job.sync_setup is not None else 0)
+            + (job.incremental.reads if job.incremental is not None else 0),
             lookup=job.lookup_mode,
             undo=None if self.undo_log is None else {
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},
             hint=self.hint.text() or None,
+            incremental=job.incremental.summary() if job.incremental is not None else None,
         )  # fmt: skip
 
     def announce(self, log: EventLog, summary: RunSummary) -> None:

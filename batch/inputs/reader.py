@@ -76,15 +76,17 @@ def read_header(source: InputSource) -> list[str]:
     return header
 
 
-def iter_rows(source: InputSource) -> Iterator[InputRow]:
-    """Every data row, in order, streamed."""
+def iter_rows(source: InputSource, *, after: int = 0, rows: int = 0) -> Iterator[InputRow]:
+    """Every data row, in order, streamed. With ``after``: from row ``after + 1`` (a resume's
+    carried prefix is not read again: a CSV file is skipped as bytes, checked against its
+    ``rows``; a Parquet file's row groups before it are not read)."""
     if source.dataset:
-        yield from dataset_rows(source)
+        yield from (row for row in dataset_rows(source) if row.row > after)
         return
     if source.format == "parquet":
-        yield from parquet_rows(source)
+        yield from parquet_rows(source, after)
     else:
-        yield from csv_rows(source)
+        yield from csv_rows(source, after, rows)
 
 
 def iter_column(source: InputSource, column: str) -> Iterator[str]:

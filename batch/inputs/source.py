@@ -108,11 +108,58 @@ def csv_header(source: InputSource) -> list[str]:
     return []
 
 
-def csv_rows(source: InputSource) -> Iterator[InputRow]:
-    with _open_text(source) as handle:
+def _open_at(source: InputSource, start: int) -> Any:
+    if not start:
+        return _open_text(source)
+    raw = open(source.path, "rb")
+    raw.seek(start)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def csv_row_offset(source: InputSource, row: int, rows: int) -> int | None:
+    """The byte offset where data row ``row`` starts, found without parsing fields: lines are
+    split on newlines outside double quotes (a quoted field's newline is inside its row), and
+    blank lines are not rows, as ``csv_rows`` reads them. Checked: the whole file must count
+    ``rows`` data rows, as the key scan found; else None (a quote inside an unquoted field,
+    say), and the caller reads from the start."""
+    if source.storage is not None:
+        return None
+    found: int | None = None
+    count = -1  # the header is not a data row
+    offset = 0
+    quoted = False
+    with open(source.path, "rb") as handle:
+        for line in handle:
+            if not quoted:
+                bare = line.rstrip(b"\r\n")
+                if bare and (bare != b'""' or count < 0):
+                    count += 1
+                    if count == row:
+                        found = offset
+            if line.count(b'"') % 2:
+                quoted = not quoted
+            offset += len(line)
+    return found if count == rows and found is not None else None
+
+
+def csv_rows(source: InputSource, after: int = 0, rows: int = 0) -> Iterator[InputRow]:
+    """Every data row; with ``after`` (and the file's ``rows``, to check the skip), from row
+    ``after + 1``, the rows before it skipped as bytes (a resume's carried prefix)."""
+    start = csv_row_offset(source, after + 1, rows) if after and source.storage is None else None
+    if start is not None:
+        yield from _csv_rows_from(source, start, after)
+        return
+    for item in _csv_rows_from(source, 0, 0):
+        if item.row > after:
+            yield item
+
+
+def _csv_rows_from(source: InputSource, start: int, first: int) -> Iterator[InputRow]:
+    """The rows from byte ``start`` (0: the header; else row ``first + 1``'s first byte)."""
+    header: list[str] | None = csv_header(source) if start else None
+    with _open_at(source, start) as handle:
+        row = first
         reader = _csv_reader(handle, source)
-        header: list[str] | None = None
-        row = 0
         try:
             for fields in reader:
                 if not fields or (len(fields) == 1 and fields[0] == "" and header):
@@ -190,15 +237,24 @@ def parquet_header(source: InputSource) -> list[str]:
     return [str(name) for name in schema.names]
 
 
-def parquet_rows(source: InputSource) -> Iterator[InputRow]:
+def parquet_rows(source: InputSource, after: int = 0) -> Iterator[InputRow]:
+    """Every row; with ``after``, from row ``after + 1``: the row groups wholly before it are
+    not read (their row counts are in the footer), the rest of its own group is skipped."""
     header = parquet_header(source)
     pf = parquet_file(source)
-    row = 0
+    row, groups = 0, list(range(pf.metadata.num_row_groups))
+    while after and groups and row + pf.metadata.row_group(groups[0]).num_rows <= after:
+        row += pf.metadata.row_group(groups.pop(0)).num_rows
     try:
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups):
+            if row + batch.num_rows <= after:
+                row += batch.num_rows
+                continue
             columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             for values in zip(*columns, strict=True):
                 row += 1
+                if row <= after:
+                    continue
                 yield InputRow(
                     row,
                     {name: to_cognito_string(v) for name, v in zip(header, values, strict=True)},

@@ -158,8 +158,10 @@ class PoolSnapshot:
     """The input's users, read by paging the pool, held in SQLite on disk."""
 
     def __init__(
-        self, directory: Path | None = None, *, prefix: str = "cognito-batch-snapshot-"
-    ) -> None:
+        self, directory: Path | None = None, *, prefix: str = "cognito-batch-snapshot-",
+        indexed: bool = False,
+    ) -> None:  # fmt: skip
+        """``indexed``: the key's index made now, for a snapshot read while it fills."""
         if directory is not None:
             private_dir(directory)
         # mkstemp: created 0600 with O_EXCL at a random name, so nothing planted is followed.
@@ -170,6 +172,8 @@ class PoolSnapshot:
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE users (key TEXT, attrs TEXT)")
+        if indexed:
+            self._db.execute("CREATE INDEX users_key ON users(key)")
         self._lock = threading.Lock()
         self.reads = 0  # ListUsers pages read
         self.kept = 0
@@ -205,7 +209,7 @@ class PoolSnapshot:
             if not token:
                 break
         with self._lock:
-            self._db.execute("CREATE INDEX users_key ON users(key)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS users_key ON users(key)")
             self._db.commit()
 
     def find(self, key: str) -> list[dict[str, str]]:

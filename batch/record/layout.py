@@ -7,6 +7,8 @@ A run on ``out.csv`` writes, beside it::
     out.csv.summary.json       the counts and figures (``summary.RunSummary``)
     out.csv.timeline.json      rate, throttles and latency over time (for the HTML page)
     out.csv.undo.jsonl         before-images: what ``undo`` puts back
+    out.csv.state.parquet      ``--incremental``: what the last finished run applied
+    out.csv.keyscan.npz        the key scan, kept for a resume (checked against the input)
     out.csv.lock               held while the run writes (``lock.RunLock``)
     out.csv.snapshot-XXXXXXXX.sqlite3   the pool's users while a run compares (removed after)
     .out.csv.XXXXXXXX.tmp      a temporary renamed over its file (``files.atomic_path``)
@@ -51,6 +53,16 @@ def timeline_path(report: Path) -> Path:
 def undo_path(report: Path) -> Path:
     """The before-images a run records for its undo."""
     return report.with_name(report.name + ".undo.jsonl")
+
+
+def state_path(report: Path) -> Path:
+    """The applied state an incremental run leaves for the next (``record.state``)."""
+    return report.with_name(report.name + ".state.parquet")
+
+
+def keyscan_path(report: Path) -> Path:
+    """The key scan and the carried prefix's input offset, kept for a resume."""
+    return report.with_name(report.name + ".keyscan.npz")
 
 
 def lock_path(report: Path) -> Path:
@@ -118,6 +130,14 @@ class RunFiles:
         return lock_path(self.report)
 
     @property
+    def state(self) -> Path:
+        return state_path(self.report)
+
+    @property
+    def keyscan(self) -> Path:
+        return keyscan_path(self.report)
+
+    @property
     def snapshot_prefix(self) -> str:
         return snapshot_prefix(self.report)
 
@@ -144,7 +164,8 @@ class RunFiles:
         """Every local file a run on this report writes at a fixed name, for the guard."""
         return [("report", self.report), ("journal", self.journal),
                 ("summary", self.summary), ("timeline", self.timeline),
-                ("before-images", self.before_images), ("lock", self.lock)]  # fmt: skip
+                ("before-images", self.before_images), ("lock", self.lock),
+                ("applied state", self.state), ("key scan", self.keyscan)]  # fmt: skip
 
     def all(self) -> list[Path]:
         return [path for _, path in self.written()]

@@ -23,7 +23,8 @@ from batch.record.layout import summary_path
 from batch.store.files import write_text_atomic
 
 #: Keys written only when set (a run's summary has always had the others, null or not).
-_OMIT_EMPTY = {"hint", "rebuilt_from_journal", "undo_of", "force", "shards", "dry_run"}
+_OMIT_EMPTY = {"hint", "rebuilt_from_journal", "undo_of", "force", "shards", "dry_run",
+               "incremental"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class RunSummary:
     force: bool | None = None
     shards: list[dict[str, Any]] | None = None  # a merge: each shard's own figures
     dry_run: bool = False
+    incremental: dict[str, Any] | None = None  # what the state spared, the drift verified
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     # -- reading -----------------------------------------------------------------------------
@@ -276,6 +278,11 @@ def format_summary(summary: RunSummary | Mapping[str, Any]) -> str:
                      f"{100 * float(s.quota.share or 0):.0f}% of it")  # fmt: skip
     if s.window_capped:
         lines.append(f"  capped: {s.window_capped}")
+    if s.incremental:
+        inc = s.incremental
+        lines.append(f"  incremental: {inc.get('changed', 0)} rows changed, "
+                     f"{inc.get('unchanged', 0)} unchanged since the state; verified "
+                     f"{inc.get('verified', 0)}, drift {inc.get('drift', 0)}")  # fmt: skip
     if s.errors:
         lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())))
     if s.stopped:

@@ -8,6 +8,7 @@ For ``--report s3://b/p/report.csv`` the objects beside the report are::
     p/report.csv.journal.d/seg-000000       the journal's bytes: its header, then result lines
     p/report.csv.journal.d/seg-000001 ...   each later segment: the lines written since
     p/report.csv  .summary.json  .timeline.json  (.undo.jsonl)   at the end, and on a stop
+    p/report.csv.state.parquet              ``--incremental``: at the end of a finished run
     p/report.csv.journal                    the compacted journal: written when the run is done
 
 Segments (``Checkpoint``): every ``interval`` seconds (5 by default) and at the end, the
@@ -51,6 +52,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from batch.errors import ResumeError, StorageError
 from batch.record.before_images import undo_path
 from batch.record.journal import journal_path
+from batch.record.layout import state_path
 from batch.record.report import summary_path
 from batch.record.timeline import timeline_path
 from batch.remote.lease import Lease, LeaseKeeper, LeaseLost
@@ -322,6 +324,9 @@ class S3Report:
         ``fresh`` (``--fresh``): nothing is read, so a damaged checkpoint cannot refuse the
         run that discards it; the run's ``clear`` then deletes it before its own segment 0."""
         self.remove_stale_spools()
+        # The state the last finished run applied (``--incremental``): the next run diffs
+        # against it, with --fresh too (it discards a journal, not what the pool holds).
+        self._download(self.beside(state_path(self.local)), state_path(self.local))
         if fresh:
             return
         if self._download(self.journal_object, self.journal):
@@ -421,6 +426,9 @@ class S3Report:
             for local in (self.local, summary, timeline_path(self.local), undo_path(self.local)):
                 if local.is_file():
                     checkpoint.put(self.beside(local), local)
+            state = state_path(self.local)
+            if ends_complete(self.journal) and state.is_file():
+                checkpoint.put(self.beside(state), state)  # before the segment that vouches
             checkpoint.upload()
             complete = ends_complete(self.journal)
             if complete:
