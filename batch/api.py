@@ -85,7 +85,7 @@ def run(
     metrics = RunMetrics.of(config, job_file=str(job) if job is not None else None)
     listeners = [f for f in (on_progress, metrics.tick if metrics else None) if f is not None]
     job_run = Job(config, confirm=confirm,
-                  on_progress=_fan(listeners) if listeners else None)  # fmt: skip
+                  on_progress=_fan(listeners) if listeners else None)
     result = job_run.run()
     if metrics is not None:
         metrics.finish(result)

@@ -143,10 +143,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add("--shard", help="K/N: only the rows whose user key hashes to shard K of N (from 0); "
         "auto or auto/N: K (and N) from AWS_BATCH_JOB_ARRAY_INDEX/_SIZE or JOB_COMPLETION_INDEX")
     add("--log-format", dest="log_format", choices=LOG_FORMATS,
-        help="stderr as text lines (default) or one JSON object per line")  # fmt: skip
+        help="stderr as text lines (default) or one JSON object per line")
     add("--metrics", nargs="+", metavar="KIND",
         help="'emf': CloudWatch EMF records on stdout; 'prometheus-textfile PATH': a "
-        "node_exporter textfile, written when the run ends")  # fmt: skip
+        "node_exporter textfile, written when the run ends")
     add(
         "--quiet",
         "-q",
@@ -175,7 +175,7 @@ def _sync_options(parser: argparse.ArgumentParser) -> None:
         "names); no other group is touched")
     add("--no-alias-check", dest="alias_check", action="store_const", const=False,
         help="skip the AliasConflict check of email/phone_number/preferred_username "
-        "(refused with --mark-verified)")  # fmt: skip
+        "(refused with --mark-verified)")
 
 
 def _incremental_options(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +186,7 @@ def _incremental_options(parser: argparse.ArgumentParser) -> None:
         "this report (its REPORT.state.parquet), and those that did not succeed then")
     add("--verify", metavar="N|P%",
         help="with --incremental: read back this many (or this share) of the unchanged users, "
-        "chosen at random, and fix the drift found")  # fmt: skip
+        "chosen at random, and fix the drift found")
 
 
 def _max_failures(parser: argparse.ArgumentParser) -> None:
@@ -204,7 +204,7 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile")
     parser.add_argument("--endpoint-url", dest="endpoint_url")
     parser.add_argument("--quiet", "-q", dest="quiet", action="store_const", const=True,
-                        help="no progress or summary on stderr")  # fmt: skip
+                        help="no progress or summary on stderr")
 
 
 def _undo_options(parser: argparse.ArgumentParser) -> None:
@@ -212,13 +212,13 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
     add("from_report", metavar="REPORT", help="the report of the run to undo")
     add("--yes", "-y", dest="yes", action="store_true", help="do not ask for confirmation")
     add("--dry-run", dest="dry_run", action="store_const", const=True,
-        help="read the users and write the planned report; no write call")  # fmt: skip
+        help="read the users and write the planned report; no write call")
     add("--force", action="store_true",
-        help="restore attributes changed again since the run too (no Conflict)")  # fmt: skip
+        help="restore attributes changed again since the run too (no Conflict)")
     add("--report", help="the undo's report (default REPORT with .undo before its suffix)")
     add("--user-pool-id", dest="user_pool_id",
         help="the pool to restore; must be the one the run wrote to, which its journal records "
-        "(the default); never taken from the undo file")  # fmt: skip
+        "(the default); never taken from the undo file")
     add("--rate", help="calls per second (25), a share of the enforced quota (80%%), or "
         "'auto' (default: the run's)")
     add("--workers", type=int)
@@ -226,7 +226,7 @@ def _undo_options(parser: argparse.ArgumentParser) -> None:
     add("--give-up-after", dest="give_up_after", type=float, metavar="SECONDS",
         help="stop when the endpoint has not answered for this long (default: the run's)")
     add("--fresh", action="store_const", const=True,
-        help="discard an unfinished undo's journal instead of resuming it")  # fmt: skip
+        help="discard an unfinished undo's journal instead of resuming it")
     _max_failures(parser)
     _connection(parser)
 
@@ -285,11 +285,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "profile", "endpoint_url", "quiet", "html", "log_format", "shard", "undo",
             "max_failures", "checkpoint_seconds", "lease_seconds", "create_missing", "invite",
             "disable_missing", "max_disable", "manage_groups", "alias_check",
-            "incremental", "verify")  # fmt: skip
+            "incremental", "verify")
     out = {k: getattr(args, k, None) for k in keys}
     out["metrics"] = _metrics_flag(args, out)
     out["client_metadata"] = parse_pairs(getattr(args, "client_metadata", None),
-                                         what="--client-metadata")  # fmt: skip
+                                         what="--client-metadata")
     if args.yes:
         out["confirm"] = False
     return out
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, _ = undo_config(args.from_report, _overrides(args))
             confirm = _ask if needs_confirmation(config) else None
             undo = UndoJob(config, force=args.force, confirm=confirm, handle_signals=True,
-                           of=Path(args.from_report))  # fmt: skip
+                           of=Path(args.from_report))
             return undo.run().exit_code
         if args.command == "retry":
             from batch.commands.retry import retry_config
@@ -439,7 +439,7 @@ def os_error(exc: OSError, resumes: str = RESUMES_FROM_JOURNAL) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     name = errno.errorcode.get(exc.errno or 0, "")
     return (f"{where}{what}{f' ({name})' if name else ''}; rerun the same command once this "
-            f"is fixed: {resumes}")  # fmt: skip
+            f"is fixed: {resumes}")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -456,9 +456,9 @@ def _export(args: argparse.Namespace) -> int:
         attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),
         filter=args.filter or "", list_rate=args.rate, fresh=args.fresh,
         quiet=bool(args.quiet),
-    )  # fmt: skip
+    )
     gateway = CognitoGateway(ConnectionSettings(region=args.region, profile=args.profile,
-                                                endpoint_url=args.endpoint_url))  # fmt: skip
+                                                endpoint_url=args.endpoint_url))
     try:
         result = Exporter(settings, gateway).run()
     except OSError as exc:  # an export has no journal: say what it resumes from
@@ -466,7 +466,7 @@ def _export(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     if not args.quiet:
         sys.stderr.write(f"cognito-batch: exported {result.users} users ({result.pages} pages) "
-                         f"to {result.path} in {result.duration_s:.1f}s\n")  # fmt: skip
+                         f"to {result.path} in {result.duration_s:.1f}s\n")
     return 0
 
 

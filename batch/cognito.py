@@ -167,7 +167,7 @@ class _NotAnEndpoint(ValueError):
 
 #: What in a profile supplies its credentials, in the order the SDK's chain tries them.
 _SOURCES = ("credential_process", "sso_session", "sso_start_url", "web_identity_token_file",
-            "role_arn", "aws_access_key_id")  # fmt: skip
+            "role_arn", "aws_access_key_id")
 
 
 def _credential_source(profile: str | None) -> str:
@@ -202,7 +202,7 @@ def _translate(exc: Exception, operation: str, profile: str | None = None) -> Co
         return TransientError(type(exc).__name__, str(exc), operation=operation)
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return FatalError(type(exc).__name__, _credential_message(exc, profile),
-                          operation=operation)  # fmt: skip
+                          operation=operation)
     if isinstance(exc, bex.ParamValidationError):
         # botocore refused the request before sending it: the row's data is at fault.
         return classify_code("InvalidParameterException")(
@@ -336,11 +336,11 @@ class CognitoGateway:
         """AdminAddUserToGroup. A missing group is ResourceNotFoundException (fatal: the plan
         checked every group before the first write, so the pool changed under the run)."""
         self._call("admin_add_user_to_group", UserPoolId=user_pool_id, Username=username,
-                   GroupName=group)  # fmt: skip
+                   GroupName=group)
 
     def remove_user_from_group(self, user_pool_id: str, username: str, group: str) -> None:
         self._call("admin_remove_user_from_group", UserPoolId=user_pool_id, Username=username,
-                   GroupName=group)  # fmt: skip
+                   GroupName=group)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -404,7 +404,7 @@ class CognitoGateway:
     ) -> tuple[list[str], str | None]:
         """One AdminListGroupsForUser page (UserResourceRead): group names, next token."""
         params: dict[str, Any] = {"UserPoolId": user_pool_id, "Username": username,
-                                  "Limit": limit}  # fmt: skip
+                                  "Limit": limit}
         if next_token:
             params["NextToken"] = next_token
         answer = self._call("admin_list_groups_for_user", **params)
@@ -433,12 +433,12 @@ class CognitoGateway:
     def list_groups_for_user(self, user_pool_id: str, username: str) -> list[str]:
         """Every group of a user, sorted (Cognito's order is not guaranteed; moto's varies)."""
         return sorted(_all_pages(lambda t: self.list_groups_for_user_page(
-            user_pool_id, username, next_token=t)))  # fmt: skip
+            user_pool_id, username, next_token=t)))
 
     def list_users_in_group(self, user_pool_id: str, group: str) -> list[str]:
         """Every member's username, in Cognito's order."""
         return _all_pages(lambda t: self.list_users_in_group_page(user_pool_id, group,
-                                                                  next_token=t))  # fmt: skip
+                                                                  next_token=t))
 
     def list_groups(self, user_pool_id: str) -> list[str]:
         """Every group name of the pool, sorted."""
@@ -449,7 +449,7 @@ class CognitoGateway:
 #: ``Enabled``, ``UserStatus``, ``UserCreateDate`` and ``UserLastModifiedDate`` (the sync's
 #: enabled column, and undo's check that a user the run created has not changed since).
 USER_STATE = {"Enabled": "@enabled", "UserStatus": "@status", "UserCreateDate": "@created",
-              "UserLastModifiedDate": "@modified"}  # fmt: skip
+              "UserLastModifiedDate": "@modified"}
 
 
 def user_state(answer: Mapping[str, Any]) -> dict[str, str]:

@@ -139,7 +139,7 @@ class JobConfig:
             "delimiter",
             "rows",
         )
-        data = {k: _jsonable(getattr(self, k)) for k in keys}  # fmt: skip
+        data = {k: _jsonable(getattr(self, k)) for k in keys}
         if self.shard:  # only when set: journals written before shards existed still resume
             data["shard"] = self.shard
         for name in _SYNC_FINGERPRINT:  # likewise: only when changed from the default
@@ -170,7 +170,7 @@ def _jsonable(value: Any) -> Any:
 
 _FIELDS = {f.name for f in fields(JobConfig)}
 _SYNC_FINGERPRINT = ("create_missing", "invite", "disable_missing", "manage_groups",
-                     "alias_check", "incremental", "verify")  # fmt: skip
+                     "alias_check", "incremental", "verify")
 
 
 def load_job_file(path: str | Path) -> dict[str, Any]:
@@ -263,7 +263,7 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("rate"), str) and not out["rate"].strip():
         # given, but empty: the default is had by leaving it out
         raise UsageError("--rate '': expected calls per second (25), a share of the quota "
-                         "(80%) or 'auto'")  # fmt: skip
+                         "(80%) or 'auto'")
     for name, hint in _HINTS.items():
         if name not in out:
             continue
@@ -318,7 +318,7 @@ def validate(config: JobConfig) -> JobConfig:
         raise UsageError("--give-up-after must not be negative (0: never give up)")
     if config.max_rate and not config.auto_rate:
         log.warning("--max-rate applies only with --rate auto; the fixed --rate %s is used",
-                    config.rate)  # fmt: skip
+                    config.rate)
     FailureLimit.parse(config.max_failures)
     check_sync(config)
     check_metrics(config.metrics)
@@ -339,7 +339,7 @@ def verify_sample(spec: str, unchanged: int) -> int:
         value = -1
     if value < 0 or (raw.endswith("%") and value > 100):
         raise UsageError(f"--verify {spec!r}: expected a number of users (1000) or a share of "
-                         "the unchanged ones (1%)")  # fmt: skip
+                         "the unchanged ones (1%)")
     count = round(unchanged * value / 100) if raw.endswith("%") else int(value)
     return min(unchanged, count)
 
@@ -349,7 +349,7 @@ def check_incremental(config: JobConfig) -> None:
         verify_sample(config.verify, 0)
         if not config.incremental:
             raise UsageError("--verify needs --incremental (it samples the rows the state "
-                             "says are unchanged)")  # fmt: skip
+                             "says are unchanged)")
     if config.incremental and config.rows:
         raise UsageError("--incremental is for a run over the whole input, not a retry")
 
@@ -360,12 +360,12 @@ def check_sync(config: JobConfig) -> None:
         raise UsageError("--invite needs --create-missing (it is the new users' invitation)")
     if config.create_missing and config.key != "username":
         raise UsageError("--create-missing needs --key username: a new user's username comes "
-                         "from the key column")  # fmt: skip
+                         "from the key column")
     MaxDisable.parse(config.max_disable)
     if config.disable_missing and (config.shard or config.rows):
         what = "--shard" if config.shard else "retry"
         raise UsageError(f"--disable-missing needs the whole population in one input, not "
-                         f"{what}: every user another part holds would be disabled")  # fmt: skip
+                         f"{what}: every user another part holds would be disabled")
     if config.max_disable != DEFAULT_MAX_DISABLE and not config.disable_missing:
         log.warning("--max-disable applies only with --disable-missing")
     for name in config.manage_groups:
@@ -403,7 +403,7 @@ def check_metrics(spec: tuple[str, ...]) -> None:
     if len(spec) == 2 and spec[0] == "prometheus-textfile" and spec[1].strip():
         if _is_s3(spec[1]):
             raise UsageError("--metrics prometheus-textfile: PATH is a local file (the "
-                             "node_exporter's textfile folder), not s3://")  # fmt: skip
+                             "node_exporter's textfile folder), not s3://")
         return
     raise UsageError("--metrics must be 'emf' or 'prometheus-textfile PATH'")
 
@@ -439,7 +439,7 @@ def share_of(config: JobConfig) -> JobConfig:
         report = str(shard.path(config.report_path()))
     return replace(config, shard=str(shard), report=report, rate=rate,
                    max_rate=config.max_rate / n, list_rate=config.list_rate / n,
-                   get_rate=config.get_rate / n)  # fmt: skip
+                   get_rate=config.get_rate / n)
 
 
 _DEFAULTS = JobConfig()

@@ -42,7 +42,7 @@ def expected_type(hint: Any) -> str:
     if is_union(hint):
         return " or ".join(expected_type(a) for a in typing.get_args(hint) if a is not type(None))
     return {bool: "a boolean (true or false)", int: "an integer", float: "a number",
-            str: "a string"}.get(hint, str(hint))  # fmt: skip
+            str: "a string"}.get(hint, str(hint))
 
 
 def fits(hint: Any, value: object) -> bool:

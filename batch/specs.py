@@ -125,7 +125,7 @@ def _from_environment(env: Mapping[str, str], count: int | None) -> tuple[int, i
     if "AWS_BATCH_JOB_ARRAY_INDEX" in env:
         index = _integer(env, "AWS_BATCH_JOB_ARRAY_INDEX")
         size = _integer(env, "AWS_BATCH_JOB_ARRAY_SIZE") if "AWS_BATCH_JOB_ARRAY_SIZE" in env \
-            else None  # fmt: skip
+            else None
         if count is not None and size is not None and size != count:
             raise UsageError(f"--shard auto/{count}: AWS_BATCH_JOB_ARRAY_SIZE is {size}")
         count = count if count is not None else size
@@ -135,10 +135,10 @@ def _from_environment(env: Mapping[str, str], count: int | None) -> tuple[int, i
     if "JOB_COMPLETION_INDEX" in env:
         if count is None:
             raise UsageError("--shard auto: Kubernetes gives no shard count; use --shard auto/N "
-                             "with N = the Job's completions")  # fmt: skip
+                             "with N = the Job's completions")
         return _integer(env, "JOB_COMPLETION_INDEX"), count
     raise UsageError("--shard auto: no AWS_BATCH_JOB_ARRAY_INDEX or JOB_COMPLETION_INDEX in "
-                     "the environment (not an array job?); use --shard K/N")  # fmt: skip
+                     "the environment (not an array job?); use --shard K/N")
 
 
 def _integer(env: Mapping[str, str], name: str) -> int:
@@ -179,7 +179,7 @@ class MaxDisable:
         if not raw.endswith("%") and value >= 0:
             return cls(raw, count=int(value))
         raise UsageError(f"--max-disable {text!r}: expected a number of users (50) or a share "
-                         "of the pool's users (10%)")  # fmt: skip
+                         "of the pool's users (10%)")
 
     def limit(self, pool_users: int) -> int:
         if self.count is not None:

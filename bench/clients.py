@@ -73,7 +73,7 @@ def threaded(args: argparse.Namespace) -> dict[str, Any]:
     client = boto3.client(
         "cognito-idp", endpoint_url=args.endpoint_url, region_name="us-east-1",
         config=Config(retries={"mode": "adaptive", "max_attempts": 10}),
-    )  # fmt: skip
+    )
 
     def one(item: tuple[str, list[dict[str, str]]]) -> str | None:
         username, attributes = item
@@ -101,9 +101,9 @@ def bare(args: argparse.Namespace) -> dict[str, Any]:
     client = boto3.client(
         "cognito-idp", endpoint_url=args.endpoint_url, region_name="us-east-1",
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
-    )  # fmt: skip
+    )
     attributes = [{"Name": "custom:tier", "Value": "gold"},
-                  {"Name": "custom:department", "Value": "engineering"}]  # fmt: skip
+                  {"Name": "custom:department", "Value": "engineering"}]
     updated = 0
     errors: Counter[str] = Counter()
     for i in range(args.calls):
@@ -115,7 +115,7 @@ def bare(args: argparse.Namespace) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             errors[_code(exc)] += 1
     return {"rows": args.calls, "updated": updated, "failed": args.calls - updated,
-            "errors": dict(errors)}  # fmt: skip
+            "errors": dict(errors)}
 
 
 def main(argv: list[str] | None = None) -> int:

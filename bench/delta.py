@@ -45,7 +45,7 @@ from harness import (
 TIERS = ("bronze", "silver", "gold", "platinum")
 DEPARTMENTS = ("sales", "engineering", "finance", "support", "legal", "marketing")
 OPERATIONS = ("AdminUpdateUserAttributes", "AdminDeleteUserAttributes", "ListUsers",
-              "AdminGetUser", "DescribeUserPool")  # fmt: skip
+              "AdminGetUser", "DescribeUserPool")
 
 
 def log(message: str) -> None:
@@ -62,7 +62,7 @@ def write_inputs(workdir: Path, users: int, changed: int) -> dict[str, Any]:
     differing = set(range(0, step * changed, step))
     seed = workdir / "users.csv"
     write_csv(seed, ["username", "custom:tier", "custom:department"],
-              (seeded(i) for i in range(users)))  # fmt: skip
+              (seeded(i) for i in range(users)))
 
     def row(i: int) -> tuple[str, str, str]:
         name, tier, dept = seeded(i)
@@ -77,7 +77,7 @@ def write_inputs(workdir: Path, users: int, changed: int) -> dict[str, Any]:
     write_csv(source, ["username", "tier", "department"], (row(i) for i in range(users)))
     restore = workdir / "restore.csv"
     write_csv(restore, ["username", "tier", "department"],
-              (seeded(i) for i in sorted(differing)))  # fmt: skip
+              (seeded(i) for i in sorted(differing)))
     return {"seed": seed, "input": source, "restore": restore, "differing": sorted(differing)}
 
 
@@ -91,12 +91,12 @@ def head(source: Path, rows: int, target: Path) -> Path:
 
 
 def run_job(emu: EmulatorProcess, workdir: Path, label: str, source: Path,
-            *extra: str) -> dict[str, Any]:  # fmt: skip
+            *extra: str) -> dict[str, Any]:
     assert emu.admin is not None
     report = workdir / f"{label}.report.csv"
     argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                          "--endpoint-url", emu.endpoint_url, "--yes", "--quiet", "--fresh",
-                         "--report", str(report), *extra)  # fmt: skip
+                         "--report", str(report), *extra)
     emu.admin.reset()
     log(f"{label}: {' '.join(argv[3:5])} ... {' '.join(extra)}")
     m = run_measured(argv, workdir=workdir, label=label, timeout=3600)
@@ -120,10 +120,10 @@ def run_job(emu: EmulatorProcess, workdir: Path, label: str, source: Path,
         "lookup": summary.get("lookup"), "read_calls_client": summary.get("read_calls"),
         "cpu_s": round(m.cpu_s, 2), "peak_rss_mb": round(m.maxrss_mb, 1),
         "operations": ops, "stderr_tail": m.stderr[-600:],
-    }  # fmt: skip
+    }
     log(f"  exit {m.returncode} in {m.wall_s:.1f}s: updated {result['updated']}, unchanged "
         f"{result['unchanged']}, update calls {result['update_calls']}, ListUsers "
-        f"{result['list_calls']}, AdminGetUser {result['get_calls']}")  # fmt: skip
+        f"{result['list_calls']}, AdminGetUser {result['get_calls']}")
     return result
 
 
@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"users": args.users, "changed": args.changed,
                      "latency_ms": args.latency_ms, "quotas": "emulator defaults",
                      "rewrite_rows": rewrite_rows},
-    }  # fmt: skip
+    }
     try:
         files = write_inputs(workdir, args.users, args.changed)
         emu_args = ["--latency-ms", f"{args.latency_ms:g}", "--create-pool", "delta",
-                    "--default-schema", "--users", str(files["seed"])]  # fmt: skip
+                    "--default-schema", "--users", str(files["seed"])]
         log(
             f"starting the emulator (default quotas, {args.latency_ms:g} ms, {args.users} "
             "users) ..."
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     d, r = payload["skip_unchanged"], payload["rewrite"]
     f = r["factor"]
     est = {k: r[k] * f for k in ("wall_s", "update_calls", "list_calls", "get_calls",
-                                 "updated", "unchanged")}  # fmt: skip
+                                 "updated", "unchanged")}
     payload["rewrite_full"] = {k: round(v, 1) for k, v in est.items()}
     check = d["update_calls"] == args.changed and d["update_accepted"] == args.changed
     payload["check"] = {"update_calls_equal_changed": check}
@@ -217,19 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     if r["extrapolated"]:
         label2 += f" [{rewrite_rows} rows x {f:g}, EXTRAPOLATED]"
     headers = ["run", "wall s", "update calls", "ListUsers", "AdminGetUser", "updated",
-               "unchanged", "failed", "exit"]  # fmt: skip
+               "unchanged", "failed", "exit"]
     rows: list[list[Any]] = [
         ["(1) --skip-unchanged", d["wall_s"], d["update_calls"], d["list_calls"], d["get_calls"],
          d["updated"], d["unchanged"], d["failed"], d["exit_code"]],
-    ]  # fmt: skip
+    ]
     if r["extrapolated"]:
         rows.append([f"(2) rewrite, measured on {rewrite_rows} rows", r["wall_s"],
                      r["update_calls"], r["list_calls"], r["get_calls"], r["updated"],
-                     r["unchanged"], r["failed"], r["exit_code"]])  # fmt: skip
+                     r["unchanged"], r["failed"], r["exit_code"]])
     rows.append([label2, round(est["wall_s"], 1), round(est["update_calls"]),
                  round(est["list_calls"]), round(est["get_calls"]), round(est["updated"]),
                  round(est["unchanged"]), r["failed"] * f if r["failed"] else 0,
-                 r["exit_code"]])  # fmt: skip
+                 r["exit_code"]])
     print()
     print(table(headers, rows))
     print()

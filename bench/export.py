@@ -47,14 +47,14 @@ def log(message: str) -> None:
 def seed_file(path: Path, users: int) -> Path:
     write_csv(path, ["username", "custom:tier", "custom:department", "given_name", "email"],
               ((f"user{i:06d}", ("bronze", "silver", "gold")[i % 3], f"department {i % 40}",
-                f"Given {i}", f"user{i}@example.com") for i in range(users)))  # fmt: skip
+                f"Given {i}", f"user{i}@example.com") for i in range(users)))
     return path
 
 
 def measure(users: int, workdir: Path) -> list[dict[str, Any]]:
     seed = seed_file(workdir / f"seed{users}.csv", users)
     emu_args = ["--quota", "UserList=off", "--quota", "UserPoolRead=off", "--create-pool",
-                f"export{users}", "--default-schema", "--users", str(seed)]  # fmt: skip
+                f"export{users}", "--default-schema", "--users", str(seed)]
     log(f"seeding an emulator with {users} users ...")
     out: list[dict[str, Any]] = []
     with EmulatorProcess(emu_args, workdir, label=f"emulator{users}") as emu:
@@ -64,7 +64,7 @@ def measure(users: int, workdir: Path) -> list[dict[str, Any]]:
             target = workdir / f"export{users}.{fmt}"
             argv = cognito_batch("export", str(target), "--user-pool-id", emu.user_pool_id,
                                  "--endpoint-url", emu.endpoint_url, "--rate", "10000",
-                                 "--quiet", "--fresh")  # fmt: skip
+                                 "--quiet", "--fresh")
             emu.admin.reset()
             m = run_measured(argv, workdir=workdir, label=f"export{users}{fmt}", timeout=1800)
             if m.returncode != 0:
@@ -73,9 +73,9 @@ def measure(users: int, workdir: Path) -> list[dict[str, Any]]:
             row = {"users": users, "format": fmt, "wall_s": round(m.wall_s, 2),
                    "cpu_s": round(m.cpu_s, 2), "peak_rss_mb": round(m.maxrss_mb, 1),
                    "list_pages": pages, "bytes": target.stat().st_size,
-                   "argv": argv}  # fmt: skip
+                   "argv": argv}
             log(f"  {fmt}: {m.wall_s:.1f}s, {m.cpu_s:.1f} CPU s, peak RSS {m.maxrss_mb:.1f} MB, "
-                f"{pages} pages")  # fmt: skip
+                f"{pages} pages")
             out.append(row)
     return out
 
@@ -95,9 +95,9 @@ def convert(sizes: list[int], workdir: Path) -> list[dict[str, Any]]:
         write_csv(spool, ["username", "tier", "department", "given_name", "email",
                           *(f"c{i}" for i in range(20))],
                   ((f"user{i:07d}", "gold", f"department {i % 40}", f"Given {i}",
-                    f"user{i}@example.com", *([""] * 20)) for i in range(n)))  # fmt: skip
+                    f"user{i}@example.com", *([""] * 20)) for i in range(n)))
         m = run_measured([sys.executable, "-c", CONVERT, str(spool), str(workdir / "o.parquet")],
-                         workdir=workdir, label=f"convert{n}")  # fmt: skip
+                         workdir=workdir, label=f"convert{n}")
         if m.returncode != 0:
             raise RuntimeError(m.stderr[-800:])
         log(f"  convert {n} rows: {m.wall_s:.1f}s, peak RSS {m.maxrss_mb:.1f} MB")
@@ -117,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = convert(args.convert, Path(tmp))
         save_json(args.out.with_name("export-convert.json"), {
             "benchmark": "export-convert", "machine": machine(), "versions": versions(),
-            "code": code_state(), "runs": rows})  # fmt: skip
+            "code": code_state(), "runs": rows})
         print(table(["rows", "wall s", "peak RSS MB"],
                     [[r["rows"], r["wall_s"], r["peak_rss_mb"]] for r in rows]))
         return 0
     started = time.perf_counter()
     payload: dict[str, Any] = {"benchmark": "export", "machine": machine(),
-                               "versions": versions(), "code_at_start": code_state()}  # fmt: skip
+                               "versions": versions(), "code_at_start": code_state()}
     with tempfile.TemporaryDirectory(prefix="cognito-batch-export-") as tmp:
         rows = [r for n in args.users for r in measure(n, Path(tmp))]
     small, large = args.users
@@ -134,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         ratios[fmt] = round(b["peak_rss_mb"] / a["peak_rss_mb"], 3)
     payload.update({"runs": rows, "rss_ratio_large_over_small": ratios,
                     "code_at_end": code_state(),
-                    "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+                    "seconds": round(time.perf_counter() - started, 1)})
     save_json(args.out, payload)
     print(table(["users", "format", "wall s", "CPU s", "peak RSS MB", "pages"],
                 [[r["users"], r["format"], r["wall_s"], r["cpu_s"], r["peak_rss_mb"],
-                  r["list_pages"]] for r in rows]))  # fmt: skip
+                  r["list_pages"]] for r in rows]))
     print(f"peak RSS {large} / {small} users: " +
-          ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))  # fmt: skip
+          ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     return 0
 
 

@@ -42,7 +42,7 @@ def measure(mode: str, rows: int, give_up_after: float) -> dict[str, Any]:
         config = build_config(None, {
             "input": str(source), "user_pool_id": pool, "report": f"{tmp}/out.csv",
             "endpoint_url": emulator.endpoint_url, "quiet": True, "give_up_after": give_up_after,
-        })  # fmt: skip
+        })
         died: list[float] = []
 
         def die(plan: Any) -> bool:

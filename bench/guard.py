@@ -51,7 +51,7 @@ def main() -> None:
             return loop
 
         loops = {"plain": plain, "apply (every row)": watched(1),
-                 f"plan (every {PLAN_CHECK_EVERY})": watched(PLAN_CHECK_EVERY)}  # fmt: skip
+                 f"plan (every {PLAN_CHECK_EVERY})": watched(PLAN_CHECK_EVERY)}
         best = dict.fromkeys(loops, float("inf"))
         for _ in range(args.repeat):
             for name, fn in loops.items():
@@ -62,7 +62,7 @@ def main() -> None:
     print(f"{n} rows: read+parse {base / n * 1e6:.2f} us/row")
     for name in list(loops)[1:]:
         print(f"  watched, {name}: {best[name] / n * 1e6:.2f} us/row, ratio "
-              f"{best[name] / base:.2f}, +{(best[name] - base) / n * 1e6:.2f} us/row")  # fmt: skip
+              f"{best[name] / base:.2f}, +{(best[name] - base) / n * 1e6:.2f} us/row")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def child_env() -> dict[str, str]:
                      "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
                      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                      "AWS_CONTAINER_CREDENTIALS_FULL_URI")
-    }  # fmt: skip
+    }
     env.update({
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -51,7 +51,7 @@ def child_env() -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "PYTHONDONTWRITEBYTECODE": "1",
         "NO_PROXY": "127.0.0.1,localhost",
-    })  # fmt: skip
+    })
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         env.pop(proxy, None)
     return env
@@ -85,7 +85,7 @@ def run_measured(
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_env(),
             cwd=str(workdir),
-        )  # fmt: skip
+        )
         expired = threading.Event()
 
         def kill() -> None:
@@ -111,7 +111,7 @@ def run_measured(
         voluntary_switches=usage.ru_nvcsw, involuntary_switches=usage.ru_nivcsw,
         stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
         timed_out=expired.is_set(),
-    )  # fmt: skip
+    )
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -144,7 +144,7 @@ class EmulatorProcess:
             [PYTHON, "-m", "batch", "emulator", *self.args, "--ready-file", str(ready)],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=child_env(), cwd=str(self.workdir),
-        )  # fmt: skip
+        )
         while not ready.exists():
             if self.proc.poll() is not None:
                 log = (self.workdir / f"{self.label}.log").read_text(errors="replace")
@@ -225,13 +225,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Plain aligned text: numbers right-aligned, text left-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]  # fmt: skip
+              for i, h in enumerate(headers)]
     numeric = [all(_is_number(row[i]) for row in rows) if rows else False
-               for i in range(len(headers))]  # fmt: skip
+               for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if num else v.ljust(w)
-                 for v, w, num in zip(values, widths, numeric, strict=True)]  # fmt: skip
+                 for v, w, num in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     out = [line(list(headers)), line(["-" * w for w in widths])]
@@ -287,7 +287,7 @@ def code_state() -> dict[str, str]:
     def git(*args: str) -> str:
         try:
             done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=30, check=False)  # fmt: skip
+                                  timeout=30, check=False)
         except (OSError, subprocess.SubprocessError):
             return "?"
         return done.stdout.strip() if done.returncode == 0 else "?"
@@ -297,7 +297,7 @@ def code_state() -> dict[str, str]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "batch_dirty": str(bool(git("status", "--porcelain", "--", "batch"))).lower(),
-            "batch_sha256": digest.hexdigest()[:16]}  # fmt: skip
+            "batch_sha256": digest.hexdigest()[:16]}
 
 
 def versions() -> dict[str, str]:

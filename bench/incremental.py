@@ -53,7 +53,7 @@ def child(phase: str, rows: int, folder: str) -> int:
         "changed_found": found.changed, "spill_s": round(spilled - started, 2),
         "diff_s": round(diffed - spilled, 2), "state_s": round(time.perf_counter() - diffed, 2),
         "state_mb": round(state.stat().st_size / 1e6, 1),
-    }) + "\n")  # fmt: skip
+    }) + "\n")
     return 0
 
 
@@ -66,7 +66,7 @@ def measured(phase: str, rows: int, folder: Path) -> dict[str, Any]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     result: dict[str, Any] = {"wall_s": round(time.perf_counter() - started, 1),
                               "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                              "exit": os.waitstatus_to_exitcode(status)}  # fmt: skip
+                              "exit": os.waitstatus_to_exitcode(status)}
     try:
         result.update(json.loads(out.strip().splitlines()[-1]))
     except (IndexError, ValueError):
@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "incremental.json"))
     args = parser.parse_args()
     record: dict[str, Any] = {"command": " ".join(["bench/incremental.py", *sys.argv[1:]]),
-                              "loadavg_at_start": os.getloadavg(), "phases": []}  # fmt: skip
+                              "loadavg_at_start": os.getloadavg(), "phases": []}
     with tempfile.TemporaryDirectory(prefix="incremental-") as folder:
         for phase in ("first", "next"):
             record["phases"].append(measured(phase, args.rows, Path(folder)))

@@ -58,13 +58,13 @@ class FastPool:
                     {"Name": "sub", "AttributeDataType": "String", "Mutable": False},
                     {"Name": "given_name", "AttributeDataType": "String", "Mutable": True},
                     {"Name": "email", "AttributeDataType": "String", "Mutable": True},
-                ]}  # fmt: skip
+                ]}
 
     def get_provisioned_limit(self, category: str) -> tuple[int, int]:
         return {"UserUpdate": (self.quota, 0), "UserRead": (120, 0), "UserList": (30, 0)}[category]
 
     def update_user_attributes(self, user_pool_id: str, username: str, attributes: Any,
-                               **kwargs: Any) -> None:  # fmt: skip
+                               **kwargs: Any) -> None:
         if self.first_write is None:
             self.first_write = time.monotonic()
         self._count("AdminUpdateUserAttributes")
@@ -83,7 +83,7 @@ class FastPool:
 
     def list_users_page(self, user_pool_id: str, *, pagination_token: str | None = None,
                         filter_expression: str | None = None,
-                        limit: int = 60) -> tuple[list[dict[str, str]], str | None]:  # fmt: skip
+                        limit: int = 60) -> tuple[list[dict[str, str]], str | None]:
         self._count("ListUsers")
         names = self._names = getattr(self, "_names", None) or sorted(self.users)
         start = int(pagination_token or 0)
@@ -98,7 +98,7 @@ def write_input(path: Path, n: int, changed_every: int) -> Path:
         for start in range(1, n + 1, 100_000):
             handle.write("".join(
                 f"user{i:08d},{'new' if changed_every and i % changed_every == 0 else 'name'}{i}\n"
-                for i in range(start, min(start + 100_000, n + 1))))  # fmt: skip
+                for i in range(start, min(start + 100_000, n + 1))))
     return path
 
 
@@ -115,7 +115,7 @@ def child(step: str, folder: str) -> int:
     settings: dict[str, Any] = {
         "input": str(source), "user_pool_id": POOL, "report": str(work / "out.csv"),
         "quiet": True, "confirm": False, "undo": False, "list_rate": 1e6, "get_rate": 1e6,
-        "workers": 8}  # fmt: skip
+        "workers": 8}
     if step == "day1":
         settings.update(incremental=True, rate="100000")
     elif step == "incremental":
@@ -124,7 +124,7 @@ def child(step: str, folder: str) -> int:
         settings.update(skip_unchanged=True, report=str(work / "skip.csv"))
     started = time.monotonic()
     result = Job(build_config(None, settings), gateway=fake,  # type: ignore[arg-type]
-                 stream=io.StringIO()).run()  # fmt: skip
+                 stream=io.StringIO()).run()
     wall = time.monotonic() - started
     if step == "day1":
         pool_file.write_bytes(pickle.dumps(fake.users))
@@ -134,20 +134,20 @@ def child(step: str, folder: str) -> int:
         "first_write_s": None if fake.first_write is None else round(fake.first_write - started, 1),
         "counts": s.get("counts"), "calls": s.get("calls"), "read_calls": s.get("read_calls"),
         "gateway_calls": fake.calls, "incremental": s.get("incremental"),
-        "lookup": s.get("lookup")}) + "\n")  # fmt: skip
+        "lookup": s.get("lookup")}) + "\n")
     return 0
 
 
 def measured(step: str, folder: Path) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "child", step, str(folder)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "bench",
-           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     out = proc.stdout.read().decode() if proc.stdout else ""
     err = proc.stderr.read().decode() if proc.stderr else ""
     result: dict[str, Any] = {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                              "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}  # fmt: skip
+                              "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
     try:
         result.update(json.loads(out.strip().splitlines()[-1]))
     except (IndexError, ValueError):
@@ -163,7 +163,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "nightly.json"))
     args = parser.parse_args()
     record: dict[str, Any] = {"command": " ".join(["bench/nightly.py", *sys.argv[1:]]),
-                              "loadavg_at_start": os.getloadavg(), "steps": []}  # fmt: skip
+                              "loadavg_at_start": os.getloadavg(), "steps": []}
     with tempfile.TemporaryDirectory(prefix="nightly-") as name:
         folder = Path(name)
         users = {f"user{i:08d}": {"given_name": f"old{i}"} for i in range(1, args.users + 1)}
@@ -182,7 +182,7 @@ def main() -> int:
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print("| step | wall s (measured) | wall s at real read quotas | update calls | read calls "
-          "| first write s | peak RSS MB |\n|---|---|---|---|---|---|---|")  # fmt: skip
+          "| first write s | peak RSS MB |\n|---|---|---|---|---|---|---|")
     for s in record["steps"][1:]:
         calls = s.get("gateway_calls") or {}
         pages, gets = calls.get("ListUsers", 0), calls.get("AdminGetUser", 0)

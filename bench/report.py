@@ -39,7 +39,7 @@ def write_run(report: Path, rows: int) -> None:
     with open(report, "w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["row", "username", "key", "status", "attempts", "error_code",
-                      "error_message", "elapsed_ms"])  # fmt: skip
+                      "error_message", "elapsed_ms"])
         for n in range(1, rows + 1):
             if n % 100 == 0:
                 code = CODES[n // 100 % 3]
@@ -60,10 +60,10 @@ def write_run(report: Path, rows: int) -> None:
         timeline.sample(start + s, Reading(
             sent=done + s // 50, throttled=s // 50, rate=25.0, in_flight=3 + s % 3,
             statuses={"updated": done * 99 // 100, "failed": done * 2 // 300,
-                      "invalid": done // 300}))  # fmt: skip
+                      "invalid": done // 300}))
     timeline.finish(start + seconds, Reading(sent=25 * seconds + seconds // 50,
                                              throttled=seconds // 50, rate=25.0),
-                    complete=True)  # fmt: skip
+                    complete=True)
     timeline.save(timeline_path(report))
     summary = {
         "rows": rows, "counts": counts, "errors": errors, "calls": rows + seconds // 50,
@@ -72,7 +72,7 @@ def write_run(report: Path, rows: int) -> None:
         "rate_final": 25.0, "rate_low": 25.0, "rate_high": 25.0, "stopped": "",
         "report": str(report), "exit_code": 1, "settings": {"rate": "25", "workers": 8},
         "pool": {"id": "us-east-1_synthetic", "region": "us-east-1"},
-    }  # fmt: skip
+    }
     report.with_name(report.name + ".summary.json").write_text(json.dumps(summary))
 
 
@@ -80,7 +80,7 @@ def measure(command: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one child process."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -107,12 +107,12 @@ def main() -> int:
             "report REPORT --html OUT": [python, "-m", "batch", "report", str(report),
                                          "--html", str(page)],
             "report REPORT": [python, "-m", "batch", "report", str(report)],
-        }  # fmt: skip
+        }
         results: dict[str, tuple[float, float]] = {}
         for name, command in commands.items():
             runs = [measure(command) for _ in range(args.rounds)]
             results[name] = (statistics.median(w for w, _ in runs),
-                             statistics.median(c for _, c in runs))  # fmt: skip
+                             statistics.median(c for _, c in runs))
         base_wall, base_cpu = results["baseline: csv.reader pass"]
         print(f"| {args.rows:,} rows (report {report.stat().st_size / 1e6:.1f} MB) "
               f"| wall s | CPU s | × baseline wall | × baseline CPU |")

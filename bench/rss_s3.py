@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with EmulatorProcess(["--create-pool", "rss", "--default-schema", "--ceiling",
-                              "--quota", "UserUpdate=off"], workdir) as emu:  # fmt: skip
+                              "--quota", "UserUpdate=off"], workdir) as emu:
             ready = json.loads((workdir / "emulator.ready.json").read_text())
             os.environ.update(child_env())
             os.environ["AWS_ENDPOINT_URL_S3"] = ready["s3_endpoint_url"]
@@ -60,7 +60,7 @@ def main() -> None:
                     "tier": [("gold", "silver", "bronze")[i % 3]
                              for i in range(args.rows_per_part)],
                     "department": [f"dept-{i % 40}" for i in range(args.rows_per_part)],
-                })  # fmt: skip
+                })
                 tables.append(table)
                 key = f"region=r{part % 4}/part-{part:05d}.parquet"
                 sink = io.BytesIO()
@@ -76,17 +76,17 @@ def main() -> None:
             plain.write_text("")
             runs = {}
             for label, source in (("local_file", str(single)), ("local_dataset", str(local)),
-                                  ("s3_dataset", "s3://rss/ds/")):  # fmt: skip
+                                  ("s3_dataset", "s3://rss/ds/")):
                 report = workdir / f"{label}.csv"
                 argv = cognito_batch("run", source, "--job",
                                      str(plain if label == "local_file" else job), "--user-pool-id",
                                      emu.user_pool_id, "--endpoint-url", emu.endpoint_url,
                                      "--report", str(report), "--rate", "100000", "--yes",
-                                     "--quiet", "--no-schema-check")  # fmt: skip
+                                     "--quiet", "--no-schema-check")
                 # Through /usr/bin/time: Linux carries ru_maxrss across execve, so a child
                 # spawned straight from this (large) process would report this one's RSS.
                 measured = run_measured(["/usr/bin/time", "-f", "maxrss_kb=%M", *argv],
-                                        workdir=workdir, label=label)  # fmt: skip
+                                        workdir=workdir, label=label)
                 rss_kb = int(measured.stderr.strip().splitlines()[-1].partition("=")[2])
                 if measured.returncode != 0:
                     raise SystemExit(f"{label}: exit {measured.returncode}: {measured.stderr}")
@@ -95,14 +95,14 @@ def main() -> None:
                                "wall_s": round(measured.wall_s, 2),
                                "cpu_s": round(measured.cpu_s, 2),
                                "peak_rss_mb": round(rss_kb / 1024, 1),
-                               "updated": summary["counts"]["updated"]}  # fmt: skip
+                               "updated": summary["counts"]["updated"]}
     base = runs["local_file"]["peak_rss_mb"]
     result = {
         "rows": args.parts * args.rows_per_part, "parts": args.parts, "runs": runs,
         "rss_ratio_vs_local_file": {k: round(v["peak_rss_mb"] / base, 3) for k, v in runs.items()},
         "command": " ".join(sys.argv), "machine": machine(), "code": code_state(),
         "versions": versions(),
-    }  # fmt: skip
+    }
     print(json.dumps(result, indent=2))
     if args.out:
         save_json(Path(args.out), result)

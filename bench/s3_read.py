@@ -26,7 +26,7 @@ from typing import Any
 FAKE = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+        "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 def _read(how: str, endpoint: str, uri: str) -> dict[str, float]:
@@ -99,7 +99,7 @@ def main() -> None:
             "email": [f"user{i}@example.com" for i in range(args.rows)],
             "department": [f"dept-{i % 50}" for i in range(args.rows)],
             "level": [i % 10 + 1 for i in range(args.rows)],
-        })  # fmt: skip
+        })
         sink = io.BytesIO()
         pq.write_table(table, sink, row_group_size=50_000)
         s3.put_object(Bucket="bench", Key="users.parquet", Body=sink.getvalue())
@@ -110,7 +110,7 @@ def main() -> None:
                 [sys.executable, __file__, "--child", how, emu.s3_endpoint_url,
                  "s3://bench/users.parquet"],
                 capture_output=True, text=True, check=True, env=dict(os.environ),
-            )  # fmt: skip
+            )
             results[how] = json.loads(out.stdout)
             results[how]["gets"] = emu.s3.stats().get("GET", 0) - before
     report = {
@@ -118,7 +118,7 @@ def main() -> None:
         "results": results,
         "ratio_seconds": round(results["boto3"]["seconds"] / results["pyarrow"]["seconds"], 3),
         "ratio_rss": round(results["boto3"]["peak_rss_mb"] / results["pyarrow"]["peak_rss_mb"], 3),
-    }  # fmt: skip
+    }
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -35,7 +35,7 @@ def one_run(args: list[str], ready: Any, after: float, home: Path) -> tuple[int,
     env = {**os.environ, "TMPDIR": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=home, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE)
     started = time.monotonic()
     while not ready() or time.monotonic() - started < after:
         if proc.poll() is not None:
@@ -65,7 +65,7 @@ def main() -> None:
     with Emulator(EmulatorSettings()) as emu:
         os.environ["AWS_ENDPOINT_URL_S3"] = emu.s3_endpoint_url
         emu.configure(quotas={"UserUpdate": opts.quota},
-                      neighbours={"UserUpdate": f"{opts.quota * 0.3:g}"}, latency_ms=5)  # fmt: skip
+                      neighbours={"UserUpdate": f"{opts.quota * 0.3:g}"}, latency_ms=5)
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="bench")
         s3.put_object(Bucket="bench", Key="in/users.csv", Body=csv_body(opts.rows))
@@ -75,10 +75,10 @@ def main() -> None:
             emu.seed_users(pool, [{"username": f"b{i:07d}"} for i in range(1, opts.users + 1)])
             home = Path(tempfile.mkdtemp(prefix=f"s3-sigterm-{kind}-"))
             report = (f"s3://bench/{kind}/report.csv" if kind == "s3"
-                      else str(home / "report.csv"))  # fmt: skip
+                      else str(home / "report.csv"))
             args = ["run", "s3://bench/in/users.csv", "--user-pool-id", pool, "--endpoint-url",
                     emu.endpoint_url, "--report", report, "--rate", "auto", "--yes",
-                    "--quiet"]  # fmt: skip
+                    "--quiet"]
 
             def ready(kind: str = kind, home: Path = home) -> bool:
                 if kind == "local":
@@ -95,7 +95,7 @@ def main() -> None:
             figures[kind] = took
             print(f"{kind:5} report: exit {code}, SIGTERM->exit {took:.2f} s")
         print(f"rows={opts.rows} quota={opts.quota:g}/s (30% taken by a neighbour): "
-              f"s3/local = {figures['s3'] / figures['local']:.2f}x")  # fmt: skip
+              f"s3/local = {figures['s3'] / figures['local']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class NullCognito:
                     {"Name": "sub", "AttributeDataType": "String", "Mutable": False},
                     {"Name": "email", "AttributeDataType": "String", "Mutable": True},
                     {"Name": "email_verified", "AttributeDataType": "Boolean", "Mutable": True},
-                ]}  # fmt: skip
+                ]}
 
     def update_user_attributes(self, *args: Any, **kwargs: Any) -> None:
         if self.first_write is None:
@@ -83,11 +83,11 @@ def child(phase: str, source: str, report: str) -> int:
         return 0
     settings = {"input": source, "user_pool_id": POOL, "report": report, "rate": "100000",
                 "workers": 4, "quiet": True, "confirm": False, "undo": False,
-                "dry_run": phase == "dry"}  # fmt: skip
+                "dry_run": phase == "dry"}
     config = build_config(None, settings)
     fake = NullCognito()
     job = Job(config, gateway=fake, handle_signals=phase == "run",  # type: ignore[arg-type]
-              stream=io.StringIO())  # fmt: skip
+              stream=io.StringIO())
     out: dict[str, Any] = {"phase": phase}
     if phase == "scan":
         from batch.inputs.scan import scan_column
@@ -122,7 +122,7 @@ def write_input(path: Path, n: int, valid_every: int) -> Path:
             handle.write("".join(
                 f"user{i},u{i}@example.com\n" if i % valid_every == 0 else f"user{i},bad\n"
                 for i in range(start, min(start + 100_000, n + 1))
-            ))  # fmt: skip
+            ))
     return path
 
 
@@ -131,7 +131,7 @@ def env(code: Path) -> dict[str, str]:
     out.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                 "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
                 "AWS_EC2_METADATA_DISABLED": "true", "PYTHONPATH": str(code),
-                "SCALE_CODE": str(code), "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+                "SCALE_CODE": str(code), "PYTHONDONTWRITEBYTECODE": "1"})
     return out
 
 
@@ -143,7 +143,7 @@ def measured(
     argv = [sys.executable, str(Path(__file__).resolve()), "child", phase, str(source), str(report)]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(code),
-                            stdin=subprocess.DEVNULL)  # fmt: skip
+                            stdin=subprocess.DEVNULL)
     signalled = None
     reaped: tuple[int, int, Any] = (0, 0, None)
     if stop_at_lines:
@@ -172,7 +172,7 @@ def measured(
         "phase": phase, "rows_file": source.name, "exit_code": code_,
         "wall_s": round(ended - started, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-    }  # fmt: skip
+    }
     if signalled is not None:
         result["sigterm_to_exit_s"] = round(ended - signalled, 2)
     try:
@@ -195,7 +195,7 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
     from batch.record.journal import Journal, JournalHeader, encode
 
     results = [RowResult(i, f"user{i:07d}", Status.UPDATED, attempts=1, elapsed_ms=23)
-               for i in range(1, n + 1)]  # fmt: skip
+               for i in range(1, n + 1)]
     header = JournalHeader("ab" * 32, "0" * 16)
     fsyncs: list[float] = []
     real_fsync = os.fsync
@@ -224,7 +224,7 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
     os.fsync = timed_fsync  # type: ignore[assignment]
     try:
         for name, fn, every in (("v1_json_fsync64", v1, 64), ("v2_line_fsync64", v2, 64),
-                                ("v2_line_fsync1s", v2, 0)):  # fmt: skip
+                                ("v2_line_fsync1s", v2, 0)):
             path = folder / f"{name}.journal"
             fsyncs.clear()
             t = time.perf_counter()
@@ -233,7 +233,7 @@ def journal_bench(n: int, folder: Path) -> dict[str, Any]:
             out[name] = {"bytes_per_row": round(path.stat().st_size / n, 1),
                          "us_per_row": round(wall / n * 1e6, 2), "fsyncs": len(fsyncs),
                          "fsync_ms_mean": round(1000 * sum(fsyncs) / max(1, len(fsyncs)), 3),
-                         "fsync_share": round(sum(fsyncs) / wall, 3)}  # fmt: skip
+                         "fsync_share": round(sum(fsyncs) / wall, 3)}
             path.unlink()
     finally:
         os.fsync = real_fsync
@@ -286,7 +286,7 @@ def main() -> int:
         "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                  capture_output=True, text=True).stdout.strip(),
         "valid_every": args.valid_every, "phases": [],
-    }  # fmt: skip
+    }
     started = time.perf_counter()
     try:
         if not args.skip_prewrite:
@@ -300,7 +300,7 @@ def main() -> int:
                 source.unlink()
         if not args.skip_run:
             codes = [("new", ROOT)] + ([("baseline", Path(args.baseline))] if args.baseline
-                                       else [])  # fmt: skip
+                                       else [])
             n = args.run_rows
             source = write_input(folder / f"in-{n}.csv", n, args.valid_every)
             for label, code in codes:
@@ -308,7 +308,7 @@ def main() -> int:
                 run = measured("run", source, report, code, stop_at_lines=n // 2)
                 resume = measured("resume", source, report, code)
                 record["phases"] += [{"rows": n, "code": label, **run},
-                                     {"rows": n, "code": label, **resume}]  # fmt: skip
+                                     {"rows": n, "code": label, **resume}]
                 journal = report.with_name(report.name + ".journal")
                 lines = sum(1 for _ in open(journal, "rb")) - 1
                 record.setdefault("runs", {})[label] = {
@@ -321,7 +321,7 @@ def main() -> int:
         jb = subprocess.run([sys.executable, str(Path(__file__).resolve()), "child", "journal",
                              "200000", str(folder)], env=env(ROOT), capture_output=True, text=True)
         record["journal"] = json.loads(jb.stdout.strip().splitlines()[-1]) if jb.stdout else {
-            "error": jb.stderr[-2000:]}  # fmt: skip
+            "error": jb.stderr[-2000:]}
         j = record["journal"]
         if "v1_json_fsync64" in j:
             print(f"  journal: v1 {j['v1_json_fsync64']} / v2 {j['v2_line_fsync1s']}",
@@ -348,7 +348,7 @@ def table(record: dict[str, Any]) -> str:
             notes.append(f"first write {p['first_write_s']} s, resumed {p.get('resumed_rows')}")
         notes.append(f"exit {p.get('job_exit_code', p['exit_code'])}")
         lines.append(f"| {p['phase']} | {p['rows']:,} | {p.get('code', 'new')} | {p['wall_s']} | "
-                     f"{p['peak_rss_mb']} | {'; '.join(notes)} |")  # fmt: skip
+                     f"{p['peak_rss_mb']} | {'; '.join(notes)} |")
     return "\n".join(lines)
 
 

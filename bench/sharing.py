@@ -73,21 +73,21 @@ def free_quota(quota: float, schedule: str, start: float, end: float) -> float:
 
 def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: list[str] | None,
          quota: float, schedule: str | None,
-         controller: str | None = None) -> dict[str, Any]:  # fmt: skip
+         controller: str | None = None) -> dict[str, Any]:
     assert emu.admin is not None
     report = workdir / f"{label}.report.csv"
     if flags is None:
         out = workdir / f"{label}.result.json"
         argv = [PYTHON, str(Path(__file__).parent / "clients.py"), "threaded", str(source),
                 "--endpoint-url", emu.endpoint_url, "--user-pool-id", emu.user_pool_id,
-                "--out", str(out)]  # fmt: skip
+                "--out", str(out)]
     else:
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, *flags, "--yes", "--quiet",
-                             "--fresh", "--report", str(report))  # fmt: skip
+                             "--fresh", "--report", str(report))
         if controller is not None:  # the same command, bench's controller in the tool's place
             argv = [PYTHON, str(Path(__file__).parent / "controllers.py"), controller, "--",
-                    *argv[3:]]  # fmt: skip
+                    *argv[3:]]
     emu.admin.reset()  # the buckets refill, the neighbour's schedule starts again now
     reset_at = time.perf_counter()
     m = run_measured(argv, workdir=workdir, label=label, timeout=900)
@@ -113,7 +113,7 @@ def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: l
             (summary.get("quota") or {}).get("source"),
         "window_capped": summary.get("window_capped"),
         "in_flight_peak": stats.get("in_flight_peak"),
-    }  # fmt: skip
+    }
     if schedule is not None:
         n = stats.get("neighbours", {}).get("UserUpdate", {})
         free = free_quota(quota, schedule, ended - loop_s, ended)
@@ -124,7 +124,7 @@ def _one(emu: EmulatorProcess, workdir: Path, source: Path, label: str, flags: l
             else 0.0,
             "free_quota": round(free, 1),
             "share_of_free": updated / free if free else 0.0,
-        })  # fmt: skip
+        })
     return row
 
 
@@ -135,7 +135,7 @@ def _log(message: str) -> None:
 
 
 def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
-           clients: list[str], seed: int = 1) -> dict[str, Any]:  # fmt: skip
+           clients: list[str], seed: int = 1) -> dict[str, Any]:
     """Round ``i`` draws the neighbour's Poisson arrivals from seed ``seed + i``, the same for
     every client in it: the clients are compared on one load, and the median over rounds is
     over several loads. (With one seed for every round, the rounds differed only in the job's
@@ -144,7 +144,7 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
     assert emu.admin is not None
     emu.admin.configure(quotas={"UserUpdate": SHARED_Q}, latency_ms=SHARED_LATENCY_MS,
                         fault_rate=0, drop_rate=0, ceiling=False,
-                        neighbours={"UserUpdate": NEIGHBOUR})  # fmt: skip
+                        neighbours={"UserUpdate": NEIGHBOUR})
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     try:
         for i in range(rounds):
@@ -156,7 +156,7 @@ def shared(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
                          CONTROLLER.get(c))
                 _log(f"  neighbour {r['neighbour_throttled']}/{r['neighbour_calls']} throttled, "
                      f"share of free {r['share_of_free']:.3f}, job {r['throttled']}/{r['calls']} "
-                     f"throttled, exit {r['exit_code']}")  # fmt: skip
+                     f"throttled, exit {r['exit_code']}")
                 runs[c].append(r)
     finally:
         emu.admin.configure(neighbours={}, seed=0)
@@ -178,13 +178,13 @@ def _head(source: Path, rows: int) -> Path:
 
 def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
            clients: list[str], *, latency_ms: float = RAISED_LATENCY_MS,
-           extra: tuple[str, ...] = (), pool_rows: int = 0) -> dict[str, Any]:  # fmt: skip
+           extra: tuple[str, ...] = (), pool_rows: int = 0) -> dict[str, Any]:
     """``extra``: flags for every cognito-batch client (``--undo``: before-images on, a real
     pool's default); ``pool_rows``: the plain loop's rows, when fewer (at 1 s a call, 16
     threads take minutes over what cognito-batch does in seconds; its rate is what counts)."""
     assert emu.admin is not None
     emu.admin.configure(quotas={"UserUpdate": RAISED_Q}, latency_ms=latency_ms,
-                        fault_rate=0, drop_rate=0, ceiling=False, neighbours={})  # fmt: skip
+                        fault_rate=0, drop_rate=0, ceiling=False, neighbours={})
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     for i in range(rounds):
         for c in clients:
@@ -195,7 +195,7 @@ def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
             r = _one(emu, workdir, rows, f"raised-{c}-{latency_ms:g}-{i}", flags, RAISED_Q, None)
             _log(f"  {r['in_loop_over_q']:.3f}·Q in its loop ({r['goodput_over_q']:.3f}·Q whole "
                  f"command), {r['throttled']}/{r['calls']} throttled, exit {r['exit_code']}, "
-                 f"concurrency {r['concurrency']}")  # fmt: skip
+                 f"concurrency {r['concurrency']}")
             runs[c].append(r)
     return {"quota": RAISED_Q, "latency_ms": latency_ms, "rounds": rounds, "runs": runs,
             "flags": list(extra), "medians": {c: _medians(rs) for c, rs in runs.items()}}
@@ -203,14 +203,14 @@ def raised(emu: EmulatorProcess, workdir: Path, source: Path, rounds: int,
 
 def _medians(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("neighbour_throttled_share", "share_of_free", "job_throttled_share",
-            "goodput_over_q", "in_loop_over_q")  # fmt: skip
+            "goodput_over_q", "in_loop_over_q")
     return {k: statistics.median(r[k] for r in rows) for k in keys if all(k in r for r in rows)}
 
 
 def format_shared(result: dict[str, Any]) -> str:
     lines = [f"Shared quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, neighbour "
              f"UserUpdate={result['neighbour']} (Poisson, no retries); median of "
-             f"{result['rounds']} rounds, neighbour seeds {result.get('seeds', '-')}"]  # fmt: skip
+             f"{result['rounds']} rounds, neighbour seeds {result.get('seeds', '-')}"]
     rows = []
     for c, runs in result["runs"].items():
         med = result["medians"][c]
@@ -224,9 +224,9 @@ def format_shared(result: dict[str, Any]) -> str:
             " ".join(f"{100 * r['neighbour_throttled_share']:.2f}" for r in runs),
             med["share_of_free"], " ".join(f"{r['share_of_free']:.2f}" for r in runs),
             100 * med["job_throttled_share"], verdict,
-        ])  # fmt: skip
+        ])
     lines.append(table(["client", "live thr %", "(runs)", "share of free", "(runs)",
-                        "job thr %", "target"], rows))  # fmt: skip
+                        "job thr %", "target"], rows))
     lines.append("targets: default <= 0.5 % live throttled and >= 0.80 of the free quota; auto "
                  "<= 0.5 % and >= 0.85; --rate at the quota <= 2 %")
     return "\n".join(lines)
@@ -235,7 +235,7 @@ def format_shared(result: dict[str, Any]) -> str:
 def format_raised(result: dict[str, Any]) -> str:
     lines = [f"Raised quota: Q = {result['quota']:g}/s, {result['latency_ms']:g} ms, no "
              f"neighbour, --workers not given, flags {result.get('flags') or '-'}; median of "
-             f"{result['rounds']} rounds; judged on the whole command"]  # fmt: skip
+             f"{result['rounds']} rounds; judged on the whole command"]
     targets = SLOW_TARGETS if result["latency_ms"] >= SLOW_MS else RAISED_TARGETS
     rows = []
     for c, runs in result["runs"].items():
@@ -244,7 +244,7 @@ def format_raised(result: dict[str, Any]) -> str:
         verdict = "-"
         if target is not None:
             ok = (med["goodput_over_q"] >= target
-                  and med["job_throttled_share"] <= RAISED_THROTTLED)  # fmt: skip
+                  and med["job_throttled_share"] <= RAISED_THROTTLED)
             verdict = f"{'PASS' if ok else 'FAIL'} (>= {target})"
         rows.append([
             RAISED_CLIENTS[c][0], med["goodput_over_q"],
@@ -253,7 +253,7 @@ def format_raised(result: dict[str, Any]) -> str:
             " ".join(str(r["in_flight_peak"]) for r in runs),
             " ".join(str((r.get("concurrency") or {}).get("high", "-")) for r in runs),
             verdict,
-        ])  # fmt: skip
+        ])
     lines.append(table(["client", "/Q whole cmd", "(runs)", "/Q in loop", "thr %",
-                        "in flight peak", "window high", "target"], rows))  # fmt: skip
+                        "in flight peak", "window high", "target"], rows))
     return "\n".join(lines)

@@ -42,14 +42,14 @@ from harness import (
 )
 
 DEFAULTS = {"UserUpdate": 25.0, "UserCreation": 50.0, "UserList": 30.0, "UserRead": 120.0,
-            "UserResourceRead": 50.0, "UserPoolResourceRead": 20.0}  # fmt: skip
+            "UserResourceRead": 50.0, "UserPoolResourceRead": 20.0}
 OPERATIONS = ("AdminCreateUser", "AdminUpdateUserAttributes", "AdminAddUserToGroup",
               "AdminRemoveUserFromGroup", "AdminDisableUser", "AdminEnableUser",
               "AdminGetUser", "ListUsers", "ListUsersInGroup", "AdminListGroupsForUser",
-              "ListGroups")  # fmt: skip
+              "ListGroups")
 CATEGORY = {"AdminCreateUser": "UserCreation", "AdminUpdateUserAttributes": "UserUpdate",
             "AdminAddUserToGroup": "UserUpdate", "AdminRemoveUserFromGroup": "UserUpdate",
-            "AdminDisableUser": "UserUpdate", "AdminEnableUser": "UserUpdate"}  # fmt: skip
+            "AdminDisableUser": "UserUpdate", "AdminEnableUser": "UserUpdate"}
 
 
 def log(message: str) -> None:
@@ -61,7 +61,7 @@ def population(rows: int) -> dict[str, list[str]]:
     joiners, movers, leavers = rows * 5 // 100, rows * 10 // 100, rows * 2 // 100
     names = [f"user{i:06d}" for i in range(rows + leavers)]
     return {"joiners": names[:joiners], "movers": names[joiners:joiners + movers],
-            "stayers": names[joiners + movers:rows], "leavers": names[rows:]}  # fmt: skip
+            "stayers": names[joiners + movers:rows], "leavers": names[rows:]}
 
 
 def seed_groups(emu: EmulatorProcess, movers: list[str]) -> None:
@@ -75,7 +75,7 @@ def seed_groups(emu: EmulatorProcess, movers: list[str]) -> None:
         client.create_group(UserPoolId=pool, GroupName=group)
     with ThreadPoolExecutor(8) as pool_threads:
         list(pool_threads.map(lambda u: client.admin_add_user_to_group(
-            UserPoolId=pool, Username=u, GroupName="staff"), movers))  # fmt: skip
+            UserPoolId=pool, Username=u, GroupName="staff"), movers))
 
 
 def minimum_calls(people: dict[str, list[str]]) -> dict[str, int]:
@@ -84,7 +84,7 @@ def minimum_calls(people: dict[str, list[str]]) -> dict[str, int]:
     j, m, leave = (len(people[k]) for k in ("joiners", "movers", "leavers"))
     return {"AdminCreateUser": j, "AdminUpdateUserAttributes": m,
             "AdminAddUserToGroup": j + m, "AdminRemoveUserFromGroup": m,
-            "AdminDisableUser": leave}  # fmt: skip
+            "AdminDisableUser": leave}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                                "settings": {"rows": args.rows, "neighbour": args.neighbour,
                                             "latency_ms": args.latency_ms,
                                             "quotas": DEFAULTS},
-                               "population": {k: len(v) for k, v in people.items()}}  # fmt: skip
+                               "population": {k: len(v) for k, v in people.items()}}
     with tempfile.TemporaryDirectory(prefix="cognito-batch-sync-") as tmp:
         work = Path(tmp)
         seed = work / "seed.csv"
@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             assert emu.admin is not None
             seed_groups(emu, people["movers"])
             emu.admin.configure(quotas=DEFAULTS, latency_ms=args.latency_ms,
-                                neighbours={"UserUpdate": f"{args.neighbour:g}"})  # fmt: skip
+                                neighbours={"UserUpdate": f"{args.neighbour:g}"})
             emu.admin.reset()
             report = work / "report.csv"
             command = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                                     "--endpoint-url", emu.endpoint_url, "--create-missing",
                                     "--disable-missing", "--yes", "--quiet", "--no-undo",
-                                    "--report", str(report))  # fmt: skip
+                                    "--report", str(report))
             log("sync ...")
             m = run_measured(command, workdir=work, label="sync", timeout=3600)
             stats = emu.admin.stats()
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                       "throttled": int(neighbour.get("throttled", 0))},
         "argv": command, "code_at_end": code_state(),
         "seconds": round(time.perf_counter() - started, 1),
-    })  # fmt: skip
+    })
     save_json(args.out, payload)
     print(render(payload))
     return 0 if m.returncode == 0 else 1
@@ -174,7 +174,7 @@ def render(p: dict[str, Any]) -> str:
                  for op, c in p["calls"].items() if c["calls"]]), "",
              f"statuses: {p['statuses']}",
              f"live app: {p['neighbour']['throttled']} of {p['neighbour']['calls']} calls "
-             "throttled"]  # fmt: skip
+             "throttled"]
     return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ CLIENTS = {
 }
 ALGORITHMS = {"m": "aimd", "u": "cubic"}
 PHASES: dict[str, dict[str, Any]] = {"clean": {"fault_rate": 0.0, "drop_rate": 0.0},
-          "faults": {"fault_rate": 0.01, "drop_rate": 0.005}}  # fmt: skip
+          "faults": {"fault_rate": 0.01, "drop_rate": 0.005}}
 TIERS = ("bronze", "silver", "gold", "platinum")
 DEPARTMENTS = ("sales", "engineering", "finance", "support", "legal", "marketing")
 # Targets (judged against Q and against client (d) of the same phase).
@@ -101,7 +101,7 @@ def write_inputs(workdir: Path, rows: int) -> tuple[Path, Path]:
     source = workdir / "input.csv"
     write_csv(source, ["username", "tier", "department"],
               ([f"user{i:06d}", TIERS[(i + 1) % 4], DEPARTMENTS[(i + 1) % 6]]
-               for i in range(rows)))  # fmt: skip
+               for i in range(rows)))
     return users, source
 
 
@@ -129,20 +129,20 @@ def write_ceiling_input(path: Path, rows: int) -> Path:
 
 
 def client_argv(client: str, emu: EmulatorProcess, source: Path, workdir: Path, label: str,
-                quota: float) -> tuple[list[str], Path]:  # fmt: skip
+                quota: float) -> tuple[list[str], Path]:
     if client in ("a", "b", *ALGORITHMS):
         report = workdir / f"{label}.report.csv"
         rate = f"{quota:g}" if client == "a" else "auto"
         argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                              "--endpoint-url", emu.endpoint_url, "--rate", rate, "--yes",
-                             "--quiet", "--fresh", "--report", str(report))  # fmt: skip
+                             "--quiet", "--fresh", "--report", str(report))
         if client in ALGORITHMS:  # the same command, with bench's controller in the tool's place
             argv = [PYTHON, str(BENCH / "controllers.py"), ALGORITHMS[client], "--", *argv[3:]]
         return argv, report
     out = workdir / f"{label}.result.json"
     mode = "sequential" if client == "c" else "threaded"
     argv = [PYTHON, CLIENTS_PY, mode, str(source), "--endpoint-url", emu.endpoint_url,
-            "--user-pool-id", emu.user_pool_id, "--out", str(out)]  # fmt: skip
+            "--user-pool-id", emu.user_pool_id, "--out", str(out)]
     return argv, out
 
 
@@ -158,17 +158,17 @@ def outcome_counts(client: str, m: Measured, out: Path) -> dict[str, Any]:
                 "client_calls": summary.get("calls"), "client_throttles": summary.get("throttles"),
                 "client_faults": summary.get("faults"), "rate_final": summary.get("rate_final"),
                 "rate_low": summary.get("rate_low"), "rate_high": summary.get("rate_high"),
-                "in_loop_s": summary.get("duration_s")}  # fmt: skip
+                "in_loop_s": summary.get("duration_s")}
     import json
 
     data = json.loads(out.read_text()) if out.exists() else {}
     return {"rows": int(data.get("rows", 0)), "updated": int(data.get("updated", 0)),
             "failed": int(data.get("failed", 0)), "errors": data.get("errors", {}),
-            "in_loop_s": data.get("loop_s")}  # fmt: skip
+            "in_loop_s": data.get("loop_s")}
 
 
 def run_client(client: str, phase: str, emu: EmulatorProcess, source: Path, workdir: Path,
-               quota: float, expected_rows: int) -> dict[str, Any]:  # fmt: skip
+               quota: float, expected_rows: int) -> dict[str, Any]:
     assert emu.admin is not None
     label = f"{phase}-{client}"
     argv, out = client_argv(client, emu, source, workdir, label, quota)
@@ -205,15 +205,15 @@ def run_client(client: str, phase: str, emu: EmulatorProcess, source: Path, work
         "emulator_accepted_per_s": round(upd["accepted"] / m.wall_s, 2) if m.wall_s else 0.0,
         "emulator_in_flight_peak": stats.get("in_flight_peak"),
         "stderr_tail": m.stderr[-600:],
-    }  # fmt: skip
+    }
     log(f"    {updated}/{counts['rows']} updated in {m.wall_s:.1f}s = {goodput:.1f}/s, "
         f"{upd['throttled']}/{upd['calls']} throttled, exit {m.returncode}, "
-        f"CPU {m.cpu_s:.1f}s, RSS {m.maxrss_mb:.0f} MB")  # fmt: skip
+        f"CPU {m.cpu_s:.1f}s, RSS {m.maxrss_mb:.0f} MB")
     return row
 
 
 def probe_capacity(emu: EmulatorProcess, source: Path, workdir: Path, rows: int,
-                   quota: float) -> dict[str, Any]:  # fmt: skip
+                   quota: float) -> dict[str, Any]:
     """Can the emulator (moto behind the front) accept more than Q updates/s at all?
 
     The UserUpdate quota is lifted and cognito-batch pushes as fast as 16 workers go; the
@@ -235,7 +235,7 @@ def probe_capacity(emu: EmulatorProcess, source: Path, workdir: Path, rows: int,
                                        "--endpoint-url", emu.endpoint_url, "--rate", "10000",
                                        "--workers", "16", "--yes", "--quiet", "--fresh",
                                        "--report", str(report)),
-                         workdir=workdir, label="probe")  # fmt: skip
+                         workdir=workdir, label="probe")
         emu_cpu = emu.cpu_seconds() - cpu_before
         upd = update_stats(emu.admin.stats())
         summary = read_summary(report)
@@ -246,7 +246,7 @@ def probe_capacity(emu: EmulatorProcess, source: Path, workdir: Path, rows: int,
     return {"rows": rows, "accepted": upd["accepted"], "loop_s": round(loop_s, 2),
             "accepted_per_s": round(accepted_rate, 1),
             "emulator_cpu_ms_per_call": round(1000 * emu_cpu / max(1, upd["calls"]), 2),
-            "sustains_q": accepted_rate >= 1.5 * quota}  # fmt: skip
+            "sustains_q": accepted_rate >= 1.5 * quota}
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -271,14 +271,14 @@ def check_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  a["throttled_per_call"] <= FIXED_THROTTLED),
                 (f"failed rows {a['failed']} == 0", a["failed"] == 0),
             ], note=f"bound for strict pacing: {a['calls']} calls / Q + {outside:.1f}s outside "
-                    f"the loop = {bound:.3f}·Q"))  # fmt: skip
+                    f"the loop = {bound:.3f}·Q"))
         if b is not None:
             parts = [
                 (f"goodput {b['goodput_over_q']:.3f}·Q >= {AUTO_GOODPUT}·Q",
                  b["goodput_over_q"] >= AUTO_GOODPUT),
                 (f"throttled {100 * b['throttled_per_call']:.2f}% <= {100 * AUTO_THROTTLED:g}%",
                  b["throttled_per_call"] <= AUTO_THROTTLED),
-            ]  # fmt: skip
+            ]
             if d is not None:
                 parts += [
                     (f"goodput {b['goodput']:.2f}/s > (d) {d['goodput']:.2f}/s",
@@ -286,14 +286,14 @@ def check_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     (f"throttled {100 * b['throttled_per_call']:.2f}% < (d) "
                      f"{100 * d['throttled_per_call']:.2f}%",
                      b["throttled_per_call"] < d["throttled_per_call"]),
-                ]  # fmt: skip
+                ]
             checks.append(_check(f"(b) auto rate, {phase}", parts))
     return checks
 
 
 def _check(name: str, parts: list[tuple[str, bool]], note: str = "") -> dict[str, Any]:
     return {"target": name, "pass": all(ok for _, ok in parts), "note": note,
-            "parts": [{"what": what, "pass": ok} for what, ok in parts]}  # fmt: skip
+            "parts": [{"what": what, "pass": ok} for what, ok in parts]}
 
 
 def format_checks(checks: list[dict[str, Any]]) -> str:
@@ -315,7 +315,7 @@ def format_runs(runs: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str
         verdicts[(phase, client)] = "PASS" if c["pass"] else "FAIL"
     headers = ["phase", "client", "rows", "updated", "failed", "wall s", "goodput/s",
                "/Q", "calls", "thr/call %", "CPU ms/upd", "RSS MB", "emu acc/s", "emu CPU",
-               "target"]  # fmt: skip
+               "target"]
     rows = []
     for r in runs:
         rows.append([
@@ -324,7 +324,7 @@ def format_runs(runs: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str
             r["cpu_ms_per_update"], r["peak_rss_mb"], r["emulator_accepted_per_s"],
             f"{100 * r['emulator_cpu_share']:.0f}%",
             verdicts.get((r["phase"], r["client"]), "-"),
-        ])  # fmt: skip
+        ])
     return table(headers, rows)
 
 
@@ -332,7 +332,7 @@ def format_runs(runs: list[dict[str, Any]], checks: list[dict[str, Any]]) -> str
 
 
 def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
-            startup_repeats: int, rounds: int) -> dict[str, Any]:  # fmt: skip
+            startup_repeats: int, rounds: int) -> dict[str, Any]:
     """CPU per update of cognito-batch vs a bare boto3 loop, with no quota and no latency.
 
     The runs interleave, bare / cognito-batch / bare / ... / bare, and each cognito-batch run
@@ -344,7 +344,7 @@ def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
     emu.admin.configure(ceiling=True, latency_ms=0, fault_rate=0, drop_rate=0)
     source = write_ceiling_input(workdir / "ceiling.csv", rows)
     result: dict[str, Any] = {"rows": rows, "bare_calls": bare_calls, "rounds": rounds,
-                              "emulator": "ceiling: true, latency 0 ms"}  # fmt: skip
+                              "emulator": "ceiling: true, latency 0 ms"}
 
     def bare(calls: int, label: str) -> Measured:
         assert emu.admin is not None
@@ -352,14 +352,14 @@ def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
         out = workdir / f"{label}.json"
         m = run_measured([PYTHON, CLIENTS_PY, "bare", "--calls", str(calls), "--endpoint-url",
                           emu.endpoint_url, "--user-pool-id", emu.user_pool_id, "--out",
-                          str(out)], workdir=workdir, label=label)  # fmt: skip
+                          str(out)], workdir=workdir, label=label)
         if m.returncode != 0:
             raise RuntimeError(f"the bare loop failed ({m.returncode}): {m.stderr[-800:]}")
         return m
 
     log("ceiling: start-up CPU (python -m batch --help; bare loop with 0 calls) ...")
     helps = [run_measured(cognito_batch("--help"), workdir=workdir, label=f"help{i}")
-             for i in range(startup_repeats)]  # fmt: skip
+             for i in range(startup_repeats)]
     bare0 = [bare(0, f"bare0-{i}") for i in range(startup_repeats)]
     startup_cb = statistics.median(m.cpu_s for m in helps)
     startup_bare = statistics.median(m.cpu_s for m in bare0)
@@ -368,14 +368,14 @@ def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
     rate = "100000"
     argv = cognito_batch("run", str(source), "--user-pool-id", emu.user_pool_id,
                          "--endpoint-url", emu.endpoint_url, "--rate", rate, "--workers",
-                         "8", "--yes", "--quiet", "--fresh", "--report", str(report))  # fmt: skip
+                         "8", "--yes", "--quiet", "--fresh", "--report", str(report))
     log(f"ceiling: bare boto3 loop, {bare_calls} calls ...")
     bares = [bare(bare_calls, "bare-0")]
     runs: list[dict[str, Any]] = []
     for i in range(rounds):
         emu.admin.reset()
         log(f"ceiling: round {i + 1}/{rounds}: cognito-batch --rate {rate} --workers 8, "
-            f"{rows} rows; then the bare loop again ...")  # fmt: skip
+            f"{rows} rows; then the bare loop again ...")
         m = run_measured(argv, workdir=workdir, label=f"ceiling-cb-{i}")
         stats = update_stats(emu.admin.stats())
         summary = read_summary(report)
@@ -399,9 +399,9 @@ def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
             "bare_cpu_ms_per_call": round(1000 * bare_per, 4),
             "ratio_raw": round(cb_per / bare_per, 3),
             "ratio_net": round(cb_net / bare_net, 3),
-        })  # fmt: skip
+        })
         log(f"  ratio net {runs[-1]['ratio_net']:.2f} (raw {runs[-1]['ratio_raw']:.2f}); "
-            f"concurrency {runs[-1]['concurrency']}")  # fmt: skip
+            f"concurrency {runs[-1]['concurrency']}")
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in runs), 3)
@@ -426,7 +426,7 @@ def ceiling(emu: EmulatorProcess, workdir: Path, rows: int, bare_calls: int,
         "ratio_net_own_startup": median("ratio_net"),
         "ratios_net": [r["ratio_net"] for r in runs],
         "target_ratio": CEILING_RATIO,
-    })  # fmt: skip
+    })
     result["pass"] = result["ratio_net_own_startup"] <= CEILING_RATIO
     return result
 
@@ -451,7 +451,7 @@ def format_ceiling(c: dict[str, Any]) -> str:
         f"{c['ratios_net']})",
         f"  {'PASS' if c['pass'] else 'FAIL'}  ceiling CPU ratio (NET) "
         f"{c['ratio_net_own_startup']:.2f} <= {c['target_ratio']}",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 
@@ -472,11 +472,11 @@ def rss(emu: EmulatorProcess, workdir: Path, small: int, large: int) -> dict[str
                                        "--endpoint-url", emu.endpoint_url, "--rate", "10000",
                                        "--workers", "8", "--yes", "--quiet", "--fresh",
                                        "--report", str(report)),
-                         workdir=workdir, label=f"rss{rows}", timeout=3600)  # fmt: skip
+                         workdir=workdir, label=f"rss{rows}", timeout=3600)
         summary = read_summary(report)
         return {"rows": rows, "exit_code": m.returncode, "wall_s": round(m.wall_s, 1),
                 "updated": int(summary.get("counts", {}).get("updated", 0)),
-                "peak_rss_mb": round(m.maxrss_mb, 1)}  # fmt: skip
+                "peak_rss_mb": round(m.maxrss_mb, 1)}
 
     first = one(small)
     rate = first["updated"] / first["wall_s"] if first["wall_s"] else 0.0
@@ -488,7 +488,7 @@ def rss(emu: EmulatorProcess, workdir: Path, small: int, large: int) -> dict[str
     return {"small": first, "large": second, "asked_rows": large,
             "estimate_s_for_asked": round(estimate_s), "rate_small": round(rate, 1),
             "ratio": round(second["peak_rss_mb"] / first["peak_rss_mb"], 3),
-            "pass": second["peak_rss_mb"] <= RSS_RATIO * first["peak_rss_mb"]}  # fmt: skip
+            "pass": second["peak_rss_mb"] <= RSS_RATIO * first["peak_rss_mb"]}
 
 
 def format_rss(r: dict[str, Any]) -> str:
@@ -506,7 +506,7 @@ def format_rss(r: dict[str, Any]) -> str:
         f"{g['exit_code']})",
         f"  {'PASS' if r['pass'] else 'FAIL'}  ratio {r['ratio']:.2f} (target: the same within "
         f"noise, <= {RSS_RATIO})",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 
@@ -571,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     if "idle" not in scenarios:
         clients, phases = [], []
     seeded = max(args.rows, args.shared_rows if "shared" in scenarios else 0,
-                 args.raised_rows if "raised" in scenarios else 0)  # fmt: skip
+                 args.raised_rows if "raised" in scenarios else 0)
 
     started = time.perf_counter()
     tmp = tempfile.TemporaryDirectory(prefix="cognito-batch-bench-")
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"quota": args.quota, "latency_ms": args.latency_ms, "rows": args.rows,
                      "users": args.rows, "phases": {p: PHASES[p] for p in phases},
                      "clients": {c: CLIENTS[c] for c in clients}},
-    }  # fmt: skip
+    }
     try:
         users, all_rows = write_inputs(workdir, seeded)
         source = head(all_rows, workdir / "input.idle.csv", args.rows)
@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             str(users),
         ]
         log(f"starting the emulator (Q={args.quota:g}/s, {args.latency_ms:g} ms, "
-            f"{args.rows} users) ...")  # fmt: skip
+            f"{args.rows} users) ...")
         with EmulatorProcess(emu_args, workdir) as emu:
             assert emu.admin is not None
             log(f"  ready in {emu.seconds_to_ready:.1f}s at {emu.endpoint_url}")
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_probe:
                 log("probe: can the emulator accept more than Q updates/s? ...")
                 payload["probe"] = probe_capacity(emu, source, workdir, min(args.rows, 1000),
-                                                  args.quota)  # fmt: skip
+                                                  args.quota)
                 log(f"  {payload['probe']}")
             runs = []
             for phase in phases:
@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"phase {phase}: {PHASES[phase]}")
                 for client in clients:
                     runs.append(run_client(client, phase, emu, source, workdir, args.quota,
-                                           args.rows))  # fmt: skip
+                                           args.rows))
                     payload["runs"] = runs
                     save_json(args.out, payload)
             checks = check_runs(runs)
@@ -630,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             if "raised" in scenarios:
                 raised_source = head(all_rows, workdir / "input.raised.csv", args.raised_rows)
                 raised_clients = [c for c in args.raised_clients.split(",")
-                                  if c in sharing.RAISED_CLIENTS]  # fmt: skip
+                                  if c in sharing.RAISED_CLIENTS]
                 payload["raised_runs"] = [sharing.raised(
                     emu, workdir, raised_source, args.sharing_rounds, raised_clients,
                     latency_ms=float(ms), extra=("--undo",) if args.raised_undo else (),
@@ -638,10 +638,10 @@ def main(argv: list[str] | None = None) -> int:
                 payload["raised"] = payload["raised_runs"][-1]
                 save_json(args.out, payload)
                 emu.admin.configure(quotas={"UserUpdate": args.quota},
-                                    latency_ms=args.latency_ms)  # fmt: skip
+                                    latency_ms=args.latency_ms)
             if not args.skip_ceiling:
                 payload["ceiling"] = ceiling(emu, workdir, args.ceiling_rows, args.bare_calls,
-                                             args.startup_repeats, args.ceiling_rounds)  # fmt: skip
+                                             args.startup_repeats, args.ceiling_rounds)
                 save_json(args.out, payload)
             if args.rss:
                 payload["rss"] = rss(emu, workdir, 3000, args.rss_rows)

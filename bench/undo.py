@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                                "code_at_start": code_state(),
                                "settings": {"users": args.users, "rate": args.rate,
                                             "workers": args.workers,
-                                            "latency_ms": args.latency_ms}}  # fmt: skip
+                                            "latency_ms": args.latency_ms}}
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cognito-batch-undo-") as tmp:
         work = Path(tmp)
@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(inputs[tier], ["username", "tier"], ((n, tier) for n in names))
         emu_args = ["--quota", "UserUpdate=off", "--quota", "UserRead=off", "--latency-ms",
                     f"{args.latency_ms:g}", "--create-pool", "undo", "--default-schema",
-                    "--users", str(seed)]  # fmt: skip
+                    "--users", str(seed)]
         log(f"seeding an emulator with {args.users} users ...")
         with EmulatorProcess(emu_args, work) as emu:
             assert emu.admin is not None
             common = ["--user-pool-id", emu.user_pool_id, "--endpoint-url", emu.endpoint_url,
                       "--rate", args.rate, "--workers", args.workers, "--yes",
-                      "--quiet"]  # fmt: skip
+                      "--quiet"]
             steps = [
                 ("a: --no-undo", cognito_batch("run", str(inputs["A"]), *common, "--no-undo",
                                                "--fresh", "--report", str(work / "a.csv"))),
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "--report", str(work / "b.csv"))),
                 ("c: undo b", cognito_batch("undo", str(work / "b.csv"), *common[2:],
                                             "--fresh")),
-            ]  # fmt: skip
+            ]
             for label, command in steps:
                 emu.admin.reset()
                 log(f"{label} ...")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                        "updated": summary.get("counts", {}).get("updated"),
                        "update_calls": update_stats(stats)["calls"],
                        "get_calls": update_stats(stats, "AdminGetUser")["calls"],
-                       "undo": summary.get("undo"), "argv": command}  # fmt: skip
+                       "undo": summary.get("undo"), "argv": command}
                 log(f"  exit {m.returncode}, {m.wall_s:.1f}s, {m.cpu_s:.1f} CPU s")
                 runs.append(row)
             # The check: after the undo every user holds A again (read straight from moto).
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             run_measured(cognito_batch("export", str(export), "--user-pool-id",
                                        emu.user_pool_id, "--endpoint-url", emu.endpoint_url,
                                        "--attributes", "tier", "--rate", "1000", "--quiet"),
-                         workdir=work, label="check")  # fmt: skip
+                         workdir=work, label="check")
             tiers = {line.split(",")[1].strip() for line in export.read_text().splitlines()[1:]}
             payload["after_undo_tiers"] = sorted(tiers)
             payload["sample"] = sample
@@ -116,17 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_wall_b_over_a": round(b["wall_s"] / a["wall_s"], 3),
         "ratio_cpu_b_over_a": round(b["cpu_s"] / a["cpu_s"], 3),
         "code_at_end": code_state(), "seconds": round(time.perf_counter() - started, 1),
-    })  # fmt: skip
+    })
     save_json(args.out, payload)
     print(table(["run", "exit", "wall s", "CPU s", "updates", "AdminGetUser", "records",
                  "fsyncs", "fsync ms"],
                 [[r["label"], r["exit_code"], r["wall_s"], r["cpu_s"], r["update_calls"],
                   r["get_calls"], (r["undo"] or {}).get("records", ""),
                   (r["undo"] or {}).get("fsyncs", ""), (r["undo"] or {}).get("fsync_ms", "")]
-                 for r in runs]))  # fmt: skip
+                 for r in runs]))
     print(f"(b)/(a): wall {payload['ratio_wall_b_over_a']:.2f}, CPU "
           f"{payload['ratio_cpu_b_over_a']:.2f}; tiers after the undo: "
-          f"{payload['after_undo_tiers']}")  # fmt: skip
+          f"{payload['after_undo_tiers']}")
     return 0
 
 

@@ -33,7 +33,7 @@ def modules() -> list[tuple[str, list[tuple[str, str]]]]:
     for pkg in PACKAGES:
         folder = ROOT / "batch" / pkg
         rows = [(p.name, first_sentence(p)) for p in sorted(folder.glob("*.py"))
-                if p.name != "__main__.py"]  # fmt: skip
+                if p.name != "__main__.py"]
         out.append((f"batch/{pkg}/" if pkg else "batch/", rows))
     return out
 

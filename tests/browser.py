@@ -24,7 +24,7 @@ FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
     "--disable-default-apps", "--hide-scrollbars", "--mute-audio",
-)  # fmt: skip
+)
 
 
 def find_chromium() -> str | None:
@@ -56,7 +56,7 @@ class Browser:
              "about:blank"],
             preexec_fn=plumb, close_fds=False, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._ids = iter(range(1, 1 << 30))
@@ -83,7 +83,7 @@ class Browser:
                     self.events.put(message)
 
     def send(self, method: str, params: dict[str, Any] | None = None, *,
-             session: bool = True) -> dict[str, Any]:  # fmt: skip
+             session: bool = True) -> dict[str, Any]:
         ident = next(self._ids)
         box: queue.Queue[dict[str, Any]] = queue.Queue()
         with self._lock:

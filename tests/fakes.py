@@ -23,7 +23,7 @@ SCHEMA = [
     {"Name": "custom:level", "AttributeDataType": "Number", "Mutable": True,
      "NumberAttributeConstraints": {"MinValue": "1", "MaxValue": "10"}},
     {"Name": "custom:employee_id", "AttributeDataType": "String", "Mutable": False},
-]  # fmt: skip
+]
 
 
 class ManualClock:
@@ -72,12 +72,12 @@ class FakeCognito:
         if user_pool_id != "us-east-1_test":
             raise CognitoError("ResourceNotFoundException", "no pool")
         return {"Id": user_pool_id, "Name": "test", "SchemaAttributes": SCHEMA,
-                "AutoVerifiedAttributes": ["email"]}  # fmt: skip
+                "AutoVerifiedAttributes": ["email"]}
 
     def update_user_attributes(
         self, user_pool_id: str, username: str, attributes: Sequence[tuple[str, str]],
         *, client_metadata: Mapping[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._maybe_fail("update", username)
         with self._lock:
             self.users[username].update(dict(attributes))
@@ -101,7 +101,7 @@ class FakeCognito:
         self, user_pool_id: str, *, pagination_token: str | None = None,
         filter_expression: str | None = None, limit: int = 60,
         attributes_to_get: Sequence[str] | None = None,
-    ) -> tuple[list[dict[str, str]], str | None]:  # fmt: skip
+    ) -> tuple[list[dict[str, str]], str | None]:
         """ListUsers without filters: pages of ``limit`` in name order, the token an offset."""
         start = int(pagination_token or 0)
         with self._lock:

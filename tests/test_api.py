@@ -15,7 +15,7 @@ from batch.view.progress import Progress, Tick
 
 def _input(path: Path, n: int) -> Path:
     path.write_text("username,tier\n" + "".join(f"u{i},gold\n" for i in range(1, n + 1))
-                    + "nobody,gold\n")  # fmt: skip
+                    + "nobody,gold\n")
     return path
 
 
@@ -30,7 +30,7 @@ def test_a_job_through_the_api_returns_a_typed_result(
                               "report": str(tmp_path / "out.csv")},
                        user_pool_id=pool, endpoint_url=emulator.endpoint_url,
                        region="us-east-1", rate=500, quiet=True, undo=False,
-                       on_progress=ticks.append)  # fmt: skip
+                       on_progress=ticks.append)
     # THEN the result is typed and true to the run
     assert isinstance(result, batch.RunResult) and isinstance(result.summary, batch.RunSummary)
     assert (result.exit_code, result.success, result.finished) == (1, False, True)
@@ -57,7 +57,7 @@ def test_a_real_pool_is_never_written_without_being_asked(tmp_path: Path) -> Non
 def test_bad_settings_raise_the_documented_error(tmp_path: Path) -> None:
     with pytest.raises(batch.BatchError):
         batch.run(None, {"input": str(tmp_path / "missing.csv"), "user_pool_id": "x_1",
-                         "rate": "fast"}, confirm=False)  # fmt: skip
+                         "rate": "fast"}, confirm=False)
 
 
 def test_progress_listeners_tick_on_the_interval_and_once_at_the_end() -> None:
@@ -65,7 +65,7 @@ def test_progress_listeners_tick_on_the_interval_and_once_at_the_end() -> None:
     now = [0.0]
     ticks: list[Tick] = []
     progress = Progress(5, quiet=True, interval=10.0, clock=lambda: now[0],
-                        listeners=[ticks.append])  # fmt: skip
+                        listeners=[ticks.append])
     # WHEN rows are reported at 0, 4, 11, 12 and 25 s, then it closes
     for row, at in enumerate((0.0, 4.0, 11.0, 12.0, 25.0), start=1):
         now[0] = at

@@ -43,7 +43,7 @@ def write_input(path: Path, usernames: list[str]) -> Path:
 def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "1000", "--yes",
-                 "--quiet", "--no-undo", *extra])  # fmt: skip
+                 "--quiet", "--no-undo", *extra])
 
 
 def update_calls(emulator: Any) -> int:
@@ -124,7 +124,7 @@ def test_five_percent_never_trips_the_default() -> None:
     brake = Brake(FailureLimit.parse("auto"))
     rng = random.Random(1)
     assert not any(brake.add(failed() if rng.random() < 0.05 else UPDATED)
-                   for _ in range(100_000))  # fmt: skip
+                   for _ in range(100_000))
     assert brake.failures > 4000
 
 
@@ -136,7 +136,7 @@ def test_only_row_failures_count() -> None:
     for result in (failed("TooManyRequestsException"), failed("InternalErrorException"),
                    failed("UnexpectedLambdaException"),
                    RowResult(1, "u", Status.INVALID, error_code="InvalidValue"),
-                   RowResult(1, "u", Status.SKIPPED, error_code="Stopped"), UPDATED):  # fmt: skip
+                   RowResult(1, "u", Status.SKIPPED, error_code="Stopped"), UPDATED):
         assert not brake.add(result)
     assert brake.failures == 0
 
@@ -153,7 +153,7 @@ def test_only_row_failures_count() -> None:
         ("none", (5000, 0), None),
         ("auto", (60, 0), 51),
     ],
-)  # fmt: skip
+)
 def test_limits(spec: str, failures_then_ok: tuple[int, int], trips_at: int | None) -> None:
     # GIVEN a brake with the limit, WHEN rows fail (after some good rows), THEN it trips at
     # the expected failure, or never

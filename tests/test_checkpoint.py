@@ -55,7 +55,7 @@ def prepare(make_pool: Any, make_bucket: Any, s3_client: Any, n: int) -> tuple[s
 def command(pool: str, emulator: Any, bucket: str, *extra: str) -> list[str]:
     return ["run", f"s3://{bucket}/in/users.csv", "--user-pool-id", pool, "--endpoint-url",
             emulator.endpoint_url, "--report", f"s3://{bucket}/out/report.csv", "--yes",
-            "--quiet", *extra]  # fmt: skip
+            "--quiet", *extra]
 
 
 def start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
@@ -70,7 +70,7 @@ def start(args: list[str], home: Path) -> subprocess.Popen[bytes]:
     }
     return subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=home / "cwd", env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE)
 
 
 def keys(s3_client: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -121,7 +121,7 @@ def test_sigkill_then_a_fresh_machine_resumes_from_s3(
     pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
     emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
     args = command(pool, emulator, bucket, "--rate", "100", "--workers", str(workers),
-                   "--checkpoint-seconds", "0.2", "--lease-seconds", "1")  # fmt: skip
+                   "--checkpoint-seconds", "0.2", "--lease-seconds", "1")
     first = tmp_path / "machine-1"
     proc = start(args, first)
     # WHEN it is killed (SIGKILL) once S3 holds a few segments
@@ -170,7 +170,7 @@ def test_sigterm_puts_checkpoint_report_and_summary_in_s3(
     pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
     emulator.configure(quotas={"UserUpdate": 20}, latency_ms=5)
     proc = start(command(pool, emulator, bucket, "--rate", "auto", "--checkpoint-seconds", "0.5"),
-                 tmp_path / "m")  # fmt: skip
+                 tmp_path / "m")
     # WHEN SIGTERM arrives once a segment is in S3
     assert wait_for(lambda: len(keys(s3_client, bucket, SEGMENTS)) >= 1, proc)
     sent = time.monotonic()
@@ -204,7 +204,7 @@ def test_report_in_s3_lands_beside_it(
     # THEN the report, summary, timeline and compacted journal are there; the lease released
     names = set(keys(s3_client, bucket, "out/"))
     assert {"out/report.jsonl", "out/report.jsonl.summary.json", "out/report.jsonl.journal",
-            "out/report.jsonl.timeline.json", "out/report.jsonl.lease"} == names  # fmt: skip
+            "out/report.jsonl.timeline.json", "out/report.jsonl.lease"} == names
     rows = s3_rows(s3_client, bucket, "out/report.jsonl")
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
     assert json.loads(get(s3_client, bucket, "out/report.jsonl.lease"))["expires"] == 0
@@ -216,7 +216,7 @@ def test_report_in_s3_lands_beside_it(
 def test_a_second_run_is_refused_by_the_lease(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a live run's lease on the report, renewed as a running job renews it
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     where = parse(f"s3://{bucket}/out/report.csv.lease")
@@ -224,7 +224,7 @@ def test_a_second_run_is_refused_by_the_lease(
     holder.acquire()
     stop = threading.Event()
     renewer = threading.Thread(target=lambda: [holder.renew() for _ in iter(
-        lambda: stop.wait(0.1), True)])  # fmt: skip
+        lambda: stop.wait(0.1), True)])
     renewer.start()
     try:
         # WHEN the same command starts elsewhere
@@ -268,7 +268,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it(
     assert b.held and now[0] - started <= 10 + CLOCK_SKEW_SECONDS + 0.5
     # ... C, then, is refused (B renews) ...
     c = Lease(storage_for(where), where, ttl=10, clock=lambda: now[0],
-              sleep=lambda s: (now.__setitem__(0, now[0] + s), b.renew()))  # fmt: skip
+              sleep=lambda s: (now.__setitem__(0, now[0] + s), b.renew()))
     with pytest.raises(LockedError):
         c.acquire()
     # ... and A, if it was only paused, learns on its next renewal that it lost it
@@ -334,7 +334,7 @@ def test_an_upload_failing_twice_then_succeeding_loses_no_row(
     flaky = Flaky(report.store, failures=2)
     sleeps: list[float] = []
     checkpoint = Checkpoint(flaky, report.segments, report.journal, interval=60,
-                            sleep=sleeps.append)  # type: ignore[arg-type]  # fmt: skip
+                            sleep=sleeps.append)  # type: ignore[arg-type]
     header = JournalHeader("sha", "settings")
     journal = Journal(report.journal, header)
     checkpoint.begin(resumed=False, restored_segments=0, clear=report.clear)
@@ -370,9 +370,9 @@ def test_a_damaged_last_segment_is_cut_and_an_earlier_gap_refused(
     line = [encode(RowResult(r, f"u{r}", Status.UPDATED, 1)) for r in (1, 2, 3, 4)]
     mark = [segment_header("run1", n, "holder") for n in range(4)]
     s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0),
-                         Body=mark[0] + header + line[0] + line[1])  # fmt: skip
+                         Body=mark[0] + header + line[0] + line[1])
     s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(1),
-                         Body=mark[1] + line[2] + line[3][:9])  # fmt: skip
+                         Body=mark[1] + line[2] + line[3][:9])
     # WHEN a fresh machine restores
     report = S3Report(f"s3://{bucket}/out/report.csv", spool_root=str(tmp_path))
     report.restore()
@@ -427,13 +427,13 @@ def test_planted_renumbered_or_foreign_segments_are_refused(
 def test_a_checkpoint_of_another_input_is_refused(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN segments in S3 of an unfinished run of another input
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     header = json.dumps(JournalHeader("another", "s").as_record()).encode() + b"\n"
     row = encode(RowResult(1, "c0001", Status.UPDATED, 1))
     s3_client.put_object(Bucket=bucket, Key=SEGMENTS + segment_name(0),
-                         Body=segment_header("run1", 0, "holder") + header + row)  # fmt: skip
+                         Body=segment_header("run1", 0, "holder") + header + row)
     # WHEN the command runs, THEN it is refused in one line naming the S3 checkpoint
     assert main(command(pool, emulator, bucket)) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -445,7 +445,7 @@ def test_a_checkpoint_of_another_input_is_refused(
 def test_a_missing_bucket_stops_before_any_write(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a report in a bucket that does not exist
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     args = command(pool, emulator, bucket)
@@ -462,7 +462,7 @@ def test_a_shard_of_an_s3_report_is_named_beside_it() -> None:
     from batch.config import build_config
 
     settings = {"input": "s3://b/in.csv", "user_pool_id": "p", "report": "s3://b/out/r.csv",
-                "shard": "2/3", "rate": "25"}  # fmt: skip
+                "shard": "2/3", "rate": "25"}
     config = build_config(None, settings)
     # THEN the shard's report is an object beside it (not a local folder named "s3:")
     assert config.report == "s3://b/out/r.shard-2-of-3.csv"

@@ -71,7 +71,7 @@ source = "test"
 def test_relative_paths_are_resolved_against_the_job_files_folder(tmp_path: Path) -> None:
     # GIVEN a job file in jobs/ naming ../data/in.csv and ../reports/out.csv
     path = job_file(tmp_path, 'input = "../data/in.csv"\nreport = "../reports/out.csv"\n'
-                              'user_pool_id = "p"\n')  # fmt: skip
+                              'user_pool_id = "p"\n')
 
     # WHEN it is loaded (whatever the current folder)
     cfg = build_config(str(path), {})
@@ -162,7 +162,7 @@ def test_rate_from_toml_number_and_flag_string_agree(tmp_path: Path) -> None:
      ("max_row_seconds", 0), ("per_user_rate", 0), ("max_rate", -1.0),
      ("empty", "erase"), ("on_duplicate", "first"), ("key", "phone"), ("format", "xlsx"),
      ("client_metadata", {"k": "v" * 257}), ("client_metadata", {"": "v"})],
-)  # fmt: skip
+)
 def test_bad_values_are_usage_errors(setting: str, value: Any) -> None:
     with pytest.raises(UsageError):
         config(**{setting: value})
@@ -182,7 +182,7 @@ def test_columns_must_be_a_table(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("line", ['workers = "eight"', 'max_rate = "lots"',
-                                  'max_attempts = "8"'])  # fmt: skip
+                                  'max_attempts = "8"'])
 def test_wrongly_typed_values_in_a_job_file_are_usage_errors(tmp_path: Path, line: str) -> None:
     path = job_file(tmp_path, f'input = "in.csv"\nuser_pool_id = "p"\n{line}\n')
     with pytest.raises(UsageError):
@@ -191,7 +191,7 @@ def test_wrongly_typed_values_in_a_job_file_are_usage_errors(tmp_path: Path, lin
 
 def test_a_string_exclude_is_refused_not_split_into_characters(tmp_path: Path) -> None:
     path = job_file(tmp_path, 'input = "in.csv"\nuser_pool_id = "p"\n'
-                              'exclude = "password_hash"\n')  # fmt: skip
+                              'exclude = "password_hash"\n')
     with pytest.raises(UsageError, match="exclude"):
         build_config(str(path), {})
 
@@ -225,7 +225,7 @@ def test_fingerprint_ignores_speed_and_display_settings() -> None:
     base = config(columns={"a": "email", "b": "given_name"})
     same = config(columns={"b": "given_name", "a": "email"}, rate="auto", max_rate=40.0,
                   workers=16, max_attempts=3, max_row_seconds=10.0, quiet=True,
-                  confirm=False, fresh=True, report="/elsewhere.csv")  # fmt: skip
+                  confirm=False, fresh=True, report="/elsewhere.csv")
     assert same.fingerprint() == base.fingerprint()
 
 
@@ -248,7 +248,7 @@ def test_parse_pairs() -> None:
 def test_the_benchmark_only_rate_algorithm_is_no_setting_and_old_summaries_still_replay() -> None:
     # GIVEN the settings a run recorded before --rate-algorithm was retired
     recorded = {"input": "in.csv", "user_pool_id": "eu-west-1_A", "rate": "",
-                "rate_algorithm": "shared"}  # fmt: skip
+                "rate_algorithm": "shared"}
     # WHEN retry or undo replays them
     config = build_config(None, replayable(recorded))
     # THEN they still make a config (the polite default), which no longer records the setting

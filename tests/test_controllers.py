@@ -42,7 +42,7 @@ def _sim(controller: object, schedule: list[tuple[float, float]], seed: int = 1)
     from sharesim import simulate
 
     return simulate(controller, quota=50.0, schedule=schedule, seed=seed,  # type: ignore[arg-type]
-                    group=getattr(controller, "group", 1))  # fmt: skip
+                    group=getattr(controller, "group", 1))
 
 
 def test_shared_rate_never_goes_above_its_ceiling_and_an_idle_quota_sees_no_throttle() -> None:
@@ -77,7 +77,7 @@ def test_shared_rate_costs_the_neighbour_a_fraction_of_the_old_default() -> None
 
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
     polite = [_sim(SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0),
-                   schedule, seed) for seed in range(1, 6)]  # fmt: skip
+                   schedule, seed) for seed in range(1, 6)]
     old = [_sim(FixedRate(25.0), schedule, seed) for seed in range(1, 6)]
     # THEN the neighbour loses under a third of what the old --rate 25 cost it, while the job
     # takes at least 0.8 of the quota the neighbour left (the old default: ~0.68)
@@ -143,9 +143,9 @@ def test_shared_rate_a_headroom_in_calls_takes_more_than_a_share_kept_at_no_more
     schedule = [(10.0, 20.0), (30.0, 20.0), (5.0, 20.0), (10.0, 20.0)]
     seeds = range(1, 81)
     margin = [_sim(SharedRate(ceiling=45.0, headroom=4.0, hold_s=8.0, clock=lambda: 0.0),
-                   schedule, seed) for seed in seeds]  # fmt: skip
+                   schedule, seed) for seed in seeds]
     kept = [_sim(SharedRate(ceiling=45.0, keep=0.85, hold_s=8.0, clock=lambda: 0.0),
-                 schedule, seed) for seed in seeds]  # fmt: skip
+                 schedule, seed) for seed in seeds]
     # THEN the neighbour loses no more calls (measured: 293 against 299 of ~87,600), and the
     # job takes at least 0.015 more of the free quota (measured: 0.948 against 0.921)
     lost = sum(o.neighbour_throttled for o in margin)

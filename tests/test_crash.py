@@ -36,9 +36,9 @@ def start(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
                "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
-               "--quiet", *extra]  # fmt: skip
+               "--quiet", *extra]
     return subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def journal_lines(report: Path) -> int:
@@ -211,7 +211,7 @@ def test_retry_reruns_exactly_the_failed_rows(
     # (connection settings come from the flags, never from the summary)
     retry = subprocess.run([sys.executable, "-m", "batch", "retry", str(report), "--yes",
                             "--quiet", "--endpoint-url", emulator.endpoint_url],
-                           cwd=ROOT, capture_output=True, timeout=60)  # fmt: skip
+                           cwd=ROOT, capture_output=True, timeout=60)
     # THEN exactly those rows are applied, into a new report
     assert retry.returncode == 0, retry.stderr
     rows = list(report_rows(tmp_path / "out.retry1.csv").values())
@@ -231,12 +231,12 @@ def test_kill_9_during_a_sync_with_creates_and_group_changes_then_resume(
     pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, half + 1)])
     emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserCreation", "UserRead",
                                                  "UserList", "UserResourceRead",
-                                                 "UserPoolResourceRead")})  # fmt: skip
+                                                 "UserPoolResourceRead")})
     for group in ("g1", "g2"):
         cognito_client.create_group(UserPoolId=pool, GroupName=group)
     for i in range(1, half + 1):
         cognito_client.admin_add_user_to_group(UserPoolId=pool, Username=f"k{i:05d}",
-                                               GroupName="g1")  # fmt: skip
+                                               GroupName="g1")
     emulator.configure(latency_ms=2, drop_rate=0.02, seed=5)
     source = tmp_path / "sync.csv"
     with open(source, "w", encoding="utf-8", newline="") as handle:
@@ -253,7 +253,7 @@ def test_kill_9_during_a_sync_with_creates_and_group_changes_then_resume(
         runs += 1
         assert runs <= kills_planned + 5, "the job never finished"
         proc = start(source, pool, emulator, report, "--create-missing", "--undo", "--rate",
-                     "1000", "--workers", "8")  # fmt: skip
+                     "1000", "--workers", "8")
         if kills < kills_planned:
             target = journal_lines(report) + rng.randint(1, n // (kills_planned + 2))
             if wait_for(lambda t=target: journal_lines(report) >= t, proc):

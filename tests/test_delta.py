@@ -78,7 +78,7 @@ def calls(emulator: Any, operation: str = "AdminUpdateUserAttributes") -> int:
 def run_cli(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet", *extra])  # fmt: skip
+                 "--quiet", *extra])
 
 
 def name(i: int) -> str:
@@ -89,14 +89,14 @@ def pool_users(n: int) -> list[dict[str, str]]:
     """Known attributes: tier silver, a department, a level, a manager flag."""
     return [{"username": name(i), "custom:tier": "silver", "custom:department": f"dept-{i % 5}",
              "custom:level": str(i % 10 + 1), "custom:is_manager": "true" if i % 2 else "false"}
-            for i in range(1, n + 1)]  # fmt: skip
+            for i in range(1, n + 1)]
 
 
 def same_input(n: int, changed: dict[int, str] | None = None) -> list[list[str]]:
     """The pool's own values (levels zero-padded: '07' for 7), tier changed for `changed`."""
     changed = changed or {}
     return [[name(i), changed.get(i, "silver"), f"dept-{i % 5}", f"{i % 10 + 1:02d}",
-             "true" if i % 2 else "false"] for i in range(1, n + 1)]  # fmt: skip
+             "true" if i % 2 else "false"] for i in range(1, n + 1)]
 
 
 HEADER = ["username", "tier", "department", "level", "is_manager"]
@@ -136,12 +136,12 @@ class Gateway:
 def job_config(source: Path, pool: str, emulator: Any, report: Path, **settings: Any) -> Any:
     return build_config(None, {"input": str(source), "user_pool_id": pool, "report": str(report),
                                "endpoint_url": emulator.endpoint_url, "rate": "500",
-                               "quiet": True, "confirm": False, **settings})  # fmt: skip
+                               "quiet": True, "confirm": False, **settings})
 
 
 def real_gateway(emulator: Any) -> CognitoGateway:
     return CognitoGateway(ConnectionSettings(endpoint_url=emulator.endpoint_url,
-                                             region="us-east-1"))  # fmt: skip
+                                             region="us-east-1"))
 
 
 # -- 1. --skip-unchanged ---------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_unchanged_attributes_of_a_changed_row_are_not_resent(
         for i in changed:
             cognito_client.admin_update_user_attributes(
                 UserPoolId=pool, Username=name(i),
-                UserAttributes=[{"Name": "custom:department", "Value": "moved"}])  # fmt: skip
+                UserAttributes=[{"Name": "custom:department", "Value": "moved"}])
 
     gateway = Gateway(real_gateway(fast), move_departments)
     config = job_config(source, pool, fast, report, skip_unchanged=True)
@@ -207,11 +207,11 @@ def test_unchanged_attributes_of_a_changed_row_are_not_resent(
     [("level", "7", "07", ()), ("is_manager", "true", "TRUE", ("--no-schema-check",)),
      ("is_manager", "false", "False", ("--no-schema-check",))],
     ids=["number-07", "boolean-TRUE", "boolean-False"],
-)  # fmt: skip
+)
 def test_same_value_written_differently_is_unchanged(
     fast: Any, make_pool: Any, tmp_path: Path, column: str, stored: str, written: str,
     flags: tuple[str, ...],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a user holding `stored`, and an input writing the same value as `written`
     # (an upper-case boolean passes only without the schema check, which wants true/false)
     pool = make_pool(users=[{"username": "u001", f"custom:{column}": stored}])
@@ -229,7 +229,7 @@ def test_same_value_written_differently_is_unchanged(
 
 @pytest.mark.parametrize(("stored", "written"),
                          [("7", "007"), ("true", "TRUE"), ("1000", "1_000")],
-                         ids=["leading-zero", "case", "underscore"])  # fmt: skip
+                         ids=["leading-zero", "case", "underscore"])
 def test_string_attributes_compare_exactly(
     fast: Any, make_pool: Any, tmp_path: Path, stored: str, written: str
 ) -> None:
@@ -322,7 +322,7 @@ def test_key_email_resolves_in_both_modes(
     pool = make_pool(users=email_pool(pool_size))
     source = write_csv(tmp_path / "in.csv", ["email", "tier"],
                        [["e7@example.com", "gold"], ["nobody@example.com", "gold"],
-                        ["shared@example.com", "gold"]])  # fmt: skip
+                        ["shared@example.com", "gold"]])
     report = tmp_path / "out.csv"
 
     # WHEN it runs with --key email
@@ -392,21 +392,21 @@ def test_user_deleted_after_the_snapshot_fails_its_row(
          False),
     ],
     ids=["leave", "delete", "delete-skip-unchanged"],
-)  # fmt: skip
+)
 def test_empty_cells(
     fast: Any, make_pool: Any, tmp_path: Path, flags: tuple[str, ...], updates: int,
     deletes: int, statuses: tuple[str, ...], kept: bool,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN u001 and u002 with a department, u003 without; an input with empty departments
     # (u001 also gets a new tier, the others keep theirs)
     pool = make_pool(users=[
         {"username": "u001", "custom:department": "Sales", "custom:tier": "silver"},
         {"username": "u002", "custom:department": "Sales", "custom:tier": "silver"},
         {"username": "u003", "custom:tier": "silver"},
-    ])  # fmt: skip
+    ])
     source = write_csv(tmp_path / "in.csv", ["username", "department", "tier"],
                        [["u001", "", "gold"], ["u002", "", "silver"],
-                        ["u003", "", "silver"]])  # fmt: skip
+                        ["u003", "", "silver"]])
     report = tmp_path / "out.csv"
 
     # WHEN it runs
@@ -434,13 +434,13 @@ def test_snapshot_keeps_only_the_input_users(fast: Any, make_pool: Any, tmp_path
     wanted = scan_column(name(i) for i in range(1, 200, 10))
     stop = threading.Event()
     paced = PacedCall(Pacer(1000), Retrier(RetryPolicy(), wait=event_waiter(stop)),
-                   event_waiter(stop))  # fmt: skip
+                   event_waiter(stop))
     snapshot = PoolSnapshot(tmp_path)
 
     # WHEN the snapshot pages the pool
     try:
         snapshot.fill(real_gateway(fast), pool, key="username", wanted=wanted,
-                      attributes={"custom:tier"}, paced=paced)  # fmt: skip
+                      attributes={"custom:tier"}, paced=paced)
 
         # THEN every page was read, but only the 20 input users (and only the attributes the
         # input writes, besides the key and verified flags) were kept

@@ -56,7 +56,7 @@ def test_the_examples_run_a_job_against_the_emulator(
         "username,tier\n" + "".join(f"u{i},gold\n" for i in range(1, 6)) + "nobody,gold\n")
     (tmp_path / "jobs" / "nightly-sync.toml").write_text(
         f'input = "../users.csv"\nuser_pool_id = "{pool}"\nregion = "us-east-1"\n'
-        'rate = 400\nundo = false\n')  # fmt: skip
+        'rate = 400\nundo = false\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint_url)
     ns = run_examples()

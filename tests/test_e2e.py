@@ -48,13 +48,13 @@ def test_sample_data_end_to_end(emulator: Any, make_pool: Any, tmp_path: Path) -
     from batch.commands.demo import seed_rows
 
     pool = make_pool(users=seed_rows(ROOT / "sample_data" / "seed_users.csv"),
-                     auto_verified=["email"])  # fmt: skip
+                     auto_verified=["email"])
     emulator.configure(quotas={"UserUpdate": 1000})
     report = tmp_path / "demo.csv"
     # WHEN the demo job runs through the CLI
     code = main(["run", "--job", str(ROOT / "jobs" / "demo.toml"), "--user-pool-id", pool,
                  "--endpoint-url", emulator.endpoint_url, "--report", str(report),
-                 "--rate", "400", "--quiet"])  # fmt: skip
+                 "--rate", "400", "--quiet"])
     # THEN every input row has exactly one result, bad rows are reported, good rows applied
     rows = list(report_rows(report).values())
     assert code == 1
@@ -86,7 +86,7 @@ def test_throttling_at_a_low_quota_ends_with_every_row_updated(
     report = tmp_path / "out.csv"
     # WHEN it runs
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                   "--report", str(report), "--rate", "40", "--max-attempts", "20")  # fmt: skip
+                   "--report", str(report), "--rate", "40", "--max-attempts", "20")
     # THEN the server throttled, the client retried, and every row ended updated
     stats = update_stats(emulator)
     assert stats["throttled"] > 0
@@ -108,7 +108,7 @@ def test_injected_faults_and_drops_are_retried(
     report = tmp_path / "out.csv"
     # WHEN it runs
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                   "--report", str(report), "--rate", "400", "--max-attempts", "10")  # fmt: skip
+                   "--report", str(report), "--rate", "400", "--max-attempts", "10")
     # THEN every row is updated exactly once in the report, and the values are stored
     stats = update_stats(emulator)
     assert stats["faults"] > 0 and stats["dropped"] > 0
@@ -127,12 +127,12 @@ def test_fatal_error_mid_run_stops_and_reports_every_row(
     pool = make_pool(users=users(200))
     emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
     emulator.inject("AdminUpdateUserAttributes", after=30, code="NotAuthorizedException",
-                    message="The security token included in the request is expired")  # fmt: skip
+                    message="The security token included in the request is expired")
     source = write_csv(tmp_path / "in.csv", updates(200))
     report = tmp_path / "out.csv"
     # WHEN it runs
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                   "--report", str(report), "--rate", "200", "--workers", "8")  # fmt: skip
+                   "--report", str(report), "--rate", "200", "--workers", "8")
     # THEN exit 2, every row is in the report once, the rest skipped with the reason
     rows = list(report_rows(report).values())
     assert code == 2
@@ -157,7 +157,7 @@ def test_done_when_quota_50_with_1pc_faults_1000_rows(
     report = tmp_path / "out.csv"
     # WHEN 1,000 rows run at 50/s
     code = run_cli(str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                   "--report", str(report), "--rate", "50")  # fmt: skip
+                   "--report", str(report), "--rate", "50")
     # THEN every row is updated, the report holds exactly 1,000 rows, none twice
     rows = list(report_rows(report).values())
     assert code == 0
@@ -174,7 +174,7 @@ def test_bad_input_is_one_line_and_exit_2(
     bad.write_bytes(b"username,tier\nu1,gold\nu2,\xff\xfe\n")
     # WHEN it runs
     code = run_cli(str(bad), "--user-pool-id", "us-east-1_x",
-                   "--endpoint-url", "http://127.0.0.1:9")  # fmt: skip
+                   "--endpoint-url", "http://127.0.0.1:9")
     # THEN one line names the file and row, exit 2, no traceback
     err = capsys.readouterr().err.strip()
     assert code == 2

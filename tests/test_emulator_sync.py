@@ -71,7 +71,7 @@ def test_each_category_is_its_own_bucket_shared_by_its_operations(
         "UserList": lambda: cognito_client.list_users_in_group(**ids, GroupName="staff"),
         "UserPoolResourceRead": lambda: cognito_client.list_groups(**ids),
         "UserRead": lambda: cognito_client.admin_get_user(**ids, Username="alice"),
-    }  # fmt: skip
+    }
     # THEN each passes: no category spends another's quota
     assert {category: code_of(call) for category, call in first.items()} == dict.fromkeys(
         first, "ok"
@@ -86,7 +86,7 @@ def test_each_category_is_its_own_bucket_shared_by_its_operations(
         "GetGroup": lambda: cognito_client.get_group(**ids, GroupName="staff"),
         "AdminCreateUser": lambda: cognito_client.admin_create_user(
             **ids, Username="dave", MessageAction="SUPPRESS"),
-    }  # fmt: skip
+    }
     assert {op: code_of(call) for op, call in second.items()} == dict.fromkeys(
         second, "TooManyRequestsException"
     )
@@ -118,7 +118,7 @@ def test_creating_an_existing_user_is_username_exists_and_keeps_the_user(
     # WHEN she is created again, suppressed or resending
     for action in ("SUPPRESS", "RESEND"):
         code = code_of(lambda a=action: cognito_client.admin_create_user(  # type: ignore[misc]
-            UserPoolId=pool, Username="alice", MessageAction=a))  # fmt: skip
+            UserPoolId=pool, Username="alice", MessageAction=a))
         # THEN SUPPRESS is UsernameExistsException; RESEND for a confirmed-less seeded user
         # (FORCE_CHANGE_PASSWORD) is answered without replacing her
         assert code == ("UsernameExistsException" if action == "SUPPRESS" else "ok")
@@ -137,13 +137,13 @@ def test_create_checks_attributes_and_counts_only_invitations(
     bad = [{"Name": "custom:nope", "Value": "x"}]
     assert code_of(lambda: cognito_client.admin_create_user(
         **ids, Username="x", UserAttributes=bad, MessageAction="SUPPRESS"
-    )) == "InvalidParameterException"  # fmt: skip
+    )) == "InvalidParameterException"
     email = [{"Name": "email", "Value": "c@example.com"}]
     cognito_client.admin_create_user(**ids, Username="c", UserAttributes=email,
-                                     MessageAction="SUPPRESS")  # fmt: skip
+                                     MessageAction="SUPPRESS")
     assert clean_emulator.stats()["messages"] == {"email": 0, "sms": 0}
     cognito_client.admin_create_user(**ids, Username="d", UserAttributes=email,
-                                     DesiredDeliveryMediums=["EMAIL"])  # fmt: skip
+                                     DesiredDeliveryMediums=["EMAIL"])
     assert clean_emulator.stats()["messages"] == {"email": 1, "sms": 0}
 
 
@@ -152,6 +152,6 @@ def test_group_changes_for_a_missing_group_are_resource_not_found(
 ):
     pool = make_pool(users=[ALICE])
     for call in (cognito_client.admin_add_user_to_group,
-                 cognito_client.admin_remove_user_from_group):  # fmt: skip
+                 cognito_client.admin_remove_user_from_group):
         code = code_of(lambda c=call: c(UserPoolId=pool, Username="alice", GroupName="nope"))
         assert code == "ResourceNotFoundException"

@@ -28,7 +28,7 @@ from batch.record.before_images import iter_records, undo_path
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = (errors.THROTTLE_CODES | errors.TRANSIENT_CODES | errors.TRIGGER_CODES
-         | errors.ROW_CODES | errors.FATAL_CODES)  # fmt: skip
+         | errors.ROW_CODES | errors.FATAL_CODES)
 
 
 def called_operations() -> set[str]:
@@ -61,7 +61,7 @@ def test_operation_not_enabled_is_fatal() -> None:
 def undo_file(path: Path, record: dict[str, Any]) -> Path:
     header = {"undo": 1, "pool": "p", "region": "us-east-1", "input_sha256": "x", "settings": ""}
     good = {"row": 1, "username": "u001", "before": {"custom:tier": "a"},
-            "wrote": {"custom:tier": "b"}}  # fmt: skip
+            "wrote": {"custom:tier": "b"}}
     path.write_text("".join(json.dumps(r) + "\n" for r in (header, good, record)))
     return path
 
@@ -72,7 +72,7 @@ def undo_file(path: Path, record: dict[str, Any]) -> Path:
     {"row": 2, "username": "u002", "before": {"custom:tier": 5}, "wrote": {"custom:tier": "b"}},
     {"row": "2", "username": "u002", "before": {}, "wrote": {}},
     {"row": 2, "before": {}, "wrote": {}},
-])  # fmt: skip
+])
 def test_a_malformed_undo_record_names_file_and_line(
     tmp_path: Path, record: dict[str, Any]
 ) -> None:
@@ -93,11 +93,11 @@ def test_undo_of_a_malformed_record_exits_2(
     emulator.configure(quotas=FAST)
     pool = make_pool(users=[{"username": f"u{i:03d}", "custom:tier": "a"} for i in (1, 2, 3)])
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[f"u{i:03d}", "b"] for i in (1, 2, 3)])  # fmt: skip
+                       [[f"u{i:03d}", "b"] for i in (1, 2, 3)])
     report = tmp_path / "out.csv"
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet"]) == 0
     path = undo_path(report)
     lines = path.read_text().splitlines(keepends=True)
     second = json.loads(lines[2])
@@ -107,7 +107,7 @@ def test_undo_of_a_malformed_record_exits_2(
     capsys.readouterr()
     # WHEN it is undone, THEN exit 2 with one line naming the file and line, no traceback
     code = main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--quiet", "--rate", "500"])  # fmt: skip
+                 "--quiet", "--rate", "500"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and f"{path}, line 3" in err[0], err

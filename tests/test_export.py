@@ -44,7 +44,7 @@ def people(n: int) -> list[dict[str, str]]:
     for i in range(1, n + 1):
         user = {"username": f"u{i:03d}", "custom:tier": ["silver", "gold", ""][i % 3],
                 "custom:department": f"dept, {i % 4}", "custom:level": str(i % 10 + 1),
-                "custom:employee_id": f"E{i}", "given_name": f'Ann "{i}"\nSmith'}  # fmt: skip
+                "custom:employee_id": f"E{i}", "given_name": f'Ann "{i}"\nSmith'}
         if i % 2:
             user["email"] = f"u{i}@example.com"
         if i == 5:
@@ -55,13 +55,13 @@ def people(n: int) -> list[dict[str, str]]:
 
 def export(out: Path, pool: str, emulator: Any, *extra: str) -> int:
     return main(["export", str(out), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--rate", "1000", "--quiet", *extra])  # fmt: skip
+                 emulator.endpoint_url, "--rate", "1000", "--quiet", *extra])
 
 
 def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "1000", "--yes",
-                 "--quiet", "--skip-unchanged", *extra])  # fmt: skip
+                 "--quiet", "--skip-unchanged", *extra])
 
 
 def update_calls(emulator: Any) -> int:
@@ -161,7 +161,7 @@ def test_attributes_and_filter(fast: Any, make_pool: Any, tmp_path: Path) -> Non
     pool = make_pool(users=people(30))
     out = tmp_path / "some.csv"
     assert export(out, pool, fast, "--attributes", "tier,email", "--filter",
-                  'username ^= "u00"') == 0  # fmt: skip
+                  'username ^= "u00"') == 0
 
     # THEN only those columns, and only the matching users
     rows = read_csv(out)
@@ -207,7 +207,7 @@ def test_parquet_and_jsonl(fast: Any, make_pool: Any, tmp_path: Path) -> None:
 
 def gateway(emulator: Any) -> CognitoGateway:
     return CognitoGateway(ConnectionSettings(endpoint_url=emulator.endpoint_url,
-                                             region="us-east-1"))  # fmt: skip
+                                             region="us-east-1"))
 
 
 def test_export_resumes_from_its_checkpoint(fast: Any, make_pool: Any, tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_export_resumes_from_its_checkpoint(fast: Any, make_pool: Any, tmp_path:
     pool = make_pool(users=people(230))
     out = tmp_path / "users.csv"
     settings = ExportSettings(user_pool_id=pool, out=out, list_rate=1000, quiet=True,
-                              checkpoint_seconds=0)  # fmt: skip
+                              checkpoint_seconds=0)
     fast.inject("ListUsers", after=2, code="AccessDeniedException")
     with pytest.raises(FatalError):
         Exporter(settings, gateway(fast), stream=io.StringIO()).run()
@@ -243,7 +243,7 @@ def test_refused_token_says_start_over(
     pool = make_pool(users=people(130))
     out = tmp_path / "users.csv"
     settings = ExportSettings(user_pool_id=pool, out=out, list_rate=1000, quiet=True,
-                              checkpoint_seconds=0)  # fmt: skip
+                              checkpoint_seconds=0)
     fast.inject("ListUsers", after=1, code="AccessDeniedException")
     with pytest.raises(FatalError):
         Exporter(settings, gateway(fast), stream=io.StringIO()).run()
@@ -262,7 +262,7 @@ def test_refused_token_says_start_over(
 def stopped_export(fast: Any, pool: str, out: Path) -> None:
     """An export failed after its second page: a checkpoint and a partial file are left."""
     settings = ExportSettings(user_pool_id=pool, out=out, list_rate=1000, quiet=True,
-                              checkpoint_seconds=0)  # fmt: skip
+                              checkpoint_seconds=0)
     fast.inject("ListUsers", after=2, code="AccessDeniedException")
     with pytest.raises(FatalError):
         Exporter(settings, gateway(fast), stream=io.StringIO()).run()

@@ -88,7 +88,7 @@ def test_temporaries_a_killed_writer_left_are_removed(tmp_path: Path) -> None:
     report = tmp_path / "r[1].parquet"
     for name in (".r[1].parquet.abc12_yz.tmp", ".r[1].parquet.journal.abc12_yz.tmp",
                  ".other.abc12_yz.tmp",
-                 "r[1].parquet"):  # fmt: skip
+                 "r[1].parquet"):
         (tmp_path / name).write_text("x")
     # WHEN the next run starts on that report
     removed = remove_stale_temporaries(report)
@@ -96,4 +96,4 @@ def test_temporaries_a_killed_writer_left_are_removed(tmp_path: Path) -> None:
     assert removed == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".other.abc12_yz.tmp", ".r[1].parquet.journal.abc12_yz.tmp", "r[1].parquet"
-    ]  # fmt: skip
+    ]

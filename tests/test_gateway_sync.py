@@ -19,7 +19,7 @@ ALICE = {"username": "alice", "email": "alice@example.com", "custom:employee_id"
 @pytest.fixture
 def gateway(clean_emulator: Emulator) -> CognitoGateway:
     return CognitoGateway(ConnectionSettings(endpoint_url=clean_emulator.endpoint_url,
-                                             region="us-east-1"))  # fmt: skip
+                                             region="us-east-1"))
 
 
 def test_create_user_suppresses_by_default_and_invites_by_email(

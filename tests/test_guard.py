@@ -46,7 +46,7 @@ POOL = "us-east-1_test"
 
 def cli(emulator: Any, pool: str, source: Path, *args: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--yes", "--quiet", *args])  # fmt: skip
+                 emulator.endpoint_url, "--yes", "--quiet", *args])
 
 
 def fake_users(n: int) -> FakeCognito:
@@ -56,7 +56,7 @@ def fake_users(n: int) -> FakeCognito:
 def fake_job(report: Path, source: Path, fake: FakeCognito, **settings: Any) -> Job:
     config = build_config(None, {"input": str(source), "user_pool_id": POOL,
                                  "report": str(report), "rate": "10000", "quiet": True,
-                                 "confirm": False, **settings})  # fmt: skip
+                                 "confirm": False, **settings})
     return Job(config, gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
 
 
@@ -104,7 +104,7 @@ def test_a_job_file_whose_report_is_its_input_is_refused(
     before = source.read_bytes()
     job = tmp_path / "job.toml"
     job.write_text(f'input = "in.csv"\nreport = "in.csv"\nuser_pool_id = "{pool}"\n'
-                   f'endpoint_url = "{emulator.endpoint_url}"\nconfirm = false\n')  # fmt: skip
+                   f'endpoint_url = "{emulator.endpoint_url}"\nconfirm = false\n')
     # WHEN it runs, THEN it is refused and the input kept
     assert main(["run", "--job", str(job), "--quiet"]) == 2
     assert "is the input" in capsys.readouterr().err
@@ -371,7 +371,7 @@ def test_a_read_only_report_folder_is_one_line_exit_2(
     folder.mkdir()
     command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
                "--endpoint-url", emulator.endpoint_url, "--report", str(folder / "out.csv"),
-               "--yes", "--quiet"]  # fmt: skip
+               "--yes", "--quiet"]
     if os.geteuid() == 0:  # root writes through permission bits: mount a read-only tmpfs
         probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
         if probe.returncode != 0:
@@ -426,7 +426,7 @@ def test_a_full_disk_mid_run_is_one_line_exit_2_and_loses_no_row(
 @pytest.mark.parametrize(
     ("line", "bad"), [(5, '{"row": 3, "status": "bogus"}'), (5, "[1, 2]"), (5, "not json"),
                       (0, "not a header")]
-)  # fmt: skip
+)
 def test_a_corrupt_journal_line_in_the_middle_is_a_resume_error(
     tmp_path: Path, line: int, bad: str
 ) -> None:
@@ -508,9 +508,9 @@ def test_a_hang_up_of_the_terminal_still_ends_with_report_and_summary(
     master, slave = pty.openpty()
     command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
                "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
-               "--rate", "100"]  # fmt: skip
+               "--rate", "100"]
     proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=slave,
-                            stderr=slave)  # fmt: skip
+                            stderr=slave)
     os.close(slave)
     try:
         assert wait_for(lambda: journal_lines(report) >= 50, proc)
@@ -533,10 +533,10 @@ def test_under_nohup_a_hang_up_is_still_ignored(
     pool, source, report = prepare(emulator, make_pool, tmp_path, n)
     command = [sys.executable, "-m", "batch", "run", str(source), "--user-pool-id", pool,
                "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--yes",
-               "--quiet", "--rate", "100"]  # fmt: skip
+               "--quiet", "--rate", "100"]
     ignore = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
     proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=ignore)  # fmt: skip
+                            stderr=subprocess.PIPE, preexec_fn=ignore)
     assert wait_for(lambda: journal_lines(report) >= 20, proc)
     # WHEN the terminal hangs up
     proc.send_signal(signal.SIGHUP)
@@ -626,7 +626,7 @@ def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, capl
     spath = summary_path(report)
     summary = json.loads(spath.read_text())
     summary["settings"].update(endpoint_url="https://attacker.example", profile="prod-admin",
-                               region="eu-west-1", confirm=False)  # fmt: skip
+                               region="eu-west-1", confirm=False)
     spath.write_text(json.dumps(summary))
     # WHEN it is retried with no connection flags
     config = retry_config(str(report), None, {})
@@ -643,7 +643,7 @@ def test_retry_takes_no_connection_setting_from_the_summary(tmp_path: Path, capl
     assert flagged.endpoint_url == "http://127.0.0.1:9" and not flagged.confirm
     job = tmp_path / "job.toml"
     job.write_text('profile = "ops"\nregion = "us-west-2"\ninput = "elsewhere.csv"\n'
-                   'columns = { tier = "custom:other" }\n')  # fmt: skip
+                   'columns = { tier = "custom:other" }\n')
     from_job = retry_config(str(report), str(job), {})
     assert (from_job.profile, from_job.region) == ("ops", "us-west-2")
     # ... but what is written still comes from the run (its input and mapping)

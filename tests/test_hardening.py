@@ -60,7 +60,7 @@ def one_error_line(err: str) -> str:
 def run_job(tmp_path: Path, source: Path, fake: FakeCognito, **settings: Any) -> Any:
     config = build_config(None, {"input": str(source), "user_pool_id": POOL, "rate": "10000",
                                  "report": str(tmp_path / "out.csv"), "quiet": True,
-                                 "confirm": False, **settings})  # fmt: skip
+                                 "confirm": False, **settings})
     stream = io.StringIO()
     result = Job(config, gateway=fake, stream=stream).run()  # type: ignore[arg-type]
     return result, stream.getvalue()
@@ -85,11 +85,11 @@ def run_job(tmp_path: Path, source: Path, fake: FakeCognito, **settings: Any) ->
         ("columns = { mail = 1 }", "columns", "a table holding an integer", "a table"),
         ("rate = true", "rate", "a boolean", "a string or a number"),
     ],
-)  # fmt: skip
+)
 def test_a_wrongly_typed_job_file_setting_is_one_line_naming_key_type_and_expected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, key: str, got: str,
     expected: str,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a job file with one wrongly typed setting (the input exists: nothing else is wrong)
     source = write(tmp_path / "in.csv", "username,given_name\nu1,Ann\n")
     text = f'user_pool_id = "{POOL}"\n{line}\n'
@@ -151,11 +151,11 @@ def test_a_ragged_row_is_malformed_holds_no_values_and_counts_as_no_duplicate(
     source = write(tmp_path / "in.csv", "name,username,email\n"
                                          "Ann,ann,ann@example.com\n"
                                          "Smith,ann,ann,x@example.com\n"
-                                         "Bob,bob@example.com\n")  # fmt: skip
+                                         "Bob,bob@example.com\n")
     fake = FakeCognito({"ann": {}, "bob": {}})
     # WHEN it runs
     result, _ = run_job(tmp_path, source, fake, columns={"name": "given_name"},
-                        schema_check=False)  # fmt: skip
+                        schema_check=False)
     # THEN the ragged rows are MalformedRow with no username guessed, and ann's row is applied
     rows = report_rows(result.report)
     assert (rows[1]["status"], rows[1]["error_code"]) == ("updated", "")
@@ -235,7 +235,7 @@ def dead_runner(
                        retry=RetryPolicy(base_backoff=1e-6, max_backoff=1e-6,
                                          max_row_seconds=1e9)),
         controller=FixedRate(1e6), on_result=out.append, clock=clock, resolve=resolve,
-    )  # fmt: skip
+    )
 
 
 def updates(n: int) -> Iterator[UserUpdate]:
@@ -300,11 +300,11 @@ def test_dead_endpoint_end_to_end_stops_with_exit_2_and_a_rerun_resumes(
     # made (the endpoint goes away after the pre-flight checks)
     pool = make_pool(users=[{"username": f"u{i:02d}"} for i in range(1, 31)])
     source = write(tmp_path / "in.csv", "username,tier\n"
-                   + "".join(f"u{i:02d},gold\n" for i in range(1, 31)))  # fmt: skip
+                   + "".join(f"u{i:02d},gold\n" for i in range(1, 31)))
     report = tmp_path / "out.csv"
     settings = {"input": str(source), "user_pool_id": pool, "report": str(report),
                 "endpoint_url": emulator.endpoint_url, "rate": "500", "quiet": True,
-                "give_up_after": 1.0}  # fmt: skip
+                "give_up_after": 1.0}
 
     def go_away(plan: Any) -> bool:
         emulator.configure(drop_rate=1.0)
@@ -355,11 +355,11 @@ credential_process = sh -c "echo '{\\"Version\\": 1, \\"AccessKeyId\\": \\"AKIAS
     ],
     ids=["broken-config", "bad-region", "bad-endpoint", "bad-port", "no-profile",
          "failing-credential-process", "credential-process-not-json"],
-)  # fmt: skip
+)
 def test_aws_configuration_errors_are_one_line_exit_2_and_never_show_a_helpers_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     config_text: str, args: list[str], fragment: str,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN an AWS config file (broken, or with a failing credential helper) and a good input
     monkeypatch.setenv("AWS_CONFIG_FILE", str(write(tmp_path / "aws.cfg", config_text)))
     source = write(tmp_path / "in.csv", "username,given_name\nu1,Ann\n")
@@ -401,7 +401,7 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         body = b"{}"
         if target.endswith("DescribeUserPool"):
             body = json.dumps({"UserPool": {"Id": POOL, "Name": "prod",
-                                            "SchemaAttributes": SCHEMA}}).encode()  # fmt: skip
+                                            "SchemaAttributes": SCHEMA}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(body)))
@@ -472,7 +472,7 @@ def test_a_localhost_tunnel_is_confirmed_before_any_write(
     source = write(tmp_path / "in.csv", "username,given_name\nu1,Ann\n")
     # WHEN the job runs
     code = main(["run", str(source), "--user-pool-id", POOL, "--endpoint-url", recorder.url,
-                 "--report", str(tmp_path / "out.csv")])  # fmt: skip
+                 "--report", str(tmp_path / "out.csv")])
     # THEN it refuses to write without confirmation, and no update was sent
     err = capsys.readouterr().err
     assert code == 2
@@ -503,11 +503,11 @@ VALUE = "Ada.Lovelace@example.com"
     ],
     ids=["echo", "case-changed", "collapsed-whitespace", "partial", "two-characters",
          "lambda-text", "value-in-the-name-slot", "botocore-param"],
-)  # fmt: skip
+)
 def test_a_message_not_in_a_known_shape_is_replaced_by_our_words(code: str, message: str) -> None:
     # GIVEN an update with personal values and a message that is not a known-safe shape
     update = UserUpdate(1, "u1", (("email", VALUE), ("given_name", "Ada  Lovelace"),
-                                  ("custom:tier", "ab")))  # fmt: skip
+                                  ("custom:tier", "ab")))
     # WHEN it is prepared for the report
     text = report_message(RowError(code, message), update)
     # THEN nothing of Cognito's text is kept: our words, and that it was withheld
@@ -527,7 +527,7 @@ def test_a_message_not_in_a_known_shape_is_replaced_by_our_words(code: str, mess
         "1 validation error detected: Value at 'userAttributes.1.member.value' failed to "
         "satisfy constraint: Member must have length less than or equal to 2048",
     ],
-)  # fmt: skip
+)
 def test_a_known_shape_naming_only_sent_attributes_is_kept(message: str) -> None:
     names = {"custom:level", "custom:employee_id", "custom:tier", "email"}
     code = "UserNotFoundException" if message.startswith("User") else "InvalidParameterException"
@@ -554,10 +554,10 @@ def test_a_headerless_csv_error_names_counts_not_cells(
 ) -> None:
     # GIVEN a CSV without a header row: its first row is a user's email and phone number
     source = write(tmp_path / "in.csv", "ada@example.com,+15550001111,Ada\n"
-                                        "bob@example.com,+15550002222,Bob\n")  # fmt: skip
+                                        "bob@example.com,+15550002222,Bob\n")
     # WHEN it runs
     code = main(["run", str(source), "--user-pool-id", POOL, "--yes", "--quiet",
-                 "--endpoint-url", "http://127.0.0.1:9"])  # fmt: skip
+                 "--endpoint-url", "http://127.0.0.1:9"])
     # THEN one line naming the file and the column count, and no cell of the first row
     error = one_error_line(capsys.readouterr().err)
     assert code == 2
@@ -570,7 +570,7 @@ def test_client_metadata_values_are_not_stored_in_the_summary(tmp_path: Path) ->
     source = write(tmp_path / "in.csv", "username,given_name\nu1,Ann\n")
     # WHEN it runs
     result, _ = run_job(tmp_path, source, FakeCognito({"u1": {}}),
-                        client_metadata={"source": "hr-sync-SECRET"})  # fmt: skip
+                        client_metadata={"source": "hr-sync-SECRET"})
     # THEN the summary names the keys only
     text = (tmp_path / "out.csv.summary.json").read_text()
     assert "hr-sync-SECRET" not in text
@@ -585,7 +585,7 @@ def test_usernames_that_look_like_emails_failing_as_not_found_get_one_key_hint(
 ) -> None:
     # GIVEN a "username" column that holds emails, which are not the pool's usernames
     source = write(tmp_path / "in.csv", "username,given_name\n"
-                   + "".join(f"user{i}@example.com,A\n" for i in range(5)))  # fmt: skip
+                   + "".join(f"user{i}@example.com,A\n" for i in range(5)))
     # WHEN it runs (keyed by username, the default)
     result, err = run_job(tmp_path, source, FakeCognito({}))
     # THEN every row fails as not found, and one hint (a count, no email) suggests --key email
@@ -639,16 +639,16 @@ def test_the_emulator_admin_api_refuses_foreign_hosts_and_non_json_posts(emulato
     # GIVEN a request a browser page could send through DNS rebinding (another Host)
     status, _ = admin_request(port, "POST", "/_emulator/config", change,
                               {"Host": f"evil.example:{port}",
-                               "Content-Type": "application/json"})  # fmt: skip
+                               "Content-Type": "application/json"})
     assert status == 403
     # AND a cross-site "simple" POST (text/plain needs no CORS preflight)
     status, _ = admin_request(port, "POST", "/_emulator/config", change,
-                              {"Content-Type": "text/plain"})  # fmt: skip
+                              {"Content-Type": "text/plain"})
     assert status == 415
     # THEN neither changed anything; the project's own admin client is still let in
     assert EmulatorAdmin(emulator.endpoint_url).configure()["latency_ms"] == 0.0
     status, answer = admin_request(port, "POST", "/_emulator/config",
                                    json.dumps({"latency_ms": 0}).encode(),
-                                   {"Content-Type": "application/json"})  # fmt: skip
+                                   {"Content-Type": "application/json"})
     assert (status, answer["latency_ms"]) == (200, 0.0)
     assert admin_request(port, "GET", "/_emulator/identity", None, {})[1] == EMULATOR_IDENTITY

@@ -22,7 +22,7 @@ from batch.record.timeline import Reading, Timeline, timeline_path
 SECRET = "s3cr3t-metadata-value"
 CHROMIUM = find_chromium()
 NO_BROWSER = ("no chromium on PATH (make test installs Debian's chromium when it can: "
-              "apt-get install -y chromium)")  # fmt: skip
+              "apt-get install -y chromium)")
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
 
 
@@ -31,11 +31,11 @@ def write_report(path: Path, rows: int, *, failing: int = 0) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["row", "username", "key", "status", "attempts", "error_code",
-                      "error_message", "elapsed_ms"])  # fmt: skip
+                      "error_message", "elapsed_ms"])
         for n in range(1, rows + 1):
             if n <= failing:
                 out.writerow([n, f"user{n:05d}", "", "failed", 1, "UserNotFoundException",
-                              "User does not exist.", 40])  # fmt: skip
+                              "User does not exist.", 40])
             else:
                 out.writerow([n, f"user{n:05d}", "", "updated", 1, "", "", 40])
 
@@ -49,7 +49,7 @@ def write_timeline(report: Path, seconds: int, *, rows: int, start: float = 1.7e
         timeline.sample(start + s, Reading(sent=25 * s, throttled=s // 10, rate=25.0,
                                            in_flight=3, statuses={"updated": 25 * s}))
     timeline.finish(start + seconds, Reading(sent=25 * seconds, statuses={"updated": rows}),
-                    complete=True)  # fmt: skip
+                    complete=True)
     timeline.save(timeline_path(report))
 
 
@@ -63,7 +63,7 @@ def write_summary(report: Path, rows: int, failing: int, **extra: Any) -> None:
         "report": str(report), "exit_code": 1 if failing else 0,
         "settings": {"rate": "25", "workers": 8, "client_metadata": {"source": SECRET}},
         "pool": {"id": "us-east-1_test", "region": "us-east-1"}, **extra,
-    }  # fmt: skip
+    }
     report.with_name(report.name + ".summary.json").write_text(json.dumps(summary))
 
 
@@ -188,7 +188,7 @@ def test_without_matplotlib_html_is_one_line_and_exit_2(
     code = main(["report", str(report), "--html", str(tmp_path / "x.html")])
     run_code = main(["run", str(report), "--user-pool-id", "us-east-1_x", "--html",
                      str(tmp_path / "y.html"), "--endpoint-url", "http://127.0.0.1:9", "--yes",
-                     "--report", str(tmp_path / "r.csv"), "--no-schema-check"])  # fmt: skip
+                     "--report", str(tmp_path / "r.csv"), "--no-schema-check"])
     # THEN each says how to install it, on one line, exit 2, and the run wrote nothing
     err = capsys.readouterr().err
     assert code == 2 and run_code == 2
@@ -207,7 +207,7 @@ def test_run_with_html_writes_a_page_that_renders_in_a_real_browser(
     # WHEN the job runs with --html through the CLI, against the emulator over HTTP
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "60",
-                 "--html", str(html), "--quiet", "--yes"])  # fmt: skip
+                 "--html", str(html), "--quiet", "--yes"])
     # THEN the page is there, owner-only, with its charts, the run's counts and the failed row
     assert code == 1  # ghost01 does not exist
     page = html.read_text(encoding="utf-8")
@@ -248,7 +248,7 @@ def test_the_browser_check_sees_a_script_error_and_a_request(tmp_path: Path) -> 
     # GIVEN a page with a script error and an image from the network (what the report never has)
     page = tmp_path / "bad.html"
     page.write_text('<html><body><script>notDefined()</script>'
-                    '<img src="http://127.0.0.1:9/x.png"></body></html>')  # fmt: skip
+                    '<img src="http://127.0.0.1:9/x.png"></body></html>')
     assert CHROMIUM is not None
     # WHEN the browser opens it
     with Browser(CHROMIUM) as browser:
@@ -267,7 +267,7 @@ def test_a_parquet_report_of_a_resumed_run(tmp_path: Path) -> None:
     report = tmp_path / "night.report.parquet"
     write_parquet(report, [RowResult(n, f"user{n}", Status.FAILED if n == 7 else Status.UPDATED,
                                      error_code="AliasExistsException" if n == 7 else "")
-                           for n in range(1, 51)])  # fmt: skip
+                           for n in range(1, 51)])
     timeline = Timeline(identity={"input_sha256": "x"}, rows=50)
     for start in (1.7e9, 1.7e9 + 600):
         timeline.start_run(start, Reading())

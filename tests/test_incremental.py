@@ -56,7 +56,7 @@ def finished_journal(report: Path) -> bool:
 def state_of(report: Path) -> dict[str, int]:
     table = pq.read_table(RunFiles(report).state)
     return dict(zip(table.column("key").to_pylist(), table.column("state").to_pylist(),
-                    strict=True))  # fmt: skip
+                    strict=True))
 
 
 def test_second_run_sends_only_the_changed_rows(
@@ -107,7 +107,7 @@ def test_a_failed_row_is_sent_again_and_other_settings_mean_a_full_run(
     assert updates_accepted(emulator) == before  # it failed again: no accepted write
     # WHEN a setting that shapes the state changes (another mapping): a full run, said once
     proc = start(source, pool, emulator, report, "--rate", "1000", "--incremental",
-                 "--empty", "delete")  # fmt: skip
+                 "--empty", "delete")
     proc.wait(timeout=60)
     summary = json.loads(RunFiles(report).summary.read_text())
     assert summary["incremental"]["full_run"] and summary["incremental"]["changed"] == n
@@ -125,7 +125,7 @@ def test_verify_finds_and_fixes_drift(
     for i in range(1, n + 1):  # by other means: a plain call
         cognito_client.admin_update_user_attributes(
             UserPoolId=pool, Username=f"k{i:05d}",
-            UserAttributes=[{"Name": "custom:tier", "Value": "drifted"}])  # fmt: skip
+            UserAttributes=[{"Name": "custom:tier", "Value": "drifted"}])
     # WHEN the same input runs with --incremental --verify 5
     summary = run(source, pool, emulator, report, "--verify", "5")
     # THEN 5 users are read, their drift found and fixed; the others are left to the state
@@ -148,7 +148,7 @@ def test_kill_9_during_an_incremental_run_then_resume(
     run(write_input(tmp_path / "day1.csv", n), pool, emulator, report)
     old_state = RunFiles(report).state.read_bytes()
     changed = frozenset(range(1, n + 1, 5)) | frozenset(range(2, n + 1, 5)) \
-        | frozenset(range(3, n + 1, 5))  # fmt: skip
+        | frozenset(range(3, n + 1, 5))
     day2 = write_input(tmp_path / "day2.csv", n, changed, tag="b")
     before = updates_accepted(emulator)
     # WHEN the incremental run is killed with SIGKILL part way
@@ -173,7 +173,7 @@ def test_kill_9_during_an_incremental_run_then_resume(
         tier = emulator.get_user_attributes(pool, f"k{i:05d}")["custom:tier"]
         assert tier == (f"b{i % 13}" if i in changed else f"t{i % 13}")
         update = UserUpdate(i, f"k{i:05d}", (("custom:tier", tier),
-                                             ("custom:department", f"d{i % 17}")))  # fmt: skip
+                                             ("custom:department", f"d{i % 17}")))
         assert state[f"k{i:05d}"] == desired_hash(update)
 
 

@@ -29,7 +29,7 @@ POOL = "us-east-1_test"
 def seed_users() -> dict[str, dict[str, str]]:
     with open(SAMPLE / "seed_users.csv", encoding="utf-8", newline="") as handle:
         return {r["username"]: {k: v for k, v in r.items() if k != "username"}
-                for r in csv.DictReader(handle)}  # fmt: skip
+                for r in csv.DictReader(handle)}
 
 
 def demo_rows() -> int:
@@ -42,7 +42,7 @@ def job_config(report: Path, input: Path = DEMO, **overrides: Any) -> JobConfig:
         "input": str(input), "user_pool_id": POOL, "report": str(report), "rate": "10000",
         "workers": 8, "quiet": True, "confirm": False, "mark_verified": True,
         "columns": {"department": "custom:department"},
-    }  # fmt: skip
+    }
     settings.update(overrides)
     return build_config(None, settings)
 
@@ -138,7 +138,7 @@ def test_resume_from_a_hand_written_journal(tmp_path: Path) -> None:
     ] + [RowResult(11, "user0011", Status.FAILED, error_code="InternalErrorException")]
     journal = Journal(journal_path(report),
                       JournalHeader(file_sha256(DEMO), config.fingerprint()),
-                      carry=iter(carried))  # fmt: skip
+                      carry=iter(carried))
     journal.close()
     with open(journal_path(report), "a", encoding="utf-8") as handle:
         handle.write('{"row": 12, "status": "upd')

@@ -36,7 +36,7 @@ def results() -> list[RowResult]:
         RowResult(3, "", Status.FAILED, attempts=8, error_code="TooManyRequestsException",
                   error_message="gave up after 8 attempts", key="c@example.com"),
         RowResult(4, "u4", Status.SKIPPED, error_code="Stopped", error_message="SIGINT"),
-    ]  # fmt: skip
+    ]
 
 
 def write_journal(path: Path, items: list[RowResult], *, complete: bool = False) -> None:
@@ -62,7 +62,7 @@ def test_round_trip(tmp_path: Path) -> None:
     # GIVEN a journal with four results (tabs, newlines, backslashes and non-ASCII in texts)
     path = tmp_path / "r.csv.journal"
     odd = RowResult(5, "a\tb", Status.FAILED, attempts=2, error_code="X",
-                    error_message="line1\nline2\r\\n — \\ \udcff", key="k\\t")  # fmt: skip
+                    error_message="line1\nline2\r\\n — \\ \udcff", key="k\\t")
     write_journal(path, [*results(), odd])
 
     # WHEN it is read back
@@ -97,7 +97,7 @@ def test_finished_holds_only_rows_a_resume_does_not_redo(tmp_path: Path) -> None
     assert [cells for _, cells in state.carried()] == [
         (1, "u1", "", "updated", 1, "", "", 12),
         (2, "u2", "", "invalid", 0, "InvalidValue", "column 'email': not an email address — é", 0),
-    ]  # fmt: skip
+    ]
 
 
 def test_complete_marker(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_no_journal_reads_as_none(tmp_path: Path) -> None:
     [b"1a2b3c4d\t5\tu\t1", b"%08x\t5\tu\t1\t2\tu5" % zlib.crc32(b"5\tu\t1\t2\tu5"),
      b"\x00\x00\x00\x00", b"\xe2\x82"],
     ids=["half-line", "whole-line-no-newline", "zeros", "half-utf8"],
-)  # fmt: skip
+)
 def test_a_torn_last_line_is_ignored_and_the_rest_kept(tmp_path: Path, torn: bytes) -> None:
     # GIVEN a journal whose last write was cut off mid-line
     path = tmp_path / "j"
@@ -146,7 +146,7 @@ def test_a_torn_last_line_is_ignored_and_the_rest_kept(tmp_path: Path, torn: byt
      b'{"row": 5, "status": "updated"}\n',  # a version 1 line
      b"\n"],
     ids=["bad-crc", "bad-status", "bad-row", "json", "empty"],
-)  # fmt: skip
+)
 def test_a_garbled_line_ends_what_is_trusted(tmp_path: Path, garbled: bytes) -> None:
     # GIVEN a garbled line (with its newline) and then a good one after it
     path = tmp_path / "j"
@@ -171,7 +171,7 @@ def test_an_unfinished_journal_of_an_older_version_is_a_one_line_resume_error(
     # GIVEN a version 1 journal (JSON lines) of a run that did not finish
     path = tmp_path / "j"
     path.write_text(json.dumps({"journal": 1, "input_sha256": "x", "settings": "y"}) + "\n"
-                    + '{"row": 1, "status": "updated"}\n')  # fmt: skip
+                    + '{"row": 1, "status": "updated"}\n')
     # WHEN it is read, THEN the error names the version and the way out, on one line
     with pytest.raises(ResumeError, match="version 1") as caught:
         read_journal(path)
@@ -182,7 +182,7 @@ def test_a_finished_journal_of_an_older_version_reads_as_complete(tmp_path: Path
     # GIVEN a version 1 journal of a run that finished: the next run may simply replace it
     path = tmp_path / "j"
     path.write_text(json.dumps({"journal": 1, "input_sha256": "x", "settings": "y"}) + "\n"
-                    + '{"row": 1, "status": "updated"}\n{"complete": true}\n')  # fmt: skip
+                    + '{"row": 1, "status": "updated"}\n{"complete": true}\n')
     state = read_journal(path)
     assert state is not None and state.complete and state.version == 1
 
@@ -210,7 +210,7 @@ def test_the_last_record_for_a_row_wins(tmp_path: Path) -> None:
         RowResult(1, "u1", Status.UPDATED),
         RowResult(3, "u3", Status.UPDATED, attempts=2),
         RowResult(1, "u1", Status.SKIPPED, error_code="Stopped"),
-    ])  # fmt: skip
+    ])
 
     # WHEN read
     state = read_journal(path)
@@ -307,14 +307,14 @@ def test_the_finished_row_set_takes_a_bit_a_row_at_a_million_rows() -> None:
     finished.discard(n)
     assert [int(r) for chunk in finished.missing(n + 2, chunk=4096) for r in chunk] == [
         7, n, n + 1, n + 2
-    ]  # fmt: skip
+    ]
 
 
 def journal_of(path: Path, n: int) -> Path:
     with open(path, "wb") as handle:
         handle.write(json.dumps(HEADER.as_record()).encode() + b"\n")
         handle.write(b"".join(encode(RowResult(r, f"user{r}", Status.UPDATED, attempts=1))
-                              for r in range(1, n + 1)))  # fmt: skip
+                              for r in range(1, n + 1)))
     return path
 
 

@@ -58,7 +58,7 @@ def test_renewals_go_on_while_a_segment_upload_hangs(tmp_path: Path) -> None:
     done = threading.Event()
     checkpoint = Checkpoint(store, parse(str(tmp_path / "segs")), tmp_path / "r.csv.journal",  # type: ignore[arg-type]
                             lease=lease, interval=3600,
-                            lease_wait=lambda seconds: done.wait(0.001))  # fmt: skip
+                            lease_wait=lambda seconds: done.wait(0.001))
     journal = Journal(tmp_path / "r.csv.journal", JournalHeader("sha", "s"))
     journal.write(RowResult(1, "u1", Status.UPDATED, 1))
     journal.sync()
@@ -91,7 +91,7 @@ def test_a_run_that_cannot_renew_stops_before_the_lease_can_expire(tmp_path: Pat
     now = [50.0]
     stops: list[str] = []
     keeper = LeaseKeeper(lease, on_lost=stops.append, on_stop=stops.append,
-                         monotonic=lambda: now[0])  # fmt: skip
+                         monotonic=lambda: now[0])
     renewal = threading.Thread(target=keeper.renew_once)
     renewal.start()
     try:
@@ -116,7 +116,7 @@ def test_a_successor_waits_out_the_clock_skew(tmp_path: Path) -> None:
     a.acquire()
     now = [1010.5]  # A's expiry has passed on B's clock, by less than the skew
     b = Lease(LocalStorage(), where, ttl=10, clock=lambda: now[0],
-              sleep=lambda s: now.__setitem__(0, now[0] + s))  # fmt: skip
+              sleep=lambda s: now.__setitem__(0, now[0] + s))
     # WHEN B tries to take it, THEN it waits until the expiry is past by the skew
     b.acquire()
     assert b.held and now[0] >= 1010 + CLOCK_SKEW_SECONDS

@@ -42,24 +42,24 @@ def json_lines(err: str) -> list[dict[str, Any]]:
 def test_json_run_every_line_parses_and_holds_no_value(
     make_pool: Any, emulator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN users, and an input whose values are distinctive (some invalid, one unknown user)
     pool = make_pool(users=[{"username": f"u{i:03d}"} for i in range(1, 31)])
     rows = [{"username": f"u{i:03d}", "email": f"person{i}@hidden.example",
              "tier": f"secret-tier-{i}", "level": str(i % 9 + 1)}
-            for i in range(1, 31)]  # fmt: skip
+            for i in range(1, 31)]
     rows[4]["email"] = "not-an-email-zqx"
     rows[5]["level"] = "99999"
     rows[6]["tier"] = "x" * 40
     rows.append({"username": "nobody-xq", "email": "nobody@hidden.example", "tier": "t",
-                 "level": "1"})  # fmt: skip
+                 "level": "1"})
     source = write_rows(tmp_path / "in.csv", rows)
     monkeypatch.setattr(batch.view.progress, "JSON_INTERVAL", 0.0)  # a progress event per result
     capsys.readouterr()
     # WHEN the job runs with --log-format json
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(tmp_path / "r.csv"), "--rate", "500",
-                 "--yes", "--log-format", "json"])  # fmt: skip
+                 "--yes", "--log-format", "json"])
     err = capsys.readouterr().err
     # THEN every line is a JSON object, the run is told start to summary
     records = json_lines(err)
@@ -85,7 +85,7 @@ def test_json_errors_are_one_event(tmp_path: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     # WHEN each runs with --log-format json
     missing = main(["run", str(tmp_path / "nope.csv"), "--user-pool-id", "us-east-1_x",
-                    "--log-format", "json"])  # fmt: skip
+                    "--log-format", "json"])
     first = capsys.readouterr().err
     usage = main(["run", "x.csv", "--log-format", "json", "--workers", "many"])
     second = capsys.readouterr().err
@@ -106,7 +106,7 @@ def test_text_is_the_default(
     capsys.readouterr()
     # WHEN it runs without --log-format
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--report", str(tmp_path / "r.csv"), "--yes"])  # fmt: skip
+                 emulator.endpoint_url, "--report", str(tmp_path / "r.csv"), "--yes"])
     err = capsys.readouterr().err
     # THEN the summary is the human one, and no line is JSON
     assert code == 0
@@ -119,7 +119,7 @@ def test_progress_event_fields_with_an_injected_clock() -> None:
     out = io.StringIO()
     now = [0.0]
     progress = Progress(4, stream=out, log=EventLog(out, format="json"), clock=lambda: now[0],
-                        extra=lambda: {"rate": 25.0, "throttles": 3})  # fmt: skip
+                        extra=lambda: {"rate": 25.0, "throttles": 3})
     # WHEN two results arrive
     for row in (1, 2):
         now[0] += 6.0
@@ -178,7 +178,7 @@ def test_sigterm_on_an_s3_input_is_told_in_json(
          "--endpoint-url", emulator.endpoint_url, "--report", str(report), "--rate", "100",
          "--yes", "--log-format", "json"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    )
     journal = Path(str(report) + ".journal")
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:

@@ -33,16 +33,16 @@ from batch.plan.lookup import Resolver
 def setup(emulator: Any, make_pool: Any, tmp_path: Path, n: int = 6) -> tuple[str, Path]:
     emulator.configure(quotas=FAST)
     pool = make_pool(users=[{"username": f"u{i:03d}", "custom:tier": "a"}
-                            for i in range(1, n + 1)])  # fmt: skip
+                            for i in range(1, n + 1)])
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[f"u{i:03d}", "b"] for i in range(1, n + 1)])  # fmt: skip
+                       [[f"u{i:03d}", "b"] for i in range(1, n + 1)])
     return pool, source
 
 
 def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
-                 *extra])  # fmt: skip
+                 *extra])
 
 
 def accepted(emulator: Any, operation: str = "AdminUpdateUserAttributes") -> int:
@@ -86,7 +86,7 @@ def test_a_throttled_read_is_not_a_row_failure(
     report = tmp_path / "out.csv"
     # WHEN it runs
     code = run(source, pool, emulator, report, "--undo", "--rate", "10", "--max-attempts", "2",
-               "--max-failures", "0")  # fmt: skip
+               "--max-failures", "0")
     # THEN each row failed with Cognito's throttle code, and the brake never tripped (exit 1)
     with open(report, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -112,14 +112,14 @@ def test_a_cancelled_read_is_skipped() -> None:
     # WHEN a row is resolved, THEN it is skipped, Stopped, with the reason
     result = resolver(UserUpdate(7, "u007", (("custom:tier", "b"),), ()))
     assert result == RowResult(7, "u007", Status.SKIPPED, error_code="Stopped",
-                               error_message="interrupted by SIGTERM")  # fmt: skip
+                               error_message="interrupted by SIGTERM")
 
 
 @pytest.mark.parametrize(("signum", "expected"), [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_signal_while_the_pool_is_read_exits_with_the_signals_code(
     emulator: Any, make_pool: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], signum: str, expected: int,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN --skip-unchanged over a pool of several pages (a ListUsers snapshot), and the
     # signal arriving as the first page is read
     import os
@@ -138,7 +138,7 @@ def test_a_signal_while_the_pool_is_read_exits_with_the_signals_code(
     monkeypatch.setattr(CognitoGateway, "list_users_page", page)
     # WHEN it runs
     code = run(source, pool, emulator, tmp_path / "out.csv", "--skip-unchanged", "--rate",
-               "500")  # fmt: skip
+               "500")
     # THEN it exits with the signal's code, says nothing was written, and wrote nothing
     assert code == expected, capsys.readouterr().err
     assert "nothing was written" in capsys.readouterr().err

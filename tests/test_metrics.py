@@ -41,12 +41,12 @@ UNITS = {
     "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
     "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second",
     "Terabits/Second", "Count/Second", "None",
-}  # fmt: skip
+}
 
 
 def _number(value: Any) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))  # fmt: skip
+            and math.isfinite(value))
 
 
 def emf_violations(line: str) -> list[str]:
@@ -102,7 +102,7 @@ def emf_violations(line: str) -> list[str]:
                 continue
             value = root.get(name)
             if not (_number(value) or (isinstance(value, list) and 0 < len(value) <= 100
-                                       and all(_number(v) for v in value))):  # fmt: skip
+                                       and all(_number(v) for v in value))):
                 errors.append(f"metric {name!r} is not a number (or array of numbers) member")
             if "Unit" in m and m["Unit"] not in UNITS:
                 errors.append(f"metric {name!r} has unit {m['Unit']!r}")
@@ -114,7 +114,7 @@ def emf_violations(line: str) -> list[str]:
 def test_the_checker_catches_what_the_specification_forbids() -> None:
     # GIVEN a valid record, and copies each breaking one rule
     good = emf_record(Snapshot({"updated": 3}, 4, 1, 2.5, 1.2, 0), pool_id="us-east-1_A",
-                      job_name="nightly", timestamp_ms=1_700_000_000_000)  # fmt: skip
+                      job_name="nightly", timestamp_ms=1_700_000_000_000)
     broken = []
     for change in (
         lambda r: r["_aws"].pop("Timestamp"),
@@ -140,14 +140,14 @@ def test_every_emf_record_of_the_demo_run_follows_the_specification(
     from batch.commands.demo import seed_rows
 
     pool = make_pool(users=seed_rows(ROOT / "sample_data" / "seed_users.csv"),
-                     auto_verified=["email"])  # fmt: skip
+                     auto_verified=["email"])
     emulator.configure(quotas={"UserUpdate": 1000})
     capsys.readouterr()
     # WHEN the demo job runs with --metrics emf, the flag before other options
     code = main(["run", "--metrics", "emf", "--job", str(ROOT / "jobs" / "demo.toml"),
                  "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
                  "--report", str(tmp_path / "demo.csv"), "--rate", "400", "--yes",
-                 "--log-format", "json"])  # fmt: skip
+                 "--log-format", "json"])
     out, err = capsys.readouterr()
     # THEN stdout holds only EMF records, each valid; the logs stayed on stderr
     lines = out.splitlines()
@@ -163,7 +163,7 @@ def test_every_emf_record_of_the_demo_run_follows_the_specification(
     # AND no attribute value of the input is anywhere in them
     with open(ROOT / "sample_data" / "demo_users.csv", encoding="utf-8") as handle:
         values = {v for row in csv.DictReader(handle) for k, v in row.items()
-                  if k != "username" and v and len(v) > 3}  # fmt: skip
+                  if k != "username" and v and len(v) > 3}
     assert values and not [v for v in values if v in out]
 
 
@@ -181,7 +181,7 @@ def test_a_progress_record_has_the_figures_and_no_exit_code() -> None:
             pass
 
     emf = EmfMetrics(pool_id="eu-west-1_X", job_name="nightly", stream=Sink(),  # type: ignore[arg-type]
-                     clock=lambda: 1234.5)  # fmt: skip
+                     clock=lambda: 1234.5)
     # WHEN the lead's per-tick hook is called
     emf.progress(snapshot_live(tick))
     # THEN one valid line, with the figures so far and no ExitCode metric
@@ -196,7 +196,7 @@ def test_a_progress_record_has_the_figures_and_no_exit_code() -> None:
 
 def test_dimensions_are_bounded_printable_ascii() -> None:
     record = emf_record(snapshot_of({}, 2), pool_id="p", job_name="nuit-é\n" + "x" * 400,
-                        timestamp_ms=0)  # fmt: skip
+                        timestamp_ms=0)
     assert emf_violations(json.dumps(record)) == []
     assert record["JobName"].isascii() and len(record["JobName"]) == 250
     assert record["ExitCode"] == 2 and record["RowsUpdated"] == 0
@@ -205,7 +205,7 @@ def test_dimensions_are_bounded_printable_ascii() -> None:
 # -- Prometheus textfile ---------------------------------------------------------------------
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-z_]+="[^"\n]*"(,[a-z_]+="[^"\n]*")*\})? '
-                    r"-?[0-9.e+]+$")  # fmt: skip
+                    r"-?[0-9.e+]+$")
 
 
 def _value(text: str, name: str) -> float | None:
@@ -268,7 +268,7 @@ def test_a_run_writes_the_textfile(emulator: Any, make_pool: Any, tmp_path: Path
     # WHEN it runs with the flag's two words before INPUT
     code = main(["run", "--metrics", "prometheus-textfile", str(prom), str(source),
                  "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                 "--report", str(tmp_path / "out.csv"), "--quiet", "--yes"])  # fmt: skip
+                 "--report", str(tmp_path / "out.csv"), "--quiet", "--yes"])
     # THEN the run succeeded and says so in the file
     text = prom.read_text(encoding="utf-8")
     assert code == 0
@@ -286,7 +286,7 @@ def test_a_metrics_file_that_cannot_be_written_is_a_warning(
     folder.write_text("")
     metrics = ("prometheus-textfile", str(folder / "c.prom"))
     config = build_config(None, {"input": "x.csv", "user_pool_id": "us-east-1_A",
-                                 "metrics": metrics})  # fmt: skip
+                                 "metrics": metrics})
     run_metrics = RunMetrics.of(config, job_file=None)
     assert run_metrics is not None
     run_metrics.finish(JobResult(0, {}, tmp_path / "r.csv"))
@@ -302,7 +302,7 @@ def test_a_metrics_file_that_cannot_be_written_is_a_warning(
     (["prometheus-textfile", "a.prom"], ("prometheus-textfile", "a.prom"), []),
     (["prometheus-textfile", "a.prom", "in.csv"], ("prometheus-textfile", "a.prom"), ["in.csv"]),
     (["prometheus-textfile=a.prom", "in.csv"], ("prometheus-textfile", "a.prom"), ["in.csv"]),
-])  # fmt: skip
+])
 def test_the_flag_takes_as_many_words_as_its_kind(
     given: list[str], spec: tuple[str, ...], rest: list[str]
 ) -> None:
@@ -311,7 +311,7 @@ def test_the_flag_takes_as_many_words_as_its_kind(
 
 @pytest.mark.parametrize("metrics", [
     ("statsd",), ("emf", "x"), ("prometheus-textfile",), ("prometheus-textfile", "s3://b/k"),
-])  # fmt: skip
+])
 def test_bad_metrics_settings_are_usage_errors(metrics: tuple[str, ...]) -> None:
     with pytest.raises(UsageError, match="--metrics"):
         build_config(None, {"input": "x.csv", "user_pool_id": "p_1", "metrics": metrics})
@@ -321,7 +321,7 @@ def test_a_job_file_names_metrics_relative_to_itself(tmp_path: Path) -> None:
     job = tmp_path / "jobs" / "nightly.toml"
     job.parent.mkdir()
     job.write_text('input = "in.csv"\nuser_pool_id = "p_1"\n'
-                   'metrics = ["prometheus-textfile", "../prom/c.prom"]\n')  # fmt: skip
+                   'metrics = ["prometheus-textfile", "../prom/c.prom"]\n')
     assert build_config(str(job), {}).metrics == (
         "prometheus-textfile", os.path.normpath(tmp_path / "prom" / "c.prom"))
     job.write_text('input = "in.csv"\nuser_pool_id = "p_1"\nmetrics = ["emf"]\n')

@@ -25,15 +25,15 @@ from batch.record.layout import RunFiles
 
 #: Options that are read, never written (the matrix's inputs, not its outputs).
 READS = {("run", "input"), ("run", "job"), ("retry", "from_report"), ("retry", "input"),
-         ("retry", "job"), ("undo", "from_report"), ("report", "view_report")}  # fmt: skip
+         ("retry", "job"), ("undo", "from_report"), ("report", "view_report")}
 #: String options that are no path.
 NOT_PATHS = {"user_pool_id", "rate", "region", "profile", "endpoint_url", "username_column",
              "columns", "exclude", "key", "format", "delimiter", "empty", "on_duplicate",
              "client_metadata", "rows", "shard", "max_failures", "rate_algorithm",
-             "log_format", "attributes", "filter"}  # fmt: skip
+             "log_format", "attributes", "filter"}
 #: ``someone.csv``: a file no run of this tool wrote (another job's input, a spreadsheet).
 KEPT = ["in.csv", "out.csv", "out.csv.journal", "out.csv.summary.json",
-        "out.csv.timeline.json", "out.csv.undo.jsonl", "someone.csv"]  # fmt: skip
+        "out.csv.timeline.json", "out.csv.undo.jsonl", "someone.csv"]
 
 
 def outputs() -> list[tuple[str, str, str]]:
@@ -60,7 +60,7 @@ def test_the_matrix_finds_the_outputs() -> None:
     names = {(c, f or d) for c, d, f in outputs()}
     assert {("run", "--report"), ("run", "--html"), ("retry", "--report"), ("retry", "--html"),
             ("undo", "--report"), ("report", "--html"), ("merge", "report"),
-            ("export", "out")} <= names  # fmt: skip
+            ("export", "out")} <= names
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,11 @@ def finished_run(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dic
         {"Name": "tier", "AttributeDataType": "String", "Mutable": True}])
     emulator.seed_users(pool, [{"username": f"u{i}", "custom:tier": "a"} for i in range(3)])
     source = write_csv(folder / "in.csv", ["username", "tier"],
-                       [["u0", "b"], ["u1", "b"], ["ghost", "b"]])  # fmt: skip
+                       [["u0", "b"], ["u1", "b"], ["ghost", "b"]])
     report = folder / "out.csv"
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet", "--html", str(folder / "page.html")]) == 1  # fmt: skip
+                 "--quiet", "--html", str(folder / "page.html")]) == 1
     write_csv(folder / "someone.csv", ["username", "email"], [["alice", "a@example.com"]])
     assert all((folder / name).is_file() for name in KEPT)
     return {"folder": folder, "pool": pool, "url": emulator.endpoint_url}
@@ -93,7 +93,7 @@ def base_args(command: str, run: dict[str, Any]) -> list[str]:
         "report": ["report", str(folder / "out.csv")],
         "merge": ["merge"],
         "export": ["export", "--user-pool-id", pool, "--endpoint-url", url, "--quiet"],
-    }[command]  # fmt: skip
+    }[command]
 
 
 @pytest.mark.parametrize("kept", KEPT)
@@ -122,7 +122,7 @@ def test_run_html_onto_the_input(emulator: Any, make_pool: Any, tmp_path: Path) 
     kept = source.read_bytes()
     assert main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--yes", "--quiet", "--report",
-                 str(tmp_path / "r.csv"), "--html", str(source)]) == 2  # fmt: skip
+                 str(tmp_path / "r.csv"), "--html", str(source)]) == 2
     assert source.read_bytes() == kept
     assert emulator.get_user_attributes(pool, "u1").get("custom:tier") != "gold"
 
@@ -137,11 +137,11 @@ def test_report_html_onto_the_report(finished_run: dict[str, Any]) -> None:
 def shards(emulator: Any, make_pool: Any, tmp_path: Path, report: str) -> Path:
     pool = make_pool(users=[{"username": f"u{i}"} for i in range(6)])
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[f"u{i}", "gold"] for i in range(6)])  # fmt: skip
+                       [[f"u{i}", "gold"] for i in range(6)])
     for k in range(2):
         assert main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                      emulator.endpoint_url, "--yes", "--quiet", "--rate", "500",
-                     "--shard", f"{k}/2", "--report", str(tmp_path / report)]) == 0  # fmt: skip
+                     "--shard", f"{k}/2", "--report", str(tmp_path / report)]) == 0
     return source
 
 
@@ -169,13 +169,13 @@ def test_outputs_replace_only_what_this_tool_wrote(
     source = write_csv(tmp_path / "in.csv", ["username", "tier"], [["u1", "gold"]])
     argv = ["run", str(source), "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
             "--yes", "--quiet", "--rate", "500", "--report", str(tmp_path / "r.csv"),
-            "--html", str(tmp_path / "r.html")]  # fmt: skip
+            "--html", str(tmp_path / "r.html")]
     assert main(argv) == 0
     assert main([*argv, "--fresh"]) == 0
     # THEN both are replaced (they are this tool's), and an export over an export with --fresh
     assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--quiet"]) == 0  # fmt: skip
+                 emulator.endpoint_url, "--quiet"]) == 0
     assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--quiet"]) == 2  # fmt: skip
+                 emulator.endpoint_url, "--quiet"]) == 2
     assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
-                 emulator.endpoint_url, "--quiet", "--fresh"]) == 0  # fmt: skip
+                 emulator.endpoint_url, "--quiet", "--fresh"]) == 0

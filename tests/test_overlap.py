@@ -13,21 +13,21 @@ def test_the_plan_weighs_reads_against_the_write_ceiling() -> None:
     common: dict[str, Any] = {"key": "username", "list_rate": 25.0, "get_rate": 100.0}
     # before-images at the default quota: per-row reads keep up (no wait up front)
     assert plan_reads(input_rows=6000, pool_users=6000, writes=45.0, every_row=True,
-                      **common) == "live"  # fmt: skip
+                      **common) == "live"
     # a raised quota (150/s): per-row reads at 100/s would cap the writes -> overlapped
     assert plan_reads(input_rows=6000, pool_users=6000, writes=135.0, every_row=True,
-                      **common) == "overlap"  # fmt: skip
+                      **common) == "overlap"
     assert plan_reads(input_rows=6000, pool_users=None, writes=150.0, every_row=True,
-                      **common) == "overlap"  # fmt: skip
+                      **common) == "overlap"
     # --skip-unchanged: the diff needs every row's read; the cheaper way, as before
     assert plan_reads(input_rows=600, pool_users=60_000, writes=150.0, every_row=False,
-                      **common) == "live"  # fmt: skip
+                      **common) == "live"
     # a pool far bigger than the input: paging it outlasts the writes -> live
     assert plan_reads(input_rows=1000, pool_users=10_000_000, writes=150.0, every_row=True,
-                      **common) == "live"  # fmt: skip
+                      **common) == "live"
     # --skip-unchanged under the reads' pace: the cheaper read, as before
     assert plan_reads(input_rows=6000, pool_users=6000, writes=45.0, every_row=False,
-                      **common) == "snapshot"  # fmt: skip
+                      **common) == "snapshot"
 
 
 class _Lookup:

@@ -52,19 +52,19 @@ def fast(emulator: Any) -> Any:
 def a_run(emulator: Any, make_pool: Any, tmp_path: Path, n: int = 4) -> tuple[str, Path]:
     """A run with before-images that changed ``n`` users; returns the pool and its report."""
     pool = make_pool(users=[{"username": name(i), "custom:tier": "silver"}
-                            for i in range(1, n + 1)])  # fmt: skip
+                            for i in range(1, n + 1)])
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[name(i), "gold"] for i in range(1, n + 1)])  # fmt: skip
+                       [[name(i), "gold"] for i in range(1, n + 1)])
     report = tmp_path / "out.csv"
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet"]) == 0
     return pool, report
 
 
 def undo(report: Path, emulator: Any, *extra: str) -> int:
     return main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--quiet", "--rate", "500", *extra])  # fmt: skip
+                 "--quiet", "--rate", "500", *extra])
 
 
 def family(report: Path) -> dict[Path, bytes]:
@@ -91,7 +91,7 @@ def test_undo_refuses_a_second_concurrent_run(
 
 
 @pytest.mark.parametrize("target", ["out.csv.undo.jsonl", "out.csv", "out.csv.summary.json",
-                                    "out.csv.timeline.json"])  # fmt: skip
+                                    "out.csv.timeline.json"])
 def test_undo_refuses_an_output_that_is_its_input_or_the_runs(
     fast: Any, make_pool: Any, tmp_path: Path, target: str
 ) -> None:
@@ -106,7 +106,7 @@ def test_undo_refuses_an_output_that_is_its_input_or_the_runs(
 
 
 def test_undo_writes_a_timeline_and_its_exit_code(fast: Any, make_pool: Any,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+                                                  tmp_path: Path) -> None:
     # GIVEN a run that changed 4 users
     pool, report = a_run(fast, make_pool, tmp_path)
     # WHEN it is undone
@@ -125,7 +125,7 @@ def test_undo_gives_up_on_a_dead_endpoint(fast: Any, make_pool: Any, tmp_path: P
     # GIVEN a run to undo, and an endpoint that drops every connection once the undo is planned
     pool, report = a_run(fast, make_pool, tmp_path)
     config, _ = undo_config(str(report), {"endpoint_url": fast.endpoint_url, "rate": "500",
-                                          "quiet": True, "give_up_after": 1.0})  # fmt: skip
+                                          "quiet": True, "give_up_after": 1.0})
 
     def go_away(plan: Any) -> bool:
         fast.configure(drop_rate=1.0)
@@ -145,7 +145,7 @@ def test_undo_gives_up_on_a_dead_endpoint(fast: Any, make_pool: Any, tmp_path: P
 
 
 def test_undo_dry_run_after_an_undo_keeps_its_record(fast: Any, make_pool: Any,
-                                                     tmp_path: Path) -> None:  # fmt: skip
+                                                     tmp_path: Path) -> None:
     # GIVEN a run and its undo
     _, report = a_run(fast, make_pool, tmp_path)
     assert undo(report, fast) == 0
@@ -182,7 +182,7 @@ def test_a_rebuilt_report_under_the_default_rate_logs_json(tmp_path: Path) -> No
     fake = FakeCognito(seed_users())
     report = tmp_path / "small.report.csv"
     source = write_csv(tmp_path / "small.csv", ["username", "department"],
-                       [[f"user{i:04d}", "ops"] for i in range(1, 6)])  # fmt: skip
+                       [[f"user{i:04d}", "ops"] for i in range(1, 6)])
     polite = replace(job_config(report, source), rate=JobConfig().rate)
     assert Job(polite, gateway=fake, stream=io.StringIO()).run().exit_code in (0, 1)  # type: ignore[arg-type]
     report.unlink()

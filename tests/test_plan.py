@@ -30,7 +30,7 @@ EXTRA_SCHEMA: list[dict[str, Any]] = [
     {"Name": "custom:joined", "AttributeDataType": "DateTime", "Mutable": True},
     {"Name": "custom:secret", "AttributeDataType": "String", "Mutable": True,
      "DeveloperOnlyAttribute": True},
-]  # fmt: skip
+]
 
 
 def pool(*, auto_verified: tuple[str, ...] = ("email",)) -> PoolSchema:
@@ -39,7 +39,7 @@ def pool(*, auto_verified: tuple[str, ...] = ("email",)) -> PoolSchema:
         "AutoVerifiedAttributes": list(auto_verified),
         "UserAttributeUpdateSettings": {
             "AttributesRequireVerificationBeforeUpdate": ["email"]},
-    })  # fmt: skip
+    })
 
 
 # -- attribute names and mapping -------------------------------------------------------------
@@ -69,7 +69,7 @@ def test_attribute_name_renames_win() -> None:
 
 def test_map_columns_skips_the_key_and_excluded_columns() -> None:
     mapping = ColumnMapping(username_column="login", renames={"mail": "email"},
-                            exclude=frozenset({"password_hash"}))  # fmt: skip
+                            exclude=frozenset({"password_hash"}))
     columns = map_columns(["login", "mail", "dept", "password_hash"], mapping, path="in.csv")
     assert columns == {"mail": "email", "dept": "custom:dept"}
 
@@ -218,7 +218,7 @@ def test_generic_rules_apply_without_a_schema() -> None:
      ("ada\tl", False), ("ada\x00", False), ("ada\n", False), ("ada+test@example.com", True),
      ("Ωmega-1", True), ("ada\u200blovelace", False), ("ada\u00a0l", False),
      ("\ue000ada", False), ("ada\u0301", True), ("名前", True)],
-)  # fmt: skip
+)
 def test_check_username(username: str, ok: bool) -> None:
     assert (check_username(username) is None) == ok
 
@@ -231,7 +231,7 @@ def test_sends_message_counts_auto_verified_changes_without_a_verified_flag() ->
     assert schema.sends_message([("email", "a@example.com")]) == ["email"]
     assert schema.sends_message([("phone_number", "+15555550100")]) == ["sms"]
     assert schema.sends_message([("email", "a@x.io"), ("phone_number", "+15555550100")]) == [
-        "email", "sms"]  # fmt: skip
+        "email", "sms"]
     assert schema.sends_message([("email", "a@x.io"), ("email_verified", "true")]) == []
     assert schema.sends_message([("email", "a@x.io"), ("email_verified", "false")]) == ["email"]
     assert schema.sends_message([("given_name", "Ada")]) == []
@@ -245,14 +245,14 @@ def test_sends_message_ignores_attributes_the_pool_does_not_auto_verify() -> Non
 
 
 def planner(*, empty: str = "leave", mark_verified: bool = False, key: str = "username",
-            schema: PoolSchema | None = None) -> Planner:  # fmt: skip
+            schema: PoolSchema | None = None) -> Planner:
     username_column = "username" if key == "username" else key
     mapping = ColumnMapping(username_column=username_column, empty=empty,  # type: ignore[arg-type]
-                            key=key)  # type: ignore[arg-type]  # fmt: skip
+                            key=key)  # type: ignore[arg-type]
     header = [username_column, "given_name", "family_name", "email", "level"]
     columns = map_columns(header, mapping, path="in.csv")
     return Planner(columns, mapping, schema if schema is not None else pool(),
-                   mark_verified=mark_verified)  # fmt: skip
+                   mark_verified=mark_verified)
 
 
 def row(n: int = 1, *, error: str | None = None, **values: str) -> InputRow:
@@ -310,7 +310,7 @@ def test_mark_verified_adds_the_flags() -> None:
     item = planner(mark_verified=True).plan(row(email="a@example.com", given_name="Ada"))
     assert isinstance(item, UserUpdate)
     assert dict(item.attributes) == {
-        "given_name": "Ada", "email": "a@example.com", "email_verified": "true"}  # fmt: skip
+        "given_name": "Ada", "email": "a@example.com", "email_verified": "true"}
     assert pool().sends_message(item.attributes) == []
 
 
@@ -323,7 +323,7 @@ def test_with_verified_flags_keeps_an_explicit_flag() -> None:
 def test_rows_keyed_by_email_carry_the_key_not_a_username() -> None:
     p = planner(key="email")
     item = p.plan(InputRow(1, {"email": "a@example.com", "given_name": "Ada",
-                               "family_name": "", "level": ""}))  # fmt: skip
+                               "family_name": "", "level": ""}))
     assert isinstance(item, UserUpdate)
     assert (item.username, item.key) == ("", "a@example.com")
 
@@ -333,7 +333,7 @@ def test_planning_without_a_schema_uses_the_generic_rules() -> None:
     columns = map_columns(["username", "email", "level"], mapping, path="in.csv")
     p = Planner(columns, mapping, None)
     assert isinstance(p.plan(InputRow(1, {"username": "u", "email": "x", "level": ""})),
-                      RowResult)  # fmt: skip
+                      RowResult)
     item = p.plan(InputRow(2, {"username": "u", "email": "", "level": "999"}))
     assert item == UserUpdate(2, "u", (("custom:level", "999"),))
 

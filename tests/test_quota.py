@@ -50,14 +50,14 @@ def test_the_emulator_answers_in_cognitos_response_shape(
     assert answer["Limit"] == {
         "LimitDefinition": {"LimitClass": "API_CATEGORY", "Attributes": {"Category": "UserUpdate"}},
         "ProvisionedLimitValue": 150, "FreeLimitValue": 25,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize(
     ("mode", "source"),
     [("deny", "defaults: GetProvisionedLimit denied"),
      ("unknown", "defaults: GetProvisionedLimit unknown to the endpoint")],
-)  # fmt: skip
+)
 def test_denied_or_unknown_falls_back_to_cognitos_defaults(
     emulator: Any, mode: str, source: str
 ) -> None:
@@ -80,7 +80,7 @@ def _job(emulator: Any, pool: str, tmp_path: Path, **settings: Any) -> tuple[Job
     source.write_text("username,tier\nu1,gold\nu2,gold\n")
     config = build_config(None, {"input": str(source), "user_pool_id": pool,
                                  "endpoint_url": emulator.endpoint_url, "quiet": True,
-                                 "report": str(tmp_path / "out.csv"), **settings})  # fmt: skip
+                                 "report": str(tmp_path / "out.csv"), **settings})
     plans: list[PlanSummary] = []
 
     def confirm(plan: PlanSummary) -> bool:
@@ -179,7 +179,7 @@ def test_a_paced_neighbour_draws_its_schedule_and_counts_its_throttles() -> None
         return len(taken) % 2 == 1
 
     neighbour = Neighbour("UserUpdate", parse_schedule("10@2s,30"), take, poisson=False,
-                          seed=0, clock=clock, wait=clock.wait)  # fmt: skip
+                          seed=0, clock=clock, wait=clock.wait)
     # WHEN it runs for 3 s of its clock
     neighbour.run_here()
     # THEN 20 calls in the first 2 s and ~30 in the third, half of them refused, counted apart

@@ -33,7 +33,7 @@ from batch.pace.quota import Quotas, default_quotas
 from batch.pace.rate_plan import rate_controller, rate_plan
 
 KNOWN_40 = Quotas({"UserUpdate": 40.0, "UserRead": 120.0, "UserList": 30.0}, {"UserUpdate": 25.0},
-                  "read from GetProvisionedLimit")  # fmt: skip
+                  "read from GetProvisionedLimit")
 UNKNOWN = default_quotas("denied")  # UserUpdate 25/s, assumed
 
 
@@ -107,7 +107,7 @@ def changed_run(emulator: Any, make_pool: Any, tmp_path: Path, *rate: str) -> tu
     emulator.configure(quotas=FAST)
     pool = make_pool(users=USERS)
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[u["username"], "gold"] for u in USERS])  # fmt: skip
+                       [[u["username"], "gold"] for u in USERS])
     report = tmp_path / "out.csv"
     code = main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--yes", "--quiet", *rate])
@@ -118,7 +118,7 @@ def changed_run(emulator: Any, make_pool: Any, tmp_path: Path, *rate: str) -> tu
 
 def undo(emulator: Any, report: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     code = main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--quiet", *extra])  # fmt: skip
+                 "--quiet", *extra])
     summary = json.loads(Path(f"{tmp_undo(report)}.summary.json").read_text())
     return code, summary
 
@@ -140,7 +140,7 @@ def tmp_undo(report: Path) -> Path:
 def test_undo_reads_the_quota_and_keeps_the_runs_rate(
     emulator: Any, make_pool: Any, tmp_path: Path, run_rate: list[str], undo_rate: list[str],
     label: Any, ceiling: float, share: float,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a run that changed 8 users, and then an account whose UserUpdate quota is 40/s
     pool, report = changed_run(emulator, make_pool, tmp_path, *run_rate)
     emulator.configure(quotas={"UserUpdate": 40})
@@ -172,7 +172,7 @@ def test_undo_above_the_quota_is_warned(
 
     # WHEN its undo is planned (a dry run shows the plan)
     code = main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--dry-run"])  # fmt: skip
+                 "--dry-run"])
 
     # THEN the plan shows the quota, the cap, and the warning that little is left to others
     err = capsys.readouterr().err
@@ -187,7 +187,7 @@ def test_undo_above_the_quota_is_warned(
 def test_undo_falls_back_to_the_default_quota(
     emulator: Any, make_pool: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     setting: str, why: str,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a polite run that changed 8 users, then GetProvisionedLimit denied (or unknown)
     pool, report = changed_run(emulator, make_pool, tmp_path)
     emulator.configure(quotas={"UserUpdate": 40}, provisioned_limit=setting)
@@ -195,7 +195,7 @@ def test_undo_falls_back_to_the_default_quota(
 
     # WHEN the undo is planned, THEN the plan says the quota is Cognito's default, and why
     assert main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--dry-run"]) == 0  # fmt: skip
+                 "--dry-run"]) == 0
     assert (f"quota:     UserUpdate 25/s (defaults: GetProvisionedLimit {why}); this run "
             "takes up to 22.5/s = 90% of it") in capsys.readouterr().err
 
@@ -215,7 +215,7 @@ def test_undo_slows_down_at_a_throttle(emulator: Any, make_pool: Any, tmp_path: 
     pool, report = changed_run(emulator, make_pool, tmp_path, "--rate", "30")
     emulator.configure(quotas={"UserUpdate": 40})
     emulator.inject("AdminUpdateUserAttributes", code="TooManyRequestsException",
-                    message="Rate exceeded")  # fmt: skip
+                    message="Rate exceeded")
 
     # WHEN it is undone with one attempt a row (no back-off sleeps)
     code, summary = undo(emulator, report, "--max-attempts", "1", "--max-failures", "none")
@@ -249,7 +249,7 @@ def test_retry_of_a_polite_run_stays_polite(
     # WHEN the failed rows are retried (once the users exist), with the run's settings
     emulator.seed_users(pool, [{"username": "ghost1"}, {"username": "ghost2"}])
     code = main(["retry", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--quiet"])  # fmt: skip
+                 "--quiet"])
 
     # THEN the retry runs (the empty rate is not refused as --rate '') and stays polite
     assert code == 0

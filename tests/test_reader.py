@@ -59,7 +59,7 @@ def test_csv_values_are_kept_exactly_as_written(tmp_path: Path) -> None:
     assert row.values == {
         "username": "u1", "zip": "02134", "phone": "+15555550100", "score": "NaN",
         "note": "null", "flag": "true", "name": " spaced ",
-    }  # fmt: skip
+    }
     assert row.error is None
 
 
@@ -97,7 +97,7 @@ def test_csv_crlf_line_endings(tmp_path: Path) -> None:
 def test_csv_rows_are_numbered_from_one_after_the_header(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "username\nu1\nu2\nu3\n")
     assert [(r.row, r.values["username"]) for r in rows_of(path)] == [
-        (1, "u1"), (2, "u2"), (3, "u3")]  # fmt: skip
+        (1, "u1"), (2, "u2"), (3, "u3")]
 
 
 def test_csv_row_numbers_count_data_rows_not_lines(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_csv_row_numbers_count_data_rows_not_lines(tmp_path: Path) -> None:
 
     # THEN rows are numbered 1..4 whatever lines they start on
     assert [(r.row, r.values["username"]) for r in rows] == [
-        (1, "u1"), (2, "u2"), (3, "u3"), (4, "u4")]  # fmt: skip
+        (1, "u1"), (2, "u2"), (3, "u3"), (4, "u4")]
 
 
 def test_csv_ragged_row_becomes_that_rows_error(tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_format_flag_wins_over_the_suffix(tmp_path: Path) -> None:
     ("name", "fmt"),
     [("a.csv", "csv"), ("a.TSV", "csv"), ("a.txt", "csv"), ("a.parquet", "parquet"),
      ("a.pq", "parquet"), ("a.csv.parquet", "parquet")],
-)  # fmt: skip
+)
 def test_format_from_suffix(tmp_path: Path, name: str, fmt: str) -> None:
     path = csv_file(tmp_path, "x", name=name)
     assert open_input(path).format == fmt
@@ -273,7 +273,7 @@ def test_parquet_typed_columns_become_cognito_strings(tmp_path: Path) -> None:
         "local": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), None], pa.timestamp("s")),
         "nickname": pa.array(["x", None]),
         "zip": pa.array(["02134", ""]),
-    })  # fmt: skip
+    })
     path = parquet_file(tmp_path, table)
 
     # WHEN it is read
@@ -286,19 +286,19 @@ def test_parquet_typed_columns_become_cognito_strings(tmp_path: Path) -> None:
         "level_float": "7", "score": "1.5", "born": "1990-01-02",
         "seen": "2024-01-02T03:04:05Z", "local": "2024-01-02T03:04:05", "nickname": "x",
         "zip": "02134",
-    }  # fmt: skip
+    }
     assert rows[1].values == {
         "username": "u2", "active": "false", "level": "-3", "level_null": "",
         "level_float": "", "score": "", "born": "2024-02-29",
         "seen": "2024-01-02T03:04:05.123456Z", "local": "", "nickname": "", "zip": "",
-    }  # fmt: skip
+    }
 
 
 def test_parquet_timestamp_in_another_zone_keeps_its_offset(tmp_path: Path) -> None:
     paris = dt.timezone(dt.timedelta(hours=1))
     table = pa.table({"username": ["u1"],
                       "t": pa.array([dt.datetime(2024, 1, 2, 12, 0, tzinfo=paris)],
-                                    pa.timestamp("s", tz="+01:00"))})  # fmt: skip
+                                    pa.timestamp("s", tz="+01:00"))})
     [row] = rows_of(parquet_file(tmp_path, table))
     assert row.values["t"] == "2024-01-02T12:00:00+01:00"
 
@@ -306,7 +306,7 @@ def test_parquet_timestamp_in_another_zone_keeps_its_offset(tmp_path: Path) -> N
 def test_parquet_decimals(tmp_path: Path) -> None:
     table = pa.table({"username": ["u1", "u2"],
                       "d": pa.array([decimal.Decimal("7.00"), decimal.Decimal("12.50")],
-                                    pa.decimal128(6, 2))})  # fmt: skip
+                                    pa.decimal128(6, 2))})
     assert [r.values["d"] for r in rows_of(parquet_file(tmp_path, table))] == ["7", "12.50"]
 
 
@@ -358,7 +358,7 @@ def test_iter_column_agrees_with_iter_rows(tmp_path: Path) -> None:
     path = csv_file(tmp_path, 'username,a\n"u\n1",x\nu2\nu3,y\n')
     source = InputSource(path, "csv")
     assert list(iter_column(source, "username")) == [
-        r.values.get("username", "") for r in iter_rows(source)]  # fmt: skip
+        r.values.get("username", "") for r in iter_rows(source)]
 
 
 @pytest.mark.parametrize(
@@ -366,6 +366,6 @@ def test_iter_column_agrees_with_iter_rows(tmp_path: Path) -> None:
     [(None, ""), (True, "true"), (False, "false"), (0, "0"), (7.0, "7"), (-2.0, "-2"),
      (0.1, "0.1"), (1e20, "100000000000000000000"), (float("nan"), ""),
      (dt.time(9, 30), "09:30:00"), (b"caf\xc3\xa9", "café")],
-)  # fmt: skip
+)
 def test_to_cognito_string(value: object, text: str) -> None:
     assert to_cognito_string(value) == text

@@ -34,7 +34,7 @@ def results() -> list[RowResult]:
         RowResult(3, "u3", Status.INVALID, error_code="InvalidValue",
                   error_message="column 'email': not an email address, é", key="+15555550100"),
         RowResult(4, "u4", Status.SKIPPED, error_code="Stopped", error_message="SIGINT"),
-    ]  # fmt: skip
+    ]
 
 
 def write(path: Path, items: list[RowResult]) -> None:
@@ -49,7 +49,7 @@ def write(path: Path, items: list[RowResult]) -> None:
     [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
      ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), ("", ""),
      (-5, -5), (3, 3)],
-)  # fmt: skip
+)
 def test_neutralise(cell: object, out: object) -> None:
     assert neutralise(cell) == out
 
@@ -108,7 +108,7 @@ def test_open_report_makes_the_folder(tmp_path: Path) -> None:
     ("name", "fmt"),
     [("r.csv", "csv"), ("r.CSV", "csv"), ("r.jsonl", "jsonl"), ("r.json", "jsonl"),
      ("r.ndjson", "jsonl"), ("r.parquet", "parquet"), ("run.report.csv", "csv")],
-)  # fmt: skip
+)
 def test_report_format(name: str, fmt: str) -> None:
     assert report_format(Path(name)) == fmt
 
@@ -158,7 +158,7 @@ def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each_naming_i
     rows = np.arange(2, 100_002, dtype=np.int64)
     names = [f"=u{row}" for row in rows.tolist()]  # a name a spreadsheet would run, too
     writer.write_skipped(rows, "Stopped", "=by SIGTERM, \"x\"", usernames=names,
-                         keys=[""] * len(names))  # fmt: skip
+                         keys=[""] * len(names))
     writer.close()
     # WHEN read back
     records = list(read_results(path))
@@ -166,7 +166,7 @@ def test_rows_never_reached_are_written_in_bulk_as_one_skipped_row_each_naming_i
     # (defused in the CSV file, read back as it was), the other cells empty
     assert [r.row for r in records] == list(range(1, 100_002))
     assert records[-1] == RowResult(100_001, "=u100001", Status.SKIPPED, error_code="Stopped",
-                                    error_message="=by SIGTERM, \"x\"")  # fmt: skip
+                                    error_message="=by SIGTERM, \"x\"")
     assert [r.username for r in records[1:]] == names
 
 
@@ -258,7 +258,7 @@ def summary() -> dict[str, object]:
         "calls": 301, "throttles": 2, "faults": 0,
         "errors": {"UserNotFoundException": 1, "InvalidValue": 5},
         "stopped": "", "report": "reports/demo.report.csv",
-    }  # fmt: skip
+    }
 
 
 def test_write_summary_writes_json_beside_the_report(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ class SpyGateway(CognitoGateway):
         if stop is not None:
             stop()
         super().update_user_attributes(user_pool_id, username, attributes,
-                                       client_metadata=client_metadata)  # fmt: skip
+                                       client_metadata=client_metadata)
 
 
     def get_user(self, user_pool_id: str, username: str) -> dict[str, str]:
@@ -110,7 +110,7 @@ def input_rows(kinds: Sequence[str]) -> list[list[str]]:
     for number, kind in enumerate(kinds, start=1):
         username = {"valid": f"u{number:03d}", "invalid": f"u{number:03d}",
                     "missing": f"nobody{number:03d}",
-                    "duplicate": rows[-1][0] if rows else f"u{number:03d}"}[kind]  # fmt: skip
+                    "duplicate": rows[-1][0] if rows else f"u{number:03d}"}[kind]
         level = "99" if kind == "invalid" else "5"  # custom:level is 1..10
         rows.append([username, f"d{number}", level])
     return rows
@@ -120,11 +120,11 @@ Violation = tuple[str, int, dict[str, str]]
 
 
 def violations(rows: list[list[str]], report: dict[int, dict[str, str]], sent: set[str]
-               ) -> list[Violation]:  # fmt: skip
+               ) -> list[Violation]:
     """Every breach of the contract: (what, row, its report row). ``report_rows`` has already
     refused a row reported twice."""
     found = [("a report row for no input row", n, report[n])
-             for n in sorted(set(report) - set(range(1, len(rows) + 1)))]  # fmt: skip
+             for n in sorted(set(report) - set(range(1, len(rows) + 1)))]
     for number, (username, department, _) in enumerate(rows, start=1):
         got = report.get(number)
         if got is None:
@@ -149,20 +149,20 @@ def run_scenario(
     seeded = sorted({u for u, _, _ in rows if u.startswith("u")})
     pool = make_pool(users=[{"username": u} for u in seeded], name=f"contract-{next(_names)}")
     emulator.configure(quotas=FAST, fault_rate=scenario.fault_rate,
-                       drop_rate=scenario.drop_rate, seed=scenario.seed)  # fmt: skip
+                       drop_rate=scenario.drop_rate, seed=scenario.seed)
     stop_at = int(scenario.stop_at * len(rows))
     if scenario.stop == "fatal":
         emulator.inject("AdminUpdateUserAttributes", after=stop_at,
-                        code="NotAuthorizedException", message="token expired")  # fmt: skip
+                        code="NotAuthorizedException", message="token expired")
     source = write_csv(folder / "in.csv", HEADER, rows)
     report = folder / "out.csv"
     config = build_config(None, {
         "input": str(source), "user_pool_id": pool, "endpoint_url": emulator.endpoint_url,
         "report": str(report), "rate": scenario.rate, "workers": scenario.workers,
         "max_attempts": 3, "quiet": True, "confirm": False, "undo": scenario.before_images,
-    })  # fmt: skip
+    })
     gateway = SpyGateway(ConnectionSettings(endpoint_url=emulator.endpoint_url,
-                                            max_connections=scenario.workers + 4))  # fmt: skip
+                                            max_connections=scenario.workers + 4))
     job = Job(config, gateway=gateway, stream=io.StringIO())
     gateway.stop_at = stop_at + 1
     if scenario.stop == "signal":
@@ -175,23 +175,23 @@ def run_scenario(
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                 HealthCheck.too_slow])  # fmt: skip
+                                 HealthCheck.too_slow])
 @given(scenario=scenarios)
 @example(scenario=Scenario(kinds=("valid",) * 30, workers=4, fault_rate=0.1, drop_rate=0.0,
-                           stop="signal", stop_at=0.3, seed=2))  # fmt: skip
+                           stop="signal", stop_at=0.3, seed=2))
 @example(scenario=Scenario(kinds=("valid",) * 25 + ("missing", "invalid", "duplicate") * 2,
                            workers=3, fault_rate=0.0, drop_rate=0.1, stop="fatal",
-                           stop_at=0.2, seed=3))  # fmt: skip
+                           stop_at=0.2, seed=3))
 @example(scenario=Scenario(kinds=("valid",) * 40, workers=8, fault_rate=0.0, drop_rate=0.0,
                            stop="pool_deleted", stop_at=0.25, seed=4, rate="40",
-                           before_images=True))  # fmt: skip
+                           before_images=True))
 def test_every_input_row_has_one_report_row_naming_its_user(
     emulator: Any, make_pool: Any, cognito_client: Any, scenario: Scenario
 ) -> None:
     # GIVEN an input, faults, workers and a stop point  WHEN the job runs
     with tempfile.TemporaryDirectory() as tmp:
         rows, report, sent = run_scenario(emulator, make_pool, cognito_client, scenario,
-                                          Path(tmp))  # fmt: skip
+                                          Path(tmp))
     # THEN the report keeps the contract
     assert violations(rows, report, sent) == [], scenario
 
@@ -209,7 +209,7 @@ def test_a_stopped_run_names_the_user_of_every_row(
     rows, report, sent = run_scenario(emulator, make_pool, cognito_client, scenario, tmp_path)
     # THEN every report row names its input row's user
     assert [v for v in violations(rows, report, sent) if v[0] == "not the input's username"
-            ] == []  # fmt: skip
+            ] == []
 
 
 def test_a_row_never_sent_is_never_failed(

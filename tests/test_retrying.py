@@ -87,7 +87,7 @@ def test_stops_at_max_attempts_with_the_last_error() -> None:
     # GIVEN a call that always fails transiently
     clock = ManualClock()
     retrier = Retrier(RetryPolicy(max_attempts=5), wait=clock.sleep, clock=clock,
-                      rng=random.Random(1))  # fmt: skip
+                      rng=random.Random(1))
     errors = [transient() for _ in range(10)]
     call = Script(*errors)
 
@@ -105,7 +105,7 @@ def test_stops_when_the_row_has_used_max_row_seconds() -> None:
     # GIVEN each attempt takes 10 s (by the injected clock) and a row may take 25 s
     clock = ManualClock()
     retrier = Retrier(RetryPolicy(max_attempts=50, max_row_seconds=25.0), wait=clock.sleep,
-                      clock=clock, rng=random.Random(3))  # fmt: skip
+                      clock=clock, rng=random.Random(3))
 
     def slow() -> None:
         clock.now += 10.0
@@ -150,7 +150,7 @@ def test_trigger_errors_are_tried_at_most_trigger_attempts() -> None:
     # GIVEN a broken Lambda trigger and a policy allowing 3 trigger attempts of 8
     clock = ManualClock()
     retrier = Retrier(RetryPolicy(max_attempts=8, trigger_attempts=3), wait=clock.sleep,
-                      clock=clock, rng=random.Random(0))  # fmt: skip
+                      clock=clock, rng=random.Random(0))
     call = Script(*[TriggerError("UnexpectedLambdaException", "boom") for _ in range(8)])
 
     # WHEN it runs
@@ -165,7 +165,7 @@ def test_trigger_errors_are_tried_at_most_trigger_attempts() -> None:
 def test_a_trigger_error_that_clears_succeeds() -> None:
     clock = ManualClock()
     retrier = Retrier(RetryPolicy(trigger_attempts=3), wait=clock.sleep, clock=clock,
-                      rng=random.Random(0))  # fmt: skip
+                      rng=random.Random(0))
     outcome = retrier.run(Script(TriggerError("UnexpectedLambdaException", "boom")))
     assert outcome == Outcome(attempts=2, error=None)
 
@@ -219,7 +219,7 @@ def test_on_retry_sees_each_retried_error_but_not_the_last() -> None:
     clock = ManualClock()
     seen: list[BaseException] = []
     retrier = Retrier(RetryPolicy(max_attempts=3), wait=clock.sleep, clock=clock,
-                      rng=random.Random(0), on_retry=seen.append)  # fmt: skip
+                      rng=random.Random(0), on_retry=seen.append)
     errors = [throttled(), transient(), throttled()]
 
     # WHEN a call fails three times and gives up

@@ -70,7 +70,7 @@ def make_runner(
         resolve=resolve,  # type: ignore[arg-type]
         rng=random.Random(0),
         stop=stop,
-    )  # fmt: skip
+    )
 
 
 def test_every_item_yields_exactly_one_result() -> None:
@@ -79,7 +79,7 @@ def test_every_item_yields_exactly_one_result() -> None:
     out = Collected()
     runner = make_runner(fake, out, workers=6)
     invalid = {i: RowResult(i, f"bad{i}", Status.INVALID, error_code="InvalidValue")
-               for i in range(41, 51)}  # fmt: skip
+               for i in range(41, 51)}
     items: list[UserUpdate | RowResult] = []
     for i in range(1, 41):
         items.append(update(i, f"u{i}"))
@@ -144,7 +144,7 @@ def test_rows_submitted_after_a_fatal_error_make_no_call() -> None:
             fatal_reported.set()
 
     runner = Runner(fake, RunnerSettings(user_pool_id=POOL, workers=4, retry=FAST),  # type: ignore[arg-type]
-                    controller=FixedRate(10_000), on_result=on_result)  # fmt: skip
+                    controller=FixedRate(10_000), on_result=on_result)
 
     def feed() -> Iterator[UserUpdate]:
         for i in range(1, 5):
@@ -174,7 +174,7 @@ def test_consecutive_trigger_failures_trip_the_breaker() -> None:
         fake.script[f"u{i}"] = ["UnexpectedLambdaException"] * 10
     out = Collected()
     runner = make_runner(fake, out, workers=1, retry=RetryPolicy(
-        base_backoff=1e-5, max_backoff=1e-4, trigger_attempts=2))  # fmt: skip
+        base_backoff=1e-5, max_backoff=1e-4, trigger_attempts=2))
 
     # WHEN eight rows are run
     runner.run([update(i, f"u{i}") for i in range(1, 9)])
@@ -374,7 +374,7 @@ def test_a_row_that_gives_up_says_so_and_counts_every_fault() -> None:
     fake.script["u1"] = ["InternalErrorException"] * 5
     out = Collected()
     runner = make_runner(fake, out, retry=RetryPolicy(max_attempts=3, base_backoff=1e-5,
-                                                      max_backoff=1e-4))  # fmt: skip
+                                                      max_backoff=1e-4))
 
     # WHEN the row runs
     runner.run([update(1, "u1")])
@@ -464,7 +464,7 @@ def test_rows_keyed_by_email_are_resolved_before_the_call() -> None:
         if item.key in directory:
             return UserUpdate(item.row, directory[item.key], item.attributes, key=item.key)
         return RowResult(item.row, "", Status.FAILED, error_code="UserNotFoundException",
-                         key=item.key)  # fmt: skip
+                         key=item.key)
 
     runner = make_runner(fake, out, resolve=resolve)
     items = [
@@ -478,7 +478,7 @@ def test_rows_keyed_by_email_are_resolved_before_the_call() -> None:
     # THEN the known one was written under its username, the other failed without a call
     results = out.by_row()
     assert (results[1].status, results[1].username, results[1].key) == (
-        Status.UPDATED, "u1", "a@example.com")  # fmt: skip
+        Status.UPDATED, "u1", "a@example.com")
     assert results[2].error_code == "UserNotFoundException"
     assert fake.calls == [("update", "u1")]
 
@@ -529,7 +529,7 @@ def test_a_failing_result_sink_stops_the_run_and_is_raised() -> None:
         written.append(result.row)
 
     runner = Runner(fake, RunnerSettings(user_pool_id=POOL, workers=4, retry=FAST),  # type: ignore[arg-type]
-                    controller=FixedRate(10_000), on_result=on_result)  # fmt: skip
+                    controller=FixedRate(10_000), on_result=on_result)
 
     # WHEN the run goes on
     with pytest.raises(OSError, match="No space left"):
@@ -581,7 +581,7 @@ def test_the_window_cap_is_said_once_with_the_flag_that_lifts_it() -> None:
         FakeCognito(users(1)),  # type: ignore[arg-type]
         RunnerSettings(user_pool_id=POOL, workers=8),
         controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
-    )  # fmt: skip
+    )
     runner.stats.latency = 0.1
     # WHEN calls complete after the first seconds, again and again
     start = runner._started
@@ -602,7 +602,7 @@ def test_no_cap_is_said_when_the_window_fits() -> None:
         FakeCognito(users(1)),  # type: ignore[arg-type]
         RunnerSettings(user_pool_id=POOL, workers=64),
         controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
-    )  # fmt: skip
+    )
     runner.stats.latency = 0.1
     with runner._lock:
         runner._check_cap(runner._started + 10.0)
@@ -616,7 +616,7 @@ def test_the_window_follows_the_latency_up_to_a_bound_that_fits_slow_answers() -
         FakeCognito(users(1)),  # type: ignore[arg-type]
         RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
         controller=FixedRate(150.0), on_result=Collected(),
-    )  # fmt: skip
+    )
     # WHEN every call takes 1 s (a Lambda trigger), then 100 ms, then 1 s with a 1 s read
     windows = []
     for latency, resolve in ((1.0, 0.0), (0.1, 0.0), (1.0, 1.0)):
@@ -634,7 +634,7 @@ def test_the_cap_note_names_the_default_bound_when_it_binds() -> None:
         FakeCognito(users(1)),  # type: ignore[arg-type]
         RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
         controller=FixedRate(150.0), on_result=Collected(), on_note=notes.append,
-    )  # fmt: skip
+    )
     runner.stats.latency = 5.0
     # ... after the climber's one experiment at fewer calls found the answers slow
     runner.climber.low, runner.climber.slow = 1, 5.0

@@ -134,7 +134,7 @@ def test_sigterm_during_publish_is_handled(
 def test_without_delete_permission_a_run_works_and_warns_once(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a role without s3:DeleteObject on the report's prefix
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 20)
     emulator.configure(quotas={"UserUpdate": 1000})
@@ -156,7 +156,7 @@ def test_without_delete_permission_a_run_works_and_warns_once(
 def test_fresh_clears_a_damaged_checkpoint(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a checkpoint in S3 with a segment missing before the last
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 10)
     emulator.configure(quotas={"UserUpdate": 1000})
@@ -179,7 +179,7 @@ def test_fresh_clears_a_damaged_checkpoint(
 def test_a_finished_run_stopped_in_compaction_is_finished_not_redone(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a run with before-images that finished, its segments left in S3 as a stop during
     # the compaction leaves them (here: the deletes denied)
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 20)

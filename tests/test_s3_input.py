@@ -38,7 +38,7 @@ def seed(n: int, prefix: str = "s") -> list[dict[str, str]]:
 
 def run(pool: str, emulator: Any, source: str, report: Path, *extra: str) -> int:
     return main(["run", source, "--user-pool-id", pool, "--endpoint-url", emulator.endpoint_url,
-                 "--report", str(report), "--rate", "500", "--quiet", "--yes", *extra])  # fmt: skip
+                 "--report", str(report), "--rate", "500", "--quiet", "--yes", *extra])
 
 
 def update_calls(emulator: Any) -> int:
@@ -118,7 +118,7 @@ def test_hive_partitioned_dataset_in_s3_and_on_disk(
     # WHEN both are applied, the partition column dept excluded
     code = run(pool, emulator, f"s3://{bucket}/ds", tmp_path / "r.csv", "--job", str(job))
     code_local = run(pool, emulator, str(tmp_path / "ds"), tmp_path / "local.csv", "--dry-run",
-                     "--job", str(job))  # fmt: skip
+                     "--job", str(job))
     code_s3 = run(pool, emulator, f"s3://{bucket}/ds/", tmp_path / "s3.csv", "--dry-run")
     assert (code, code_local, code_s3) == (0, 0, 2)  # dept not excluded: not an attribute
     # THEN rows are numbered dataset-wide in key byte order, markers skipped
@@ -136,7 +136,7 @@ def test_hive_partitioned_dataset_in_s3_and_on_disk(
     assert [p["part"] for p in parts] == [key for key, _ in ordered]
     # ("%" sorts before "e": the encoded folder comes first, as S3 lists it)
     assert parts[1] == {"part": "dept=eng/part-10.parquet", "first_row": 2, "last_row": 4,
-                        "rows": 3}  # fmt: skip
+                        "rows": 3}
     assert parts[-1]["last_row"] == 11
     assert emulator.get_user_attributes(pool, "s0011")["custom:tier"] == "tier-s0011"
 
@@ -161,11 +161,11 @@ def test_partition_columns_are_columns(
     [("s3://no-such-bucket-z/u.csv", "NoSuchBucket"), ("s3://{b}/missing.csv", "NoSuchKey"),
      ("s3://{b}/denied/u.csv", "AccessDenied"), ("s3://{b}/denied/", "AccessDenied"),
      ("s3://{b}/empty/", "no part files")],
-)  # fmt: skip
+)
 def test_s3_input_errors_exit_2_before_any_write(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], where: str, message: str,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a bucket whose denied/ prefix the role may not read
     pool = make_pool(users=seed(3))
     bucket = make_bucket()
@@ -186,7 +186,7 @@ def test_s3_input_errors_exit_2_before_any_write(
 def test_changed_s3_input_is_refused_on_resume(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a run over an S3 CSV stopped by a fatal error after 5 updates
     pool = make_pool(users=seed(20))
     bucket = make_bucket()

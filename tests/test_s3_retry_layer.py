@@ -48,7 +48,7 @@ def test_a_checkpoint_put_that_keeps_failing_is_sent_only_as_often_as_botocore_t
     journal = tmp_path / "report.csv.journal"
     journal.write_bytes(b"x\n")
     checkpoint = Checkpoint(S3Storage(gateway), parse("s3://bucket/report.csv.journal.d/"),
-                            journal, sleep=slept.append)  # fmt: skip
+                            journal, sleep=slept.append)
 
     # WHEN the checkpoint puts an object
     with pytest.raises(StorageError):

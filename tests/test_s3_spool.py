@@ -59,7 +59,7 @@ def test_the_next_run_removes_a_killed_runs_spool(
 def test_the_end_of_run_lines_name_s3_not_the_spool(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a run with before-images and its report in S3, its spools under tmp_path
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
@@ -68,7 +68,7 @@ def test_the_end_of_run_lines_name_s3_not_the_spool(
     pool, bucket = prepare(make_pool, make_bucket, s3_client, 5)
     emulator.configure(quotas={"UserUpdate": 1000})
     args = [a for a in command(pool, emulator, bucket, "--rate", "500", "--undo")
-            if a != "--quiet"]  # fmt: skip
+            if a != "--quiet"]
     # WHEN it ends
     assert main(args) == 0
     err = capsys.readouterr().err

@@ -42,7 +42,7 @@ def write_input(path: Path, n: int, *, valid_every: int = 1) -> Path:
             handle.write("".join(
                 f"user{i},{f'u{i}@example.com' if i % valid_every == 0 else 'not-an-email'}\n"
                 for i in range(start, min(start + 50_000, n + 1))
-            ))  # fmt: skip
+            ))
     return path
 
 
@@ -55,7 +55,7 @@ def config(source: Path, report: Path, **overrides: Any) -> JobConfig:
                                 "rate": "100000", "workers": 4, "quiet": True, "confirm": False,
                                 "undo": False}  # the journal's scale, not the before-images'
 
-    settings.update(overrides)  # fmt: skip
+    settings.update(overrides)
     return build_config(None, settings)
 
 
@@ -271,7 +271,7 @@ def test_an_unfinished_journal_of_an_older_version_is_exit_2_in_one_line(
     with pytest.raises(ResumeError, match="older cognito-batch"):
         Job(config(source, report), gateway=FakeCognito(users(5)), stream=io.StringIO()).run()  # type: ignore[arg-type]
     code = main(["run", str(source), "--user-pool-id", POOL, "--report", str(report),
-                 "--endpoint-url", "http://127.0.0.1:9", "--yes", "--quiet"])  # fmt: skip
+                 "--endpoint-url", "http://127.0.0.1:9", "--yes", "--quiet"])
     err = capsys.readouterr().err
     # THEN exit 2, no traceback; --fresh is named as the way out
     assert code == 2 and "Traceback" not in err and "--fresh" in err

@@ -44,7 +44,7 @@ def test_a_shards_foreign_rows_are_kept_and_a_damaged_file_is_ignored(tmp_path: 
     back = load_scan(path, "s")
     assert back is not None and back.foreign is not None and made.foreign is not None
     assert [r for r in range(202) if r in back.foreign] == [r for r in range(202)
-                                                           if r in made.foreign]  # fmt: skip
+                                                           if r in made.foreign]
     assert (back.rows, back.input_rows) == (made.rows, made.input_rows)
     path.write_bytes(b"not a zip")
     assert load_scan(path, "s") is None

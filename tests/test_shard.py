@@ -32,7 +32,7 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
      ("auto", {"AWS_BATCH_JOB_ARRAY_INDEX": "2", "AWS_BATCH_JOB_ARRAY_SIZE": "5"}, Shard(2, 5)),
      ("auto/5", {"AWS_BATCH_JOB_ARRAY_INDEX": "4"}, Shard(4, 5)),
      ("auto/4", {"JOB_COMPLETION_INDEX": "3"}, Shard(3, 4))],
-)  # fmt: skip
+)
 def test_shard_specs(spec: str, env: dict[str, str], expected: Shard) -> None:
     # GIVEN / WHEN a spec is read with the scheduler's environment / THEN K and N are known
     assert Shard.parse(spec, env) == expected
@@ -44,7 +44,7 @@ def test_shard_specs(spec: str, env: dict[str, str], expected: Shard) -> None:
      ("auto", {}, "not an array job"), ("auto", {"JOB_COMPLETION_INDEX": "1"}, "auto/N"),
      ("auto/3", {"AWS_BATCH_JOB_ARRAY_INDEX": "1", "AWS_BATCH_JOB_ARRAY_SIZE": "4"}, "is 4"),
      ("auto", {"AWS_BATCH_JOB_ARRAY_INDEX": "one", "AWS_BATCH_JOB_ARRAY_SIZE": "2"}, "number")],
-)  # fmt: skip
+)
 def test_bad_shard_specs_are_usage_errors(spec: str, env: dict[str, str], message: str) -> None:
     # GIVEN / WHEN a spec that cannot name one shard / THEN a usage error says why
     with pytest.raises(UsageError, match=message):
@@ -65,7 +65,7 @@ def test_shard_of_is_stable_casefolded_and_spread() -> None:
 def test_a_shard_config_divides_every_rate_and_names_its_report(tmp_path: Path) -> None:
     # GIVEN a job at 30/s with the read rates at their defaults
     base = {"input": str(tmp_path / "in.csv"), "user_pool_id": "us-east-1_x", "rate": 30,
-            "report": str(tmp_path / "out.csv")}  # fmt: skip
+            "report": str(tmp_path / "out.csv")}
     # WHEN it is shard auto of an AWS Batch array of 3
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "1")
@@ -97,7 +97,7 @@ def test_three_shards_then_merge(
     for k in range(3):
         codes.append(main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                            emulator.endpoint_url, "--report", str(report), "--rate", "600",
-                           "--shard", f"{k}/3", "--yes", "--quiet"]))  # fmt: skip
+                           "--shard", f"{k}/3", "--yes", "--quiet"]))
     capsys.readouterr()
     merged_code = main(["merge", str(report)])
     err = capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_three_shards_then_merge(
     assert not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
     # AND each shard paced at a third of the rate
     summaries = [json.loads((tmp_path / "out" / f"run.shard-{k}-of-3.csv.summary.json")
-                            .read_text()) for k in range(3)]  # fmt: skip
+                            .read_text()) for k in range(3)]
     assert [s["rate"] for s in summaries] == [200.0] * 3
     assert [s["shard"] for s in summaries] == ["0/3", "1/3", "2/3"]
     # AND the merged report has every row once, the merged summary sums the shards
@@ -122,7 +122,7 @@ def test_three_shards_then_merge(
     assert summary["rows"] == 92
     # (moto's pool is case-sensitive: U007 is not u007 there, and fails like ghost)
     assert summary["counts"] == {"updated": 90, "unchanged": 0, "invalid": 0, "failed": 2,
-                                 "skipped": 0}  # fmt: skip
+                                 "skipped": 0}
     failing = {shard_of("ghost", 3), shard_of("U007", 3)}
     assert codes == [1 if k in failing else 0 for k in range(3)] and merged_code == 1
     assert shard_of("U007", 3) == shard_of("u007", 3)
@@ -139,12 +139,12 @@ def test_merge_refuses_a_missing_shard(
     # GIVEN two of three shards run
     pool = make_pool(users=[{"username": f"u{i}"} for i in range(1, 11)])
     source = write_rows(tmp_path / "in.csv", [{"username": f"u{i}", "tier": "a"}
-                                              for i in range(1, 11)])  # fmt: skip
+                                              for i in range(1, 11)])
     report = tmp_path / "run.csv"
     for k in (0, 2):
         main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
               emulator.endpoint_url, "--report", str(report), "--shard", f"{k}/3", "--yes",
-              "--quiet"])  # fmt: skip
+              "--quiet"])
     capsys.readouterr()
     # WHEN merge runs on the folder
     code = main(["merge", str(tmp_path)])
@@ -161,12 +161,12 @@ def test_merge_keeps_the_report_format(
     # GIVEN two shards of a run reporting JSONL or Parquet
     pool = make_pool(users=[{"username": f"u{i}"} for i in range(1, 13)])
     source = write_rows(tmp_path / "in.csv", [{"username": f"u{i}", "tier": "a"}
-                                              for i in range(1, 13)])  # fmt: skip
+                                              for i in range(1, 13)])
     report = tmp_path / f"run{suffix}"
     for k in (0, 1):
         assert main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                      emulator.endpoint_url, "--report", str(report), "--shard", f"{k}/2",
-                     "--yes", "--quiet"]) == 0  # fmt: skip
+                     "--yes", "--quiet"]) == 0
     # WHEN they are merged
     code = main(["merge", str(report), "--quiet"])
     # THEN the merged report is in the same format and holds every row once

@@ -141,7 +141,7 @@ def test_s3_conditional_put_as_moto_honours_it(make_bucket: Any) -> None:
     ("uri", "code"),
     [("s3://no-such-bucket-x/a.csv", "NoSuchKey"), ("s3://{b}/missing.csv", "NoSuchKey"),
      ("s3://{b}/denied/a.csv", "AccessDenied")],
-)  # fmt: skip
+)
 def test_s3_errors_are_storage_errors(make_bucket: Any, emulator: Any, uri: str, code: str) -> None:
     # GIVEN a bucket whose denied/ prefix the role may not read
     bucket = make_bucket()
@@ -170,17 +170,17 @@ def test_gateway_translates_status_only_errors_with_stubber() -> None:
     from botocore.stub import Stubber
 
     client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")  # fmt: skip
+                          aws_secret_access_key="x")
     gateway = S3Gateway(client=client)
     with Stubber(client) as stub:
         stub.add_client_error("head_object", service_error_code="403", http_status_code=403)
         stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
         stub.add_client_error("list_objects_v2", service_error_code="AccessDenied",
-                              service_message="Access Denied", http_status_code=403)  # fmt: skip
+                              service_message="Access Denied", http_status_code=403)
         # WHEN each is called
         codes = []
         for call in (lambda: gateway.head("b", "k"), lambda: gateway.head("b", "k"),
-                     lambda: list(gateway.list("b", "p/"))):  # fmt: skip
+                     lambda: list(gateway.list("b", "p/"))):
             with pytest.raises(StorageError) as caught:
                 call()
             codes.append(caught.value.code)

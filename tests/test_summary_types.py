@@ -27,7 +27,7 @@ COMMANDS = {
     "undo --dry-run": lambda f, url: ["undo", str(f / "out.csv"), "--endpoint-url", url,
                                       "--yes", "--quiet", "--dry-run", "--report",
                                       str(f / "u.csv")],
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def finished(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
                                                                   ["ghost", "c@x.example"]])
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(folder / "out.csv"), "--rate", "500",
-                 "--yes", "--quiet"]) == 1  # fmt: skip
+                 "--yes", "--quiet"]) == 1
     return folder, emulator.endpoint_url
 
 
@@ -50,7 +50,7 @@ def test_a_wrong_type_is_refused_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=f"{path}: .*'achieved_rate'"):
         RunSummary.load(path)
     path.write_text(json.dumps({"calls": 3.0, "achieved_rate": 2, "counts": {"updated": 1.0},
-                                "stopped": None, "errors": None}))  # fmt: skip
+                                "stopped": None, "errors": None}))
     summary = RunSummary.load(path)
     assert (summary.calls, summary.achieved_rate, summary.counts) == (3, 2.0, {"updated": 1})
     assert summary.stopped is None and summary.errors == {}

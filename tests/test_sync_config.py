@@ -20,7 +20,7 @@ def config_of(*flags: str) -> JobConfig:
 
 def test_flags_reach_the_config():
     cfg = config_of("--create-missing", "--invite", "--disable-missing", "--max-disable", "25",
-                    "--manage-groups", "staff, sales", "--no-alias-check")  # fmt: skip
+                    "--manage-groups", "staff, sales", "--no-alias-check")
     assert (cfg.create_missing, cfg.invite, cfg.disable_missing) == (True, True, True)
     assert cfg.max_disable == "25" and cfg.manage_groups == ("staff", "sales")
     assert cfg.alias_check is False
@@ -49,7 +49,7 @@ def test_bad_combinations_are_one_line_usage_errors(flags: list[str], message: s
 def test_job_file_takes_manage_groups_as_an_array(tmp_path: Path):
     job = tmp_path / "job.toml"
     job.write_text('input = "in.csv"\nuser_pool_id = "p"\nmanage_groups = ["staff"]\n'
-                   'create_missing = true\n')  # fmt: skip
+                   'create_missing = true\n')
     cfg = build_config(str(job), {})
     assert cfg.manage_groups == ("staff",) and cfg.create_missing
     job.write_text('input = "in.csv"\nuser_pool_id = "p"\nmanage_groups = "staff"\n')

@@ -60,7 +60,7 @@ class Writer:
         self._record("disable", username)
 
     def update_user_attributes(self, pool: str, username: str, attributes: Any,
-                               **_: Any) -> None:  # fmt: skip
+                               **_: Any) -> None:
         self._record("update", username)
 
 
@@ -77,7 +77,7 @@ def test_each_operation_runs_on_its_own_categorys_lane() -> None:
     runner = Runner(writer, RunnerSettings("p", workers=4,  # type: ignore[arg-type]
                                            retry=RetryPolicy(base_backoff=0.001)),
                     controller=update, controllers={"UserCreation": creation},
-                    on_result=results.append)  # fmt: skip
+                    on_result=results.append)
     # WHEN they are applied
     runner.run([row(1, Kind.CREATE, Kind.ADD_TO_GROUP), row(2, Kind.CREATE, Kind.ADD_TO_GROUP),
                 row(3, Kind.DISABLE, Kind.ADD_TO_GROUP, Kind.ENABLE), row(4, Kind.DISABLE)])
@@ -98,7 +98,7 @@ def test_each_operation_runs_on_its_own_categorys_lane() -> None:
 def gateway(clean_emulator: Any) -> CognitoGateway:
     clean_emulator.configure(quotas={"UserCreation": 1000, "UserRead": 1000})
     return CognitoGateway(ConnectionSettings(endpoint_url=clean_emulator.endpoint_url,
-                                             region="us-east-1"))  # fmt: skip
+                                             region="us-east-1"))
 
 
 def test_a_create_sent_again_is_not_a_failure(gateway: CognitoGateway, make_pool: Any) -> None:

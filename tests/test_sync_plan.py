@@ -94,7 +94,7 @@ def test_an_empty_groups_cell_removes_every_managed_group_and_no_column_touches_
 
 def test_every_kind_declares_its_category():
     assert CATEGORY == {kind: ("UserCreation" if kind is Kind.CREATE else "UserUpdate")
-                        for kind in Kind}  # fmt: skip
+                        for kind in Kind}
 
 
 # --- groups ------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_membership_reads_take_the_cheaper_way():
     assert few.way == "per_user"
     # The estimate scales the rows that list a group by the share of the pool they cover
     sizes = estimate_group_sizes([frozenset({"staff"}), frozenset()], frozenset({"staff", "ops"}),
-                                 input_users=2, pool_users=1_000)  # fmt: skip
+                                 input_users=2, pool_users=1_000)
     assert sizes == {"staff": 500, "ops": 0}
 
 
@@ -151,7 +151,7 @@ def test_a_value_held_in_the_pool_or_asked_twice_in_the_file_is_an_alias_conflic
     also = "phone_number is also asked for by user 'dave' in this file"
     assert conflicts[3].error_message == also
     assert all("example" not in r.error_message and "555" not in r.error_message
-               for r in conflicts.values())  # fmt: skip
+               for r in conflicts.values())
 
 
 # --- leavers -----------------------------------------------------------------------------------

@@ -25,14 +25,14 @@ def unpaced(fn: Callable[[], T]) -> T:
 def setup(clean_emulator: Emulator, make_pool: PoolFactory, cognito_client: Any) -> Any:
     clean_emulator.configure(quotas={"UserUpdate": 1000, "UserList": 1000})
     users = [{"username": f"u{n}", "email": f"u{n}@example.com", "custom:employee_id": f"E{n}"}
-             for n in range(4)]  # fmt: skip
+             for n in range(4)]
     pool = make_pool(users=users)
     for group in ("staff", "sales", "admins"):
         cognito_client.create_group(UserPoolId=pool, GroupName=group)
     for user, group in (("u0", "staff"), ("u0", "admins"), ("u1", "sales"), ("u2", "staff")):
         cognito_client.admin_add_user_to_group(UserPoolId=pool, Username=user, GroupName=group)
     gateway = CognitoGateway(ConnectionSettings(endpoint_url=clean_emulator.endpoint_url,
-                                                region="us-east-1"))  # fmt: skip
+                                                region="us-east-1"))
     return gateway, pool
 
 
@@ -52,7 +52,7 @@ def test_pool_holder_names_who_holds_an_alias_value(setup: Any):
     gateway, pool = setup
     holder = pool_holder(gateway, pool, unpaced)
     updates = [UserUpdate(1, "u3", (("email", "u0@example.com"),)),
-               UserUpdate(2, "u1", (("email", "u1@example.com"),))]  # fmt: skip
+               UserUpdate(2, "u1", (("email", "u1@example.com"),))]
     conflicts = find_conflicts(claims_of(updates, frozenset({"email"})), holder)
     assert list(conflicts) == [1]
     assert conflicts[1].error_message == "email is already held by user 'u0'"

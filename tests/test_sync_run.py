@@ -18,7 +18,7 @@ QUOTAS = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead"
           "UserCreation": 1000, "UserResourceRead": 1000, "UserPoolResourceRead": 1000}
 WRITES = ("AdminUpdateUserAttributes", "AdminDeleteUserAttributes", "AdminCreateUser",
           "AdminDisableUser", "AdminEnableUser", "AdminAddUserToGroup",
-          "AdminRemoveUserFromGroup", "AdminDeleteUser")  # fmt: skip
+          "AdminRemoveUserFromGroup", "AdminDeleteUser")
 HEADER = ["username", "email", "department", "enabled", "groups"]
 FILE = [
     ["alice", "alice@x.io", "eng", "true", "staff"],  # as the pool has it (admins unmanaged)
@@ -37,7 +37,7 @@ def pool_state(client: Any, pool: str) -> dict[str, tuple[dict[str, str], bool, 
     for user in client.list_users(UserPoolId=pool)["Users"]:
         name = user["Username"]
         attrs = {a["Name"]: a["Value"] for a in user["Attributes"]
-                 if a["Name"] in ("email", "custom:department")}  # fmt: skip
+                 if a["Name"] in ("email", "custom:department")}
         groups = client.admin_list_groups_for_user(UserPoolId=pool, Username=name)["Groups"]
         out[name] = (attrs, user["Enabled"], sorted(g["GroupName"] for g in groups))
     return out
@@ -53,17 +53,17 @@ def pool(clean_emulator: Any, cognito_client: Any) -> str:
     clean_emulator.configure(quotas=QUOTAS)
     schema = [{**e, "Name": str(e["Name"])} for e in DEFAULT_CUSTOM_SCHEMA]
     pool_id = str(cognito_client.create_user_pool(
-        PoolName="sync", AliasAttributes=["email"], Schema=schema)["UserPool"]["Id"])  # fmt: skip
+        PoolName="sync", AliasAttributes=["email"], Schema=schema)["UserPool"]["Id"])
     clean_emulator.seed_users(pool_id, [
         {"username": n, "email": f"{n}@x.io", "custom:department": d}
         for n, d in (("alice", "eng"), ("bob", "sales"), ("carol", "eng"), ("dave", "eng"),
-                     ("erin", "hr"))])  # fmt: skip
+                     ("erin", "hr"))])
     for group in ("staff", "sales", "admins"):
         cognito_client.create_group(UserPoolId=pool_id, GroupName=group)
     for user, group in (("alice", "staff"), ("alice", "admins"), ("bob", "sales"),
-                        ("carol", "staff")):  # fmt: skip
+                        ("carol", "staff")):
         cognito_client.admin_add_user_to_group(UserPoolId=pool_id, Username=user,
-                                               GroupName=group)  # fmt: skip
+                                               GroupName=group)
     cognito_client.admin_disable_user(UserPoolId=pool_id, Username="dave")
     clean_emulator.reset()
     return pool_id
@@ -72,7 +72,7 @@ def pool(clean_emulator: Any, cognito_client: Any) -> str:
 def run(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
-                 "--create-missing", *extra])  # fmt: skip
+                 "--create-missing", *extra])
 
 
 def test_a_sync_makes_the_pool_match_the_file_and_undo_puts_it_back(
@@ -104,7 +104,7 @@ def test_a_sync_makes_the_pool_match_the_file_and_undo_puts_it_back(
         "erin": ({"email": "erin@x.io", "custom:department": "hr"}, True, []),
         "frank": ({"email": "frank@x.io", "custom:department": "eng"}, True,
                   ["sales", "staff"]),
-    }  # fmt: skip
+    }
     # enabled and groups are never attributes
     frank = cognito_client.admin_get_user(UserPoolId=pool, Username="frank")
     assert not {a["Name"] for a in frank["UserAttributes"]} & {"custom:enabled", "custom:groups"}
@@ -113,7 +113,7 @@ def test_a_sync_makes_the_pool_match_the_file_and_undo_puts_it_back(
 
     # WHEN the run is undone
     assert main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet"]) == 0
     # THEN the pool is back exactly: the joiner deleted, the rest restored
     assert pool_state(cognito_client, pool) == before
 
@@ -130,7 +130,7 @@ def test_the_dry_run_reports_every_planned_change_and_writes_nothing(
     rows = report_rows(report)
     assert {r: v["status"] for r, v in rows.items()} == {
         1: "unchanged", 2: "updated", 3: "updated", 4: "updated", 5: "created", 6: "invalid",
-        7: "unchanged"}  # fmt: skip
+        7: "unchanged"}
     assert rows[2]["error_message"] == ("dry run: not applied: update custom:department; "
                                         "remove from sales; add to staff")
     assert rows[3]["error_message"] == "dry run: not applied: disable; remove from staff"
@@ -143,7 +143,7 @@ def test_the_dry_run_reports_every_planned_change_and_writes_nothing(
 def test_an_unknown_group_stops_the_job_before_any_write(
     clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     before = pool_state(cognito_client, pool)
     rows = [*FILE[:5], ["hal", "hal@x.io", "eng", "true", "staff;ghosts;Admins2"]]
     source = write_csv(tmp_path / "sync.csv", HEADER, rows)
@@ -158,17 +158,17 @@ def test_an_unknown_group_stops_the_job_before_any_write(
 def test_disable_missing_refuses_a_truncated_input(
     clean_emulator: Any, cognito_client: Any, make_pool: Any, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a pool of 20 users and an input of 2 of them (10 %)
     clean_emulator.configure(quotas=QUOTAS)
     pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
     source = write_csv(tmp_path / "few.csv", ["username", "enabled"],
-                       [["u00", "true"], ["u01", "true"]])  # fmt: skip
+                       [["u00", "true"], ["u01", "true"]])
     clean_emulator.reset()
     # WHEN it is run with --disable-missing (default --max-disable 10%: 2 users)
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  clean_emulator.endpoint_url, "--report", str(tmp_path / "r" / "report.csv"),
-                 "--yes", "--quiet", "--disable-missing"])  # fmt: skip
+                 "--yes", "--quiet", "--disable-missing"])
     # THEN it refuses in one line, and nothing is written
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -183,11 +183,11 @@ def test_disable_missing_disables_the_absent_users_after_the_input(
     pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
     cognito_client.admin_disable_user(UserPoolId=pool, Username="u19")  # already disabled
     source = write_csv(tmp_path / "all.csv", ["username", "enabled"],
-                       [[f"u{n:02d}", "true"] for n in range(18)])  # fmt: skip
+                       [[f"u{n:02d}", "true"] for n in range(18)])
     report = tmp_path / "r" / "report.csv"
     code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  clean_emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
-                 "--disable-missing", "--undo", "--create-missing"])  # fmt: skip
+                 "--disable-missing", "--undo", "--create-missing"])
     assert code == 0
     # a leaver is not in the snapshot of the input's users: never taken for a joiner
     assert "AdminCreateUser" not in clean_emulator.stats()["operations"]
@@ -196,11 +196,11 @@ def test_disable_missing_disables_the_absent_users_after_the_input(
     assert {r: (v["username"], v["status"]) for r, v in rows.items() if r > 18} == {
         19: ("u18", "updated")}
     enabled = {u["Username"]: u["Enabled"] for u in
-               cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
+               cognito_client.list_users(UserPoolId=pool)["Users"]}
     assert [n for n, e in sorted(enabled.items()) if not e] == ["u18", "u19"]
     # ... and its undo enables the leaver again (and only it)
     assert main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet"]) == 0
     enabled = {u["Username"]: u["Enabled"] for u in
-               cognito_client.list_users(UserPoolId=pool)["Users"]}  # fmt: skip
+               cognito_client.list_users(UserPoolId=pool)["Users"]}
     assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]

@@ -41,7 +41,7 @@ def test_a_ten_million_row_night_stays_bounded_and_keeps_every_count(tmp_path: P
         timeline.record_call(0.040)
         timeline.record_call(0.090 if second % 10 == 0 else 0.050)
         timeline.sample(clock(), Reading(sent=sent, throttled=throttled, rate=139.0,
-                                         in_flight=12, statuses={"updated": sent}))  # fmt: skip
+                                         in_flight=12, statuses={"updated": sent}))
         # THEN at no moment does it hold more than MAX_BUCKETS buckets
         assert len(timeline.buckets) <= MAX_BUCKETS + 1
     # AND at the end it still shows the night in ~1,000-2,000 samples (64 s each)
@@ -136,7 +136,7 @@ def test_the_recorder_samples_on_its_clock_and_saves_owner_only(tmp_path: Path) 
     calls = [0]
     path = tmp_path / "r.csv.timeline.json"
     recorder = Recorder(Timeline(identity=IDENTITY), lambda: Reading(sent=calls[0]), path,
-                        clock=clock, save_every=5.0)  # fmt: skip
+                        clock=clock, save_every=5.0)
     recorder.timeline.start_run(clock(), Reading())
     # WHEN 4 s pass, one tick a second: nothing is saved yet
     for _ in range(4):
@@ -203,7 +203,7 @@ def test_the_progress_line_shows_the_finish_as_a_local_time_and_the_quota_share(
     stream = io.StringIO()
     progress = Progress(1000, stream=stream, interval=10.0, clock=clock, wall=lambda: wall,
                         extra=lambda: {"rate": 25.0, "throttles": 0, "calls": calls[0],
-                                       "quota": 50.0})  # fmt: skip
+                                       "quota": 50.0})
     # WHEN 250 rows (and calls) finish in the first 10 s
     for n in range(1, 251):
         clock.now = n * 0.04

@@ -56,12 +56,12 @@ def run_args(source: Path, pool: str, emulator: Any, report: Path, *extra: str) 
     undo_flag = [] if "--no-undo" in extra else ["--undo"]
     return ["run", *undo_flag, str(source), "--user-pool-id", pool,
             "--endpoint-url", emulator.endpoint_url, "--report", str(report),
-            "--rate", "500", "--yes", "--quiet", *extra]  # fmt: skip
+            "--rate", "500", "--yes", "--quiet", *extra]
 
 
 def undo(report: Path, emulator: Any, *extra: str) -> int:
     return main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
-                 "--quiet", "--rate", "500", *extra])  # fmt: skip
+                 "--quiet", "--rate", "500", *extra])
 
 
 def maps(emulator: Any, pool: str, names: list[str]) -> dict[str, dict[str, str]]:
@@ -79,7 +79,7 @@ def name(i: int) -> str:
 def users(n: int) -> list[dict[str, str]]:
     return [{"username": name(i), "custom:tier": "silver", "custom:department": f"dept-{i % 5}",
              "custom:level": str(i % 10 + 1), "given_name": f"Given{i}"}
-            for i in range(1, n + 1)]  # fmt: skip
+            for i in range(1, n + 1)]
 
 
 @pytest.fixture
@@ -108,11 +108,11 @@ def test_undo_restores_every_attribute_map(
         rows.append([name(i), tier, department, start])
     rows[10:10] = [[f"ghost{i}", "gold", "x", ""] for i in range(4)]  # fail: no such user
     source = write_csv(tmp_path / "in.csv", ["username", "tier", "department", "start_date"],
-                       rows)  # fmt: skip
+                       rows)
     report = tmp_path / "out.csv"
     # Live: reads keep ahead of writes (rate <= get_rate); snapshot: --skip-unchanged, by cost.
     extra = ["--empty", "delete"] + (["--skip-unchanged"] if path == "snapshot" else
-                                     ["--rate", "100"])  # fmt: skip
+                                     ["--rate", "100"])
 
     # WHEN it runs (some rows fail), THEN the pool changed as asked
     assert main(run_args(source, pool, fast, report, *extra)) == 1
@@ -149,12 +149,12 @@ def test_conflict_is_skipped_unless_forced(
     # GIVEN a run that moved five users to gold, and one of them moved on to platinum since
     pool = make_pool(users=users(5))
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[name(i), "gold"] for i in range(1, 6)])  # fmt: skip
+                       [[name(i), "gold"] for i in range(1, 6)])
     report = tmp_path / "out.csv"
     assert main(run_args(source, pool, fast, report)) == 0
     cognito_client.admin_update_user_attributes(
         UserPoolId=pool, Username=name(2),
-        UserAttributes=[{"Name": "custom:tier", "Value": "platinum"}])  # fmt: skip
+        UserAttributes=[{"Name": "custom:tier", "Value": "platinum"}])
 
     # WHEN it is undone
     code = undo(report, fast)
@@ -241,14 +241,14 @@ def test_crash_between_before_image_and_write_still_undoes(
     names = [name(i) for i in range(1, 13)]
     before = maps(fast, pool, names)
     source = write_csv(tmp_path / "in.csv", ["username", "tier", "start_date"],
-                       [[n, "gold", "2026-02-02"] for n in names])  # fmt: skip
+                       [[n, "gold", "2026-02-02"] for n in names])
     report = tmp_path / "out.csv"
     script = tmp_path / "crash.py"
     script.write_text(CRASHING)
     env = {**os.environ, "CRASH_USER": name(6), "CRASH_WHEN": when}
     args = run_args(source, pool, fast, report, "--workers", "1")
     crashed = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
-                             capture_output=True, timeout=120)  # fmt: skip
+                             capture_output=True, timeout=120)
     assert crashed.returncode == 137
     assert any(r.username == name(6) for r in iter_records(undo_path(report)))
     assert (fast.get_user_attributes(pool, name(6)).get("custom:tier") == "gold") == (
@@ -317,7 +317,7 @@ def test_undo_dry_run_writes_nothing(fast: Any, make_pool: Any, tmp_path: Path) 
     # GIVEN a run that changed 4 users
     pool = make_pool(users=users(4))
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[name(i), "gold"] for i in range(1, 5)])  # fmt: skip
+                       [[name(i), "gold"] for i in range(1, 5)])
     report = tmp_path / "out.csv"
     assert main(run_args(source, pool, fast, report)) == 0
     fast.reset()
@@ -384,12 +384,12 @@ def test_before_image_records_previous_values_and_flags() -> None:
     image = before_image(update, current)
     assert image.wrote == {"custom:tier": "gold", "custom:new": "x", "given_name": None}
     assert image.before == {"custom:tier": "silver", "custom:new": None, "given_name": None,
-                            "email_verified": "true", "phone_number_verified": None}  # fmt: skip
+                            "email_verified": "true", "phone_number_verified": None}
 
 
 RECORD = UndoRecord(5, "a", {"custom:tier": "silver", "custom:new": None, "custom:gone": "x",
                              "email_verified": None, "phone_number_verified": None},
-                    {"custom:tier": "gold", "custom:new": "n", "custom:gone": None})  # fmt: skip
+                    {"custom:tier": "gold", "custom:new": "n", "custom:gone": None})
 
 
 @pytest.mark.parametrize(
@@ -405,7 +405,7 @@ RECORD = UndoRecord(5, "a", {"custom:tier": "silver", "custom:new": None, "custo
         ({"custom:tier": "platinum", "custom:new": "n"}, True,
          ((("custom:tier", "silver"), ("custom:gone", "x")), ("custom:new",))),
     ],
-)  # fmt: skip
+)
 def test_plan_restore(current: dict[str, str], force: bool, expected: Any) -> None:
     # WHEN the restore of RECORD is planned against the user's attributes now
     plan = plan_restore(RECORD, current, force=force)
@@ -422,7 +422,7 @@ def test_plan_restore_email_sets_flag_true_then_puts_it_back() -> None:
     # GIVEN a run that changed an email whose flag was false, in a pool that verifies email
     record = UndoRecord(1, "a", {"email": "old@x.io", "email_verified": "false",
                                  "phone_number_verified": None},
-                        {"email": "new@x.io"})  # fmt: skip
+                        {"email": "new@x.io"})
     current = {"email": "new@x.io", "email_verified": "false"}
 
     # WHEN planned, THEN the email goes back with its flag, and the flag false in a second call
@@ -454,7 +454,7 @@ def test_time_in_resolve_counts_in_the_window() -> None:
 
     runner = Runner(fake, RunnerSettings(user_pool_id="p", workers=1),  # type: ignore[arg-type]
                     controller=FixedRate(50), on_result=lambda r: None, resolve=slow,
-                    clock=clock)  # fmt: skip
+                    clock=clock)
 
     # WHEN 30 rows are applied
     runner.run(UserUpdate(i + 1, f"u{i}", (("given_name", "x"),)) for i in range(30))
@@ -477,9 +477,9 @@ def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
     for endpoint, asks in (("", True), ("http://127.0.0.1:4566", False)):
         report = tmp_path / f"r{int(asks)}.csv"
         Journal(journal_path(report),
-                JournalHeader("x", "s", "us-east-1_AbC123", "eu-west-1")).close()  # fmt: skip
+                JournalHeader("x", "s", "us-east-1_AbC123", "eu-west-1")).close()
         log = UndoLog(undo_path(report), {"pool": "us-east-1_Other", "region": "us-west-2",
-                                          "endpoint_url": endpoint})  # fmt: skip
+                                          "endpoint_url": endpoint})
         log.close()
 
         # WHEN its undo is configured (the endpoint given again: never taken from the file),
@@ -493,7 +493,7 @@ def test_undo_of_a_real_pool_asks_first(tmp_path: Path) -> None:
         # ... and --user-pool-id naming another pool than the run's is refused
         with pytest.raises(UsageError, match="wrote to us-east-1_AbC123"):
             undo_config(str(report), {"user_pool_id": "us-east-1_Other",
-                                      "endpoint_url": endpoint or None})  # fmt: skip
+                                      "endpoint_url": endpoint or None})
         if endpoint:  # THEN without it again, the undo refuses rather than guess
             with pytest.raises(UsageError, match="endpoint-url"):
                 undo_config(str(report), {})
@@ -513,7 +513,7 @@ def test_before_images_default_on_for_a_real_pool_off_for_the_emulator(
 
     def records(endpoint: str, **extra: Any) -> bool:
         config = build_config(None, {"input": str(source), "user_pool_id": "us-east-1_X",
-                                     "endpoint_url": endpoint, **extra})  # fmt: skip
+                                     "endpoint_url": endpoint, **extra})
         job = Job.__new__(Job)  # only the decision is wanted: no pool is read
         job.config = config
         return bool(job.records_undo)

@@ -48,23 +48,23 @@ def ran(emulator: Any, make_pool: Any, tmp_path: Path) -> dict[str, Any]:
     """A run over 8 users of pool A (tier silver -> gold); pool B holds ``victim``."""
     emulator.configure(quotas=FAST)
     people = [{"username": name(i), "custom:tier": "silver", "email": f"{name(i)}@example.com"}
-              for i in range(1, 13)]  # fmt: skip
+              for i in range(1, 13)]
     pool = make_pool(users=people, name="tamper-a")
     other = make_pool(users=[{"username": "victim", "email": "victim@example.com",
-                              "custom:tier": "basic"}], name="tamper-b")  # fmt: skip
+                              "custom:tier": "basic"}], name="tamper-b")
     source = write_csv(tmp_path / "in.csv", ["username", "tier"],
-                       [[name(i), "gold"] for i in range(1, 9)])  # fmt: skip
+                       [[name(i), "gold"] for i in range(1, 9)])
     report = tmp_path / "out.csv"
     assert main(["run", "--undo", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet"]) == 0  # fmt: skip
+                 "--quiet"]) == 0
     return {"pool": pool, "other": other, "report": report, "emulator": emulator}
 
 
 def undo(ran: dict[str, Any], *extra: str) -> int:
     return int(main(["undo", str(ran["report"]), "--endpoint-url",
                      ran["emulator"].endpoint_url, "--yes", "--quiet", "--rate", "500",
-                     *extra]))  # fmt: skip
+                     *extra]))
 
 
 def other_pool(lines: list[dict[str, Any]], other: str) -> list[dict[str, Any]]:
@@ -96,12 +96,12 @@ def dropped_record(lines: list[dict[str, Any]], other: str) -> list[dict[str, An
 
 def added_record(lines: list[dict[str, Any]], other: str) -> list[dict[str, Any]]:
     lines.insert(-1, {"row": 40, "username": name(12), "before": {"custom:tier": "admin"},
-                      "wrote": {"custom:tier": "silver"}})  # fmt: skip
+                      "wrote": {"custom:tier": "silver"}})
     return lines
 
 
 @pytest.mark.parametrize("edit", [other_pool, other_user, other_attribute, changed_value,
-                                  dropped_record, added_record])  # fmt: skip
+                                  dropped_record, added_record])
 def test_a_tampered_undo_file_is_refused_before_any_write(
     ran: dict[str, Any], capsys: pytest.CaptureFixture[str], edit: Edit
 ) -> None:
@@ -128,7 +128,7 @@ def test_a_tampered_undo_file_is_refused_before_any_write(
     upath.write_bytes(original)
     assert undo(ran) == 0
     assert {emulator.get_user_attributes(ran["pool"], name(i))["custom:tier"]
-            for i in range(1, 9)} == {"silver"}  # fmt: skip
+            for i in range(1, 9)} == {"silver"}
 
 
 def test_the_undo_writes_only_to_the_pool_the_run_wrote_to(

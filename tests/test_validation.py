@@ -129,7 +129,7 @@ def calls(emulator: Any, operation: str = "AdminUpdateUserAttributes") -> int:
 def run_cli(source: Path, pool: str, emulator: Any, report: Path, *extra: str) -> int:
     return main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--report", str(report), "--rate", "500", "--yes",
-                 "--quiet", *extra])  # fmt: skip
+                 "--quiet", *extra])
 
 
 def error_line(err: str) -> str:
@@ -147,7 +147,7 @@ def seeded(n: int, **attributes: str) -> list[dict[str, str]]:
 
 def gateway(emulator: Any) -> CognitoGateway:
     return CognitoGateway(ConnectionSettings(endpoint_url=emulator.endpoint_url,
-                                             region="us-east-1"))  # fmt: skip
+                                             region="us-east-1"))
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def fast(emulator: Any) -> Any:
 
 
 DEV_ONLY = {"Name": "secret", "AttributeDataType": "String", "DeveloperOnlyAttribute": True,
-            "Mutable": True}  # fmt: skip
+            "Mutable": True}
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +186,12 @@ def shared_pool(emulator: Any) -> str:
 def test_unwritable_column_stops_before_any_write(
     fast: Any, shared_pool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     column: str, fragments: tuple[str, ...],
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a pool with the default schema (plus a developer-only attribute) and 3 good rows
     # whose one extra column writes no writable attribute
     pool = shared_pool
     source = write_csv(tmp_path / "in.csv", ["username", "tier", column],
-                       [[f"u{i:03d}", "unwritten", "x"] for i in range(1, 4)])  # fmt: skip
+                       [[f"u{i:03d}", "unwritten", "x"] for i in range(1, 4)])
     report = tmp_path / "out.csv"
 
     # WHEN it runs
@@ -315,7 +315,7 @@ def test_invalid_value_messages_never_copy_the_value(
     # THEN no report cell but the key holds an attribute value
     rows = report_rows(report)
     leaks = [(n, value) for n, (_, value) in enumerate(BAD_VALUES, start=1)
-             if len(value) > 3 and value in rows[n]["error_message"]]  # fmt: skip
+             if len(value) > 3 and value in rows[n]["error_message"]]
     assert leaks == []
 
 
@@ -384,7 +384,7 @@ def test_without_schema_check_the_emulator_refuses_each_bad_row(
         assert (row["status"], row["error_code"]) in {
             ("invalid", "InvalidValue"), ("invalid", "InvalidUsername"),
             ("failed", "InvalidParameterException"),
-        }, (number, column, row)  # fmt: skip
+        }, (number, column, row)
         outcome.setdefault(row["status"], set()).add(column)
     assert {"department", "tier", "level", "is_manager"} <= outcome["failed"]
     failed = sum(1 for n in fault if rows[n]["status"] == "failed")
@@ -416,7 +416,7 @@ def test_valid_edge_values_pass_both_checks(fast: Any, make_pool: Any, tmp_path:
     pool = make_pool(users=seeded(len(VALID_EDGES)))
     columns = sorted({c for c, _ in VALID_EDGES})
     rows = [[f"u{i:03d}", *(value if c == column else "" for c in columns)]
-            for i, (column, value) in enumerate(VALID_EDGES, start=1)]  # fmt: skip
+            for i, (column, value) in enumerate(VALID_EDGES, start=1)]
     source = write_csv(tmp_path / "edges.csv", ["username", *columns], rows)
     report = tmp_path / "out.csv"
 
@@ -537,10 +537,10 @@ def test_mark_verified_sends_no_message(
 def test_verification_before_update_holds_the_value_unless_marked_verified(
     fast: Any, make_pool: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     mark_verified: bool,
-) -> None:  # fmt: skip
+) -> None:
     # GIVEN a pool that requires verification before an email update
     pool = make_pool(users=old_emails(4), auto_verified=["email"],
-                     require_verification_before_update=["email"])  # fmt: skip
+                     require_verification_before_update=["email"])
     source = email_change(tmp_path / "in.csv", 4)
     flags = ["--mark-verified"] if mark_verified else []
 
@@ -571,7 +571,7 @@ def test_dry_run_message_count_with_skip_unchanged(
     # GIVEN 6 rows of which only 2 change the email (4 hold the current one)
     pool = make_pool(users=old_emails(6), auto_verified=["email"])
     rows = [[f"u{i:03d}", f"new{i}@example.com" if i <= 2 else f"old{i}@example.com"]
-            for i in range(1, 7)]  # fmt: skip
+            for i in range(1, 7)]
     source = write_csv(tmp_path / "in.csv", ["username", "email"], rows)
 
     # WHEN it runs dry and for real with --skip-unchanged
@@ -593,7 +593,7 @@ def test_dry_run_writes_the_plan_and_no_update(fast: Any, make_pool: Any, tmp_pa
     pool = make_pool(users=seeded(4))
     source = write_csv(tmp_path / "in.csv", ["username", "tier", "level"],
                        [["u001", "gold", "3"], ["u002", "gold", "11"], ["u003", "gold", ""],
-                        ["u004", "", "4"]])  # fmt: skip
+                        ["u004", "", "4"]])
     report = tmp_path / "out.csv"
 
     # WHEN it runs with --dry-run
@@ -606,7 +606,7 @@ def test_dry_run_writes_the_plan_and_no_update(fast: Any, make_pool: Any, tmp_pa
     assert {n: (r["username"], r["status"], r["error_code"]) for n, r in rows.items()} == {
         1: ("u001", "updated", ""), 2: ("u002", "invalid", "InvalidValue"),
         3: ("u003", "updated", ""), 4: ("u004", "updated", ""),
-    }  # fmt: skip
+    }
     assert all(r["attempts"] == "0" for r in rows.values())
     assert "custom:tier" not in fast.get_user_attributes(pool, "u001")
     summary = json.loads((tmp_path / "out.csv.summary.json").read_text())
@@ -618,9 +618,9 @@ def test_dry_run_agrees_with_the_real_run_on_the_demo_data(
 ) -> None:
     # GIVEN the demo pool and job (as `make demo` sets them up)
     pool = make_pool(users=seed_rows(ROOT / "sample_data" / "seed_users.csv"),
-                     auto_verified=["email"])  # fmt: skip
+                     auto_verified=["email"])
     job = ["--job", str(ROOT / "jobs" / "demo.toml"), "--user-pool-id", pool,
-           "--endpoint-url", fast.endpoint_url, "--rate", "500", "--quiet", "--yes"]  # fmt: skip
+           "--endpoint-url", fast.endpoint_url, "--rate", "500", "--quiet", "--yes"]
 
     # WHEN it runs dry, then for real
     dry_code = main(["run", *job, "--report", str(tmp_path / "dry.csv"), "--dry-run"])
@@ -636,7 +636,7 @@ def test_dry_run_agrees_with_the_real_run_on_the_demo_data(
         return r["username"], r["status"], r["error_code"] if r["status"] == "invalid" else ""
 
     differ = {n: (outcome(dry[n]), outcome(real[n])) for n in dry if outcome(dry[n]) !=
-              outcome(real[n])}  # fmt: skip
+              outcome(real[n])}
     # AND the one exception is the row only Cognito can judge: user9999 does not exist
     assert differ == {18: (("user9999", "updated", ""), ("user9999", "failed", ""))}
     assert real[18]["error_code"] == "UserNotFoundException"
@@ -665,7 +665,7 @@ def config_for(**settings: Any) -> Any:
     ],
     ids=["real-pool", "aws-endpoint", "not-localhost", "private-ip", "confirm-false",
          "loopback-not-emulator", "localhost-not-emulator", "emulator", "dry-run"],
-)  # fmt: skip
+)
 def test_needs_confirmation(settings: dict[str, Any], expected: bool) -> None:
     # GIVEN a job's settings (and whether its endpoint answers as the emulator)
     emulator = settings.pop("emulator", False)
@@ -677,7 +677,7 @@ def test_needs_confirmation(settings: dict[str, Any], expected: bool) -> None:
 
 def plan() -> PlanSummary:
     return PlanSummary(pool_id="us-east-1_AbC123", pool_name="prod", region="us-east-1",
-                       endpoint="", rows=10, to_apply=10, messages={"email": 3})  # fmt: skip
+                       endpoint="", rows=10, to_apply=10, messages={"email": 3})
 
 
 def test_ask_refuses_without_a_terminal(
@@ -705,7 +705,7 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize(("answer", "expected"),
                          [("y\n", True), ("YES\n", True), ("n\n", False), ("\n", False),
-                          ("", False)])  # fmt: skip
+                          ("", False)])
 def test_ask_takes_the_answer_from_a_terminal(
     monkeypatch: pytest.MonkeyPatch, answer: str, expected: bool
 ) -> None:
@@ -724,7 +724,7 @@ def test_confirmation_refused_writes_nothing(
     report = tmp_path / "out.csv"
     config = build_config(None, {"input": str(source), "user_pool_id": pool, "rate": "500",
                                  "endpoint_url": fast.endpoint_url, "report": str(report),
-                                 "quiet": True})  # fmt: skip
+                                 "quiet": True})
     shown: list[PlanSummary] = []
 
     def decline(summary: PlanSummary) -> bool:
@@ -772,7 +772,7 @@ QUOTED = ('username,department,tier\n'
           'u002,"Sales, EMEA\nfloor 2, ""north""",gold\n'
           'u003,"R&D",gold\n'
           'u004,Sales,this-tier-is-far-too-long\n'
-          'u005,Sales,gold\n')  # fmt: skip
+          'u005,Sales,gold\n')
 SEMICOLON = "username;department;tier\nu001;Sales, EMEA;semi-gold\nu002;R&D;semi\n"
 NESTED_LIST = pa.table({"username": ["u001"], "tags": pa.array([["a", "b"]])})
 NESTED_STRUCT = pa.table(
@@ -831,7 +831,7 @@ CORPUS = [
                3: ("u003", "updated", ""), 4: ("u004", "invalid", "InvalidValue"),
                5: ("u005", "updated", "")},
          stored={"u002": {"custom:department": 'Sales, EMEA\nfloor 2, "north"'}}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])

@@ -44,7 +44,7 @@ def main() -> int:
         )
         seeded = emulator.seed_users(pool, seed_rows(ROOT / "sample_data" / "seed_users.csv"))
         print(f"demo: emulator at {emulator.endpoint_url}, pool {pool} with {seeded} users, "
-              "quota 25 updates/s", flush=True)  # fmt: skip
+              "quota 25 updates/s", flush=True)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo"}
         env.pop("AWS_PROFILE", None)
         command = [
@@ -66,15 +66,15 @@ def main() -> int:
         code = subprocess.call(command, env=env, cwd=ROOT)
         update = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
         print(f"demo: the emulator accepted {update.get('accepted', 0)} updates and throttled "
-              f"{update.get('throttled', 0)}", flush=True)  # fmt: skip
+              f"{update.get('throttled', 0)}", flush=True)
         sample = emulator.get_user_attributes(pool, "user0001")
         print(f"demo: user0001 now has custom:department={sample.get('custom:department')!r}, "
-              f"custom:tier={sample.get('custom:tier')!r}")  # fmt: skip
+              f"custom:tier={sample.get('custom:tier')!r}")
     if code == EXPECTED_EXIT:
         print("demo: the job exited 1, as it must: the sample input holds deliberately bad rows "
-              "(see the report); the demo itself succeeded")  # fmt: skip
+              "(see the report); the demo itself succeeded")
         print(f"demo: open the run's one-file HTML report: {HTML.as_uri()}  (or: cognito-batch "
-              f"report {HTML.relative_to(ROOT).with_suffix('.csv')})")  # fmt: skip
+              f"report {HTML.relative_to(ROOT).with_suffix('.csv')})")
         return 0
     print(f"demo: unexpected exit code {code} from the job")
     return code or 3

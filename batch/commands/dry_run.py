@@ -41,7 +41,7 @@ def dry_run(
                              error_message="dry run: not applied: " + describe_ops(item))
         elif isinstance(item, UserUpdate):
             item = RowResult(item.row, item.username, Status.UPDATED, key=item.key,
-                             error_message="dry run: not applied")  # fmt: skip
+                             error_message="dry run: not applied")
         writer.write(item)
     writer.close()
     stream.write("dry run: nothing was written\n" + plan.describe() + "\n")
@@ -50,7 +50,7 @@ def dry_run(
         "counts": plan.by_status, "attributes": plan.attributes, "messages": plan.messages,
         "pending_verification": plan.pending_verification,
         "estimated_seconds": round(plan.estimated_seconds, 1), "report": str(report),
-    }  # fmt: skip
+    }
     write_summary(report, summary)
     stream.write(f"  report: {report}\n")
     invalid = plan.by_status.get("invalid", 0)

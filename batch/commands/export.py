@@ -81,7 +81,7 @@ def export_attributes(schema: PoolSchema, wanted: Sequence[str] = ()) -> list[st
     ``*_verified`` flags."""
     if not wanted:
         return [n for n in schema.writable_names()
-                if not schema.rules[n].developer_only and n not in VERIFIED_FLAGS]  # fmt: skip
+                if not schema.rules[n].developer_only and n not in VERIFIED_FLAGS]
     out: list[str] = []
     for name in wanted:
         attr = attribute_name(name.strip(), {})
@@ -146,13 +146,13 @@ class Exporter:
         except CognitoError as exc:
             if isinstance(exc, FatalError) or exc.code == "ResourceNotFoundException":
                 raise UsageError(f"user pool {self.settings.user_pool_id}: {exc.code}: "
-                                 f"{exc.message}") from None  # fmt: skip
+                                 f"{exc.message}") from None
             raise
         return PoolSchema.from_describe(pool)
 
     def _identity(self, attributes: list[str]) -> dict[str, Any]:
         return {"export": 1, "pool": self.settings.user_pool_id, "filter": self.settings.filter,
-                "attributes": attributes, "format": self.format}  # fmt: skip
+                "attributes": attributes, "format": self.format}
 
     def _resume(self, identity: dict[str, Any]) -> tuple[str | None, int, int, int] | None:
         """(token, users, pages, bytes) of an unfinished export of the same thing, or None.
@@ -173,10 +173,10 @@ class Exporter:
             raise UsageError(f"{self.partial}: a symlink where the export's partial file "
                              "belongs; remove it (the export writes only its own files)")
         why = _damage(saved, self.partial, spool.st_size, self.format,
-                      filtered=bool(self.settings.filter))  # fmt: skip
+                      filtered=bool(self.settings.filter))
         if why:
             raise UsageError(f"{self.checkpoint}: damaged checkpoint ({why}); rerun with "
-                             "--fresh to start the export over")  # fmt: skip
+                             "--fresh to start the export over")
         return saved["token"], saved["users"], saved["pages"], saved["bytes"]
 
     def run(self) -> ExportResult:
@@ -193,7 +193,7 @@ class Exporter:
         handle = (
             reopen_private(self.partial, size, encoding="utf-8", newline="") if state
             else create_private(self.partial, encoding="utf-8", newline="")
-        )  # fmt: skip
+        )
         try:
             spool_csv = self.format in ("csv", "parquet")
             writer = csv.writer(handle) if spool_csv else None
@@ -228,7 +228,7 @@ class Exporter:
             handle.close()
         self._finish()
         return ExportResult(self.settings.out, users, pages, state is not None,
-                            round(time.monotonic() - started, 3))  # fmt: skip
+                            round(time.monotonic() - started, 3))
 
     def _page(
         self, paced: PacedCall, token: str | None, attributes: list[str]
@@ -238,7 +238,7 @@ class Exporter:
             return paced(lambda: self.gateway.list_users_page(
                 pool, pagination_token=token, filter_expression=expression,
                 attributes_to_get=attributes,
-            ))  # fmt: skip
+            ))
         except RowError as exc:
             if token is None:
                 raise UsageError(f"ListUsers refused: {exc.code}: {exc.message}") from None
@@ -248,7 +248,7 @@ class Exporter:
             ) from None
 
     def _save(self, handle: IO[str], identity: dict[str, Any], token: str, users: int,
-              pages: int) -> None:  # fmt: skip
+              pages: int) -> None:
         """The rows before ``token`` are on disk, then the checkpoint says so."""
         handle.flush()
         os.fsync(handle.fileno())
@@ -274,7 +274,7 @@ def _damage(saved: Any, partial: Path, size: int, fmt: str, *, filtered: bool) -
     if not isinstance(token, str) or not token:
         return "its token is not text"
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-               for v in (users, pages, length)):  # fmt: skip
+               for v in (users, pages, length)):
         return "users, pages and bytes must be whole numbers, 0 or more"
     if length > size:
         return f"it says {length} bytes were written, {partial.name} holds {size}"

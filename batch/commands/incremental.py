@@ -60,7 +60,7 @@ def settings_of(job: Job) -> str:
         "mapping": sorted(job.columns.items()), "empty": config.empty,
         "mark_verified": config.mark_verified,
         "sync": [c for c in SYNC_COLUMNS if c in job.header],
-    })  # fmt: skip
+    })
 
 
 def _sync_cells(values: dict[str, str], present: list[str]) -> list[tuple[str, str]]:
@@ -69,7 +69,7 @@ def _sync_cells(values: dict[str, str], present: list[str]) -> list[tuple[str, s
         cell = values.get(column, "").strip()
         if column == "groups":
             cell = GROUP_SEPARATOR.join(sorted(g.strip() for g in cell.split(GROUP_SEPARATOR)
-                                               if g.strip()))  # fmt: skip
+                                               if g.strip()))
         else:
             cell = cell.lower()
         out.append((column, cell))
@@ -90,7 +90,7 @@ class Incremental:
             self.note = "no applied state yet: a full run, which writes it"
         elif info.version != STATE_VERSION or info.settings != self.settings:
             self.note = (f"{job._shown(self.files.state)} was made with other settings (mapping, "
-                         "pool or key): a full run, which writes a new state")  # fmt: skip
+                         "pool or key): a full run, which writes a new state")
         else:
             state = info.path
         self.spill = self._spill()
@@ -134,12 +134,12 @@ class Incremental:
 
     def _sample(self, unchanged: RowSet, seed_text: str) -> RowSet:
         count = verify_sample(self.job.config.verify, len(unchanged)) if self.job.config.verify \
-            else 0  # fmt: skip
+            else 0
         self.verify_rows: list[int] = []
         if not count:
             return RowSet()
         seed = int.from_bytes(hashlib.sha256(f"{seed_text}:{self.settings}".encode()).digest()[:8],
-                              "little")  # fmt: skip
+                              "little")
         rng = np.random.default_rng(seed)
         last = self.scan.last_input_row
         if len(unchanged) * 10 >= last:  # mostly unchanged (a nightly delta): draw and keep
@@ -162,7 +162,7 @@ class Incremental:
     def unchanged_result(self, row: int, key: str) -> RowResult:
         is_key = self.job.config.key != "username"
         return RowResult(row, "" if is_key else key, Status.UNCHANGED,
-                         error_message=UNCHANGED_MESSAGE, key=key if is_key else "")  # fmt: skip
+                         error_message=UNCHANGED_MESSAGE, key=key if is_key else "")
 
     def resolve(self, inner: Resolve | None) -> Resolve | None:
         """Rows of the verify sample are read and compared first (drift is what differs)."""
@@ -172,7 +172,7 @@ class Incremental:
         wait = event_waiter(job.stop_event)
         paced = PacedCall(Pacer(config.get_rate if config.key == "username" else config.list_rate),
                           Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait),
-                          wait)  # fmt: skip
+                          wait)
         lookup = LiveLookup(job.gateway, config.user_pool_id, key=config.key, paced=paced)
         self.lookup = lookup
         types = {n: r.data_type for n, r in job.schema.rules.items()} if job.schema else {}
@@ -204,7 +204,7 @@ class Incremental:
             if finished:
                 applied = _applied(self.files.journal, self.scan.last_input_row)
                 write_state(self.spill, self.files.state, settings=self.settings,
-                            applied=lambda rows: applied[rows])  # fmt: skip
+                            applied=lambda rows: applied[rows])
         finally:
             self.spill.remove()
 
@@ -212,7 +212,7 @@ class Incremental:
         return {"state": self.job._shown(self.files.state), "changed": self.changed,
                 "unchanged": len(self.unchanged), "verified": len(self.verify_rows),
                 "drift": self.drift, "verify_reads": self.reads,
-                "full_run": bool(self.note)}  # fmt: skip
+                "full_run": bool(self.note)}
 
 
 def _applied(journal: Path, last_row: int) -> np.ndarray:

@@ -43,22 +43,22 @@ _SHARD_FILE = re.compile(
 )
 _SUMMED = ("calls", "throttles", "faults", "resumed_rows", "read_calls")
 _PER_SHARD = ("rows", "counts", "calls", "throttles", "duration_s", "achieved_rate",
-              "rate_final", "stopped", "report")  # fmt: skip
+              "rate_final", "stopped", "report")
 # The settings that change what a run writes (JobConfig.fingerprint's): shards must agree on
 # them; how fast, how loud or with which profile each ran may differ.
 _SAME = ("user_pool_id", "username_column", "key", "columns", "exclude", "empty",
-         "on_duplicate", "mark_verified", "skip_unchanged", "format", "delimiter")  # fmt: skip
+         "on_duplicate", "mark_verified", "skip_unchanged", "format", "delimiter")
 
 
 def find_shards(target: Path) -> tuple[Path, list[Path]]:
     """The merged report's path and the shard reports, in shard order, all present."""
     if target.is_dir():
         bases = {SHARD_NAME.sub("", p.stem) + p.suffix for p in target.iterdir()
-                 if SHARD_NAME.search(p.stem) and is_report_name(p)}  # fmt: skip
+                 if SHARD_NAME.search(p.stem) and is_report_name(p)}
         if len(bases) != 1:
             names = ", ".join(sorted(bases)) or "none"
             raise UsageError(f"{target}: expected the shard reports of one run here ({names}); "
-                             "name the report: cognito-batch merge FOLDER/REPORT.csv")  # fmt: skip
+                             "name the report: cognito-batch merge FOLDER/REPORT.csv")
         target = target / bases.pop()
     found: dict[int, Path] = {}
     counts: set[int] = set()
@@ -71,15 +71,15 @@ def find_shards(target: Path) -> tuple[Path, list[Path]]:
         found[index] = path
     if not found:
         raise UsageError(f"{target}: no shard reports beside it ({target.stem}.shard-K-of-N"
-                         f"{target.suffix})")  # fmt: skip
+                         f"{target.suffix})")
     if len(counts) != 1:
         raise UsageError(f"{target}: shard reports of different shard counts {sorted(counts)} "
-                         "are beside it; remove the stale ones")  # fmt: skip
+                         "are beside it; remove the stale ones")
     count = counts.pop()
     missing = [k for k in range(count) if k not in found]
     if missing:
         raise UsageError(f"{target}: shard {missing[0]} of {count} has no report yet "
-                         f"(missing: {', '.join(map(str, missing))})")  # fmt: skip
+                         f"(missing: {', '.join(map(str, missing))})")
     return target, [found[k] for k in range(count)]
 
 
@@ -89,7 +89,7 @@ def _summary(report: Path) -> RunSummary:
         summary = RunSummary.load(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: missing; that shard has not finished (rerun it: it resumes)"
-                         ) from None  # fmt: skip
+                         ) from None
     if summary.dry_run:
         raise UsageError(f"{path}: a dry run's summary; merge the shards of a real run")
     return summary
@@ -136,7 +136,7 @@ def _merge_s3(target: str) -> tuple[int, dict[str, Any], str]:
         summary = {**summary, "report": remote,
                    "shards": [{**s, "report": f"s3://{where.bucket}/{prefix_key}"
                                f"{Path(str(s.get('report', ''))).name}"}
-                              for s in summary.get("shards", [])]}  # fmt: skip
+                              for s in summary.get("shards", [])]}
         write_summary(report, summary)
         store.put_file(parse(remote + ".summary.json"), summary_path(report))
         return code, summary, remote
@@ -156,7 +156,7 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
     files = RunFiles(report)
     check_outputs(local_input, [("merged report", report), ("merged summary", files.summary),
                                 ("merge's temporary", files.merging)],
-                  [(f"shard {k}'s report", p) for k, p in enumerate(shards)])  # fmt: skip
+                  [(f"shard {k}'s report", p) for k, p in enumerate(shards)])
     check_replaceable(report, "report", "merge REPORT")
     total = sum(s.rows for s in summaries)
     seen = bytearray()
@@ -170,7 +170,7 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
                     seen.extend(bytes(result.row + 1 - len(seen) + 4096))
                 if seen[result.row]:
                     raise UsageError(f"{path}: row {result.row} is also in another shard's "
-                                     "report; the shards did not split one run")  # fmt: skip
+                                     "report; the shards did not split one run")
                 seen[result.row] = 1
                 counts[result.status.value] += 1
                 if result.error_code:
@@ -195,7 +195,7 @@ def merge(target: Path) -> tuple[int, dict[str, Any], Path]:
     if merged_rows != total:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"{report}: the shard reports hold {merged_rows} rows, their summaries "
-                         f"{total}; rerun the shards to finish them")  # fmt: skip
+                         f"{total}; rerun the shards to finish them")
     tmp.replace(report)
     code = exit_code(counts, fatal=False)
     summary = _merged_summary(report, shards, summaries, counts, errors, total, code)
@@ -252,4 +252,4 @@ def _merged_summary(
         shards=[{"shard": s.shard, **{k: j.get(k) for k in _PER_SHARD}, "report": str(p)}
                 for p, s, j in zip(shards, summaries, as_json, strict=True)],
         exit_code=code, journal=None,
-    )  # fmt: skip
+    )

@@ -18,7 +18,7 @@ def gateway_for(config: JobConfig) -> CognitoGateway:
     return CognitoGateway(ConnectionSettings(
         region=config.region or None, profile=config.profile or None,
         endpoint_url=config.endpoint_url or None, max_connections=config.workers + 4,
-    ))  # fmt: skip
+    ))
 
 
 def describe_pool(gateway: Any, pool_id: str, stop: threading.Event) -> dict[str, Any]:

@@ -40,13 +40,13 @@ RETRY_STATUSES = frozenset({"failed", "skipped"})
 NOT_RETRIED_CODES = frozenset({"Superseded"})
 CONNECTION = ("endpoint_url", "profile", "region", "confirm")
 PACE = ("rate", "max_rate", "workers", "max_attempts", "max_row_seconds",
-        "per_user_rate", "list_rate", "get_rate", "quiet")  # fmt: skip
+        "per_user_rate", "list_rate", "get_rate", "quiet")
 
 
 def retry_rows(report: Path) -> tuple[int, ...]:
     """The rows to retry, the report streamed: memory is the rows retried, not the report."""
     rows = {r.row for r in read_results(report)
-            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}  # fmt: skip
+            if r.status in RETRY_STATUSES and r.error_code not in NOT_RETRIED_CODES}
     return tuple(sorted(rows))
 
 
@@ -68,7 +68,7 @@ def _same_input(
     try:
         source = open_input(input_path, format=settings.get("format") or None,
                             delimiter=settings.get("delimiter") or ",",
-                            profile=profile or None)  # fmt: skip
+                            profile=profile or None)
         return input_identity(source) == identity
     except BatchError:
         return False
@@ -95,7 +95,7 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     if not rows:
         raise UsageError(f"{path}: no failed or skipped rows to retry")
     check_against_journals(spath, summary, path, lambda: _every_row(path),
-                           overrides.get("region"))  # fmt: skip
+                           overrides.get("region"))
     job = load_job_file(job_file) if job_file else {}
     profile = overrides.get("profile") or job.get("profile")
     if not input_sha or not _same_input(input_path, input_sha, settings, profile):
@@ -109,17 +109,17 @@ def retry_config(report: str, job_file: str | None, overrides: Mapping[str, Any]
     settings = replayable(settings)
     if job:
         settings.update({k: v for k, v in job.items()
-                         if k in CONNECTION or k in PACE or k == "client_metadata"})  # fmt: skip
+                         if k in CONNECTION or k in PACE or k == "client_metadata"})
     _require_metadata(summary, settings, overrides)
     _note_connection(ran_with, {**settings, **{k: v for k, v in overrides.items() if v}})
     target = Path(overrides.get("report") or next_report_path(
-        path, dry_run=bool(overrides.get("dry_run"))))  # fmt: skip
+        path, dry_run=bool(overrides.get("dry_run"))))
     local_input = None if input_path.startswith("s3://") else Path(input_path)
     check_outputs(local_input, run_outputs(target),
-                  protected=files.recorded("the report being retried"))  # fmt: skip
+                  protected=files.recorded("the report being retried"))
     data = {**settings, "input": input_path, "rows": rows, "report": str(target)}
     data.update({k: v for k, v in overrides.items()
-                 if v is not None and k not in ("input", "report")})  # fmt: skip
+                 if v is not None and k not in ("input", "report")})
     return build_config(None, data)
 
 
@@ -143,7 +143,7 @@ def _note_connection(ran_with: Mapping[str, Any], given: Mapping[str, Any]) -> N
     """Say which connection flags the run had that the retry lacks (names only: the values
     are the summary's, which is not to be trusted, or echoed)."""
     missing = [f"--{k.replace('_', '-')}" for k in ("endpoint_url", "profile", "region")
-               if ran_with.get(k) and not given.get(k)]  # fmt: skip
+               if ran_with.get(k) and not given.get(k)]
     if missing:
         logging.getLogger("batch").warning(
             "the run being retried was made with %s; retry takes where to connect only from "

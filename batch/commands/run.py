@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_FATAL", "EXIT_OK", "EXIT_ROWS", "EXIT_SIGINT", "EXIT_SIGTERM",
     "Confirm", "Job", "JobResult", "PlanSummary", "needs_confirmation", "run_job",
-]  # fmt: skip
+]
 
 Confirm = Callable[[PlanSummary], bool]
 
@@ -95,7 +95,7 @@ class Job:
         self.watch = (
             InputWatch(self.source.path) if not self.source.uri
             else InputWatch(None, identity=lambda: input_identity(self.source))
-        )  # fmt: skip
+        )
         self.header = read_header(self.source)
         self.mapping = ColumnMapping(
             username_column=config.username_column,
@@ -117,7 +117,7 @@ class Job:
         self.lookup_mode = ""
         # The apply's machinery (lock, guard, journal, stop and signals): ``engine.pipeline``.
         self.pipeline = Pipeline(config, stream=self.stream, log=self.log,
-                                 handle_signals=handle_signals)  # fmt: skip
+                                 handle_signals=handle_signals)
         if on_progress is not None:
             self.pipeline.listeners.append(on_progress)
         self.stop_event = self.pipeline.stop_event
@@ -192,23 +192,23 @@ class Job:
         how = plan_reads(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
                          list_rate=config.list_rate, get_rate=config.get_rate,
                          writes=self.rate_plan().ceiling,
-                         every_row=not self.needs_lookup)  # fmt: skip
+                         every_row=not self.needs_lookup)
         if how in ("snapshot", "overlap"):
             cancel = threading.Event() if how == "overlap" else stop
             paced = PacedCall(Pacer(config.list_rate),
                               Retrier(RetryPolicy(max_attempts=config.max_attempts),
-                                      wait=event_waiter(cancel)), event_waiter(cancel))  # fmt: skip
+                                      wait=event_waiter(cancel)), event_waiter(cancel))
             files = RunFiles(config.report_path())
             snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix,
-                                    indexed=how == "overlap")  # fmt: skip
+                                    indexed=how == "overlap")
             if not config.quiet:
                 self.log.emit("read_users", f"cognito-batch: reading the pool's users "
                               f"(ListUsers at {config.list_rate:g}/s) to compare"
                               + (", writing meanwhile" if how == "overlap" else "..."),
-                              mode=how, list_rate=config.list_rate)  # fmt: skip
+                              mode=how, list_rate=config.list_rate)
             fill = functools.partial(
                 snapshot.fill, self.gateway, config.user_pool_id, key=config.key, wanted=scan,
-                attributes=set(self.columns.values()), paced=paced)  # fmt: skip
+                attributes=set(self.columns.values()), paced=paced)
             if how == "overlap":
                 self.lookup = Overlapped(snapshot, self._live(retrier, wait), fill, cancel)
             else:
@@ -225,19 +225,19 @@ class Job:
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         # A sync's row is a desired state: what already holds costs no call.
         self.resolver = Resolver(self.lookup, config.key, config.skip_unchanged or self.sync,
-                                 config.mark_verified, types)  # fmt: skip
+                                 config.mark_verified, types)
         if self.sync:
             setup = self.sync_setup or SyncSetup()
             assert isinstance(self.lookup, Remembering)
             self.resolver = SyncResolver(self.resolver, self.lookup.peek,
                                          setup.groups or GroupSource(frozenset()),
-                                         create_missing=config.create_missing)  # fmt: skip
+                                         create_missing=config.create_missing)
 
     def _live(self, retrier: Retrier, wait: Any) -> LiveLookup:
         config = self.config
         rate = config.get_rate if config.key == "username" else config.list_rate
         return LiveLookup(self.gateway, config.user_pool_id, key=config.key,
-                          paced=PacedCall(Pacer(rate), retrier, wait))  # fmt: skip
+                          paced=PacedCall(Pacer(rate), retrier, wait))
 
     def items(
         self,
@@ -259,7 +259,7 @@ class Job:
             endpoint=self.config.endpoint_url,
             rows=len(self.config.rows) if self.config.rows else scan.rows,
             resumed=len(done),
-        )  # fmt: skip
+        )
         self._plan_rate(summary)
         for item in self.items(scan, done, self.planner()):
             summary.tally(item, self.schema)
@@ -288,7 +288,7 @@ class Job:
         # Before anything is written; an S3 input cannot be a local output.
         self.pipeline.config = self.config
         with self.pipeline.on(self.config.report_path(),
-                              input=None if self.source.uri else self.source.path):  # fmt: skip
+                              input=None if self.source.uri else self.source.path):
             return self._run()
 
     def _shown(self, path: Path) -> str:
@@ -307,17 +307,17 @@ class Job:
                           report=self._shown(files.report), pool_id=config.user_pool_id,
                           region=self.gateway.region, dry_run=config.dry_run,
                           rate=config.rate, workers=config.workers,
-                          shard=config.shard or None)  # fmt: skip
+                          shard=config.shard or None)
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
         # Kept beside the journal (``scan_cache``): a resume does not scan again.
         header = JournalHeader(self.watch.hashed(), config.fingerprint(), config.user_pool_id,
-                               self.gateway.region)  # fmt: skip
+                               self.gateway.region)
         scan = kept_scan(
             None if config.dry_run else files.keyscan, self._scan_identity(header),
             lambda: scan_shard(lambda: iter_column(self.source, config.username_column),
                                self.shard),
-        )  # fmt: skip
+        )
         work = RunWork(self, scan, header, self._undo_header(header))
         if config.fresh and not config.dry_run:
             _keep_images(files)
@@ -327,9 +327,9 @@ class Job:
             header, mismatch=_mismatch, last_row=scan.last_input_row)
         if state is not None and state.complete:
             if state.version == VERSION and not (files.report.is_file()
-                                                 and files.summary.is_file()):  # fmt: skip
+                                                 and files.summary.is_file()):
                 return self.pipeline.rebuild(work, state, started=started,
-                                             region=self.gateway.region)  # fmt: skip
+                                             region=self.gateway.region)
             if self.s3 is not None and state.version == VERSION:
                 # Stopped while its end was put in S3 (the compaction): a scheduler's retry
                 # finishes that (publish), calls nothing, and keeps the run's before-images.
@@ -349,13 +349,13 @@ class Job:
 
     def _planned(self, scan: KeyScan, header: JournalHeader, work: RunWork,
                  state: JournalState | None, done: RowSet,
-                 started: float) -> JobResult:  # fmt: skip
+                 started: float) -> JobResult:
         config = self.config
         if config.incremental:
             self.incremental = Incremental(self, scan, input_sha256=header.input_sha256)
             if self.incremental.note and not config.quiet:
                 self.log.emit("incremental", f"cognito-batch: {self.incremental.note}",
-                              full_run=True)  # fmt: skip
+                              full_run=True)
         if config.dry_run or self.confirm is not None:
             plan = self.plan_summary(scan, done)
             plan.upper_bound = self.needs_lookup and not config.dry_run
@@ -363,7 +363,7 @@ class Job:
             plan = PlanSummary(
                 pool_id=config.user_pool_id, pool_name="", region=self.gateway.region,
                 endpoint=config.endpoint_url, rows=len(config.rows) or scan.rows,
-            )  # fmt: skip
+            )
             self._plan_rate(plan)
         if self.sync_setup is not None and config.disable_missing:
             plan.disable_missing = len(self.sync_setup.leavers)  # listed first (describe)
@@ -385,7 +385,7 @@ class Job:
                         return self._stopped_reading()
                 result = self.pipeline.apply(work, header=header, state=state, plan=plan,
                                              quotas=self.quotas, controller=self._controller(),
-                                             started=started)  # fmt: skip
+                                             started=started)
             forget_scan(self.files.keyscan, self.files.journal)  # a finished run needs it no more
             return result
         finally:
@@ -401,7 +401,7 @@ class Job:
         if not self.config.quiet:
             self.log.emit("finished", f"cognito-batch: {self._shown(files.report)}: this run "
                           "had finished; its end is put in S3 again, no call made (--fresh "
-                          "runs it again)", report=self._shown(files.report))  # fmt: skip
+                          "runs it again)", report=self._shown(files.report))
         return JobResult(code, summary.as_json(), files.report)
 
     def _stopped_reading(self) -> JobResult:
@@ -410,7 +410,7 @@ class Job:
         signals, report = self.pipeline.signals, self.files.report
         self.log.warning(f"{signals.reason} while reading the pool's users; "
                          "nothing was written: run the same command again",
-                         exit_code=signals.code)  # fmt: skip
+                         exit_code=signals.code)
         return JobResult(signals.code, {"stopped": signals.reason, "report": None}, report)
 
     def _dry_run(self, scan: KeyScan, plan: PlanSummary) -> JobResult:
@@ -421,7 +421,7 @@ class Job:
                 self.items(scan, RowSet(), self.planner()), plan, self.files.report,
                 resolve=self.resolver, schema=self.schema,
                 stream=io.StringIO() if self.log.json else self.stream,
-            )  # fmt: skip
+            )
             if self.log.json and not self.config.quiet:
                 self._log_plan(plan)
                 self.log.summary(result.summary, None, exit_code=result.exit_code)
@@ -434,13 +434,13 @@ class Job:
         """What a kept key scan must have been made for: this input, read this way."""
         config = self.config
         return json.dumps([header.input_sha256, config.username_column, config.shard,
-                           config.format, config.delimiter])  # fmt: skip
+                           config.format, config.delimiter])
 
     def _undo_header(self, header: JournalHeader) -> dict[str, Any]:
         config = self.config
         return {"pool": config.user_pool_id, "region": self.gateway.region,
                 "endpoint_url": config.endpoint_url, "input_sha256": header.input_sha256,
-                "settings": header.settings, "report": str(config.report_path())}  # fmt: skip
+                "settings": header.settings, "report": str(config.report_path())}
 
     def _controller(self) -> RateController:
         return rate_controller(self.config, self.quotas, self.rate_plan().ceiling)
@@ -454,7 +454,7 @@ class Job:
                       counts=plan.by_status, attributes=plan.attributes, messages=plan.messages,
                       pending_verification=plan.pending_verification,
                       estimated_seconds=round(plan.estimated_seconds, 1), rate=plan.rate,
-                      counted=bool(plan.by_status), upper_bound=plan.upper_bound)  # fmt: skip
+                      counted=bool(plan.by_status), upper_bound=plan.upper_bound)
 
 
 
@@ -474,7 +474,7 @@ def _keep_images(files: RunFiles) -> None:
 
 def _mismatch(state: JournalState, header: JournalHeader) -> str:
     what = ("a different input file" if state.header.input_sha256 != header.input_sha256
-            else "different settings")  # fmt: skip
+            else "different settings")
     return (f"{state.path}: an unfinished run of {what} is recorded here; rerun it with the "
             "same input and settings to finish it, or pass --fresh to discard it")
 

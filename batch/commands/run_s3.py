@@ -41,7 +41,7 @@ def run_with_s3_report(job: Job) -> JobResult:
     config = job.config
     if config.dry_run:
         raise UsageError("--dry-run with an s3:// report: give a local --report for the "
-                         "planned report")  # fmt: skip
+                         "planned report")
     s3 = S3Report(config.report, profile=config.profile or None)
     checkpoint: Checkpoint | None = None
     try:
@@ -53,7 +53,7 @@ def run_with_s3_report(job: Job) -> JobResult:
                 s3.store, s3.segments, s3.journal, lease=lease,
                 interval=config.checkpoint_seconds, on_lost=job._stop,
                 warn=job.log.warning,
-            )  # fmt: skip
+            )
             checkpoint.start()  # renewing the lease from now on
             s3.restore(fresh=config.fresh)
             job.s3 = s3

@@ -103,11 +103,11 @@ def duplicate(
             return item
         return RowResult(item.row, username, Status.SKIPPED, error_code="Superseded",
                          error_message=f"the same user's row {last} supersedes this one",
-                         key=key)  # fmt: skip
+                         key=key)
     return RowResult(item.row, username, Status.INVALID, error_code="DuplicateKey",
                      error_message=f"the same user appears in {copies} rows (last: row "
                                    f"{last}); use --on-duplicate last to keep the last",
-                     key=key)  # fmt: skip
+                     key=key)
 
 
 class _HintSink:
@@ -144,7 +144,7 @@ class RunWork(Work):
     """A run's rows through the pipeline."""
 
     def __init__(self, job: Job, scan: KeyScan, header: JournalHeader,
-                 undo_header: Mapping[str, Any]) -> None:  # fmt: skip
+                 undo_header: Mapping[str, Any]) -> None:
         self.job, self.scan, self.header, self.undo_header = job, scan, header, undo_header
         self.hint = KeyHint(job.config.key)
         self.undo_log: UndoLog | None = None
@@ -158,7 +158,7 @@ class RunWork(Work):
             return job.gateway
         types = {n: r.data_type for n, r in job.schema.rules.items()} if job.schema else {}
         return SyncWriter(job.gateway, invite=job.config.invite, created=self._created_names,
-                          types=types)  # fmt: skip
+                          types=types)
 
     def controllers(self) -> dict[str, RateController]:
         """A sync's creates on their own lane, under UserCreation's quota."""
@@ -166,7 +166,7 @@ class RunWork(Work):
         if not (job.sync and job.config.create_missing):
             return {}
         return {"UserCreation": category_controller(job.config, job.quotas, "UserCreation",
-                                                    shards=job.shards)}  # fmt: skip
+                                                    shards=job.shards)}
 
     def empty_rows(self) -> RowSet:
         return RowSet(self.scan.last_input_row)
@@ -177,11 +177,11 @@ class RunWork(Work):
         self._resolve = job.resolver
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
             self.undo_log = UndoLog(job.files.before_images, self.undo_header,
-                                    journaled=self.journaled)  # fmt: skip
+                                    journaled=self.journaled)
             if self.undo_log.resumed and isinstance(job.resolver, SyncResolver):
                 # Users an earlier attempt of this run created: a resumed row ends ``created``.
                 created = {r.row: r.username for r in iter_records(self.undo_log.path)
-                           if r.created}  # fmt: skip
+                           if r.created}
                 job.resolver.created_before = frozenset(created)
                 self._created_names = frozenset(created.values())
             self._resolve = BeforeImages(self._resolve, job.lookup, self.undo_log)
@@ -206,7 +206,7 @@ class RunWork(Work):
             run_items(job, scan, reported, job.planner(), stop=job.pipeline.stop_event),
             job.watch, stop=stop, expected=scan.last_input_row, done=reported,
             only=job.config.rows, foreign=scan.foreign,
-        )  # fmt: skip
+        )
 
     def unreached(self, reported: RowSet, reason: str) -> Iterator[np.ndarray | Unreached]:
         """Every row of the input with no result yet (never another shard's), each named:
@@ -217,10 +217,10 @@ class RunWork(Work):
             wanted = [r for r in sorted(set(rows))
                       if r not in reported and not (foreign is not None and r in foreign)]
             chunks: Iterator[np.ndarray] = iter([np.array(wanted, dtype=np.int64)] if wanted
-                                                else [])  # fmt: skip
+                                                else [])
         else:
             chunks = reported.missing(self.scan.last_input_row, besides=foreign,
-                                      chunk=UNREACHED_CHUNK)  # fmt: skip
+                                      chunk=UNREACHED_CHUNK)
         if self.job.watch.changed:
             yield from chunks
             return
@@ -256,7 +256,7 @@ class RunWork(Work):
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},
             hint=self.hint.text() or None,
             incremental=job.incremental.summary() if job.incremental is not None else None,
-        )  # fmt: skip
+        )
 
     def announce(self, log: EventLog, summary: RunSummary) -> None:
         if self.undo_log is not None and not self.job.config.quiet:
@@ -264,6 +264,6 @@ class RunWork(Work):
             undo_file = shown(self.undo_log.path)
             log.emit("undo", f"  undo: {undo_file} ({self.undo_log.records} "
                      f"before-images; cognito-batch undo {shown(self.job.files.report)})",
-                     path=undo_file, records=self.undo_log.records)  # fmt: skip
+                     path=undo_file, records=self.undo_log.records)
         if self.hint.text():  # said even with --quiet: like a warning, it may save the next run
             log.warning(f"hint: {self.hint.text()}")

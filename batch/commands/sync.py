@@ -52,7 +52,7 @@ Job = Any  # ``run.Job`` (typed loosely: it imports this module)
 def sync_active(config: Any, header: list[str]) -> bool:
     """A run is a sync when it has a sync column or flag: then each row is a desired state."""
     return bool(ENABLED_COLUMN in header or GROUPS_COLUMN in header or config.create_missing
-                or config.disable_missing or config.manage_groups)  # fmt: skip
+                or config.disable_missing or config.manage_groups)
 
 
 def sync_categories(config: Any, header: list[str]) -> list[str]:
@@ -98,15 +98,15 @@ class SyncSetup:
             pool_groups = read_pool_groups(gateway, pool, paced("UserPoolResourceRead"))
             check_groups_exist(named | set(config.manage_groups), pool_groups)
             source = GroupSource(managed, gateway=gateway, pool=pool,
-                                 paced=paced("UserResourceRead"))  # fmt: skip
+                                 paced=paced("UserResourceRead"))
             sizes = estimate_group_sizes(per_row, managed, input_users=len(usernames),
                                          pool_users=job.pool_users or len(usernames))
             cost = membership_read_cost(users=len(usernames), group_sizes=sizes,
-                                        rates=job.quotas.rates)  # fmt: skip
+                                        rates=job.quotas.rates)
             setup.membership_read = cost.way if config.key == "username" else "per_user"
             if setup.membership_read == "per_group":
                 source.known = read_per_group(gateway, pool, usernames, managed,
-                                              paced("UserList"))  # fmt: skip
+                                              paced("UserList"))
             setup.groups = source
         listing = config.disable_missing or (
             claims and _listing_is_cheaper(len(claims), job.pool_users))
@@ -117,27 +117,27 @@ class SyncSetup:
                 setup._plan_leavers(job, scan, users)
         if claims:
             holder = _listed_holder(holders) if listing else _filter_holder(
-                job, paced("UserList"), setup)  # fmt: skip
+                job, paced("UserList"), setup)
             setup.conflicts = find_conflicts(claims, holder)
         return setup
 
     def _list_pool(self, job: Job, paced: PacedCall, aliases: frozenset[str],
-                   holders: dict[tuple[str, str], str]) -> list[PoolUser]:  # fmt: skip
+                   holders: dict[tuple[str, str], str]) -> list[PoolUser]:
         """Every user of the pool: username, key, enabled; alias holders into ``holders``."""
         config, out, token = job.config, [], None
         wanted = sorted(set(aliases) | ({config.key} - {"username"}))
         while True:
             page, token = paced(lambda t=token: job.gateway.list_users_page(
                 config.user_pool_id, pagination_token=t,
-                attributes_to_get=wanted or None))  # type: ignore[misc]  # fmt: skip
+                attributes_to_get=wanted or None))  # type: ignore[misc]
             self.reads += 1
             for user in page:
                 for attribute in aliases:
                     if user.get(attribute):
                         holders.setdefault((attribute, _same(attribute, user[attribute])),
-                                           user["username"])  # fmt: skip
+                                           user["username"])
                 out.append(PoolUser(user["username"], key_of(user, config.key),
-                                    user.get("@enabled", "true") == "true"))  # fmt: skip
+                                    user.get("@enabled", "true") == "true"))
             if not token:
                 self.pool_users = len(out)
                 return out
@@ -146,7 +146,7 @@ class SyncSetup:
         config = job.config
         disable = set(plan_disable_missing(
             users, (u.key for u in users if u.key in scan), input_rows=scan.rows,
-            max_disable=MaxDisable.parse(config.max_disable)))  # fmt: skip
+            max_disable=MaxDisable.parse(config.max_disable)))
         absent = sorted(u.username for u in users if u.key not in scan)
         base = scan.last_input_row + 1
         self.leavers = [(base + i, name) for i, name in enumerate(absent) if name in disable]
@@ -161,11 +161,11 @@ class SyncSetup:
         if conflict is not None:
             return RowResult(row.row, conflict.username, Status.INVALID, key=planned.key,
                              error_code=conflict.error_code,
-                             error_message=conflict.error_message)  # fmt: skip
+                             error_message=conflict.error_message)
         update = desired.update
         return SyncUpdate(row.row, desired.username, update.attributes if update else (),
                           update.deletes if update else (), key=planned.key,
-                          enabled=desired.enabled, groups=desired.groups)  # fmt: skip
+                          enabled=desired.enabled, groups=desired.groups)
 
     def leaver_items(self, done: Any) -> Iterator[SyncUpdate]:
         """The users ``--disable-missing`` disables, after the input's rows."""
@@ -173,7 +173,7 @@ class SyncSetup:
             if row not in done:
                 yield SyncUpdate(row, username, (), enabled=False, preplanned=True,
                                  ops=(Operation(Kind.DISABLE, username),),
-                                 known=(("@enabled", "true"),))  # fmt: skip
+                                 known=(("@enabled", "true"),))
 
 
 def _read_input(
@@ -239,7 +239,7 @@ class SyncWriter:
     equal the row's. Every other call goes to the gateway as it is."""
 
     def __init__(self, gateway: Any, *, invite: bool, created: frozenset[str] = frozenset(),
-                 types: dict[str, str] | None = None) -> None:  # fmt: skip
+                 types: dict[str, str] | None = None) -> None:
         self.gateway, self.invite, self.created = gateway, invite, created
         self.types = types or {}
         self._sent: set[str] = set()
@@ -249,13 +249,13 @@ class SyncWriter:
         return getattr(self.gateway, name)
 
     def create_user(self, pool: str, username: str, attributes: Any, *,
-                    client_metadata: Any = None) -> None:  # fmt: skip
+                    client_metadata: Any = None) -> None:
         with self._lock:
             again = username in self._sent
             self._sent.add(username)
         try:
             self.gateway.create_user(pool, username, attributes, invite=self.invite,
-                                     client_metadata=client_metadata)  # fmt: skip
+                                     client_metadata=client_metadata)
         except RowError as exc:
             if exc.code != "UsernameExistsException":
                 raise

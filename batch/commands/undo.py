@@ -75,7 +75,7 @@ Confirm = Callable[[PlanSummary], bool]
 #: Never credentials, a profile or client metadata (values for Lambda triggers): a file does
 #: not choose who the undo is, nor what it sends besides the restore.
 KEPT = ("rate", "workers", "max_attempts", "max_row_seconds", "per_user_rate", "get_rate",
-        "max_rate", "give_up_after")  # fmt: skip
+        "max_rate", "give_up_after")
 
 
 def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, dict[str, Any]]:
@@ -95,7 +95,7 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
     data.update({
         "input": str(upath), "user_pool_id": pool, "region": region,
         "report": str(undo_report_path(path)), "undo": False, "key": "username",
-    })  # fmt: skip
+    })
     data.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("rate") is not None and str(overrides["rate"]).strip().lower() != "auto":
         data.pop("max_rate", None)  # the run's cap on auto; a rate given for the undo has none
@@ -130,13 +130,13 @@ class UndoWriter:
     ) -> None:
         first, late = message_split(list(attributes), self.verified_by_message)
         self.gateway.update_user_attributes(user_pool_id, username, first,
-                                            client_metadata=client_metadata)  # fmt: skip
+                                            client_metadata=client_metadata)
         if late:
             if self.pacer is not None and self.wait is not None:
                 if not self.pacer.acquire(self.wait):
                     raise Cancelled("job stopping")
             self.gateway.update_user_attributes(user_pool_id, username, late,
-                                                client_metadata=client_metadata)  # fmt: skip
+                                                client_metadata=client_metadata)
 
     def delete_user_attributes(
         self, user_pool_id: str, username: str, names: Sequence[str]
@@ -185,17 +185,17 @@ class UndoResolver:
             if row not in done:
                 yield RowResult(row, username, Status.SKIPPED, error_code="NoBeforeImage",
                                 error_message="the run updated this user but recorded no "
-                                "before-image: undo cannot restore it")  # fmt: skip
+                                "before-image: undo cannot restore it")
 
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
         with self._lock:
             record = self._pending.pop(update.row)
         users = [u for u in self.lookup.find(record.username)
-                 if u.get("username") == record.username]  # fmt: skip
+                 if u.get("username") == record.username]
         restore = plan_sync_restore if record.sync else plan_restore  # a sync's row: issue 21
         return restore(record, users[0] if users else None, force=self.force,
                             types=self.types,
-                            verified_by_message=self.verified_by_message)  # fmt: skip
+                            verified_by_message=self.verified_by_message)
 
 
 def _unrestored(record: UndoRecord, checked: Checked) -> RowResult:
@@ -204,9 +204,9 @@ def _unrestored(record: UndoRecord, checked: Checked) -> RowResult:
     if record.row in checked.not_journaled:
         return RowResult(record.row, record.username, Status.SKIPPED, error_code="NotJournaled",
                          error_message="the run stopped before its journal recorded this row: "
-                         "its before-image cannot be checked, so it is not restored")  # fmt: skip
+                         "its before-image cannot be checked, so it is not restored")
     return RowResult(record.row, record.username, Status.UNCHANGED,
-                     error_message="the run wrote nothing for this row")  # fmt: skip
+                     error_message="the run wrote nothing for this row")
 
 
 class UndoWork(Work):
@@ -237,7 +237,7 @@ class UndoWork(Work):
             undo_of=str(self.job.path), force=self.job.force,
             read_calls=self.resolver.lookup.reads, input=str(self.job.path.resolve()),
             input_sha256=self.header.input_sha256,
-        )  # fmt: skip
+        )
 
     def announce(self, log: EventLog, summary: RunSummary) -> None:
         pass
@@ -268,7 +268,7 @@ class UndoJob:
         self.gateway = gateway or gateway_for(config)
         self.log = EventLog(self.stream, format=config.log_format)  # type: ignore[arg-type]
         self.pipeline = Pipeline(config, stream=self.stream, log=self.log,  # type: ignore[arg-type]
-                                 handle_signals=handle_signals)  # fmt: skip
+                                 handle_signals=handle_signals)
         self.stop_event = self.pipeline.stop_event
         self.quotas: Quotas = default_quotas("not read")
 
@@ -304,23 +304,23 @@ class UndoJob:
         wait = event_waiter(self.stop_event)
         lookup = LiveLookup(self.gateway, config.user_pool_id, key="username", paced=PacedCall(
             Pacer(config.get_rate), Retrier(RetryPolicy(max_attempts=config.max_attempts),
-                                            wait=wait), wait))  # fmt: skip
+                                            wait=wait), wait))
         message_attrs = schema.auto_verified | schema.verify_before_update
         resolver = UndoResolver(
             lookup, force=self.force, verified_by_message=message_attrs,
             types={n: r.data_type for n, r in schema.rules.items()},
-        )  # fmt: skip
+        )
         resolver.checked = checked
         resumed = len(state.finished) if state is not None else 0
         plan = PlanSummary(
             pool_id=config.user_pool_id, pool_name=schema.pool_name, region=self.gateway.region,
             endpoint=config.endpoint_url, rows=rows, to_apply=rows - resumed,
             resumed=resumed, upper_bound=True,
-        )  # fmt: skip
+        )
         fill_plan(plan, config, self.quotas)  # one undo: no shards
         if config.dry_run:
             return dry_run(resolver.items(self.path, RowSet()), plan, config.report_path(),
-                           resolve=resolver, schema=None, stream=self.stream)  # fmt: skip
+                           resolve=resolver, schema=None, stream=self.stream)
         if plan.to_apply and self.confirm is not None and not self.confirm(plan):
             raise UsageError("not confirmed: nothing was written")
         work = UndoWork(self, resolver, UndoWriter(self.gateway, message_attrs), header)
@@ -330,7 +330,7 @@ class UndoJob:
         with self.pipeline.handled():
             return self.pipeline.apply(work, header=header, state=state, plan=plan,
                                        quotas=self.quotas, controller=controller,
-                                       started=started)  # fmt: skip
+                                       started=started)
 
 
 def _mismatch(state: JournalState, header: JournalHeader) -> str:

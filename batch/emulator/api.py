@@ -49,7 +49,7 @@ DEFAULT_CUSTOM_SCHEMA: tuple[dict[str, Any], ...] = (
     {"Name": "is_manager", "AttributeDataType": "Boolean", "Mutable": True},
     {"Name": "start_date", "AttributeDataType": "String", "Mutable": True,
      "StringAttributeConstraints": {"MinLength": "0", "MaxLength": "32"}},
-)  # fmt: skip
+)
 
 
 def _region_of(pool_id: str) -> str:

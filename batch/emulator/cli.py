@@ -27,7 +27,7 @@ _QUOTA_ALIASES = {
     "update": "UserUpdate", "read": "UserRead", "list": "UserList",
     "poolread": "UserPoolRead", "create": "UserCreation",
     **{category.lower(): category for category in DEFAULT_QUOTAS},
-}  # fmt: skip
+}
 
 
 def _quota(text: str) -> tuple[str, float | None]:
@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--users", metavar="CSV", help="seed the created pool: username column, then attributes")
     add("--ready-file", metavar="PATH",
-        help='write {"endpoint_url", "user_pool_id"} here (atomically) once ready')  # fmt: skip
+        help='write {"endpoint_url", "user_pool_id"} here (atomically) once ready')
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -131,7 +131,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             "neighbours": dict(_neighbour(n) for n in args.neighbour),
             "neighbour_arrivals": args.neighbour_arrivals,
             "provisioned_limit": args.provisioned_limit,
-        })  # fmt: skip
+        })
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -144,7 +144,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 _write_atomically(Path(args.ready_file), {
                     "endpoint_url": emulator.endpoint_url, "user_pool_id": pool_id,
                     "s3_endpoint_url": emulator.s3_endpoint_url,
-                })  # fmt: skip
+                })
             print(f"endpoint_url={emulator.endpoint_url}")
             if pool_id:
                 print(f"user_pool_id={pool_id}")

@@ -237,7 +237,7 @@ class Front:
             {c: b.try_acquire for c, b in self._buckets.items()},
             poisson=settings.neighbour_arrivals == "poisson", seed=settings.seed,
             clock=self._clock,
-        )  # fmt: skip
+        )
         self.stats.neighbours = self._neighbours
 
     def close(self) -> None:
@@ -407,7 +407,7 @@ class Front:
         if operation in sync_rules.OPERATIONS:  # Cognito's rules where moto differs
             pool = str(payload.get("UserPoolId", ""))
             decision = sync_rules.decide(operation, payload, lambda op, query: self.moto.call(
-                op, query, auth), lambda: self._pool_rules(pool, auth))  # fmt: skip
+                op, query, auth), lambda: self._pool_rules(pool, auth))
             plan = UpdatePlan(messages=decision.messages)
             if decision.answer is not None:
                 if decision.answer[0] == "accepted":
@@ -501,7 +501,7 @@ def provisioned_limit(
     """GetProvisionedLimit from the configured quotas, in Cognito's response shape."""
     if settings.provisioned_limit == "deny":
         return "errors", error_reply(400, "AccessDeniedException", "User is not authorized to "
-                                     "perform: cognito-idp:GetProvisionedLimit")  # fmt: skip
+                                     "perform: cognito-idp:GetProvisionedLimit")
     if settings.provisioned_limit == "unknown":
         return "errors", error_reply(400, "UnknownOperationException", "")
     definition = payload.get("LimitDefinition")
@@ -512,13 +512,13 @@ def provisioned_limit(
         return "invalid", error_reply(400, "InvalidParameterException", problem)
     if category not in DEFAULT_QUOTAS:
         return "invalid", error_reply(400, "InvalidParameterException",
-                                      f"Unknown API category: {category}")  # fmt: skip
+                                      f"Unknown API category: {category}")
     rate = settings.quotas.get(str(category), 1_000_000.0)  # no quota configured: unlimited
     definition = {"LimitClass": "API_CATEGORY", "Attributes": {"Category": category}}
     limit = {"LimitDefinition": definition,
              "ProvisionedLimitValue": int(rate),
              "FreeLimitValue": int(DEFAULT_QUOTAS[str(category)])}
-    return "accepted", json_reply(200, {"Limit": limit})  # fmt: skip
+    return "accepted", json_reply(200, {"Limit": limit})
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class Neighbour:
         self._wait = wait or self._stop.wait
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"neighbour-{category}",
-                                        daemon=True)  # fmt: skip
+                                        daemon=True)
 
     def start(self) -> None:
         self._start = self._clock()
@@ -138,7 +138,7 @@ def start_neighbours(
     for i, (category, text) in enumerate(sorted(schedules.items())):
         take = takes.get(category, lambda: True)  # no quota on the category: always accepted
         n = Neighbour(category, parse_schedule(text), take, poisson=poisson, seed=seed + i,
-                      clock=clock)  # fmt: skip
+                      clock=clock)
         n.start()
         neighbours.append(n)
     return neighbours

@@ -24,7 +24,7 @@ _UPDATES = (
     "AdminUpdateUserAttributes", "AdminDeleteUserAttributes", "AdminDisableUser",
     "AdminEnableUser", "AdminAddUserToGroup", "AdminRemoveUserFromGroup",
     "AdminUserGlobalSignOut", "AdminDeleteUser",
-)  # fmt: skip
+)
 QUOTA_CATEGORIES: Mapping[str, str] = {
     **dict.fromkeys(_UPDATES, "UserUpdate"),
     "AdminGetUser": "UserRead",
@@ -150,7 +150,7 @@ STANDARD_ATTRIBUTES: Mapping[str, AttributeSpec] = {
         _standard("phone_number_verified", data_type="Boolean"),
         _standard("updated_at", data_type="Number", min_value=0),
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class S3Server:
         self.server = make_server(HOST, 0, self._wsgi, threaded=True, request_handler=_Quiet)
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_SECONDS,),
-                                        name="emulator-s3", daemon=True)  # fmt: skip
+                                        name="emulator-s3", daemon=True)
 
     @property
     def endpoint_url(self) -> str:
@@ -118,7 +118,7 @@ class S3Server:
         if not keys or not all(any(k.startswith(p) for p in prefixes) for k in keys):
             return None
         errors = "".join(f"<Error><Key>{html.escape(k)}</Key><Code>AccessDenied</Code>"
-                         "<Message>Access Denied</Message></Error>" for k in keys)  # fmt: skip
+                         "<Message>Access Denied</Message></Error>" for k in keys)
         return ('<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns='
                 f'"http://s3.amazonaws.com/doc/2006-03-01/">{errors}</DeleteResult>').encode()
 
@@ -131,11 +131,11 @@ class S3Server:
             refused = self._refused_deletes(environ)
             if refused is not None:
                 start_response("200 OK", [("Content-Type", "application/xml"),
-                                          ("Content-Length", str(len(refused)))])  # fmt: skip
+                                          ("Content-Length", str(len(refused)))])
                 return [refused]
         if self._is_denied(str(environ.get("PATH_INFO", "")), method):
             start_response("403 Forbidden", [("Content-Type", "application/xml"),
-                                             ("Content-Length", str(len(_DENIED)))])  # fmt: skip
+                                             ("Content-Length", str(len(_DENIED)))])
             return [b"" if method == "HEAD" else _DENIED]
         result: Iterable[bytes] = self._app(environ, start_response)
         return result

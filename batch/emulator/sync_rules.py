@@ -68,7 +68,7 @@ def decide(
         return Decision(("errors", reply))
     if existing.get("UserStatus") != "FORCE_CHANGE_PASSWORD":
         reply = error_reply(400, "UnsupportedUserStateException",
-                            "Resend not possible. User is in an unsupported state.")  # fmt: skip
+                            "Resend not possible. User is in an unsupported state.")
         return Decision(("errors", reply))
     return Decision(("accepted", json_reply(200, {"User": as_user(existing)})), messages)
 

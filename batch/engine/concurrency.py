@@ -106,7 +106,7 @@ class ConcurrencyClimber:
 
     def _epoch(self, throughput: float, rate: float, wanted: int, latency: float) -> None:
         if (wanted <= self.maximum or throughput >= self._bound_share * rate
-                or (not self._acting and 0 < latency < self._queueing * self.slow)):  # fmt: skip
+                or (not self._acting and 0 < latency < self._queueing * self.slow)):
             # Little's law can size the window, the rate binds, or the answers are as slow as
             # they were found to be without a queue: be no tighter than Little's window.
             self._stand_aside(wanted)

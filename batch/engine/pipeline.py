@@ -97,7 +97,7 @@ class Pipeline:
         self.handle_signals = handle_signals
         self.stop_event = threading.Event()
         self.signals = SignalStop(stream, on_stop=self.stop, sync=self._sync,
-                                  say=self._say if log.json else None)  # fmt: skip
+                                  say=self._say if log.json else None)
         self.runner: Runner | None = None
         self.journal: Journal | None = None
         self.files = RunFiles(config.report_path())
@@ -131,7 +131,7 @@ class Pipeline:
         if config.html:
             check_outputs(self._input, [("HTML page", Path(config.html))],
                           [*self._protected, *files.recorded("this run")],
-                          flag="--html")  # fmt: skip
+                          flag="--html")
             check_not_a_record(Path(config.html), "HTML page", "--html")
             check_replaceable(Path(config.html), "html", "--html")
         if config.dry_run:
@@ -187,7 +187,7 @@ class Pipeline:
         config, files = self.config, self.files
         live = progress_figures(controller, lambda: self.runner, quotas.enforced)
         progress = Progress(plan.rows, quiet=config.quiet, stream=self.stream, log=self.log,
-                            extra=live, listeners=self.listeners)  # fmt: skip
+                            extra=live, listeners=self.listeners)
         if not config.quiet:
             for warning in plan.warnings:
                 self.log.warning(f"warning: {warning}")
@@ -198,7 +198,7 @@ class Pipeline:
         for path in (files.report, files.journal, files.summary):  # a killed run's temporaries
             remove_stale_temporaries(path)
         timeline = open_timeline(files.timeline, header.as_record(), rows=plan.rows,
-                                 resume=state is not None)  # fmt: skip
+                                 resume=state is not None)
         writer = open_report(files.report)
         carried = Counters()
         try:
@@ -217,7 +217,7 @@ class Pipeline:
         report_sink = ReportSink(writer, reported)
         progress_sink, own = ProgressSink(progress), work.sinks()
         fanout = Fanout([journal_sink, report_sink, *own],
-                        [progress_sink, BrakeSink(brake, self.stop)])  # fmt: skip
+                        [progress_sink, BrakeSink(brake, self.stop)])
         self.runner = runner = Runner(
             work.writer(),
             RunnerSettings(
@@ -230,19 +230,19 @@ class Pipeline:
             controller=controller, on_result=fanout, resolve=work.resolve(),
             stop=self.stop_event, on_call=timeline.record_call, on_note=progress.note,
             controllers=work.controllers(),
-        )  # fmt: skip
+        )
         work.started(runner)
         recorder = Recorder(timeline, lambda: Reading(
             sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
             rate=controller.rate, in_flight=runner.stats.in_flight,
-            statuses=dict(progress.counters.by_status)), files.timeline)  # fmt: skip
+            statuses=dict(progress.counters.by_status)), files.timeline)
         recorder.start(resumed_rows=resumed)
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
         unreached = 0
         with Closing([journal_sink]) as last, Closing(
             [progress_sink, report_sink, *own, TimelineSink(recorder)]
-        ) as first:  # fmt: skip
+        ) as first:
             runner.run(work.feed(reported, self.stop))
             # Once stopping, a feed may end early: the rows it never read are reported here,
             # in bulk, and not journaled (nothing was done to them), so a resume does them.
@@ -261,7 +261,7 @@ class Pipeline:
             finished = not runner.stopping and not unreached
             first.close(finished)
             summary = self._summary(work, plan, quotas, controller, brake, progress.counters,
-                                    carried, resumed, started)  # fmt: skip
+                                    carried, resumed, started)
             stopped_job = runner.fatal is not None or brake.tripped or work.stopped_job()
             code = exit_code(summary.counts, fatal=stopped_job, signal_code=self.signals.code)
             summary = summary.replace(exit_code=code)
@@ -274,7 +274,7 @@ class Pipeline:
     def _summary(
         self, work: Work, plan: PlanSummary, quotas: Quotas, controller: RateController,
         brake: Brake, counts: Counters, carried: Counters, resumed: int, started: float,
-    ) -> RunSummary:  # fmt: skip
+    ) -> RunSummary:
         """The summary, built here only; the work adds its own fields."""
         assert self.runner is not None
         runner, config, files = self.runner, self.config, self.files
@@ -297,7 +297,7 @@ class Pipeline:
             window_capped=runner.cap_note, timeline=self.shown(files.timeline),
             max_failures={"limit": brake.limit.describe(), "failures": brake.failures,
                           "decided": brake.decided, "tripped": brake.tripped},
-        )  # fmt: skip
+        )
         return work.summary(summary)
 
     def _end(self, work: Work, summary: RunSummary) -> JobResult:
@@ -349,9 +349,9 @@ class Pipeline:
         files.report.unlink(missing_ok=True)
         reason = self.signals.reason or "interrupted"
         self.stream.write(f"cognito-batch: {reason} while resuming; {files.journal} is "
-                          "unchanged: run the same command again to resume\n")  # fmt: skip
+                          "unchanged: run the same command again to resume\n")
         summary: dict[str, Any] = {"stopped": reason, "report": str(files.report),
-                                   "journal": str(files.journal)}  # fmt: skip
+                                   "journal": str(files.journal)}
         return JobResult(self.signals.code or EXIT_SIGTERM, summary, files.report)
 
     def rebuild(
@@ -375,14 +375,14 @@ class Pipeline:
             journal=self.shown(files.journal), settings=self.config.public(),
             pool={"id": self.config.user_pool_id, "region": region},
             rebuilt_from_journal=True,
-        ))  # fmt: skip
+        ))
         code = exit_code(summary.counts, fatal=False, signal_code=0)
         summary = summary.replace(exit_code=code)
         summary.write(files.report)
         if not self.config.quiet:
             self.log.emit("rebuilt", f"cognito-batch: {files.journal}: this run had finished; "
                           "its report was missing and is rebuilt from the journal (no call "
-                          "made)", journal=str(files.journal))  # fmt: skip
+                          "made)", journal=str(files.journal))
             self.log.summary(summary.as_json(), format_summary(summary), exit_code=code)
         return JobResult(code, summary.as_json(), files.report)
 

@@ -98,7 +98,7 @@ def progress_figures(
         current = runner()
         stats = current.stats if current is not None else None
         return {"rate": controller.rate, "throttles": stats.throttles if stats else 0,
-                "calls": stats.calls if stats else 0, "quota": quota}  # fmt: skip
+                "calls": stats.calls if stats else 0, "quota": quota}
 
     return figures
 
@@ -190,7 +190,7 @@ class Runner:
         if wanted <= workers:
             return
         bound = (f"the bound of {workers} calls in flight (--workers' default)"
-                 if workers == DEFAULT_WORKERS else f"--workers {workers}")  # fmt: skip
+                 if workers == DEFAULT_WORKERS else f"--workers {workers}")
         self.cap_note = (
             f"{bound} caps the calls in flight: {self.controller.rate:.0f} calls/s at "
             f"{1000 * self.stats.latency:.0f} ms needs about {wanted}; raise --workers (up to "
@@ -310,7 +310,7 @@ class Runner:
             result = RowResult(
                 update.row, update.username, Status.FAILED, error_code=type(exc).__name__,
                 error_message=report_message(exc, update), key=update.key,
-            )  # fmt: skip
+            )
         try:
             self._on_result(result)
         finally:
@@ -341,11 +341,11 @@ class Runner:
             # A sync's row: its operations in order, each under its own category; the first
             # that fails fails the row. Any other row: today's attribute pair.
             ops = update.ops if isinstance(update, SyncUpdate) else (Operation(
-                Kind.UPDATE, update.username, update),)  # fmt: skip
+                Kind.UPDATE, update.username, update),)
             for op in ops:
                 if op.kind is not Kind.UPDATE:
                     outcome = self.retrier.run(functools.partial(self._call, update,
-                                                                 op.kind.value, op))  # fmt: skip
+                                                                 op.kind.value, op))
                     attempts, error = attempts + outcome.attempts, outcome.error
                     if error is not None:
                         break
@@ -398,12 +398,12 @@ class Runner:
         try:
             if op is not None:
                 send(self.writer, self.settings.user_pool_id, op,
-                     self.settings.client_metadata or None)  # fmt: skip
+                     self.settings.client_metadata or None)
             elif kind == "update":
                 self.writer.update_user_attributes(
                     self.settings.user_pool_id, update.username, update.attributes,
                     client_metadata=self.settings.client_metadata or None,
-                )  # fmt: skip
+                )
             else:
                 self.writer.delete_user_attributes(
                     self.settings.user_pool_id, update.username, update.deletes
@@ -441,7 +441,7 @@ class Runner:
             return RowResult(
                 update.row, update.username, Status.CREATED if created else Status.UPDATED,
                 attempts=attempts, elapsed_ms=elapsed, key=update.key,
-            )  # fmt: skip
+            )
         if isinstance(error, Cancelled):
             return self._skipped(update, attempts, elapsed)
         code = getattr(error, "code", type(error).__name__)
@@ -468,11 +468,11 @@ class Runner:
         return RowResult(
             update.row, update.username, Status.FAILED, attempts=attempts, error_code=str(code),
             error_message=str(message)[:500], elapsed_ms=elapsed, key=update.key,
-        )  # fmt: skip
+        )
 
     def _skipped(self, update: UserUpdate, attempts: int, elapsed: int = 0) -> RowResult:
         return RowResult(
             update.row, update.username, Status.SKIPPED, attempts=attempts,
             error_code="Stopped", error_message=self.stop_reason or "job stopping",
             elapsed_ms=elapsed, key=update.key,
-        )  # fmt: skip
+        )

@@ -91,7 +91,7 @@ def _single(info: ObjectInfo, store: Storage, fmt: str, delimiter: str) -> Input
     if fmt == "csv" and len(delimiter) != 1:
         raise InputError("the delimiter must be one character", path=name)
     return InputSource(Path(info.location.name), fmt, delimiter, uri=name, parts=(info,),
-                       storage=store)  # fmt: skip
+                       storage=store)
 
 
 def is_part(relative: str) -> bool:
@@ -121,20 +121,20 @@ def _dataset(prefix: Location, store: Storage, fmt: str) -> InputSource:
     name = str(prefix)
     if fmt and fmt != "parquet":
         raise InputError("a folder or prefix is read as a Parquet dataset: drop --format csv",
-                         path=name)  # fmt: skip
+                         path=name)
     parts = tuple(p for p in store.list(prefix) if is_part(p.relative))
     if not parts:
         raise InputError("no part files under this prefix (a dataset needs at least one)",
-                         path=name)  # fmt: skip
+                         path=name)
     names = [n for n, _ in partition_values(parts[0].relative)]
     rows: list[int] = []
     source = InputSource(Path(prefix.name), "parquet", uri=name, parts=parts, dataset=True,
-                         storage=store, partitions=tuple(names))  # fmt: skip
+                         storage=store, partitions=tuple(names))
     first: list[str] | None = None
     for part in parts:
         if [n for n, _ in partition_values(part.relative)] != names:
             raise InputError(f"partition folders differ from the first part's ({names})",
-                             path=str(part.location))  # fmt: skip
+                             path=str(part.location))
         one = _part_source(source, part)
         columns = parquet_header(one)
         if first is None:
@@ -142,22 +142,22 @@ def _dataset(prefix: Location, store: Storage, fmt: str) -> InputSource:
         elif sorted(columns) != sorted(first):
             raise InputError(f"columns {sorted(set(columns) ^ set(first))} are not in every "
                              "part: a dataset's parts must hold the same columns",
-                             path=str(part.location))  # fmt: skip
+                             path=str(part.location))
         rows.append(int(_parquet(one).metadata.num_rows))
     assert first is not None
     for column in names:
         if column in first:
             raise InputError("a partition folder repeats a column of the files",
-                             path=name, column=column)  # fmt: skip
+                             path=name, column=column)
     return InputSource(source.path, "parquet", uri=name, parts=parts, dataset=True, storage=store,
-                       part_rows=tuple(rows), partitions=tuple(names))  # fmt: skip
+                       part_rows=tuple(rows), partitions=tuple(names))
 
 
 def _part_source(source: InputSource, part: ObjectInfo) -> InputSource:
     local = not part.location.is_s3
     return InputSource(part.location.path if local else Path(part.location.name), "parquet",
                        uri="" if local else str(part.location), parts=(part,),
-                       storage=None if local else source.storage)  # fmt: skip
+                       storage=None if local else source.storage)
 
 
 def _parquet(source: InputSource) -> Any:
@@ -177,7 +177,7 @@ def dataset_parts(source: InputSource) -> list[dict[str, Any]] | None:
     out, first = [], 1
     for part, count in zip(source.parts, source.part_rows, strict=True):
         out.append({"part": part.relative, "first_row": first, "last_row": first + count - 1,
-                    "rows": count})  # fmt: skip
+                    "rows": count})
         first += count
     return out
 
@@ -202,7 +202,7 @@ def dataset_rows(source: InputSource) -> Iterator[InputRow]:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt page surfaces mid-stream
             raise InputError(f"Parquet data unreadable ({' '.join(str(exc).split())[:200]})",
-                             path=str(part.location), row=row + 1) from None  # fmt: skip
+                             path=str(part.location), row=row + 1) from None
 
 
 def dataset_column(source: InputSource, column: str) -> Iterator[str]:

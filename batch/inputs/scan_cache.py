@@ -45,12 +45,12 @@ def save_scan(path: Path, identity: str, scan: KeyScan) -> None:
     meta = {"identity": identity, "rows": scan.rows, "input_rows": scan.input_rows,
             "counts": [[str(k), v] for k, v in scan.counts.items()],
             "last_row": [[str(k), v] for k, v in scan.last_row.items()],
-            "foreign": len(scan.foreign) if scan.foreign is not None else 0}  # fmt: skip
+            "foreign": len(scan.foreign) if scan.foreign is not None else 0}
     foreign = (np.frombuffer(scan.foreign.to_bytes(), np.uint8) if scan.foreign is not None
-               else np.empty(0, np.uint8))  # fmt: skip
+               else np.empty(0, np.uint8))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                 hashes=scan.hashes, foreign=foreign)  # fmt: skip
+                 hashes=scan.hashes, foreign=foreign)
 
 
 def kept_scan(path: Path | None, identity: str, scan: Callable[[], KeyScan]) -> KeyScan:

@@ -227,7 +227,7 @@ class SharedRate(Adaptive):
         with self._lock:
             self._accepted.add(now)
             if (self._singles == 1 and self.group < self._group0
-                    and self._rate >= 0.5 * self.max_rate):  # fmt: skip
+                    and self._rate >= 0.5 * self.max_rate):
                 # Back at half the ceiling: the neighbours, not a small bucket, had caused the
                 # cuts. Groups again, once; a second spiral keeps the job on single calls.
                 self.group = self._group0
@@ -265,7 +265,7 @@ class SharedRate(Adaptive):
                 self._cuts.clear()  # a probe's end, not a cut on top of a cut
             self._cuts.append((now, self._rate))
             if (self.group > 1 and len(self._cuts) == 4
-                    and self.beta * limit < 0.1 * self.max_rate):  # fmt: skip
+                    and self.beta * limit < 0.1 * self.max_rate):
                 # Cut after cut, never back to probing, down to a tenth of the ceiling: the
                 # bucket may hold less than a group, which then throttles at any rate. Send
                 # singly, from where the cuts began. (A quarter of the rate the cuts began at

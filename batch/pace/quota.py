@@ -27,7 +27,7 @@ from batch.errors import CognitoError
 DEFAULT_QUOTAS: dict[str, float] = {
     "UserUpdate": 25.0, "UserRead": 120.0, "UserList": 30.0, "UserCreation": 50.0,
     "UserResourceRead": 50.0, "UserPoolResourceRead": 20.0,
-}  # fmt: skip
+}
 #: The job's operations and the category each one draws from (same source).
 CATEGORY_OF = {"AdminUpdateUserAttributes": "UserUpdate", "AdminDeleteUserAttributes": "UserUpdate",
                "AdminGetUser": "UserRead", "ListUsers": "UserList",
@@ -35,12 +35,12 @@ CATEGORY_OF = {"AdminUpdateUserAttributes": "UserUpdate", "AdminDeleteUserAttrib
                "AdminEnableUser": "UserUpdate", "AdminAddUserToGroup": "UserUpdate",
                "AdminRemoveUserFromGroup": "UserUpdate", "AdminDeleteUser": "UserUpdate",
                "AdminListGroupsForUser": "UserResourceRead", "ListUsersInGroup": "UserList",
-               "ListGroups": "UserPoolResourceRead"}  # fmt: skip
+               "ListGroups": "UserPoolResourceRead"}
 
 _DENIED = frozenset({"AccessDeniedException", "AccessDenied", "NotAuthorizedException",
-                     "UnauthorizedOperation", "UnrecognizedClientException"})  # fmt: skip
+                     "UnauthorizedOperation", "UnrecognizedClientException"})
 _UNKNOWN = frozenset({"UnknownOperationException", "InvalidAction", "UnknownOperation",
-                      "NotImplemented", "OperationNotSupported"})  # fmt: skip
+                      "NotImplemented", "OperationNotSupported"})
 
 
 class LimitReader(Protocol):

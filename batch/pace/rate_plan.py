@@ -19,7 +19,7 @@ from batch.pace.controllers import MeasuredRate, RateController, SharedRate
 from batch.pace.quota import DEFAULT_QUOTAS, Quotas
 
 __all__ = ["AUTO_SHARE", "POLITE_SHARE", "WARN_SHARE", "RatePlan", "category_controller",
-           "rate_controller", "rate_label", "rate_plan"]  # fmt: skip
+           "rate_controller", "rate_label", "rate_plan"]
 
 #: The ceilings as shares of the enforced UserUpdate quota: the default leaves 10 % of it to
 #: other applications even when they are idle; auto fills what they leave (controllers.py).
@@ -79,7 +79,7 @@ def rate_controller(config: JobConfig, quotas: Quotas, ceiling: float) -> RateCo
         # an empty bucket: a wider margin under that level (0.12 Q) than the default's, and
         # probes no rarer than every 16 s, so what the neighbours release comes back soon.
         return SharedRate(ceiling=ceiling, headroom=0.12 / AUTO_SHARE * ceiling, hold_s=8.0,
-                          hold_max_s=16.0)  # fmt: skip
+                          hold_max_s=16.0)
     # The default, and a rate the operator gave: further under the level at which the
     # bucket ran out (the default: 0.08 Q under it; its ceiling is 0.9 Q), probing less
     # often (controllers.py: SharedRate).

@@ -87,7 +87,7 @@ def find_conflicts(claims: Iterable[Claim], holder: Holder) -> dict[int, RowResu
             else:
                 continue
             out[claim.row] = RowResult(claim.row, claim.username, Status.INVALID,
-                                       error_code=CODE, error_message=message)  # fmt: skip
+                                       error_code=CODE, error_message=message)
     return out
 
 
@@ -98,7 +98,7 @@ def pool_holder(gateway: Reads, pool: str, paced: Paced) -> Holder:
     def holder(attribute: str, value: str) -> str | None:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         users, _ = paced(lambda: gateway.list_users_page(
-            pool, filter_expression=f'{attribute} = "{escaped}"', limit=2))  # fmt: skip
+            pool, filter_expression=f'{attribute} = "{escaped}"', limit=2))
         return str(users[0]["username"]) if users else None
 
     return holder

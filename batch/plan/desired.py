@@ -98,7 +98,7 @@ def desired_of(
 
 def _invalid(row: int, username: str, column: str, problem: str) -> RowResult:
     return RowResult(row, username, Status.INVALID, error_code="InvalidValue",
-                     error_message=f"column {column!r}: {problem}")  # fmt: skip
+                     error_message=f"column {column!r}: {problem}")
 
 
 def plan_row(
@@ -135,6 +135,6 @@ def plan_row(
         have = frozenset() if creating else (current.groups or frozenset())
         want = desired.groups & managed
         ops += [Operation(Kind.REMOVE_FROM_GROUP, name, group=g) for g in sorted(
-            (have & managed) - want)]  # fmt: skip
+            (have & managed) - want)]
         ops += [Operation(Kind.ADD_TO_GROUP, name, group=g) for g in sorted(want - have)]
     return tuple(sorted(ops, key=lambda op: ORDER.index(op.kind)))

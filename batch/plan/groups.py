@@ -43,7 +43,7 @@ class GroupReads(Protocol):
     def list_groups_for_user_page(
         self, user_pool_id: str, username: str, *, next_token: str | None = None,
         limit: int = 60,
-    ) -> tuple[list[str], str | None]: ...  # fmt: skip
+    ) -> tuple[list[str], str | None]: ...
 
     def list_users_in_group_page(
         self, user_pool_id: str, group: str, *, next_token: str | None = None, limit: int = 60
@@ -72,7 +72,7 @@ def check_groups_exist(named: Iterable[str], pool_groups: Iterable[str]) -> None
     more = f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else ""
     noun = "group" if len(unknown) == 1 else "groups"
     raise UsageError(f"the pool has no {noun} {shown}{more} (named in the input's "
-                     "'groups' column or --manage-groups); nothing was written")  # fmt: skip
+                     "'groups' column or --manage-groups); nothing was written")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ def plan_disable_missing(
     the input names, invalid rows included (a row with a bad value is still a present user)."""
     if input_rows <= 0:
         raise UsageError("--disable-missing: the input has no rows, so every user would be "
-                         "disabled; refused, nothing was written")  # fmt: skip
+                         "disabled; refused, nothing was written")
     present = set(present_keys)
     users = list(pool_users)
     missing = sorted(u.username for u in users if u.enabled and u.key not in present)

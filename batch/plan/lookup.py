@@ -135,7 +135,7 @@ def remove_stale_snapshots(report: Path) -> list[Path]:
 
 #: Codes that mean "this identity may not make this call": named as the missing permission.
 DENIED = frozenset({"AccessDeniedException", "NotAuthorizedException", "AccessDenied",
-                    "ForbiddenException"})  # fmt: skip
+                    "ForbiddenException"})
 #: A name no real user is expected to have: the permission check reads it.
 PROBE_USERNAME = "cognito-batch-permission-check"
 
@@ -151,7 +151,7 @@ def refused(exc: FatalError, action: str) -> FatalError:
         f"--skip-unchanged; --key); allow cognito-idp:{action} on the pool, or pass --no-undo "
         "without --skip-unchanged or --key",
         operation=exc.operation, status=exc.status,
-    )  # fmt: skip
+    )
 
 
 class PoolSnapshot:
@@ -160,7 +160,7 @@ class PoolSnapshot:
     def __init__(
         self, directory: Path | None = None, *, prefix: str = "cognito-batch-snapshot-",
         indexed: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``indexed``: the key's index made now, for a snapshot read while it fills."""
         if directory is not None:
             private_dir(directory)
@@ -194,7 +194,7 @@ class PoolSnapshot:
         while True:
             try:
                 users, token = paced(functools.partial(gateway.list_users_page, user_pool_id,
-                                                       pagination_token=token))  # fmt: skip
+                                                       pagination_token=token))
             except FatalError as exc:  # before the first write: the job stops here
                 raise refused(exc, "ListUsers") from None
             self.reads += 1
@@ -302,22 +302,22 @@ class Resolver:
             users = self.lookup.find(lookup_key)
         except Cancelled as exc:  # the job is stopping: the row was never sent
             return RowResult(update.row, update.username, Status.SKIPPED, error_code="Stopped",
-                             error_message=str(exc) or "job stopping", key=update.key)  # fmt: skip
+                             error_message=str(exc) or "job stopping", key=update.key)
         except ThrottledError as exc:
             # Gave up under the read quota: Cognito's code, so the brake (row failures only)
             # does not count it, as for a write that gave up on throttles.
             return RowResult(update.row, update.username, Status.FAILED, error_code=exc.code,
                              error_message=f"the read before the write gave up on throttles: "
-                                           f"{exc.code}", key=update.key)  # fmt: skip
+                                           f"{exc.code}", key=update.key)
         if self.key != "username":
             if not users:
                 return RowResult(update.row, "", Status.INVALID, error_code="UserNotFound",
                                  error_message=f"no user has this {self.key}",
-                                 key=update.key)  # fmt: skip
+                                 key=update.key)
             if len(users) > 1:
                 return RowResult(update.row, "", Status.INVALID, error_code="AmbiguousKey",
                                  error_message=f"{len(users)} users have this {self.key}",
-                                 key=update.key)  # fmt: skip
+                                 key=update.key)
         if not users:
             # Not in the snapshot: write anyway; Cognito says whether the user exists.
             return update
@@ -329,11 +329,11 @@ class Resolver:
             sets = [
                 (n, v) for n, v in sets
                 if not same_value(v, current.get(n.removeprefix("dev:")), self.types.get(n, ""))
-            ]  # fmt: skip
+            ]
             deletes = [n for n in deletes if n.removeprefix("dev:") in current]
         if self.mark_verified:
             sets = with_verified_flags(sets)
         if not sets and not deletes:
             return RowResult(update.row, username, Status.UNCHANGED, key=update.key,
-                             error_message="already up to date")  # fmt: skip
+                             error_message="already up to date")
         return UserUpdate(update.row, username, tuple(sets), tuple(deletes), key=update.key)

@@ -135,7 +135,7 @@ class Planner:
             return RowResult(
                 row.row, "" if is_key else key, Status.UNCHANGED,
                 error_message="no attribute values to write", key=key if is_key else "",
-            )  # fmt: skip
+            )
         return UserUpdate(
             row=row.row,
             username="" if is_key else key,
@@ -149,7 +149,7 @@ class Planner:
         return RowResult(
             row.row, "" if is_key else key, Status.INVALID,
             error_code=code, error_message=message, key=key if is_key else "",
-        )  # fmt: skip
+        )
 
 
 def with_verified_flags(sets: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -54,10 +54,10 @@ READ_CATEGORY: dict[str, str] = {
 DEFAULT_RATES: dict[str, float] = {
     "UserCreation": 50.0, "UserUpdate": 25.0, "UserResourceRead": 50.0, "UserList": 30.0,
     "UserPoolResourceRead": 20.0, "UserRead": 120.0,
-}  # fmt: skip
+}
 # A leaver loses access first; a returning user is enabled last, once its groups are right.
 ORDER = (Kind.CREATE, Kind.DISABLE, Kind.UPDATE, Kind.REMOVE_FROM_GROUP, Kind.ADD_TO_GROUP,
-         Kind.ENABLE, Kind.DELETE_USER)  # fmt: skip
+         Kind.ENABLE, Kind.DELETE_USER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class SyncUpdate(UserUpdate):
 def describe_ops(update: SyncUpdate) -> str:
     """A row's planned calls in words (attribute and group names, never a value)."""
     words = {Kind.CREATE: "create", Kind.DISABLE: "disable", Kind.ENABLE: "enable",
-             Kind.DELETE_USER: "delete the user"}  # fmt: skip
+             Kind.DELETE_USER: "delete the user"}
     out = []
     for op in update.ops:
         if op.kind is Kind.UPDATE and op.update is not None:

@@ -23,7 +23,7 @@ from batch.plan.lookup import LIST_PAGE, Lookup, choose
 def plan_reads(
     *, input_rows: int, pool_users: int | None, key: str, list_rate: float, get_rate: float,
     writes: float, every_row: bool,
-) -> str:  # fmt: skip
+) -> str:
     """``"live"``, ``"snapshot"`` or ``"overlap"``.
 
     ``writes``: the most the run will write a second (its ceiling under the quota);
@@ -35,7 +35,7 @@ def plan_reads(
     read quota the pool's own application needs). Other keys are read by ListUsers either
     way: the cheaper in seconds (``choose``)."""
     how = choose(input_rows=input_rows, pool_users=pool_users, key=key, list_rate=list_rate,
-                 get_rate=get_rate)  # fmt: skip
+                 get_rate=get_rate)
     if key != "username":
         return how
     if get_rate >= writes:
@@ -58,7 +58,7 @@ class Overlapped:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._fill, args=(fill,), daemon=True,
-                                        name="cognito-batch-snapshot")  # fmt: skip
+                                        name="cognito-batch-snapshot")
         self._thread.start()
 
     def _fill(self, fill: Callable[[], None]) -> None:

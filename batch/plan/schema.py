@@ -24,7 +24,7 @@ STANDARD_ATTRIBUTES = frozenset(
         "phone_number_verified", "picture", "preferred_username", "profile", "website",
         "zoneinfo", "updated_at",
     }
-)  # fmt: skip
+)
 NEVER_WRITABLE = frozenset({"sub", "identities", "cognito:user_status", "cognito:mfa_enabled"})
 VERIFIED_FLAG = {"email": "email_verified", "phone_number": "phone_number_verified"}
 
@@ -98,7 +98,7 @@ class PoolSchema:
         for name in STANDARD_ATTRIBUTES - set(rules):
             # Cognito lists every standard attribute; some emulators list only custom ones.
             kind = "Boolean" if name.endswith("_verified") else (
-                "Number" if name == "updated_at" else "String")  # fmt: skip
+                "Number" if name == "updated_at" else "String")
             rules[name] = AttributeRule(name=name, data_type=kind)
         settings = pool.get("UserAttributeUpdateSettings") or {}
         return cls(

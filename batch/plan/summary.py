@@ -51,7 +51,7 @@ class PlanSummary:
         """Count one planned row: its outcome, attributes, messages, pending verification."""
         status = item.status.value if isinstance(item, RowResult) else (
             Status.CREATED.value if isinstance(item, SyncUpdate) and item.creates
-            else Status.UPDATED.value)  # fmt: skip
+            else Status.UPDATED.value)
         if isinstance(item, SyncUpdate):
             for op in item.ops:
                 self.operations[op.operation] = self.operations.get(op.operation, 0) + 1
@@ -82,7 +82,7 @@ class PlanSummary:
             f"to write:  {'at most ' if self.upper_bound else ''}{self.to_apply} users, "
             f"about {duration(self.estimated_seconds)} "
             f"at {self.rate:g}/s",
-        ]  # fmt: skip
+        ]
         if self.quota:
             lines.append(
                 f"quota:     UserUpdate {self.quota:g}/s ({self.quota_source}); this run takes "
@@ -92,13 +92,13 @@ class PlanSummary:
         lines += [f"warning:   {w}" for w in self.warnings]
         if self.by_status:
             lines.append("planned:   " + ", ".join(f"{k} {v}" for k, v in
-                                                   sorted(self.by_status.items())))  # fmt: skip
+                                                   sorted(self.by_status.items())))
         if self.operations:
             lines.append("calls:     " + ", ".join(f"{k} {v}" for k, v in
-                                                   sorted(self.operations.items())))  # fmt: skip
+                                                   sorted(self.operations.items())))
         if self.attributes:
             lines.append("attributes: " + ", ".join(f"{k} ({v})" for k, v in
-                                                    sorted(self.attributes.items())))  # fmt: skip
+                                                    sorted(self.attributes.items())))
         if self.messages:
             lines.append(
                 "messages:  "

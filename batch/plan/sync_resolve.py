@@ -68,7 +68,7 @@ class SyncResolver:
         if update.preplanned:  # a leaver the feed listed: nothing to read (the snapshot
             return update  # holds only the input's users)
         plain = UserUpdate(update.row, update.username, update.attributes, update.deletes,
-                           key=update.key)  # fmt: skip
+                           key=update.key)
         resolved = self.inner(plain)
         if isinstance(resolved, RowResult) and resolved.status is not Status.UNCHANGED:
             return resolved
@@ -82,20 +82,20 @@ class SyncResolver:
                 groups = self.groups.of(username) if exists else frozenset()
         except Cancelled as exc:
             return RowResult(update.row, username, Status.SKIPPED, error_code="Stopped",
-                             error_message=str(exc) or "job stopping", key=update.key)  # fmt: skip
+                             error_message=str(exc) or "job stopping", key=update.key)
         enabled = None if user is None or ENABLED not in user else user[ENABLED] == "true"
         attributes = resolved if isinstance(resolved, UserUpdate) else None
         desired = Desired(update.row, username, attributes, update.enabled, update.groups)
         # Not found and not to be created: planned anyway, Cognito answers UserNotFound.
         current = Current(exists or not self.create_missing, enabled, groups)
         ops = plan_row(desired, current, create_missing=self.create_missing,
-                       managed=self.groups.managed)  # fmt: skip
+                       managed=self.groups.managed)
         if not ops:
             return RowResult(update.row, username,
                              Status.CREATED if before else Status.UNCHANGED, key=update.key,
-                             error_message="already up to date")  # fmt: skip
+                             error_message="already up to date")
         sets = attributes.attributes if attributes is not None else ()
         deletes = attributes.deletes if attributes is not None else ()
         return SyncUpdate(update.row, username, sets, deletes, key=update.key,
                           enabled=update.enabled, groups=update.groups, ops=ops,
-                          created_before=before)  # fmt: skip
+                          created_before=before)

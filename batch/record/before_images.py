@@ -83,14 +83,14 @@ class UndoRecord:
 
     def as_record(self) -> dict[str, Any]:
         out = {"row": self.row, "username": self.username, "before": dict(self.before),
-               "wrote": dict(self.wrote)}  # fmt: skip
+               "wrote": dict(self.wrote)}
         if self.created:
             out["created"] = True
         if self.enabled is not None:
             out["enabled"] = {"before": self.enabled[0], "wrote": self.enabled[1]}
         if self.groups_added or self.groups_removed:
             out["groups"] = {"added": list(self.groups_added),
-                             "removed": list(self.groups_removed)}  # fmt: skip
+                             "removed": list(self.groups_removed)}
         return out
 
     @classmethod
@@ -101,7 +101,7 @@ class UndoRecord:
                    dict(record["wrote"]), created=record.get("created") is True,
                    enabled=(enabled["before"], bool(enabled["wrote"])) if enabled else None,
                    groups_added=tuple(groups.get("added", ())),
-                   groups_removed=tuple(groups.get("removed", ())))  # fmt: skip
+                   groups_removed=tuple(groups.get("removed", ())))
 
 
 def digest(record: UndoRecord) -> str:
@@ -109,7 +109,7 @@ def digest(record: UndoRecord) -> str:
     in hex. Kept in the run's journal line for the row, it is what ties the undo file to the
     run: an image changed, added or dropped afterwards no longer matches (``undo_check``)."""
     text = json.dumps(record.as_record(), sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))  # fmt: skip
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -130,7 +130,7 @@ def before_image(update: UserUpdate, current: Mapping[str, str]) -> UndoRecord:
         else None,
         groups_added=tuple(op.group for op in update.ops if op.kind is Kind.ADD_TO_GROUP),
         groups_removed=tuple(op.group for op in update.ops if op.kind is Kind.REMOVE_FROM_GROUP),
-    )  # fmt: skip
+    )
 
 
 class UndoLog:
@@ -152,7 +152,7 @@ class UndoLog:
         previous = _read_header(path)
         resume = previous is not None and not previous[1] and all(
             previous[0].get(k) == header.get(k) for k in SAME_RUN
-        )  # fmt: skip
+        )
         if resume:
             for record in iter_records(path):
                 self._mark(record.row)
@@ -237,7 +237,7 @@ class UndoLog:
     def stats(self) -> dict[str, Any]:
         return {"file": str(self.path), "records": self.records, "fsyncs": self.fsyncs,
                 "fsync_ms": round(self.fsync_seconds * 1000, 1),
-                "resumed": self.resumed}  # fmt: skip
+                "resumed": self.resumed}
 
 
 def _sync_dir(folder: Path) -> None:
@@ -318,7 +318,7 @@ def iter_records(path: Path) -> Iterator[UndoRecord]:
             problem = _malformed(record)
             if problem:
                 raise UsageError(f"{path}, line {number}: not a before-image record ({problem});"
-                                 " the file was changed after the run wrote it")  # fmt: skip
+                                 " the file was changed after the run wrote it")
             yield UndoRecord.from_record(record)
 
 
@@ -339,11 +339,11 @@ def _malformed(record: Mapping[str, Any]) -> str:
     if enabled is not None and not (isinstance(enabled, dict)
                                     and isinstance(enabled.get("wrote"), bool)
                                     and isinstance(enabled.get("before"), bool | None)):
-        return "'enabled' is not a before/wrote pair of true or false"  # fmt: skip
+        return "'enabled' is not a before/wrote pair of true or false"
     if groups is not None and not (isinstance(groups, dict) and all(
             isinstance(groups.get(k, []), list) and all(isinstance(g, str) for g in groups.get(
                 k, [])) for k in ("added", "removed"))):
-        return "'groups' is not lists of group names"  # fmt: skip
+        return "'groups' is not lists of group names"
     if record.get("created") not in (None, True):
         return "'created' is not true"
     return ""
@@ -413,11 +413,11 @@ class BeforeImages:
                 # Its journal line will vouch for that image: it must be this row's user.
                 raise FatalError("UndoFileChanged", f"{self.log.path}: row {resolved.row}'s "
                                  "before-image names another user than the row; the file was "
-                                 "changed after the run wrote it")  # fmt: skip
+                                 "changed after the run wrote it")
             return resolved
         current = next((u for u in users or () if u.get("username") == resolved.username), None)
         if current is None and isinstance(resolved, SyncUpdate) and (
-                resolved.creates or resolved.preplanned):  # fmt: skip
+                resolved.creates or resolved.preplanned):
             # a user this run creates: nothing before it; a leaver: the state its listing read
             current = dict(resolved.known)
         if current is not None:

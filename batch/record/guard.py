@@ -180,7 +180,7 @@ class InputWatch:
                 self.check()
             if row.row > expected:
                 self._changed(f"the input changed during the run (row {row.row} was not there "
-                              f"when it was scanned: {expected} rows)")  # fmt: skip
+                              f"when it was scanned: {expected} rows)")
             self.last = row.row
             yield row
         self.check()
@@ -222,7 +222,7 @@ def stop_on_change(
 def unread_rows(
     after: int, expected: int, reason: str, *, done: Container[int] = (),
     only: Iterable[int] = (), foreign: Container[int] | None = None,
-) -> Iterator[RowResult]:  # fmt: skip
+) -> Iterator[RowResult]:
     """``skipped`` results for the rows ``after``+1 .. ``expected`` that a changed input can
     no longer be trusted to give (their values are unknown, so no username either). ``done``
     is only asked ``in`` (a set, or a bitmap of millions of rows: never copied)."""
@@ -295,7 +295,7 @@ def check_dry_run_target(report: Path) -> None:
 def check_html_target(html: Path, report: Path) -> None:
     """``report REPORT --html PAGE``: the page is none of the run's files, nor its input."""
     check_outputs(None, [("HTML page", html)], run_records(report, "the run"),
-                  flag="--html")  # fmt: skip
+                  flag="--html")
     check_not_a_record(html, "HTML page", "--html")
     check_replaceable(html, "html", "--html")
 
@@ -310,7 +310,7 @@ def check_not_a_record(path: Path, what: str, flag: str, *, reports: bool = True
     ``--report`` may be a report (that is how it resumes); nothing else may."""
     if path.name.endswith(_RECORD_ENDINGS) or (reports and RunFiles(path).journal.exists()):
         raise UsageError(f"{what} {path} is a run's record: refusing to overwrite it; "
-                         f"choose another {flag}")  # fmt: skip
+                         f"choose another {flag}")
 
 
 def check_own_report(report: Path, input_sha256: str, flag: str = "--report") -> None:
@@ -330,7 +330,7 @@ def check_own_report(report: Path, input_sha256: str, flag: str = "--report") ->
         same = False
     if not same:
         raise UsageError(f"report {report} is another run's record (its journal is beside it): "
-                         f"refusing to overwrite it; choose another {flag}")  # fmt: skip
+                         f"refusing to overwrite it; choose another {flag}")
 
 
 def check_export_target(out: Path, *, fresh: bool = False) -> None:
@@ -342,7 +342,7 @@ def check_export_target(out: Path, *, fresh: bool = False) -> None:
     checkpoint = out.with_name(out.name + ".export.json")
     if not fresh and out.exists() and not checkpoint.exists():
         raise UsageError(f"export {out} exists: pass --fresh to replace it, or choose another "
-                         "OUT")  # fmt: skip
+                         "OUT")
 
 
 #: The first line of every HTML page this tool writes (``view.html_page``): what lets a later
@@ -365,7 +365,7 @@ def check_replaceable(path: Path, kind: str, flag: str) -> None:
     if not ours:
         what = "report" if kind == "report" else "HTML page"
         raise UsageError(f"{path} exists and is not a cognito-batch {what}: refusing to "
-                         f"overwrite it; remove it or choose another {flag}")  # fmt: skip
+                         f"overwrite it; remove it or choose another {flag}")
 
 
 def _looks_like(path: Path, kind: str) -> bool:

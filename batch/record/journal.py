@@ -53,7 +53,7 @@ from batch.store.files import atomic_write, open_private
 VERSION = 2
 
 _LETTER = {Status.UPDATED: "u", Status.UNCHANGED: "n", Status.INVALID: "i",
-           Status.FAILED: "f", Status.SKIPPED: "s", Status.CREATED: "c"}  # fmt: skip
+           Status.FAILED: "f", Status.SKIPPED: "s", Status.CREATED: "c"}
 _STATUS = {letter.encode(): status for status, letter in _LETTER.items()}
 _STATUS_OF = {letter: status for status, letter in _LETTER.items()}
 _PAD = [""] * 8
@@ -94,7 +94,7 @@ def encode(result: RowResult, image: str = "") -> bytes:
     the row's before-image, when the run recorded one."""
     fields = [str(result.row), _LETTER[result.status], str(result.attempts),
               str(result.elapsed_ms), _escape(result.username), _escape(result.key),
-              _escape(result.error_code), _escape(result.error_message), image]  # fmt: skip
+              _escape(result.error_code), _escape(result.error_message), image]
     while len(fields) > 4 and not fields[-1]:
         fields.pop()
     # surrogatepass: an exception's text may hold anything; it must round-trip, not raise.
@@ -110,7 +110,7 @@ def decode(payload: bytes) -> RowResult:
         parts[4:] = [_unescape(p) for p in parts[4:]]
     # Positional: (row, username, status, attempts, error_code, error_message, elapsed, key).
     return RowResult(int(parts[0]), parts[4], _STATUS_OF[parts[1]], int(parts[2]), parts[6],
-                     parts[7], int(parts[3]), parts[5])  # fmt: skip
+                     parts[7], int(parts[3]), parts[5])
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class JournalHeader:
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"journal": VERSION, "input_sha256": self.input_sha256,
-                                  "settings": self.settings}  # fmt: skip
+                                  "settings": self.settings}
         if self.pool:
             record.update(pool=self.pool, region=self.region)
         return record
@@ -182,7 +182,7 @@ class JournalState:
         """Each row's last result, in journal order, streamed from the file."""
         for _, p in self._entries(finished_only=False):
             yield RowResult(int(p[0]), p[4], _STATUS_OF[p[1]], int(p[2]), p[6], p[7], int(p[3]),
-                            p[5])  # fmt: skip
+                            p[5])
 
     def images(self) -> Iterator[tuple[int, str, int, str, str]]:
         """Each row's last record as (row, status letter, attempts, username, image digest;

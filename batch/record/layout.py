@@ -165,7 +165,7 @@ class RunFiles:
         return [("report", self.report), ("journal", self.journal),
                 ("summary", self.summary), ("timeline", self.timeline),
                 ("before-images", self.before_images), ("lock", self.lock),
-                ("applied state", self.state), ("key scan", self.keyscan)]  # fmt: skip
+                ("applied state", self.state), ("key scan", self.keyscan)]
 
     def all(self) -> list[Path]:
         return [path for _, path in self.written()]

@@ -38,11 +38,11 @@ from batch.store.files import atomic_path, open_private
 #: The one list of report formats, and the file suffixes that name each (read and written).
 REPORT_FORMATS = ("csv", "jsonl", "parquet")
 REPORT_SUFFIXES = {"csv": "csv", "jsonl": "jsonl", "json": "jsonl", "ndjson": "jsonl",
-                   "parquet": "parquet"}  # fmt: skip
+                   "parquet": "parquet"}
 # Spreadsheets also read the full-width (U+FF1D...) and small (U+FE62...) forms as operators.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r",
                   "\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe66", "\ufe62", "\ufe63", "\ufe6b",
-                  "\u2212")  # fmt: skip
+                  "\u2212")
 _RISKY = frozenset(FORMULA_START)
 
 
@@ -70,7 +70,7 @@ class ReportWriter(Protocol):
     def write_cells(self, cells: Sequence[Any]) -> None: ...
     def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
                       usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None: ...  # fmt: skip
+                      keys: Sequence[str] | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -80,7 +80,7 @@ def _skipped_record(code: str, message: str) -> dict[str, Any]:
 
 
 def _named(writer: ReportWriter, rows: np.ndarray, record: dict[str, Any],
-           usernames: Sequence[str], keys: Sequence[str] | None) -> None:  # fmt: skip
+           usernames: Sequence[str], keys: Sequence[str] | None) -> None:
     """Skipped rows each naming its user: one row's cells at a time (the caller's chunk)."""
     keys = keys if keys is not None else [""] * len(usernames)
     for row, username, key in zip(rows.tolist(), usernames, keys, strict=True):
@@ -133,7 +133,7 @@ class CsvReport(_Flushing):
 
     def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
                       usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
+                      keys: Sequence[str] | None = None) -> None:
         record = _skipped_record(code, message)
         if usernames is not None:
             _named(self, rows, record, usernames, keys)
@@ -159,7 +159,7 @@ class JsonlReport(_Flushing):
 
     def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
                       usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
+                      keys: Sequence[str] | None = None) -> None:
         record = _skipped_record(code, message)
         if usernames is not None:
             _named(self, rows, record, usernames, keys)
@@ -178,7 +178,7 @@ def _parquet_schema() -> Any:
     return pa.schema(
         [(c, pa.int64() if c in ("row", "attempts", "elapsed_ms") else pa.string())
          for c in REPORT_COLUMNS]
-    )  # fmt: skip
+    )
 
 
 class ParquetReport:
@@ -222,7 +222,7 @@ class ParquetReport:
 
     def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
                       usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:  # fmt: skip
+                      keys: Sequence[str] | None = None) -> None:
         import pyarrow as pa
 
         record = _skipped_record(code, message)
@@ -235,7 +235,7 @@ class ParquetReport:
             c: (pa.array(rows) if c == "row" else pa.array(zeros) if c in ("attempts", "elapsed_ms")
                 else pa.array([record[c]], pa.string()).take(pa.array(zeros)))
             for c in REPORT_COLUMNS
-        }  # fmt: skip
+        }
         self._writer.write_table(pa.table(columns, schema=self._schema))
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ def read_results(path: Path, *, partial: bool = False) -> Iterator[RowResult]:
         try:
             result = RowResult(int(cells[0]), str(cells[1] or ""), status(str(cells[3])),
                                int(cells[4] or 0), str(cells[5] or ""), str(cells[6] or ""),
-                               int(cells[7] or 0), str(cells[2] or ""))  # fmt: skip
+                               int(cells[7] or 0), str(cells[2] or ""))
         except (ValueError, TypeError) as exc:
             if partial:
                 continue

@@ -33,7 +33,7 @@ def plan_restore(
     if current is None:
         return RowResult(record.row, record.username, Status.FAILED,
                          error_code="UserNotFoundException",
-                         error_message="the user no longer exists")  # fmt: skip
+                         error_message="the user no longer exists")
 
     def same(a: Value, b: Value, name: str) -> bool:
         if a is None or b is None:
@@ -64,7 +64,7 @@ def plan_restore(
     if conflicts:
         return RowResult(record.row, record.username, Status.SKIPPED, error_code="Conflict",
                          error_message=f"changed again since the run: {', '.join(conflicts)} "
-                                       "(--force restores it anyway)")  # fmt: skip
+                                       "(--force restores it anyway)")
     for attr in touched:
         flag = VERIFIED_FLAG[attr]
         old_flag = before.get(flag)
@@ -81,7 +81,7 @@ def plan_restore(
                 sets.append((flag, old_flag))
     if not sets and not deletes:
         return RowResult(record.row, record.username, Status.UNCHANGED,
-                         error_message="nothing to restore")  # fmt: skip
+                         error_message="nothing to restore")
     return UserUpdate(record.row, record.username, tuple(sets), tuple(deletes))
 
 

@@ -39,7 +39,7 @@ def check_against_journals(
     runs: list[tuple[Path, dict[str, Any]]] = [(journal_path(report), {})]
     if summary.shards:
         runs = [(journal_path(Path(str(s.get("report")))), {"shard": s.get("shard")})
-                for s in summary.shards if isinstance(s, Mapping)]  # fmt: skip
+                for s in summary.shards if isinstance(s, Mapping)]
         if not runs:
             raise UsageError(f"{spath}: changed after the run: its shards name no report")
     for path, extra in runs:
@@ -49,15 +49,15 @@ def check_against_journals(
             raise UsageError(str(exc)) from None
         if state is None:
             raise UsageError(f"{spath}: the run's journal {path} is missing: retry confirms "
-                             "the summary against it, and cannot")  # fmt: skip
+                             "the summary against it, and cannot")
         region = state.header.region
         if region and flag_region and flag_region != region:
             raise UsageError(f"--region {flag_region}: the run being retried wrote in {region} "
-                             f"(its journal, {path}); a retry writes only there")  # fmt: skip
+                             f"(its journal, {path}); a retry writes only there")
         bad = _mismatch(summary, state.header, extra, report_rows)
         if bad:
             raise UsageError(f"{spath}: changed after the run: {bad} is not what its journal "
-                             f"{path} recorded; nothing was written")  # fmt: skip
+                             f"{path} recorded; nothing was written")
 
 
 def _mismatch(

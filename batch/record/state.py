@@ -43,16 +43,16 @@ RANGE_ROWS = 1 << 18  # rows of one key-hash range: what the diff holds at once
 _CHUNK = 1 << 14  # rows the spill buffers before it writes them to their ranges
 _SCHEMA = pa.schema([("key_hash", pa.uint64()), ("state", pa.uint64()), ("key", pa.string())])
 _SPILL = pa.schema([("row", pa.int64()), ("key_hash", pa.uint64()), ("desired", pa.uint64()),
-                    ("key", pa.string())])  # fmt: skip
+                    ("key", pa.string())])
 
 
 def desired_hash(update: UserUpdate, sync: Sequence[tuple[str, str]] = ()) -> int:
     """The desired state a planned row makes true, as a non-zero 64-bit number: its attributes
     to set and delete (order-free) and the sync columns (``enabled``, ``groups``) it carries."""
     parts = {"set": sorted(update.attributes), "delete": sorted(update.deletes),
-             "sync": sorted(sync)}  # fmt: skip
+             "sync": sorted(sync)}
     digest = hashlib.blake2b(json.dumps(parts, separators=(",", ":")).encode("utf-8"),
-                             digest_size=8).digest()  # fmt: skip
+                             digest_size=8).digest()
     return int.from_bytes(digest, "little") or 1
 
 
@@ -131,7 +131,7 @@ class Spill:
         self._buf.clear()
         batch = pa.record_batch([pa.array(rows, pa.int64()), pa.array(hashes, pa.uint64()),
                                  pa.array(desired, pa.uint64()), pa.array(keys, pa.string())],
-                                schema=_SPILL)  # fmt: skip
+                                schema=_SPILL)
         if self.bits == 0:
             self._writers[0].write_batch(batch)
             return
@@ -240,7 +240,7 @@ def write_state(
     (a mask over rows: the row's last result is updated or unchanged), else 0. A key in several
     rows keeps its last row's. Returns the rows written."""
     meta = {b"cognito-batch": json.dumps({"version": STATE_VERSION,
-                                          "settings": settings}).encode()}  # fmt: skip
+                                          "settings": settings}).encode()}
     written = 0
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(str(tmp), _SCHEMA.with_metadata(meta),
@@ -261,13 +261,13 @@ def write_state(
                 out = pa.table({"key_hash": pa.array(keys[last], pa.uint64()),
                                 "state": pa.array(state[last], pa.uint64()),
                                 "key": table.column("key").take(pa.array(pick))},
-                               schema=_SCHEMA)  # fmt: skip
+                               schema=_SCHEMA)
                 writer.write_table(out, row_group_size=RANGE_ROWS)
                 written += out.num_rows
         if written == 0:  # a file with a schema and no rows
             pq.write_table(pa.table({n: pa.array([], t) for n, t in
                                      zip(_SCHEMA.names, _SCHEMA.types, strict=True)},
-                                    schema=_SCHEMA.with_metadata(meta)), str(tmp))  # fmt: skip
+                                    schema=_SCHEMA.with_metadata(meta)), str(tmp))
     return written
 
 

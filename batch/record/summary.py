@@ -61,7 +61,7 @@ class Quota:
             return cls({str(k): float(v) for k, v in value["rates"].items()
                         if isinstance(v, int | float)},
                        {str(k): float(v) for k, v in free.items()
-                        if isinstance(v, int | float)}, source, share)  # fmt: skip
+                        if isinstance(v, int | float)}, source, share)
         rates: dict[str, float] = {}
         for category, inner in value.items():  # an older shape: {"UserUpdate": {"provisioned"}}
             if isinstance(inner, Mapping):
@@ -74,7 +74,7 @@ class Quota:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rates": dict(self.rates), "free_limit": dict(self.free_limit),
-                               "source": self.source}  # fmt: skip
+                               "source": self.source}
         if self.share is not None:
             out["share"] = self.share
         return out
@@ -135,7 +135,7 @@ class RunSummary:
         field (anyone can edit the file: it must not reach a command as a traceback)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known: dict[str, Any] = {k: None if v is None and k in _NULLABLE else typed(k, v)
-                 for k, v in data.items() if k in names}  # fmt: skip
+                 for k, v in data.items() if k in names}
         known["quota"] = Quota.from_json(data.get("quota"))
         extra = {k: v for k, v in data.items() if k not in names}
         return cls(**known, extra=extra)
@@ -194,7 +194,7 @@ def _is_number(value: Any) -> bool:
 
 #: The fields that may be null; a null elsewhere is the field's default.
 _DEFAULTS: dict[str, Any] = {f.name: getattr(RunSummary(), f.name)
-                             for f in dataclasses.fields(RunSummary)}  # fmt: skip
+                             for f in dataclasses.fields(RunSummary)}
 _NULLABLE = {f.name for f in dataclasses.fields(RunSummary) if "None" in str(f.type)}
 #: Each field's JSON shape: what ``typed`` accepts (None is the default, taken before).
 _NUMBER_MAPS = {"counts", "errors"}
@@ -202,7 +202,7 @@ _MAPS = {"settings", "pool", "concurrency", "max_failures", "undo"}
 _INTS = {"rows", "calls", "throttles", "faults", "resumed_rows", "read_calls"}
 _FLOATS = {"duration_s", "achieved_rate", "rate_final", "rate_low", "rate_high", "rate_ceiling"}
 _TEXTS = {"stopped", "report", "journal", "input", "input_sha256", "shard", "lookup",
-          "window_capped", "timeline", "hint", "undo_of"}  # fmt: skip
+          "window_capped", "timeline", "hint", "undo_of"}
 _FLAGS = {"rebuilt_from_journal", "force", "dry_run"}
 
 
@@ -242,7 +242,7 @@ def status_counts(by_status: Mapping[str, int]) -> dict[str, int]:
     """Every status, in order, zero when absent: the ``counts`` of a summary. ``created``
     only when a sync created users: a run that cannot create keeps its summary's shape."""
     return {s.value: int(by_status.get(s.value, 0)) for s in Status
-            if s is not Status.CREATED or by_status.get(s.value)}  # fmt: skip
+            if s is not Status.CREATED or by_status.get(s.value)}
 
 
 def achieved_rate(updated: int, seconds: float) -> float:
@@ -271,18 +271,18 @@ def format_summary(summary: RunSummary | Mapping[str, Any]) -> str:
         f"(rate {s.rate}"
         + (f": from {s.rate_low:g} to {s.rate_high:g}, ending at {s.rate_final:g}/s)"
            if ranged else ")"),
-    ]  # fmt: skip
+    ]
     if s.quota is not None and s.quota.rates:
         lines.append(f"  quota: UserUpdate {s.quota.rates.get('UserUpdate', 0):g}/s "
                      f"({s.quota.source}); the run took up to "
-                     f"{100 * float(s.quota.share or 0):.0f}% of it")  # fmt: skip
+                     f"{100 * float(s.quota.share or 0):.0f}% of it")
     if s.window_capped:
         lines.append(f"  capped: {s.window_capped}")
     if s.incremental:
         inc = s.incremental
         lines.append(f"  incremental: {inc.get('changed', 0)} rows changed, "
                      f"{inc.get('unchanged', 0)} unchanged since the state; verified "
-                     f"{inc.get('verified', 0)}, drift {inc.get('drift', 0)}")  # fmt: skip
+                     f"{inc.get('verified', 0)}, drift {inc.get('drift', 0)}")
     if s.errors:
         lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())))
     if s.stopped:

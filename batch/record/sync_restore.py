@@ -42,17 +42,17 @@ def plan_sync_restore(
     if record.created:
         if current is None:
             return RowResult(record.row, name, Status.UNCHANGED,
-                             error_message="the user the run created no longer exists")  # fmt: skip
+                             error_message="the user the run created no longer exists")
         changed = changed_since_created(record, current, types or {})
         if changed and not force:
             return RowResult(record.row, name, Status.SKIPPED, error_code="Conflict",
                              error_message=f"the user the run created has {changed} since; "
-                                           "not deleted (--force deletes it anyway)")  # fmt: skip
+                                           "not deleted (--force deletes it anyway)")
         return SyncUpdate(record.row, name, (), ops=(Operation(Kind.DELETE_USER, name),))
     restored = plan_restore(record, current, force=force, types=types,
-                            verified_by_message=verified_by_message)  # fmt: skip
+                            verified_by_message=verified_by_message)
     if current is None or (isinstance(restored, RowResult)
-                           and restored.status is not Status.UNCHANGED):  # fmt: skip
+                           and restored.status is not Status.UNCHANGED):
         return restored
     ops: list[Operation] = []
     if isinstance(restored, UserUpdate):
@@ -60,7 +60,7 @@ def plan_sync_restore(
     if record.enabled is not None:
         before, wrote = record.enabled
         if before is not None and before != wrote and current.get("@enabled") == str(
-                wrote).lower():  # fmt: skip
+                wrote).lower():
             ops.append(Operation(Kind.ENABLE if before else Kind.DISABLE, name))
     ops += [Operation(Kind.REMOVE_FROM_GROUP, name, group=g) for g in record.groups_added]
     ops += [Operation(Kind.ADD_TO_GROUP, name, group=g) for g in record.groups_removed]

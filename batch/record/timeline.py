@@ -137,7 +137,7 @@ class Bucket:
             "accepted": self.accepted, "throttled": self.throttled, "faults": self.faults,
             "rate_sum": round(self.rate_sum, 3), "rate_max": round(self.rate_max, 3),
             "in_flight_sum": self.in_flight_sum, "in_flight_max": self.in_flight_max,
-        }  # fmt: skip
+        }
         if self.statuses:
             record["statuses"] = dict(sorted(self.statuses.items()))
         if self.latency:
@@ -157,7 +157,7 @@ class Bucket:
             in_flight_max=int(record.get("in_flight_max", 0)),
             statuses={str(k): int(v) for k, v in record.get("statuses", {}).items()},
             latency={int(i): int(c) for i, c in record.get("latency", [])},
-        )  # fmt: skip
+        )
 
 
 class Timeline:
@@ -195,7 +195,7 @@ class Timeline:
                 self.origin = now
             self.complete = False
             self.runs.append({"start": round(now, 3), "end": round(now, 3),
-                              "resumed_rows": resumed_rows})  # fmt: skip
+                              "resumed_rows": resumed_rows})
             self._last = reading
             self._last_t = now
 
@@ -284,7 +284,7 @@ class Timeline:
                 "origin": self.origin, "resolution": self.resolution,
                 "complete": self.complete, "runs": [dict(r) for r in self.runs],
                 "buckets": [b.as_record() for b in self.buckets],
-            }  # fmt: skip
+            }
 
     def save(self, path: Path) -> None:
         write_text_atomic(path, json.dumps(self.as_record(), separators=(",", ":")) + "\n")
@@ -295,7 +295,7 @@ class Timeline:
             identity=record.get("identity", {}), rows=int(record.get("rows", 0)),
             max_buckets=max_buckets, resolution=float(record.get("resolution", SAMPLE_SECONDS)),
             origin=record.get("origin"),
-        )  # fmt: skip
+        )
         timeline.complete = bool(record.get("complete", False))
         timeline.runs = [dict(r) for r in record.get("runs", [])]
         timeline.buckets = [Bucket.from_record(b) for b in record.get("buckets", [])]
@@ -359,7 +359,7 @@ class Recorder:
         self.timeline.start_run(now, self.probe(), resumed_rows=resumed_rows)
         self._saved = now
         self._thread = threading.Thread(target=self._loop, name="cognito-batch_timeline",
-                                        daemon=True)  # fmt: skip
+                                        daemon=True)
         self._thread.start()
 
     def tick(self) -> None:

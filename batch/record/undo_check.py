@@ -93,13 +93,13 @@ def _pool_of(
     if not pool:
         raise UsageError(f"{state.path}: the journal does not record the pool the run wrote "
                          "to (written by an older cognito-batch): its before-images cannot be "
-                         "checked; undo that run with the version that made it")  # fmt: skip
+                         "checked; undo that run with the version that made it")
     if flag_pool and flag_pool != pool:
         raise UsageError(f"--user-pool-id {flag_pool}: the run being undone wrote to {pool} "
-                         f"(its journal, {state.path}); an undo writes only there")  # fmt: skip
+                         f"(its journal, {state.path}); an undo writes only there")
     if flag_region and region and flag_region != region:
         raise UsageError(f"--region {flag_region}: the run being undone wrote to {pool} in "
-                         f"{region} (its journal); an undo writes only there")  # fmt: skip
+                         f"{region} (its journal); an undo writes only there")
     return pool, flag_region or region
 
 
@@ -113,7 +113,7 @@ def check(report: Path) -> Checked:
     changed = f"{upath}: changed after the run wrote it"
     if header.get("pool") != pool or (region and header.get("region") not in (region, None)):
         raise UsageError(f"{changed}: it names pool {header.get('pool')!r}, the run's journal "
-                         f"{pool!r}; nothing was written")  # fmt: skip
+                         f"{pool!r}; nothing was written")
     rows, digests, called, lined, no_image = _journal_images(state)
     checked = Checked(pool, region, no_image=no_image)
     seen = np.zeros(rows.size, dtype=bool)
@@ -122,17 +122,17 @@ def check(report: Path) -> Checked:
         if at < rows.size and rows[at] == record.row:
             if seen[at]:
                 raise UsageError(f"{changed}: row {record.row} has two records; nothing was "
-                                 "written")  # fmt: skip
+                                 "written")
             seen[at] = True
             if bytes.fromhex(digest(record)) != digests[at].tobytes():
                 raise UsageError(f"{changed}: row {record.row}'s record is not the one the run "
                                  f"recorded (its journal, {state.path}, says otherwise); "
-                                 "nothing was written")  # fmt: skip
+                                 "nothing was written")
             if called[at]:
                 checked.restorable.add(record.row)
         elif state.complete or record.row in lined:
             raise UsageError(f"{changed}: row {record.row} has a record the run's journal "
-                             f"({state.path}) does not vouch for; nothing was written")  # fmt: skip
+                             f"({state.path}) does not vouch for; nothing was written")
         else:
             checked.not_journaled.add(record.row)
     if not seen.all():
@@ -144,7 +144,7 @@ def check(report: Path) -> Checked:
 
 
 def _journal_images(state: JournalState) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                  RowSet, list[tuple[int, str]]]:  # fmt: skip
+                                                  RowSet, list[tuple[int, str]]]:
     """Rows with an image digest (sorted), their digests (16 bytes), whether the run called
     for them; every row with a line; and (row, username) of the ``updated`` rows with none."""
     rows, digests, called = array("q"), bytearray(), bytearray()
@@ -159,7 +159,7 @@ def _journal_images(state: JournalState) -> tuple[np.ndarray, np.ndarray, np.nda
                 raw = b""
             if len(raw) != 16:
                 raise UsageError(f"{state.path}: row {row}'s line holds no digest this tool "
-                                 "wrote; the journal was changed")  # fmt: skip
+                                 "wrote; the journal was changed")
             rows.append(row)
             digests += raw
             called.append(letter in _CALLED or attempts > 0)
@@ -169,4 +169,4 @@ def _journal_images(state: JournalState) -> tuple[np.ndarray, np.ndarray, np.nda
     order = np.argsort(keys, kind="stable")
     table = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(-1, 16)
     return (keys[order], table[order], np.frombuffer(bytes(called), dtype=bool)[order],
-            lined, no_image)  # fmt: skip
+            lined, no_image)

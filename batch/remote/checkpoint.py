@@ -82,7 +82,7 @@ def retrying(sleep: Sleep, attempts: int = ATTEMPTS) -> Retrying:
     """Upload retries: jittered (many shards share one bucket), a lost race never retried."""
     return Retrying(stop=stop_after_attempt(attempts), retry=retry_if_exception(_retryable),
                     wait=wait_random_exponential(multiplier=0.25, max=4.0), sleep=sleep,
-                    reraise=True)  # fmt: skip
+                    reraise=True)
 
 
 def ends_complete(path: Path) -> bool:
@@ -167,7 +167,7 @@ class Checkpoint:
         if self.lease is not None:
             self.keeper = LeaseKeeper(self.lease, on_lost=self._lease_lost,
                                       on_stop=self.on_lost, warn=self.warn,
-                                      wait=self.lease_wait)  # fmt: skip
+                                      wait=self.lease_wait)
             self.keeper.start()
         self._thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
         self._thread.start()
@@ -350,7 +350,7 @@ class S3Report:
                 lines = data.find(b"\n", start) + 1 if index == 0 else start  # past the header
                 if not rows_in_range(data[lines:good]):
                     raise ResumeError(f"{where}: a row out of the input's range; not a "
-                                      f"segment this run wrote. {_REFUSED}")  # fmt: skip
+                                      f"segment this run wrote. {_REFUSED}")
                 if good < len(data):
                     if index != len(listed) - 1:
                         raise ResumeError(
@@ -380,7 +380,7 @@ class S3Report:
         found = read_segment_header(data)
         if found is None:
             raise ResumeError(f"{where}: a segment without its header line (planted, or "
-                              f"written by an older cognito-batch). {_REFUSED}")  # fmt: skip
+                              f"written by an older cognito-batch). {_REFUSED}")
         run, seq, size = found
         if index == 0:
             self.run = run
@@ -410,7 +410,7 @@ class S3Report:
                 "report left could not be deleted; replacing that run needs s3:DeleteObject on "
                 "the report's prefix (or give this run another report name)",
                 uri=str(where), code=code,
-            )  # fmt: skip
+            )
 
     # -- after the run -----------------------------------------------------------------------
 
@@ -452,7 +452,7 @@ class S3Report:
         if refused:
             warn(f"warning: {len(refused)} checkpoint segments stay under {self.segments} "
                  f"({refused[0]}: deleting them needs s3:DeleteObject); harmless, the "
-                 "compacted journal object is what a resume reads")  # fmt: skip
+                 "compacted journal object is what a resume reads")
 
     def remove_spool(self) -> None:
         shutil.rmtree(self.spool, ignore_errors=True)

@@ -102,7 +102,7 @@ class Lease:
         self._writes += 1
         record = {"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
                   "started": _iso(self.started), "expires": expires, "ttl": self.ttl,
-                  "writes": self._writes}  # fmt: skip
+                  "writes": self._writes}
         return json.dumps(record).encode()
 
     def acquire(self) -> None:
@@ -308,7 +308,7 @@ def _who(record: dict[str, Any], now: float) -> str:
     left = max(0, round(expires - now))
     return (f"pid {_text(record.get('pid'))} on {_text(record.get('host'))}, started "
             f"{_text(record.get('started'))}; it renews its lease, which would expire in "
-            f"{left} s")  # fmt: skip
+            f"{left} s")
 
 
 def _busy(who: str) -> str:

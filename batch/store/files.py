@@ -78,7 +78,7 @@ def reopen_private(path: Path, size: int, mode: str = "a", **kwargs: Any) -> IO[
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.getuid():
             raise PermissionError(errno.EPERM, "not a private file of this user (a link, or "
-                                  "another user's): left as it is", str(path))  # fmt: skip
+                                  "another user's): left as it is", str(path))
         os.ftruncate(fd, size)
         return os.fdopen(fd, mode, **kwargs)
     except BaseException:

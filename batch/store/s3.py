@@ -134,7 +134,7 @@ class S3Gateway:
         replaced in the middle of a run is an error rather than a silent mix of two files."""
         uri = f"s3://{meta.bucket}/{meta.key}"
         params: dict[str, Any] = {"Bucket": meta.bucket, "Key": meta.key,
-                                  "Range": f"bytes={start}-{end - 1}"}  # fmt: skip
+                                  "Range": f"bytes={start}-{end - 1}"}
         if meta.version_id and meta.version_id != "null":
             params["VersionId"] = meta.version_id
         elif meta.etag:
@@ -143,7 +143,7 @@ class S3Gateway:
             answer = self._call(uri, "get_object", **params)
         except PreconditionFailed:
             raise PreconditionFailed("the object was replaced while this run was reading it",
-                                     uri=uri, code="PreconditionFailed") from None  # fmt: skip
+                                     uri=uri, code="PreconditionFailed") from None
         try:
             data: bytes = answer["Body"].read()
         except Exception as exc:  # noqa: BLE001 - a connection dropped mid-body
@@ -161,7 +161,7 @@ class S3Gateway:
             answer = self._call(uri, "list_objects_v2", **params)
             for item in answer.get("Contents", []):
                 yield ObjectMeta(bucket, str(item["Key"]), int(item.get("Size") or 0),
-                                 str(item.get("ETag") or ""))  # fmt: skip
+                                 str(item.get("ETag") or ""))
             if not answer.get("IsTruncated"):
                 return
             token = str(answer["NextContinuationToken"])
@@ -185,7 +185,7 @@ class S3Gateway:
             params["IfMatch"] = if_match
         answer = self._call(f"s3://{bucket}/{key}", "put_object", **params)
         return ObjectMeta(bucket, key, len(body), str(answer.get("ETag") or ""),
-                          str(answer.get("VersionId") or ""))  # fmt: skip
+                          str(answer.get("VersionId") or ""))
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove one object (no error if it is already gone: S3's own rule)."""
@@ -200,9 +200,9 @@ class S3Gateway:
             chunk = keys[start : start + DELETE_BATCH]
             answer = self._call(f"s3://{bucket}/{chunk[0]}", "delete_objects", Bucket=bucket,
                                 Delete={"Objects": [{"Key": k} for k in chunk],
-                                        "Quiet": True})  # fmt: skip
+                                        "Quiet": True})
             refused += [(str(e.get("Key") or ""), str(e.get("Code") or "Error"))
-                        for e in answer.get("Errors", [])]  # fmt: skip
+                        for e in answer.get("Errors", [])]
         return refused
 
     def upload_file(self, bucket: str, key: str, path: str) -> None:

@@ -186,7 +186,7 @@ class LocalStorage:
         for rel_bytes, path in sorted(found):
             st = path.stat()
             yield ObjectInfo(Location(str(path)), st.st_size, etag=_local_etag(st),
-                             relative=rel_bytes.decode("utf-8", "surrogateescape"))  # fmt: skip
+                             relative=rel_bytes.decode("utf-8", "surrogateescape"))
 
     def put(
         self,
@@ -263,7 +263,7 @@ class S3Storage:
         from batch.store.s3 import ObjectMeta
 
         meta = ObjectMeta(info.location.bucket, info.location.key, info.size, info.etag,
-                          info.version_id)  # fmt: skip
+                          info.version_id)
         return io.BufferedReader(_RangeReader(self.gateway, meta), buffer_size=BLOCK)
 
     def list(self, prefix: Location) -> Iterator[ObjectInfo]:
@@ -279,7 +279,7 @@ class S3Storage:
         if_match: str | None = None,
     ) -> ObjectInfo:
         meta = self.gateway.put(location.bucket, location.key, data,
-                                if_none_match=if_none_match, if_match=if_match)  # fmt: skip
+                                if_none_match=if_none_match, if_match=if_match)
         return _info(meta)
 
     def delete(self, location: Location) -> None:
@@ -293,7 +293,7 @@ class S3Storage:
         for bucket, keyed in by_bucket.items():
             for key, code in self.gateway.delete_objects(bucket, list(keyed)):
                 refused.append((keyed.get(key) or Location(f"s3://{bucket}/{key}", bucket, key),
-                                code))  # fmt: skip
+                                code))
         return refused
 
     def read(self, location: Location) -> tuple[ObjectInfo, bytes]:

@@ -17,7 +17,7 @@ from batch.view.run_view import RunView
 STATUS_COLOURS = {
     "updated": "#2e7d32", "unchanged": "#90a4ae", "invalid": "#ef6c00",
     "failed": "#c62828", "skipped": "#6a1b9a", "created": "#1565c0",
-}  # fmt: skip
+}
 
 
 @dataclass(slots=True)
@@ -51,7 +51,7 @@ def _series(timeline: Timeline) -> _Series:
             "in_flight_max": float(bucket.in_flight_max),
             "p50": p50 * 1000 if p50 is not None else nan,
             "p95": p95 * 1000 if p95 is not None else nan,
-        }  # fmt: skip
+        }
         for status in STATUS_COLOURS:
             values[status] = bucket.statuses.get(status, 0) / seconds
         out.add(datetime.fromtimestamp(bucket.t).astimezone(), values)
@@ -59,7 +59,7 @@ def _series(timeline: Timeline) -> _Series:
     if previous is not None:  # close the last step at the end of its bucket
         end = min(previous.t + timeline.resolution, previous.t + previous.seconds)
         out.add(datetime.fromtimestamp(end).astimezone(),
-                {k: v[-1] for k, v in out.columns.items()})  # fmt: skip
+                {k: v[-1] for k, v in out.columns.items()})
     return out
 
 
@@ -82,7 +82,7 @@ def _svg(figure: Any, salt: str) -> str:
     text = re.sub(r'\bd="([^"]*)"', lambda m: 'd="' + _COORD.sub(r"\1", m.group(1)) + '"', text)
     # Scale with the page: the viewBox keeps the proportions, the width follows the column.
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text,
-                  count=1)  # fmt: skip
+                  count=1)
 
 
 def _figure(title: str, *, height: float = 2.6) -> tuple[Any, Any]:
@@ -91,7 +91,7 @@ def _figure(title: str, *, height: float = 2.6) -> tuple[Any, Any]:
     figure = Figure(figsize=(10, height), dpi=96)
     # Margins fixed in inches, not fitted per chart: the time axes of all charts line up.
     figure.subplots_adjust(left=0.75 / 10, right=1 - 0.15 / 10, bottom=0.6 / height,
-                           top=1 - 0.35 / height)  # fmt: skip
+                           top=1 - 0.35 / height)
     axes = figure.add_subplot()
     axes.set_title(title, loc="left", fontsize=11)
     axes.grid(True, color="#e0e0e0", linewidth=0.6)
@@ -112,10 +112,10 @@ def _time_axis(axes: Any) -> None:
 def _run_marks(axes: Any, timeline: Timeline) -> None:
     for run in timeline.runs[1:]:
         axes.axvline(datetime.fromtimestamp(run["start"]).astimezone(), color="#555",
-                     linestyle=":", linewidth=1)  # fmt: skip
+                     linestyle=":", linewidth=1)
         axes.annotate("resumed", (datetime.fromtimestamp(run["start"]).astimezone(), 1),
                       xycoords=("data", "axes fraction"), fontsize=8, color="#555",
-                      ha="left", va="top")  # fmt: skip
+                      ha="left", va="top")
 
 
 def charts(view: RunView) -> list[tuple[str, str]]:
@@ -129,16 +129,16 @@ def charts(view: RunView) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
 
     figure, axes = _figure("Calls per second: the rate set, what Cognito accepted, throttles",
-                           height=3.2)  # fmt: skip
+                           height=3.2)
     axes.plot(t, col["rate"], color="#1565c0", linewidth=3, alpha=0.35, label="rate set",
-              drawstyle="steps-post")  # fmt: skip
+              drawstyle="steps-post")
     axes.plot(t, col["accepted"], color="#2e7d32", linewidth=1.2, label="accepted (throughput)",
-              drawstyle="steps-post")  # fmt: skip
+              drawstyle="steps-post")
     axes.plot(t, col["throttled"], color="#c62828", linewidth=1.2, label="throttled",
-              drawstyle="steps-post")  # fmt: skip
+              drawstyle="steps-post")
     if any(v > 0 for v in col["faults"]):
         axes.plot(t, col["faults"], color="#ef6c00", linewidth=1, label="faults",
-                  drawstyle="steps-post")  # fmt: skip
+                  drawstyle="steps-post")
     axes.axhline(quota, color="#000", linestyle="--", linewidth=1, label=label)
     axes.set_ylabel("calls/s")
     axes.set_ylim(bottom=0)
@@ -151,15 +151,15 @@ def charts(view: RunView) -> list[tuple[str, str]]:
     # they vanish, so they get their own chart, per minute, where 02:13 shows.
     figure, axes = _figure("Throttled and failed calls per minute", height=2.0)
     axes.fill_between(t, [v * 60 for v in col["throttled"]], step="post", color="#c62828",
-                      alpha=0.8, label="throttled (TooManyRequests)", linewidth=0)  # fmt: skip
+                      alpha=0.8, label="throttled (TooManyRequests)", linewidth=0)
     axes.plot(t, [v * 60 for v in col["faults"]], color="#ef6c00", linewidth=1,
-              drawstyle="steps-post", label="faults (5xx, timeouts)")  # fmt: skip
+              drawstyle="steps-post", label="faults (5xx, timeouts)")
     axes.set_ylabel("calls/min")
     if not any(v > 0 for v in col["throttled"] + col["faults"]):
         axes.text(0.5, 0.5, "no throttles, no faults", transform=axes.transAxes, ha="center",
-                  va="center", color="#757575")  # fmt: skip
+                  va="center", color="#757575")
     axes.set_ylim(bottom=0, top=max([v * 60 for v in col["throttled"] + col["faults"]
-                                     if v == v] + [1.0]) * 1.15)  # fmt: skip
+                                     if v == v] + [1.0]) * 1.15)
     _time_axis(axes)
     _run_marks(axes, timeline)
     axes.legend(loc="upper right", fontsize=8)
@@ -184,7 +184,7 @@ def charts(view: RunView) -> list[tuple[str, str]]:
     if names:
         axes.stackplot(t, *[[0.0 if v != v else v for v in col[s]] for s in names],
                        labels=names, colors=[STATUS_COLOURS[s] for s in names],
-                       step="post", alpha=0.85)  # fmt: skip
+                       step="post", alpha=0.85)
         axes.legend(loc="upper right", fontsize=8)
     axes.set_ylabel("rows/s")
     axes.set_ylim(bottom=0)
@@ -194,7 +194,7 @@ def charts(view: RunView) -> list[tuple[str, str]]:
     figure, axes = _figure("Calls in flight", height=2.0)
     axes.plot(t, col["in_flight"], color="#00838f", linewidth=1.2, label="mean")
     axes.plot(t, col["in_flight_max"], color="#00838f", linewidth=0.8, alpha=0.5,
-              linestyle="--", label="max")  # fmt: skip
+              linestyle="--", label="max")
     axes.set_ylim(bottom=0)
     _time_axis(axes)
     axes.legend(loc="upper right", fontsize=8)

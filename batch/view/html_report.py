@@ -31,7 +31,7 @@ from batch.view.run_text import quota_line, terminal_summary
 from batch.view.run_view import RunView, load_run
 
 __all__ = ["RunView", "load_run", "quota_line", "render_html", "report_command",
-           "require_matplotlib", "terminal_summary", "write_html"]  # fmt: skip
+           "require_matplotlib", "terminal_summary", "write_html"]
 
 _MISSING = (
     "the HTML report needs matplotlib: pip install 'cognito-batch[html]' "

@@ -38,7 +38,7 @@ SUMMARY_FIELDS = (
     "journal", "input", "input_sha256", "resumed_rows", "read_calls", "lookup", "pool",
     "shard", "dry_run", "to_apply", "attributes", "messages", "pending_verification",
     "estimated_seconds",
-)  # fmt: skip
+)
 
 
 def version() -> str:
@@ -64,7 +64,7 @@ class EventLog:
         return self.format == "json"
 
     def emit(self, event: str, text: str | None = None, *, level: str = "info",
-             **fields: Any) -> None:  # fmt: skip
+             **fields: Any) -> None:
         """One event: ``text`` in text mode (nothing if None), the fields in JSON mode."""
         if self.json:
             record = {"ts": _now(), "level": level, "event": event, **fields}
@@ -78,11 +78,11 @@ class EventLog:
     def error(self, message: str, **fields: Any) -> None:
         """The one-line error a run ends with (exit 2)."""
         self.emit("error", f"cognito-batch: error: {message}", level="error", message=message,
-                  **fields)  # fmt: skip
+                  **fields)
 
     def warning(self, message: str, **fields: Any) -> None:
         self.emit("warning", f"cognito-batch: {message}", level="warning", message=message,
-                  **fields)  # fmt: skip
+                  **fields)
 
     def summary(self, summary: Mapping[str, Any], text: str | None, **fields: Any) -> None:
         kept = {k: summary[k] for k in SUMMARY_FIELDS if k in summary}

@@ -64,7 +64,7 @@ _SAFE: dict[str, list[str]] = {
                                r"email\.)?"],
     **{code: _TRANSPORT for code in ("EndpointConnectionError", "ConnectTimeoutError",
                                       "ReadTimeoutError", "ConnectionClosedError")},
-}  # fmt: skip
+}
 _COMPILED = {code: [re.compile(p) for p in shapes] for code, shapes in _SAFE.items()}
 
 #: Our own words, where Cognito's message is not kept.

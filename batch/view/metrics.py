@@ -126,7 +126,7 @@ def emf_record(
         "Calls": snapshot.calls, "Throttles": snapshot.throttles,
         "AchievedRate": _number(snapshot.achieved_rate),
         "DurationSeconds": _number(snapshot.duration_s),
-    })  # fmt: skip
+    })
     metrics = [{"Name": name, "Unit": "Count"} for name, _ in _EMF_ROWS]
     metrics += [{"Name": name, "Unit": unit} for name, unit in _EMF_OTHER]
     if snapshot.exit_code is not None:
@@ -145,7 +145,7 @@ def emf_record(
         "JobName": _dimension(job_name),
         "Phase": "progress" if snapshot.exit_code is None else "end",  # a property, no metric
         **members,
-    }  # fmt: skip
+    }
 
 
 class EmfMetrics:
@@ -165,7 +165,7 @@ class EmfMetrics:
 
     def _emit(self, snapshot: Snapshot) -> None:
         record = emf_record(snapshot, pool_id=self.pool_id, job_name=self.job_name,
-                            timestamp_ms=int(self.clock() * 1000))  # fmt: skip
+                            timestamp_ms=int(self.clock() * 1000))
         self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.stream.flush()
 
@@ -248,7 +248,7 @@ def prometheus_text(
 
 def _format(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) and not value.is_integer() else (
-        str(int(value)))  # fmt: skip
+        str(int(value)))
 
 
 class PrometheusTextfile:
@@ -268,7 +268,7 @@ class PrometheusTextfile:
         labels = f'{{job_name="{_label(self.job_name)}",pool_id="{_label(self.pool_id)}"}}'
         last = now if snapshot.exit_code in FINISHED else previous_success(self.path, labels)
         text = prometheus_text(snapshot, pool_id=self.pool_id, job_name=self.job_name,
-                               now=now, last_success=last)  # fmt: skip
+                               now=now, last_success=last)
         with atomic_write(self.path, encoding="utf-8") as handle:
             handle.write(text)
 
@@ -321,7 +321,7 @@ class RunMetrics:
         if not config.metrics or config.dry_run:
             return None
         sink = open_metrics(config.metrics, pool_id=config.user_pool_id,
-                            job_name=job_name(job_file))  # fmt: skip
+                            job_name=job_name(job_file))
         return cls(sink) if sink is not None else None
 
     def tick(self, tick: Tick) -> None:

@@ -117,7 +117,7 @@ class Progress:
         n = sum(counts.by_status.values())
         with self._lock:
             for mine, theirs in ((self.counters.by_status, counts.by_status),
-                                 (self.counters.by_error, counts.by_error)):  # fmt: skip
+                                 (self.counters.by_error, counts.by_error)):
                 for name, count in theirs.items():
                     mine[name] = mine.get(name, 0) + count
             self._done += n
@@ -211,14 +211,14 @@ class Progress:
             "eta_s": round(left / speed, 1) if speed > 0 else None,
             "counts": dict(self.counters.by_status),
             "throttles": int(extra.get("throttles", 0)), "rate": round(extra.get("rate", 0), 2),
-        }  # fmt: skip
+        }
 
     def _tick(self, now: float, *, final: bool = False) -> Tick:
         extra = self._extra()
         return Tick(done=self._done, total=self.total, elapsed_s=round(now - self._start, 3),
                     counts=dict(self.counters.by_status), errors=dict(self.counters.by_error),
                     calls=int(extra.get("calls", 0)), throttles=int(extra.get("throttles", 0)),
-                    rate=round(extra.get("rate", 0.0), 2), final=final)  # fmt: skip
+                    rate=round(extra.get("rate", 0.0), 2), final=final)
 
     def _notify(self, tick: Tick) -> None:
         for listener in self._listeners:

@@ -68,7 +68,7 @@ def shown_settings(summary: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     settings = dict((summary or {}).get("settings") or {})
     metadata = settings.pop("client_metadata", None) or {}
     rows = [(k, json.dumps(v) if not isinstance(v, str) else v)
-            for k, v in sorted(settings.items()) if v not in ("", None, [], {})]  # fmt: skip
+            for k, v in sorted(settings.items()) if v not in ("", None, [], {})]
     if metadata:
         rows.append(("client_metadata", ", ".join(f"{k}=…" for k in sorted(metadata))))
     return rows
@@ -87,7 +87,7 @@ def terminal_summary(view: RunView) -> str:
             f"cognito-batch: unfinished run — {view.scan.rows} results so far"
             + (f" of {total} rows" if total else "") + ": "
             + ", ".join(f"{s.value} {counts.get(s.value, 0)}" for s in Status)
-        )  # fmt: skip
+        )
         lines.append(f"  from: {view.scan.source}; rerun the same command to resume")
     if view.timeline is not None and view.timeline.buckets:
         tl = view.timeline

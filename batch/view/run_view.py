@@ -66,7 +66,7 @@ def scan_report(path: Path) -> ReportScan:
         by_status[status] = by_status.get(status, 0) + 1
         if cells[5]:
             scan.add_error(int(cells[0]), str(cells[1] or ""), str(cells[5]),
-                           str(cells[6] or ""))  # fmt: skip
+                           str(cells[6] or ""))
     scan.rows += rows
     return scan
 
@@ -121,7 +121,7 @@ def load_run(report: Path) -> RunView:
         state = read_journal(jpath)
         for result in state.records() if state is not None else ():
             scan.add(result.row, result.username, result.status.value, result.error_code,
-                     result.error_message)  # fmt: skip
+                     result.error_message)
     elif summary is None:
         raise UsageError(f"report {report}: no such file (nor its summary or journal)")
     else:
