@@ -239,6 +239,8 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     add("--filter", help='a ListUsers filter, e.g. \'email ^= "a"\'')
     add("--rate", type=float, default=25.0, help="ListUsers calls per second (default 25)")
     add("--fresh", action="store_true", help="start over instead of resuming")
+    add("--sync-columns", action="store_true", dest="sync_columns",
+        help="also write the enabled and groups columns a sync reads (docs/sync.md)")
     _connection(parser)
 
 
@@ -455,7 +457,7 @@ def _export(args: argparse.Namespace) -> int:
         user_pool_id=args.user_pool_id, out=Path(args.out),
         attributes=tuple(a for a in (args.attributes or "").split(",") if a.strip()),
         filter=args.filter or "", list_rate=args.rate, fresh=args.fresh,
-        quiet=bool(args.quiet),
+        quiet=bool(args.quiet), sync_columns=bool(args.sync_columns),
     )
     gateway = CognitoGateway(ConnectionSettings(region=args.region, profile=args.profile,
                                                 endpoint_url=args.endpoint_url))

@@ -4,6 +4,7 @@ unknown group and a truncated input stopping the job before any write."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,35 @@ def test_disable_missing_disables_the_absent_users_after_the_input(
     enabled = {u["Username"]: u["Enabled"] for u in
                cognito_client.list_users(UserPoolId=pool)["Users"]}
     assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]
+
+
+def test_an_export_with_sync_columns_round_trips_the_whole_state(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path
+) -> None:
+    # GIVEN the pool exported with its enabled state and groups (issue 21 item 6)
+    out = tmp_path / "users.csv"
+    assert main(["export", str(out), "--user-pool-id", pool, "--endpoint-url",
+                 clean_emulator.endpoint_url, "--quiet", "--sync-columns",
+                 "--attributes", "email,custom:department"]) == 0
+    rows = {r["username"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert (rows["alice"]["enabled"], rows["alice"]["groups"]) == ("true", "admins;staff")
+    assert (rows["dave"]["enabled"], rows["dave"]["groups"]) == ("false", "")
+    before = pool_state(cognito_client, pool)
+    clean_emulator.reset()
+    # WHEN the unedited export is run back
+    assert run(out, pool, clean_emulator, tmp_path / "same.csv") == 0
+    # THEN no write at all, and every row unchanged
+    assert writes(clean_emulator) == 0
+    assert pool_state(cognito_client, pool) == before
+    # AND an edit (carol leaves staff, dave is enabled) writes exactly those two changes
+    rows["carol"]["groups"], rows["dave"]["enabled"] = "", "true"
+    edited = tmp_path / "edited.csv"
+    with edited.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows["alice"]))
+        writer.writeheader()
+        writer.writerows(rows.values())
+    clean_emulator.reset()
+    assert run(edited, pool, clean_emulator, tmp_path / "edited-report.csv") == 0
+    assert writes(clean_emulator) == 2
+    after = pool_state(cognito_client, pool)
+    assert after["carol"][2] == [] and after["dave"][1] is True

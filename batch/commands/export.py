@@ -29,6 +29,7 @@ personal data.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import stat
@@ -53,6 +54,8 @@ FORMATS = ("csv", "jsonl", "parquet")
 CHECKPOINT_SECONDS = 1.0
 USERNAME = "username"
 PAGE = 60  # ListUsers' most users a page (the gateway's Limit)
+#: ``--sync-columns``: a user's enabled state and groups, as a sync's input states them.
+SYNC_COLUMNS = ["enabled", "groups"]
 #: Left out unless asked for: an export edited to a new email, run without --skip-unchanged,
 #: would send the old ``email_verified = true`` with it and mark an unverified address verified.
 VERIFIED_FLAGS = frozenset(VERIFIED_FLAG.values())
@@ -104,6 +107,7 @@ class ExportSettings:
     fresh: bool = False
     quiet: bool = False
     checkpoint_seconds: float = CHECKPOINT_SECONDS  # at most this much paging is redone
+    sync_columns: bool = False  # also ``enabled`` and ``groups``: the sync's desired state
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +155,31 @@ class Exporter:
         return PoolSchema.from_describe(pool)
 
     def _identity(self, attributes: list[str]) -> dict[str, Any]:
-        return {"export": 1, "pool": self.settings.user_pool_id, "filter": self.settings.filter,
-                "attributes": attributes, "format": self.format}
+        identity = {"export": 1, "pool": self.settings.user_pool_id,
+                    "filter": self.settings.filter, "attributes": attributes,
+                    "format": self.format}
+        if self.settings.sync_columns:  # only when asked: older checkpoints still resume
+            identity["sync_columns"] = True
+        return identity
+
+    def _memberships(self, paced: PacedCall) -> dict[str, list[str]]:
+        """Every user's groups, read per group (ListGroups, then ListUsersInGroup: one call a
+        group and 60 members, against one AdminListGroupsForUser a user): held while the
+        export runs, as the sync's own membership read holds them."""
+        pool = self.settings.user_pool_id
+        out: dict[str, list[str]] = {}
+        groups: list[str] = paced(lambda: self.gateway.list_groups(pool))
+        for group in groups:
+            token: str | None = None
+            while True:
+                page = functools.partial(self.gateway.list_users_in_group_page, pool, group,
+                                         next_token=token)
+                members, token = paced(page)
+                for name in members:
+                    out.setdefault(name, []).append(group)
+                if not token:
+                    break
+        return out
 
     def _resume(self, identity: dict[str, Any]) -> tuple[str | None, int, int, int] | None:
         """(token, users, pages, bytes) of an unfinished export of the same thing, or None.
@@ -185,6 +212,9 @@ class Exporter:
         schema = self._schema(paced)
         attributes = export_attributes(schema, self.settings.attributes)
         columns = [column_for(a) for a in attributes]
+        groups = self._memberships(paced) if self.settings.sync_columns else None
+        if groups is not None:
+            columns += SYNC_COLUMNS
         identity = self._identity(attributes)
         state = self._resume(identity)
         token, users, pages, size = state or (None, 0, 0, 0)
@@ -206,6 +236,9 @@ class Exporter:
                 page, token = self._page(paced, token, attributes)
                 for user in page:
                     values = [user.get(a, "") for a in attributes]
+                    if groups is not None:
+                        values += [user.get("@enabled", ""),
+                                   ";".join(sorted(groups.get(user[USERNAME], ())))]
                     if writer is not None:
                         writer.writerow([user[USERNAME], *values])
                     else:
