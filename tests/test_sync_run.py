@@ -237,3 +237,22 @@ def test_an_export_with_sync_columns_round_trips_the_whole_state(
     assert writes(clean_emulator) == 2
     after = pool_state(cognito_client, pool)
     assert after["carol"][2] == [] and after["dave"][1] is True
+
+
+def test_an_incremental_sync_sends_nothing_the_second_night(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path
+) -> None:
+    # GIVEN the sync file run once with --incremental (no state yet: a full run)
+    source = tmp_path / "sync.csv"
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([HEADER, *(r for r in FILE if r[0] != "gina")])
+    report = tmp_path / "night.csv"
+    assert run(source, pool, clean_emulator, report, "--incremental") == 0
+    first = pool_state(cognito_client, pool)
+    # WHEN the same file comes the next night, to the same report (its state beside it; the
+    # same input's finished run would be taken as done, so --fresh starts the night's run)
+    clean_emulator.reset()
+    assert run(source, pool, clean_emulator, report, "--incremental", "--fresh") == 0
+    # THEN nothing is written and the pool is as the first night left it
+    assert writes(clean_emulator) == 0
+    assert pool_state(cognito_client, pool) == first
