@@ -256,3 +256,25 @@ def test_an_incremental_sync_sends_nothing_the_second_night(
     # THEN nothing is written and the pool is as the first night left it
     assert writes(clean_emulator) == 0
     assert pool_state(cognito_client, pool) == first
+
+
+def test_disable_missing_never_disables_a_user_the_input_names_in_another_spelling(
+    clean_emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path
+) -> None:
+    # GIVEN a pool of 20 and an input naming 19 of them, two in another case or with spaces
+    # (a row that then fails or is invalid still says the user is present)
+    clean_emulator.configure(quotas=QUOTAS)
+    pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
+    names = [f"u{n:02d}" for n in range(19)]
+    names[3], names[4] = "U03", " u04 "
+    source = write_csv(tmp_path / "all.csv", ["username", "enabled"],
+                       [[n, "true"] for n in names])
+    clean_emulator.reset()
+    # WHEN it runs with --disable-missing
+    main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+          clean_emulator.endpoint_url, "--report", str(tmp_path / "report.csv"), "--yes",
+          "--quiet", "--disable-missing"])
+    # THEN only u19, the one user the input does not name, is disabled
+    enabled = {u["Username"]: u["Enabled"] for u in
+               cognito_client.list_users(UserPoolId=pool)["Users"]}
+    assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]

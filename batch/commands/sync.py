@@ -18,14 +18,17 @@ write, the feed's sync items, and the writer whose create is idempotent.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from batch.errors import RowError
-from batch.inputs.reader import iter_rows
+from batch.inputs.reader import iter_column, iter_rows
 from batch.inputs.scan import KeyScan
 from batch.models import InputRow, RowResult, Status, UserUpdate
 from batch.pace.pacer import Pacer, event_waiter
@@ -144,10 +147,15 @@ class SyncSetup:
 
     def _plan_leavers(self, job: Job, scan: KeyScan, users: list[PoolUser]) -> None:
         config = job.config
+        present = _present_keys(job)
+        # A user whose key the input names in any spelling (case, spaces) is present; a pool
+        # user with no key to match (no email under --key email) is never taken for a leaver.
+        absent_users = [u for u in users if u.key.strip() and not present(u.key)]
+        gone = {u.username for u in absent_users}
         disable = set(plan_disable_missing(
-            users, (u.key for u in users if u.key in scan), input_rows=scan.rows,
+            users, (u.key for u in users if u.username not in gone), input_rows=scan.rows,
             max_disable=MaxDisable.parse(config.max_disable)))
-        absent = sorted(u.username for u in users if u.key not in scan)
+        absent = sorted(gone)
         base = scan.last_input_row + 1
         self.leavers = [(base + i, name) for i, name in enumerate(absent) if name in disable]
 
@@ -269,3 +277,28 @@ class SyncWriter:
         except RowError:
             return False
         return all(same_value(v, user.get(n), self.types.get(n, "")) for n, v in attributes)
+
+
+def _normal_key(key: str) -> bytes:
+    """A key as ``--disable-missing`` compares it: spaces around it dropped, case folded
+    (Cognito compares usernames and aliases case-insensitively by default). In a
+    case-sensitive pool this can only keep a user enabled, never disable one."""
+    digest = hashlib.blake2b(key.strip().casefold().encode("utf-8", "surrogateescape"),
+                             digest_size=8)
+    return digest.digest()
+
+
+def _present_keys(job: Job) -> Callable[[str], bool]:
+    """Whether the input names a key, in any spelling: one pass over the key column into a
+    sorted array of 8-byte hashes (flat: 8 bytes a row)."""
+    hashes = np.fromiter((int.from_bytes(_normal_key(v), "big")
+                          for v in iter_column(job.source, job.config.username_column)
+                          if v.strip()), dtype=np.uint64)
+    hashes.sort()
+
+    def present(key: str) -> bool:
+        h = np.uint64(int.from_bytes(_normal_key(key), "big"))
+        i = int(np.searchsorted(hashes, h))
+        return i < hashes.size and hashes[i] == h
+
+    return present
