@@ -13,6 +13,7 @@ from helpers import report_rows, write_csv
 
 from batch.cli import main
 from batch.emulator import DEFAULT_CUSTOM_SCHEMA
+from batch.record.layout import undo_report_path
 
 #: Every category a sync calls, high enough that a test's calls never wait.
 QUOTAS = {"UserUpdate": 1000, "UserList": 1000, "UserRead": 1000, "UserPoolRead": 1000,
@@ -278,3 +279,25 @@ def test_disable_missing_never_disables_a_user_the_input_names_in_another_spelli
     enabled = {u["Username"]: u["Enabled"] for u in
                cognito_client.list_users(UserPoolId=pool)["Users"]}
     assert [n for n, e in sorted(enabled.items()) if not e] == ["u19"]
+
+
+def test_undo_deletes_only_created_users_left_as_the_run_made_them(
+    clean_emulator: Any, cognito_client: Any, pool: str, tmp_path: Path
+) -> None:
+    # GIVEN three joiners created by a run (into staff), then changed by hand: one disabled,
+    # one added to a group no run manages
+    source = write_csv(tmp_path / "joiners.csv", HEADER,
+                       [[n, f"{n}@x.io", "eng", "true", "staff"] for n in ("ja", "jb", "jc")])
+    report = tmp_path / "joiners-report.csv"
+    assert run(source, pool, clean_emulator, report, "--undo") == 0
+    cognito_client.admin_disable_user(UserPoolId=pool, Username="ja")
+    cognito_client.admin_add_user_to_group(UserPoolId=pool, Username="jb", GroupName="admins")
+    # WHEN the run is undone without --force
+    main(["undo", str(report), "--endpoint-url", clean_emulator.endpoint_url, "--yes",
+          "--quiet"])
+    # THEN only the untouched joiner is deleted; the changed ones are Conflicts, kept
+    left = {u["Username"] for u in cognito_client.list_users(UserPoolId=pool)["Users"]}
+    assert {"ja", "jb"} <= left and "jc" not in left
+    undo_rows = {v["username"]: (v["status"], v["error_code"])
+                 for v in report_rows(undo_report_path(report)).values()}
+    assert undo_rows["ja"] == ("skipped", "Conflict") == undo_rows["jb"]

@@ -165,6 +165,9 @@ class UndoResolver:
         self.verified_by_message = verified_by_message
         self._pending: dict[int, UndoRecord] = {}  # rows fed, not yet resolved: the window
         self.checked: Checked | None = None  # what the check let through (None: everything)
+        #: A created user's groups now (AdminListGroupsForUser, paced): its undo deletes it
+        #: only if it is as the run left it.
+        self.groups_of: Callable[[str], list[str]] | None = None
         self._lock = threading.Lock()
 
     def items(self, path: Path, done: RowSet) -> Iterator[UserUpdate | RowResult]:
@@ -192,8 +195,11 @@ class UndoResolver:
             record = self._pending.pop(update.row)
         users = [u for u in self.lookup.find(record.username)
                  if u.get("username") == record.username]
+        current = users[0] if users else None
+        if record.created and current is not None and self.groups_of is not None:
+            current = {**current, "@groups": ";".join(self.groups_of(record.username))}
         restore = plan_sync_restore if record.sync else plan_restore  # a sync's row: issue 21
-        return restore(record, users[0] if users else None, force=self.force,
+        return restore(record, current, force=self.force,
                             types=self.types,
                             verified_by_message=self.verified_by_message)
 
@@ -311,6 +317,10 @@ class UndoJob:
             types={n: r.data_type for n, r in schema.rules.items()},
         )
         resolver.checked = checked
+        groups_read = PacedCall(Pacer(config.get_rate), Retrier(
+            RetryPolicy(max_attempts=config.max_attempts), wait=wait), wait)
+        resolver.groups_of = lambda name: groups_read(
+            lambda: self.gateway.list_groups_for_user(config.user_pool_id, name))
         resumed = len(state.finished) if state is not None else 0
         plan = PlanSummary(
             pool_id=config.user_pool_id, pool_name=schema.pool_name, region=self.gateway.region,

@@ -78,10 +78,19 @@ def changed_since_created(
     """What changed in a created user since the run made it ('' when nothing): words only,
     never a value."""
     status = current.get("@status")
-    if status is not None and status != NEW_STATUS:
-        return "signed in (its status is no longer FORCE_CHANGE_PASSWORD)"
     created, modified = current.get("@created"), current.get("@modified")
-    if created and modified and _seconds_apart(created, modified) > _SAME_INSTANT:
+    if status is None or not created or not modified:
+        return "a state that could not be read whole (status or dates missing)"
+    if status != NEW_STATUS:
+        return "signed in (its status is no longer FORCE_CHANGE_PASSWORD)"
+    # As the run left it: enabled unless its row said false, in the groups the run added.
+    left_enabled = "false" if record.enabled is not None and record.enabled[1] is False else "true"
+    if current.get("@enabled") != left_enabled:
+        return "been enabled or disabled"
+    if "@groups" in current and set(filter(None, current["@groups"].split(";"))) != set(
+            record.groups_added):
+        return "a changed group membership"
+    if _seconds_apart(created, modified) > _SAME_INSTANT:
         return "been modified (UserLastModifiedDate is after UserCreateDate)"
     for attr, value in record.wrote.items():
         now = current.get(attr.removeprefix("dev:"))
