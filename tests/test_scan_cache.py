@@ -4,11 +4,12 @@ item 4), and only for the same input read the same way."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from batch.inputs.scan import scan_column
-from batch.inputs.scan_cache import kept_scan, load_scan
+from batch.inputs.scan_cache import kept_scan, load_scan, save_scan
 from batch.inputs.shard import Shard, scan_shard
 
 
@@ -48,3 +49,30 @@ def test_a_shards_foreign_rows_are_kept_and_a_damaged_file_is_ignored(tmp_path: 
     assert (back.rows, back.input_rows) == (made.rows, made.input_rows)
     path.write_bytes(b"not a zip")
     assert load_scan(path, "s") is None
+
+
+def test_a_scan_planted_beside_a_new_runs_report_is_never_read(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN an input of 6 users and, beside the report, a kept scan made for this very input
+    # (its identity computed as anyone holding the input could) that says it has 2 rows
+    import json as _json
+
+    from batch.cli import main
+    from batch.inputs.scan import scan_column
+    from batch.record.layout import RunFiles
+    from batch.store.storage import file_sha256
+
+    pool = make_pool(users=[{"username": f"u{i}"} for i in range(6)])
+    source = tmp_path / "in.csv"
+    source.write_text("username,tier\n" + "".join(f"u{i},gold\n" for i in range(6)))
+    report = tmp_path / "out.csv"
+    identity = _json.dumps([file_sha256(source), "username", "", "", ","])
+    save_scan(RunFiles(report).keyscan, identity, scan_column(lambda: iter(["u0", "u1"])))
+    # WHEN a fresh run (no journal) runs to that report
+    code = main(["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+                 emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
+                 "--rate", "500"])
+    # THEN it scanned the input itself: every user written
+    assert code == 0
+    assert emulator.get_user_attributes(pool, "u5")["custom:tier"] == "gold"

@@ -310,9 +310,15 @@ class Job:
                           shard=config.shard or None)
         # The whole input is read once before the first call: a file that cannot be read
         # stops the job before it has touched the pool (or even the network).
-        # Kept beside the journal (``scan_cache``): a resume does not scan again.
+        # Kept beside the journal (``scan_cache``): a resume does not scan again. Read back
+        # only to resume that journal: a fresh run (or a dry run) scans, so a file planted
+        # beside the report can at most slow a run down, never shape a new one.
         header = JournalHeader(self.watch.hashed(), config.fingerprint(), config.user_pool_id,
                                self.gateway.region)
+        resuming = files.journal.is_file() and not config.fresh and not config.dry_run
+        if not resuming:
+            files.keyscan.unlink(missing_ok=True)
+        forget_scan(files.keyscan, files.journal)  # a finished journal resumes nothing either
         scan = kept_scan(
             None if config.dry_run else files.keyscan, self._scan_identity(header),
             lambda: scan_shard(lambda: iter_column(self.source, config.username_column),
