@@ -209,3 +209,26 @@ def test_diff_state_and_leavers_in_key_ranges(tmp_path: Path, monkeypatch: Any) 
     # ... and the leavers are the keys gone from today's input
     scan = scan_column([k for _, k, _ in today])
     assert sorted(leavers_from_state(state, scan.hashes)) == sorted(f"u{i}" for i in range(10))
+
+
+def test_after_an_undo_the_next_incremental_run_writes_again(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN an --incremental run with before-images, then its undo
+    from batch.cli import main
+
+    n = 20
+    pool = make_pool(users=[{"username": f"k{i:05d}", "custom:tier": "old"}
+                            for i in range(1, n + 1)])
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=1)
+    report = tmp_path / "out.csv"
+    source = write_input(tmp_path / "day1.csv", n)
+    run(source, pool, emulator, report, "--undo")
+    assert main(["undo", str(report), "--endpoint-url", emulator.endpoint_url, "--yes",
+                 "--quiet"]) == 0
+    assert emulator.get_user_attributes(pool, "k00005")["custom:tier"] == "old"
+    # WHEN the same input runs --incremental again (a new night: --fresh over the finished run)
+    again = run(source, pool, emulator, report, "--fresh")
+    # THEN the state no longer vouches for what the undo put back: every row is written
+    assert again["counts"]["updated"] == n
+    assert emulator.get_user_attributes(pool, "k00005")["custom:tier"] == "t5"

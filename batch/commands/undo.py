@@ -61,7 +61,7 @@ from batch.record.before_images import (
 )
 from batch.record.guard import check_own_report, run_records
 from batch.record.journal import JournalHeader, JournalState
-from batch.record.layout import undo_path, undo_report_path
+from batch.record.layout import RunFiles, undo_path, undo_report_path
 from batch.record.restore import message_split, plan_restore
 from batch.record.summary import RunSummary
 from batch.record.sync_restore import plan_sync_restore
@@ -333,6 +333,9 @@ class UndoJob:
                            resolve=resolver, schema=None, stream=self.stream)
         if plan.to_apply and self.confirm is not None and not self.confirm(plan):
             raise UsageError("not confirmed: nothing was written")
+        # The run's incremental state says what it applied; once anything is put back it no
+        # longer does: removed before the first write, the next --incremental is a full run.
+        RunFiles(self.of).state.unlink(missing_ok=True)
         work = UndoWork(self, resolver, UndoWriter(self.gateway, message_attrs), header)
         # The run's controller: it backs off at throttles, which right after a bad run may
         # well be the live application's calls being refused.
