@@ -332,3 +332,23 @@ def test_a_job_file_names_metrics_relative_to_itself(tmp_path: Path) -> None:
 def test_a_usage_error_in_the_flag_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "in.csv", "--metrics", "emf", "extra", "--user-pool-id", "p_1"]) == 2
     assert "--metrics" in capsys.readouterr().err
+
+
+def test_a_textfile_path_holding_someone_elses_file_is_refused(tmp_path: Path) -> None:
+    # GIVEN a file at the textfile's path that this tool did not write
+    other = tmp_path / "node.prom"
+    other.write_text("# HELP node_load1 1m load average.\nnode_load1 0.5\n")
+    config = build_config(None, {"input": "x.csv", "user_pool_id": "us-east-1_A",
+                                 "metrics": ("prometheus-textfile", str(other))})
+    # WHEN the run's metrics are opened THEN refused before the run, the file kept
+    with pytest.raises(UsageError, match="not a cognito-batch metrics file"):
+        RunMetrics.of(config, job_file=None)
+    assert other.read_text().startswith("# HELP node_load1")
+    # AND a textfile this tool wrote is replaced as before
+    ours = tmp_path / "ours.prom"
+    metrics = RunMetrics.of(build_config(None, {"input": "x.csv", "user_pool_id": "us-east-1_A",
+                            "metrics": ("prometheus-textfile", str(ours))}), job_file=None)
+    assert metrics is not None
+    metrics.finish(JobResult(0, {}, tmp_path / "r.csv"))
+    assert RunMetrics.of(build_config(None, {"input": "x.csv", "user_pool_id": "us-east-1_A",
+                         "metrics": ("prometheus-textfile", str(ours))}), job_file=None)

@@ -363,7 +363,7 @@ def check_replaceable(path: Path, kind: str, flag: str) -> None:
     except OSError:
         return  # unreadable: the write itself says why, in one line
     if not ours:
-        what = "report" if kind == "report" else "HTML page"
+        what = {"report": "report", "html": "HTML page", "metrics": "metrics file"}[kind]
         raise UsageError(f"{path} exists and is not a cognito-batch {what}: refusing to "
                          f"overwrite it; remove it or choose another {flag}")
 
@@ -372,6 +372,9 @@ def _looks_like(path: Path, kind: str) -> bool:
     if kind == "html":
         with open(path, "rb") as handle:
             return HTML_MARKER.encode() in handle.read(4096)
+    if kind == "metrics":  # a node_exporter textfile of ours: our metric names in it
+        with open(path, "rb") as handle:
+            return handle.read(4096).startswith(b"# HELP cognito_batch_")
     fmt = report_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
