@@ -123,10 +123,21 @@ def _merge_s3(target: str) -> tuple[int, dict[str, Any], str]:
     private_dir(Path(tempfile.gettempdir()))
     work = Path(tempfile.mkdtemp(prefix="cognito-batch-merge-"))  # 0700
     try:
+        found: dict[str, Any] = {}  # the shards' reports and summaries directly under prefix
         for info in store.list(prefix):
             name = info.relative or info.location.name
-            if "/" in name or not _SHARD_FILE.search(name):
-                continue  # another folder's, or not a shard's report or summary
+            if "/" not in name and _SHARD_FILE.search(name):
+                found[name] = info
+        # Only the named report's shards are copied (a prefix: its one run's), no other run's.
+        families = sorted({_family(name) for name in found})
+        if folder and len(families) != 1:
+            raise UsageError(f"{target}: expected the shard reports of one run here "
+                             f"({', '.join(families) or 'none'}); name the report: "
+                             f"cognito-batch merge {target}REPORT.csv")
+        wanted = families[0] if folder else where.name
+        for name, info in found.items():
+            if _family(name) != wanted:
+                continue
             with store.open_read(info) as source, open(work / name, "wb") as copy:
                 shutil.copyfileobj(source, copy, 1 << 20)
         local = work if folder else work / where.name
@@ -142,6 +153,12 @@ def _merge_s3(target: str) -> tuple[int, dict[str, Any], str]:
         return code, summary, remote
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _family(name: str) -> str:
+    """The report a shard's report or summary belongs to: ``x.shard-0-of-3.csv`` -> ``x.csv``."""
+    report = Path(name.removesuffix(".summary.json"))
+    return SHARD_NAME.sub("", report.stem) + report.suffix
 
 
 def merge(target: Path) -> tuple[int, dict[str, Any], Path]:

@@ -67,6 +67,7 @@ from batch.record.summary import RunSummary
 from batch.record.sync_restore import plan_sync_restore
 from batch.record.undo_check import Checked, check, run_pool
 from batch.rowset import RowSet
+from batch.specs import Shard
 from batch.store.storage import file_sha256
 from batch.view.logs import EventLog
 
@@ -83,6 +84,7 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
     given, must name it: ``undo_check.run_pool``), speed from the run's summary (when the run
     got to write one), flags over both. Returns the config and the undo file's header."""
     path = Path(report)
+    _refuse_merged(path)
     upath = undo_path(path)
     header = read_header(upath)
     pool, region = run_pool(path, overrides.get("user_pool_id"), overrides.get("region"))
@@ -108,6 +110,21 @@ def undo_config(report: str, overrides: Mapping[str, Any]) -> tuple[JobConfig, d
             "(where to connect is never taken from the file)"
         )
     return build_config(None, data), header
+
+
+def _refuse_merged(report: Path) -> None:
+    """A merged report has no journal or before-images of its own: each shard's run is undone
+    from its own, checked against its own journal. The shards' names are derived from the
+    report's, never read from its summary (a file does not choose what an undo touches)."""
+    try:
+        shards = RunSummary.of(report).shards
+    except (OSError, UsageError):
+        return
+    if shards:
+        names = [Shard(k, len(shards)).path(report) for k in range(len(shards))]
+        raise UsageError(f"{report}: a merged report has no before-images of its own; undo its "
+                         "shards one by one: "
+                         + "; ".join(f"cognito-batch undo {name}" for name in names))
 
 
 class UndoWriter:
