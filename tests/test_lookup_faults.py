@@ -144,3 +144,23 @@ def test_a_signal_while_the_pool_is_read_exits_with_the_signals_code(
     assert "nothing was written" in capsys.readouterr().err
     assert accepted(emulator) == 0
     assert not (tmp_path / "out.csv.journal").exists()
+
+
+def test_a_paced_read_after_a_stop_is_never_sent_even_with_no_wait() -> None:
+    # GIVEN a read pacer with room to spare (no slot ever waits) and a stopped job
+    import threading
+
+    from batch.pace.pacer import Pacer, event_waiter
+    from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+    from batch.plan.lookup import PacedCall
+
+    stop = threading.Event()
+    wait = event_waiter(stop)
+    paced = PacedCall(Pacer(1_000_000.0), Retrier(RetryPolicy(max_attempts=1), wait=wait), wait)
+    sent: list[int] = []
+    assert paced(lambda: sent.append(1) or 1) == 1
+    stop.set()
+    # WHEN another read is asked for THEN it is cancelled, not sent
+    with pytest.raises(Cancelled):
+        paced(lambda: sent.append(2) or 2)
+    assert sent == [1]

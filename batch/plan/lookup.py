@@ -97,7 +97,9 @@ class PacedCall:
         box: list[T] = []
 
         def attempt() -> None:
-            if not self.pacer.acquire(self.wait):
+            # A slot that needs no wait never looks at the stop: ask it (``wait(0)``) too, or
+            # a fast read quota pages the whole pool after a signal.
+            if not self.pacer.acquire(self.wait) or self.wait(0):
                 raise Cancelled("job stopping")
             box.append(fn())
 
