@@ -173,6 +173,7 @@ def test_consecutive_trigger_failures_trip_the_breaker() -> None:
     for i in range(1, 9):
         fake.script[f"u{i}"] = ["UnexpectedLambdaException"] * 10
     out = Collected()
+    # one worker: the streak is counted in row order, which the assertions name
     runner = make_runner(fake, out, workers=1, retry=RetryPolicy(
         base_backoff=1e-5, max_backoff=1e-4, trigger_attempts=2))
 
@@ -199,7 +200,7 @@ def test_a_success_resets_the_trigger_breaker() -> None:
     for i in (1, 2, 3, 4, 6, 7, 8, 9):
         fake.script[f"u{i}"] = ["UnexpectedLambdaException"] * 3
     out = Collected()
-    runner = make_runner(fake, out, workers=1)
+    runner = make_runner(fake, out, workers=1)  # one worker: the streak depends on row order
 
     # WHEN they run
     runner.run([update(i, f"u{i}") for i in range(1, 10)])
@@ -682,7 +683,7 @@ def test_a_fatal_read_stops_the_job_at_once_and_the_rows_after_it_are_skipped() 
             raise FatalError("ResourceNotFoundException", "User pool does not exist.")
         return item
 
-    runner = make_runner(fake, out, workers=1, resolve=resolve)
+    runner = make_runner(fake, out, workers=1, resolve=resolve)  # one: no row read after 3
 
     # WHEN ten rows are run
     runner.run([update(i, f"u{i}") for i in range(1, 11)])
@@ -704,6 +705,6 @@ def test_a_fatal_read_stops_the_job_at_once_and_the_rows_after_it_are_skipped() 
     def cancelled(item: UserUpdate) -> UserUpdate:
         raise Cancelled("job stopping")
 
-    make_runner(FakeCognito(users(3)), out2, workers=1, resolve=cancelled).run(
+    make_runner(FakeCognito(users(3)), out2, resolve=cancelled).run(
         [update(i, f"u{i}") for i in range(1, 4)])
     assert {(r.status, r.error_code) for r in out2.results} == {(Status.SKIPPED, "Stopped")}

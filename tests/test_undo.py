@@ -247,7 +247,7 @@ def test_crash_between_before_image_and_write_still_undoes(
     script = tmp_path / "crash.py"
     script.write_text(CRASHING)
     env = {**os.environ, "CRASH_USER": name(6), "CRASH_WHEN": when}
-    args = run_args(source, pool, fast, report, "--workers", "1")
+    args = run_args(source, pool, fast, report)
     crashed = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
                              capture_output=True, timeout=120)
     assert crashed.returncode == 137
@@ -278,7 +278,7 @@ def test_undo_resumes_after_a_stop(fast: Any, make_pool: Any, tmp_path: Path) ->
     report = tmp_path / "out.csv"
     assert main(run_args(source, pool, fast, report)) == 0
     fast.inject("AdminUpdateUserAttributes", after=10, code="AccessDeniedException")
-    assert undo(report, fast, "--workers", "1") == 2
+    assert undo(report, fast) == 2
     stopped = report_rows(tmp_path / "out.undo.csv")
     assert len(stopped) == 30
     assert sum(r["status"] == "updated" for r in stopped.values()) == 10
@@ -486,6 +486,7 @@ def test_time_in_resolve_counts_in_the_window() -> None:
         clock.sleep(0.2)
         return update
 
+    # one worker: each row's 0.2 s on the shared manual clock is then that row's alone
     runner = Runner(fake, RunnerSettings(user_pool_id="p", workers=1),  # type: ignore[arg-type]
                     controller=FixedRate(50), on_result=lambda r: None, resolve=slow,
                     clock=clock)
@@ -599,7 +600,9 @@ def test_undo_names_every_updated_row_it_has_no_image_for(
     source = write_csv(tmp_path / "in.csv", ["username", "tier"], [[n, "gold"] for n in names])
     report = tmp_path / "out.csv"
     fast.inject("AdminUpdateUserAttributes", after=4, code="AccessDeniedException")
-    assert main(run_args(source, pool, fast, report, "--no-undo", "--workers", "1")) == 2
+    assert main(run_args(source, pool, fast, report, "--no-undo")) == 2
+    unimaged = {r["username"] for r in report_rows(report).values() if r["status"] == "updated"}
+    assert len(unimaged) == 4  # which 4 is the workers' order
     fast.reset()
     assert main(run_args(source, pool, fast, report)) == 0
 
@@ -611,9 +614,10 @@ def test_undo_names_every_updated_row_it_has_no_image_for(
     assert code == 1
     rows = report_rows(tmp_path / "out.undo.csv")
     missing = {r["username"] for r in rows.values() if r["error_code"] == "NoBeforeImage"}
-    assert missing == set(names[:4])
+    assert missing == unimaged
     assert {r["status"] for r in rows.values() if r["username"] not in missing} == {"updated"}
-    assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in names[4:]} == {"silver"}
+    assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in set(names) - unimaged} == {
+        "silver"}
 
 
 def test_undo_onto_another_runs_report_is_refused(
