@@ -231,6 +231,7 @@ def dead_runner(
 ) -> Runner:
     return Runner(
         writer,  # type: ignore[arg-type]
+        # one worker: the calls move the manual clock, so its time line is one call after another
         RunnerSettings(user_pool_id=POOL, workers=1, give_up_after=60.0, per_user_rate=1e6,
                        retry=RetryPolicy(base_backoff=1e-6, max_backoff=1e-6,
                                          max_row_seconds=1e9)),

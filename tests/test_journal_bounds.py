@@ -25,7 +25,7 @@ def interrupted(tmp_path: Path, n: int = 40) -> tuple[Path, Path]:
     source = write_input(tmp_path / "in.csv", n)
     report = tmp_path / "out.csv"
     fake = fake_users(n)
-    job = fake_job(report, source, fake, workers=1)
+    job = fake_job(report, source, fake)
     fake.hook = lambda user: (
         job.runner.stop("interrupted") if user == "k00020" and job.runner else None
     )

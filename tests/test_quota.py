@@ -4,10 +4,12 @@ emulator), what the plan and the summary say about it, and the emulator's neighb
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from batch.cognito import CognitoGateway, ConnectionSettings
 from batch.commands.run import Job
@@ -191,14 +193,31 @@ def test_a_paced_neighbour_draws_its_schedule_and_counts_its_throttles() -> None
     assert counts["throttled"] == refused and counts["accepted"] == len(taken) - refused
 
 
-def test_neighbours_share_the_bucket_and_show_in_stats(emulator: Any) -> None:
-    # GIVEN no neighbour configured
-    # THEN the stats have none; WHEN one is configured through the admin API, it appears
-    emulator.configure(quotas={"UserUpdate": 50})
+def test_neighbours_share_the_bucket_and_show_in_stats(
+    emulator: Any, make_pool: Any, cognito_client: Any
+) -> None:
+    # GIVEN no neighbour configured, THEN the stats have none
+    pool = make_pool(users=[{"username": "alice", "email": "a@example.com"}])
     assert emulator.stats()["neighbours"] == {}
-    emulator.configure(neighbours={"UserUpdate": "0@60s,0"})
-    assert emulator.stats()["neighbours"] == {
-        "UserUpdate": {"calls": 0, "accepted": 0, "throttled": 0}}
+    # WHEN a neighbour calling 100/s is configured through the admin API on a UserUpdate
+    # quota whose bucket holds one token and refills one every 100 s
+    emulator.configure(quotas={"UserUpdate": 0.01}, neighbours={"UserUpdate": "100"},
+                       neighbour_arrivals="paced")
+    deadline = time.monotonic() + 30
+    while emulator.stats()["neighbours"]["UserUpdate"]["throttled"] == 0:
+        assert time.monotonic() < deadline, "the neighbour was never refused"
+        time.sleep(0.01)  # polling the emulator's counters, not waiting for an effect
+
+    # THEN it shows in the stats, refused once the one token was gone: it drew from the quota
+    counts = emulator.stats()["neighbours"]["UserUpdate"]
+    assert counts["accepted"] == 1 and counts["throttled"] >= 1
+    assert counts["calls"] == counts["accepted"] + counts["throttled"]
+    # AND the bucket it emptied is the one the front serves from: a write is throttled now
+    with pytest.raises(ClientError) as refused:
+        cognito_client.admin_update_user_attributes(
+            UserPoolId=pool, Username="alice",
+            UserAttributes=[{"Name": "custom:tier", "Value": "gold"}])
+    assert refused.value.response["Error"]["Code"] == "TooManyRequestsException"
     with pytest.raises(ValueError, match="neighbour"):
         emulator.configure(neighbours={"UserUpdate": "fast"})
 

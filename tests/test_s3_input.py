@@ -194,7 +194,7 @@ def test_changed_s3_input_is_refused_on_resume(
     s3_client.put_object(Bucket=bucket, Key="u.csv", Body=csv_bytes(rows))
     emulator.inject("AdminUpdateUserAttributes", after=5, code="NotAuthorizedException")
     report = tmp_path / "r.csv"
-    assert run(pool, emulator, f"s3://{bucket}/u.csv", report, "--workers", "1") == 2
+    assert run(pool, emulator, f"s3://{bucket}/u.csv", report) == 2
     emulator.reset()
     # WHEN the object is replaced and the same command runs again
     rows[3]["tier"] = "silver"

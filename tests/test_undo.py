@@ -39,6 +39,7 @@ from helpers import FAST, report_rows, write_csv
 from batch.cli import main
 from batch.errors import UsageError
 from batch.models import RowResult, Status, UserUpdate
+from batch.record import before_images
 from batch.record.before_images import (
     UndoLog,
     UndoRecord,
@@ -246,7 +247,7 @@ def test_crash_between_before_image_and_write_still_undoes(
     script = tmp_path / "crash.py"
     script.write_text(CRASHING)
     env = {**os.environ, "CRASH_USER": name(6), "CRASH_WHEN": when}
-    args = run_args(source, pool, fast, report, "--workers", "1")
+    args = run_args(source, pool, fast, report)
     crashed = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
                              capture_output=True, timeout=120)
     assert crashed.returncode == 137
@@ -277,7 +278,7 @@ def test_undo_resumes_after_a_stop(fast: Any, make_pool: Any, tmp_path: Path) ->
     report = tmp_path / "out.csv"
     assert main(run_args(source, pool, fast, report)) == 0
     fast.inject("AdminUpdateUserAttributes", after=10, code="AccessDeniedException")
-    assert undo(report, fast, "--workers", "1") == 2
+    assert undo(report, fast) == 2
     stopped = report_rows(tmp_path / "out.undo.csv")
     assert len(stopped) == 30
     assert sum(r["status"] == "updated" for r in stopped.values()) == 10
@@ -355,24 +356,57 @@ def test_store_keeps_the_first_image_across_a_resume(tmp_path: Path) -> None:
     assert list(iter_records(path)) == []
 
 
-def test_store_shares_fsyncs_between_threads(tmp_path: Path) -> None:
-    # GIVEN a store and 8 threads recording 50 images each
+class _Counted:
+    """The store's file, counting the lines written to it and saying when ``expected`` are."""
+
+    def __init__(self, handle: Any, expected: int) -> None:
+        self._handle, self._expected, self.lines = handle, expected, 0
+        self.all_written = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = int(self._handle.write(text))
+        self.lines += 1
+        if self.lines == self._expected:
+            self.all_written.set()
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+def test_store_shares_fsyncs_between_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store whose first fsync does not finish until 8 workers have each written an
+    # image (so all 8 are in flight at once, whatever the scheduling)
     log = UndoLog(tmp_path / "u.jsonl", {"pool": "p"})
+    counted = _Counted(log._handle, 8)  # noqa: SLF001 - the store's file, to see it fill
+    log._handle = counted  # noqa: SLF001
+    real = before_images._datasync  # noqa: SLF001
 
-    def work(t: int) -> None:
-        for i in range(50):
-            log.record(UndoRecord(t * 100 + i + 1, "u", {"a": "1"}, {"a": "2"}))
+    def held_datasync(fd: int) -> None:
+        # a store that fsyncs under its lock never lets the others write: fail, do not hang
+        counted.all_written.wait(timeout=5)
+        real(fd)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    monkeypatch.setattr(before_images, "_datasync", held_datasync)
+
+    # WHEN the 8 workers each record one image
+    threads = [
+        threading.Thread(target=log.record, args=(UndoRecord(t, "u", {"a": "1"}, {"a": "2"}),))
+        for t in range(1, 9)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     log.close()
 
-    # THEN every image is in the file, and no image needed more than one fsync
-    assert len(list(iter_records(tmp_path / "u.jsonl"))) == 400
-    assert 1 <= log.fsyncs <= 400
+    # THEN every image is in the file, and the 8 shared their fsyncs: the first one ran for
+    # the image(s) written when it began, one more covered all those that came while it ran
+    assert counted.all_written.is_set()
+    assert sorted(r.row for r in iter_records(tmp_path / "u.jsonl")) == list(range(1, 9))
+    assert 1 <= log.fsyncs <= 2, f"{log.fsyncs} fsyncs for 8 images in flight together"
 
 
 def test_before_image_records_previous_values_and_flags() -> None:
@@ -452,6 +486,7 @@ def test_time_in_resolve_counts_in_the_window() -> None:
         clock.sleep(0.2)
         return update
 
+    # one worker: each row's 0.2 s on the shared manual clock is then that row's alone
     runner = Runner(fake, RunnerSettings(user_pool_id="p", workers=1),  # type: ignore[arg-type]
                     controller=FixedRate(50), on_result=lambda r: None, resolve=slow,
                     clock=clock)
@@ -565,7 +600,9 @@ def test_undo_names_every_updated_row_it_has_no_image_for(
     source = write_csv(tmp_path / "in.csv", ["username", "tier"], [[n, "gold"] for n in names])
     report = tmp_path / "out.csv"
     fast.inject("AdminUpdateUserAttributes", after=4, code="AccessDeniedException")
-    assert main(run_args(source, pool, fast, report, "--no-undo", "--workers", "1")) == 2
+    assert main(run_args(source, pool, fast, report, "--no-undo")) == 2
+    unimaged = {r["username"] for r in report_rows(report).values() if r["status"] == "updated"}
+    assert len(unimaged) == 4  # which 4 is the workers' order
     fast.reset()
     assert main(run_args(source, pool, fast, report)) == 0
 
@@ -577,9 +614,10 @@ def test_undo_names_every_updated_row_it_has_no_image_for(
     assert code == 1
     rows = report_rows(tmp_path / "out.undo.csv")
     missing = {r["username"] for r in rows.values() if r["error_code"] == "NoBeforeImage"}
-    assert missing == set(names[:4])
+    assert missing == unimaged
     assert {r["status"] for r in rows.values() if r["username"] not in missing} == {"updated"}
-    assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in names[4:]} == {"silver"}
+    assert {fast.get_user_attributes(pool, n)["custom:tier"] for n in set(names) - unimaged} == {
+        "silver"}
 
 
 def test_undo_onto_another_runs_report_is_refused(
