@@ -21,6 +21,7 @@ import pytest
 from helpers import FAST, write_csv
 
 from batch.cli import build_parser, main
+from batch.errors import UsageError
 from batch.record.layout import RunFiles
 
 #: Options that are read, never written (the matrix's inputs, not its outputs).
@@ -179,3 +180,18 @@ def test_outputs_replace_only_what_this_tool_wrote(
                  emulator.endpoint_url, "--quiet"]) == 2
     assert main(["export", str(tmp_path / "x.csv"), "--user-pool-id", pool, "--endpoint-url",
                  emulator.endpoint_url, "--quiet", "--fresh"]) == 0
+
+
+def test_a_page_an_earlier_version_wrote_is_replaced(tmp_path: Path) -> None:
+    # GIVEN a page as versions before the marker line wrote it (its title says whose it is)
+    from batch.record.guard import check_replaceable
+
+    page = tmp_path / "old.html"
+    page.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+                    "<title>cognito-batch report: out.csv</title></head></html>\n")
+    # THEN it may be replaced; another tool's page may not
+    check_replaceable(page, "html", "--html")
+    other = tmp_path / "other.html"
+    other.write_text("<!DOCTYPE html><title>Quarterly numbers</title>")
+    with pytest.raises(UsageError, match="not a cognito-batch HTML page"):
+        check_replaceable(other, "html", "--html")

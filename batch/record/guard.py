@@ -369,9 +369,10 @@ def check_replaceable(path: Path, kind: str, flag: str) -> None:
 
 
 def _looks_like(path: Path, kind: str) -> bool:
-    if kind == "html":
+    if kind == "html":  # the marker, or the title pages had before it (an upgrade's page)
         with open(path, "rb") as handle:
-            return HTML_MARKER.encode() in handle.read(4096)
+            head = handle.read(4096)
+        return HTML_MARKER.encode() in head or b"<title>cognito-batch report: " in head
     if kind == "metrics":  # a node_exporter textfile of ours: our metric names in it
         with open(path, "rb") as handle:
             return handle.read(4096).startswith(b"# HELP cognito_batch_")
