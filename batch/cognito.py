@@ -1,4 +1,4 @@
-"""The Cognito gateway: the only module that imports boto3 or botocore.
+"""The Cognito gateway: with `store/s3.py` (S3's), the only modules that import boto3 or botocore.
 
 Every botocore exception becomes one of the project's own errors (``errors.py``) here, with its
 code, so nothing above this module knows what a ``ClientError`` is.
