@@ -52,7 +52,6 @@ from batch.plan.summary import PlanSummary
 from batch.record.guard import (
     check_dry_run_target,
     check_journal,
-    check_not_a_record,
     check_outputs,
     check_replaceable,
 )
@@ -126,13 +125,11 @@ class Pipeline:
     def __enter__(self) -> Pipeline:
         config, files = self.config, self.files
         check_outputs(self._input, files.written(), self._protected)
-        check_not_a_record(files.report, "report", "--report", reports=False)
         check_replaceable(files.report, "report", "--report")
         if config.html:
             check_outputs(self._input, [("HTML page", Path(config.html))],
                           [*self._protected, *files.recorded("this run")],
                           flag="--html")
-            check_not_a_record(Path(config.html), "HTML page", "--html")
             check_replaceable(Path(config.html), "html", "--html")
         if config.dry_run:
             check_dry_run_target(files.report)

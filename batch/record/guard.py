@@ -296,7 +296,6 @@ def check_html_target(html: Path, report: Path) -> None:
     """``report REPORT --html PAGE``: the page is none of the run's files, nor its input."""
     check_outputs(None, [("HTML page", html)], run_records(report, "the run"),
                   flag="--html")
-    check_not_a_record(html, "HTML page", "--html")
     check_replaceable(html, "html", "--html")
 
 
@@ -350,10 +349,16 @@ def check_export_target(out: Path, *, fresh: bool = False) -> None:
 HTML_MARKER = "<!-- cognito-batch report page -->"
 
 
+_KINDS = {"report": "report", "html": "HTML page", "metrics": "metrics file"}
+
+
 def check_replaceable(path: Path, kind: str, flag: str) -> None:
     """An output replaces an existing file only when that file is one this tool wrote, of the
     same kind (``report``: a results header; ``html``: the page's marker). Anything else at
-    the name (someone's input, a spreadsheet, another tool's page) is refused, not lost."""
+    the name (someone's input, a spreadsheet, another tool's page) is refused, not lost; and
+    never a run's record (``check_not_a_record``; a report may be a report: it resumes)."""
+    what = _KINDS[kind]
+    check_not_a_record(path, what, flag, reports=kind != "report")
     try:
         if path.is_dir():
             raise UsageError(f"{flag} {path} is a folder; give a file name")
@@ -363,7 +368,6 @@ def check_replaceable(path: Path, kind: str, flag: str) -> None:
     except OSError:
         return  # unreadable: the write itself says why, in one line
     if not ours:
-        what = {"report": "report", "html": "HTML page", "metrics": "metrics file"}[kind]
         raise UsageError(f"{path} exists and is not a cognito-batch {what}: refusing to "
                          f"overwrite it; remove it or choose another {flag}")
 

@@ -39,7 +39,7 @@ from typing import IO, Any, Protocol
 
 from batch.config import JobConfig, check_metrics
 from batch.models import JobResult, Status
-from batch.record.guard import check_not_a_record, check_replaceable
+from batch.record.guard import check_replaceable
 from batch.store.files import atomic_write
 from batch.view.progress import Tick
 
@@ -322,7 +322,6 @@ class RunMetrics:
         if not config.metrics or config.dry_run:
             return None
         if config.metrics[0] == "prometheus-textfile":  # before the run: refused, not lost
-            check_not_a_record(Path(config.metrics[1]), "metrics file", "--metrics")
             check_replaceable(Path(config.metrics[1]), "metrics", "--metrics")
         sink = open_metrics(config.metrics, pool_id=config.user_pool_id,
                             job_name=job_name(job_file))
