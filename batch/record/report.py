@@ -79,7 +79,7 @@ def _skipped_record(code: str, message: str) -> dict[str, Any]:
     return RowResult(0, "", Status.SKIPPED, error_code=code, error_message=message).as_record()
 
 
-def _named(writer: ReportWriter, rows: np.ndarray, record: dict[str, Any],
+def _named(writer: _Rows, rows: np.ndarray, record: dict[str, Any],
            usernames: Sequence[str], keys: Sequence[str] | None) -> None:
     """Skipped rows each naming its user: one row's cells at a time (the caller's chunk)."""
     keys = keys if keys is not None else [""] * len(usernames)
@@ -88,7 +88,32 @@ def _named(writer: ReportWriter, rows: np.ndarray, record: dict[str, Any],
         writer.write_cells([record[c] for c in REPORT_COLUMNS])
 
 
-class _Flushing:
+class _Rows:
+    """What every report format shares: a result is its cells; rows a stopped run never
+    reached are written one named row at a time, or (no names) in one bulk pass the format
+    does its own way (``_skipped_bulk``)."""
+
+    def write_cells(self, cells: Sequence[Any]) -> None:
+        raise NotImplementedError
+
+    def _skipped_bulk(self, rows: np.ndarray, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def write(self, result: RowResult) -> None:
+        record = result.as_record()
+        self.write_cells([record[c] for c in REPORT_COLUMNS])
+
+    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
+                      usernames: Sequence[str] | None = None,
+                      keys: Sequence[str] | None = None) -> None:
+        record = _skipped_record(code, message)
+        if usernames is not None:
+            _named(self, rows, record, usernames, keys)
+            return
+        self._skipped_bulk(rows, record)
+
+
+class _Flushing(_Rows):
     """Flushes to the OS at most every ``FLUSH_SECONDS``: the journal, not the report, is
     what a resume trusts (it is flushed per row), so the report need not pay a system call
     per row; a crash is repaired by the resume, which rebuilds the report from the journal.
@@ -120,10 +145,6 @@ class CsvReport(_Flushing):
         self._csv.writerow(REPORT_COLUMNS)
         self._handle.flush()
 
-    def write(self, result: RowResult) -> None:
-        record = result.as_record()
-        self.write_cells([record[c] for c in REPORT_COLUMNS])
-
     def write_cells(self, cells: Sequence[Any]) -> None:
         # neutralise(), inlined: this runs for every row of a resume's carry.
         self._csv.writerow(
@@ -131,13 +152,7 @@ class CsvReport(_Flushing):
         )
         self._maybe_flush()
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
-                      usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:
-        record = _skipped_record(code, message)
-        if usernames is not None:
-            _named(self, rows, record, usernames, keys)
-            return
+    def _skipped_bulk(self, rows: np.ndarray, record: dict[str, Any]) -> None:
         # Every cell but the row number is the same: quote it once, then join row numbers.
         line = io.StringIO()
         csv.writer(line).writerow([neutralise(record[c]) for c in REPORT_COLUMNS[1:]])
@@ -157,13 +172,7 @@ class JsonlReport(_Flushing):
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._maybe_flush()
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
-                      usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:
-        record = _skipped_record(code, message)
-        if usernames is not None:
-            _named(self, rows, record, usernames, keys)
-            return
+    def _skipped_bulk(self, rows: np.ndarray, record: dict[str, Any]) -> None:
         text = json.dumps(record, ensure_ascii=False)
         head, tail = '{"row": ', text[text.index(",") :] + "\n"
         for start in range(0, rows.size, 65536):
@@ -181,7 +190,7 @@ def _parquet_schema() -> Any:
     )
 
 
-class ParquetReport:
+class ParquetReport(_Rows):
     """Streams row groups into a private temporary file beside the report; ``close`` writes
     the footer and renames it into place, so a reader never sees half a Parquet file.
 
@@ -201,10 +210,6 @@ class ParquetReport:
         self._writer = pq.ParquetWriter(self._tmp, self._schema)
         self._chunk: list[Sequence[Any]] = []
 
-    def write(self, result: RowResult) -> None:
-        record = result.as_record()
-        self.write_cells([record[c] for c in REPORT_COLUMNS])
-
     def write_cells(self, cells: Sequence[Any]) -> None:
         self._chunk.append(cells)
         if len(self._chunk) >= self.CHUNK:
@@ -220,15 +225,9 @@ class ParquetReport:
         self._writer.write_table(pa.table(columns, schema=self._schema))
         self._chunk = []
 
-    def write_skipped(self, rows: np.ndarray, code: str, message: str, *,
-                      usernames: Sequence[str] | None = None,
-                      keys: Sequence[str] | None = None) -> None:
+    def _skipped_bulk(self, rows: np.ndarray, record: dict[str, Any]) -> None:
         import pyarrow as pa
 
-        record = _skipped_record(code, message)
-        if usernames is not None:
-            _named(self, rows, record, usernames, keys)
-            return
         self._flush()
         zeros = np.zeros(rows.size, dtype=np.int64)
         columns = {
