@@ -189,7 +189,7 @@ def test_a_finished_journal_of_an_older_version_reads_as_complete(tmp_path: Path
 
 def test_a_journal_of_a_newer_version_is_a_resume_error(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    path.write_text(json.dumps({"journal": 3, "input_sha256": "x", "settings": "y"}) + "\n")
+    path.write_text(json.dumps({"journal": 4, "input_sha256": "x", "settings": "y"}) + "\n")
     with pytest.raises(ResumeError, match="newer"):
         read_journal(path)
 

@@ -49,7 +49,7 @@ from batch.plan.summary import PlanSummary, fill_plan
 from batch.plan.sync_resolve import GroupSource, SyncResolver
 from batch.record.before_images import Remembering, unfinished_images
 from batch.record.guard import InputWatch
-from batch.record.journal import VERSION, JournalHeader, JournalState
+from batch.record.journal import READS, JournalHeader, JournalState
 from batch.record.layout import RunFiles
 from batch.record.summary import RunSummary
 from batch.rowset import RowSet
@@ -185,8 +185,6 @@ class Job:
     def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
         """Read the input's users (snapshot or live, by cost) for keys and the diff."""
         config = self.config
-        wait = event_waiter(stop)
-        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         # The read quotas weighed against the write ceiling (``plan.overlap``): reads never
         # hold the writes below the quota.
         how = plan_reads(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
@@ -210,7 +208,7 @@ class Job:
                 snapshot.fill, self.gateway, config.user_pool_id, key=config.key, wanted=scan,
                 attributes=set(self.columns.values()), paced=paced)
             if how == "overlap":
-                self.lookup = Overlapped(snapshot, self._live(retrier, wait), fill, cancel)
+                self.lookup = Overlapped(snapshot, self._live(stop), fill, cancel)
             else:
                 try:
                     fill()
@@ -219,7 +217,7 @@ class Job:
                     raise
                 self.lookup = snapshot
         else:
-            self.lookup = self._live(retrier, wait)
+            self.lookup = self._live(stop)
         self.lookup_mode = how
         self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
@@ -233,9 +231,10 @@ class Job:
                                          setup.groups or GroupSource(frozenset()),
                                          create_missing=config.create_missing)
 
-    def _live(self, retrier: Retrier, wait: Any) -> LiveLookup:
-        config = self.config
+    def _live(self, stop: threading.Event) -> LiveLookup:
+        config, wait = self.config, event_waiter(stop)
         rate = config.get_rate if config.key == "username" else config.list_rate
+        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         return LiveLookup(self.gateway, config.user_pool_id, key=config.key,
                           paced=PacedCall(Pacer(rate), retrier, wait))
 
@@ -332,16 +331,17 @@ class Job:
         state = None if config.dry_run else self.pipeline.resume(
             header, mismatch=_mismatch, last_row=scan.last_input_row)
         if state is not None and state.complete:
-            if state.version == VERSION and not (files.report.is_file()
+            if state.version in READS and not (files.report.is_file()
                                                  and files.summary.is_file()):
                 return self.pipeline.rebuild(work, state, started=started,
                                              region=self.gateway.region)
-            if self.s3 is not None and state.version == VERSION:
+            if self.s3 is not None and state.version in READS:
                 # Stopped while its end was put in S3 (the compaction): a scheduler's retry
                 # finishes that (publish), calls nothing, and keeps the run's before-images.
                 return self._finished_already()
             state = None  # a finished run's journal is simply replaced by this one
         work.journaled = state.finished if state is not None else None
+        work.in_doubt = state.handed_out if state is not None else 0
         self.load_schema()
         self.read_quotas()
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable

@@ -60,6 +60,7 @@ def run_with_s3_report(job: Job) -> JobResult:
             job.pipeline.shown = job._shown
             job.pipeline.after_journal = functools.partial(
                 _begin_checkpoint, checkpoint, s3)
+            job.pipeline.durable = (checkpoint, checkpoint.interval)
             try:
                 result = job._run_locked()
             except ResumeError as exc:

@@ -23,6 +23,8 @@ from batch.inputs.scan import KeyScan
 from batch.models import RowResult, Status, UserUpdate
 from batch.pace.controllers import RateController
 from batch.pace.rate_plan import category_controller
+from batch.plan.in_doubt import ReadFirst, diffing
+from batch.plan.lookup import Resolver
 from batch.plan.mapping import Planner
 from batch.plan.sync_resolve import SyncResolver
 from batch.record.before_images import BeforeImages, Remembering, UndoLog, iter_records
@@ -149,6 +151,8 @@ class RunWork(Work):
         self.hint = KeyHint(job.config.key)
         self.undo_log: UndoLog | None = None
         self.journaled: RowSet | None = None  # a resume's finished rows (their lines carried)
+        self.in_doubt = 0  # a resume: unfinished rows up to this one may have been sent
+        self.read_first: ReadFirst | None = None
         self._resolve: Resolve | None = None
         self._created_names: frozenset[str] = frozenset()
 
@@ -175,6 +179,9 @@ class RunWork(Work):
         """Called once the journal is open (and the lookup): the before-images start here."""
         job, sinks = self.job, [_HintSink(self.hint)]
         self._resolve = job.resolver
+        if self.in_doubt:  # read before writing again what an earlier attempt may have sent
+            read = diffing(job.resolver) or self._live_resolver()
+            self._resolve = self.read_first = ReadFirst(job.resolver, read, self.in_doubt)
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
             self.undo_log = UndoLog(job.files.before_images, self.undo_header,
                                     journaled=self.journaled)
@@ -190,6 +197,14 @@ class RunWork(Work):
             self._resolve = job.incremental.resolve(self._resolve)
             sinks.append(StateSink(job.incremental))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
+
+    def _live_resolver(self) -> Resolver:
+        """A resume's rows in doubt, when nothing else reads the pool: each user read live
+        and diffed (``plan.in_doubt``); the planner marked the verified flags already."""
+        job = self.job
+        job.lookup, job.lookup_mode = job._live(job.stop_event), "live (rows in doubt)"
+        types = {n: r.data_type for n, r in job.schema.rules.items()} if job.schema else {}
+        return Resolver(job.lookup, job.config.key, True, False, types)
 
     def resolve(self) -> Resolve | None:
         return self._resolve
@@ -255,6 +270,7 @@ class RunWork(Work):
             undo=None if self.undo_log is None else {
                 **self.undo_log.stats(), "file": self.job._shown(self.undo_log.path)},
             hint=self.hint.text() or None,
+            in_doubt=self.read_first.figures() if self.read_first is not None else None,
             incremental=job.incremental.summary() if job.incremental is not None else None,
         )
 

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from batch.config import JobConfig
 from batch.engine.brake import Brake, FailureLimit
 from batch.engine.exit_codes import EXIT_SIGTERM, exit_code
+from batch.engine.handout import Durable, Handout, step_for
 from batch.engine.runner import Runner, RunnerSettings, progress_figures
 from batch.engine.signals import SignalStop
 from batch.engine.sinks import (
@@ -102,6 +103,9 @@ class Pipeline:
         self.files = RunFiles(config.report_path())
         self.shown: Callable[[Path], str] = str  # a file as the operator knows it (S3: the object)
         self.after_journal: Callable[[bool], None] | None = None  # S3: the checkpoint begins
+        # S3: where the journal's marks must be before the rows they cover go out, and how
+        # often it is copied there (``engine.handout``); None: the local journal is the record.
+        self.durable: tuple[Durable, float] | None = None
         self.listeners: list[Listener] = []  # progress ticks: the API's on_progress, metrics
         self._input: Path | None = None
         self._protected: list[tuple[str, Path]] = []
@@ -200,7 +204,8 @@ class Pipeline:
         carried = Counters()
         try:
             carry = self._carry(state, writer, carried) if state is not None else None
-            self.journal = Journal(files.journal, header, carry=carry)
+            handed_out = state.handed_out if state is not None else 0
+            self.journal = Journal(files.journal, header, carry=carry, handed_out=handed_out)
             if self.after_journal is not None:
                 self.after_journal(state is not None)
         except CarryStopped:
@@ -240,7 +245,10 @@ class Pipeline:
         with Closing([journal_sink]) as last, Closing(
             [progress_sink, report_sink, *own, TimelineSink(recorder)]
         ) as first:
-            runner.run(work.feed(reported, self.stop))
+            durable, lead = self.durable or (None, 0.0)
+            handout = Handout(self.journal, step=step_for(plan.rate, lead_seconds=lead),
+                              durable=durable, start=handed_out, stop=self.stop)
+            runner.run(handout.feed(work.feed(reported, self.stop)))
             # Once stopping, a feed may end early: the rows it never read are reported here,
             # in bulk, and not journaled (nothing was done to them), so a resume does them.
             with fanout.lock:

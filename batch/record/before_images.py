@@ -33,6 +33,7 @@ sends ``*_verified = true`` in the same call (no message), then puts the flag ba
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from batch.errors import FatalError, UsageError
-from batch.models import RowResult, UserUpdate
+from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Lookup
 from batch.plan.operations import Kind, SyncUpdate
 from batch.plan.schema import VERIFIED_FLAG
@@ -58,6 +59,8 @@ FLAGS = tuple(VERIFIED_FLAG.values())
 SAME_RUN = ("pool", "input_sha256", "settings")
 
 Value = str | None
+#: A row of a resume found already holding what an earlier attempt recorded an image for.
+WRITTEN_BEFORE = "written by an earlier attempt of this run (read back after the restart)"
 
 
 
@@ -406,6 +409,13 @@ class BeforeImages:
         resolved = self.resolve(update)
         users = self.lookup.take()
         if isinstance(resolved, RowResult):
+            if resolved.status is Status.UNCHANGED and resolved.username and (
+                    self.log.earlier_user(resolved.row) == resolved.username):
+                # An earlier attempt recorded this row's image, so it was about to write (and
+                # most likely wrote) it: the run changed this user, and undo must say so. Its
+                # journal line takes that image's digest (``take``), as for any written row.
+                return dataclasses.replace(resolved, status=Status.UPDATED,
+                                           error_message=WRITTEN_BEFORE)
             return resolved
         if self.log.has(resolved.row):
             earlier = self.log.earlier_user(resolved.row)

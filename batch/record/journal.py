@@ -5,6 +5,7 @@ then one short tab-separated line per result, each with its own checksum::
 
     {"journal": 2, "input_sha256": ..., "settings": ...}     the header
     CRC32\\tROW\\tS\\tATTEMPTS\\tELAPSED_MS[\\tUSERNAME[\\tKEY[\\tCODE[\\tMESSAGE[\\tIMAGE]]]]]
+    CRC32\\t>ROW                                                  rows up to ROW may be sent
     CRC32\\t=complete                                             a run that ended
 
 ``CRC32`` is 8 hex digits over the rest of the line; ``S`` is the status's letter (``u``pdated,
@@ -50,7 +51,9 @@ from batch.record.layout import journal_path as journal_path  # named there, kep
 from batch.rowset import RowSet
 from batch.store.files import atomic_write, open_private
 
-VERSION = 2
+VERSION = 3
+#: The versions this reads: 2 is 3 without mark lines.
+READS = (2, 3)
 
 _LETTER = {Status.UPDATED: "u", Status.UNCHANGED: "n", Status.INVALID: "i",
            Status.FAILED: "f", Status.SKIPPED: "s", Status.CREATED: "c"}
@@ -63,6 +66,7 @@ _WORD = {letter: status.value for status, letter in _LETTER.items()}
 Cells = tuple[int, str, str, str, int, str, str, int]
 _FINISHED = frozenset(_LETTER[s].encode() for s in FINISHED)
 _COMPLETE = b"=complete"
+_MARK = b">"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
 
@@ -99,6 +103,11 @@ def encode(result: RowResult, image: str = "") -> bytes:
         fields.pop()
     # surrogatepass: an exception's text may hold anything; it must round-trip, not raise.
     return _line("\t".join(fields).encode("utf-8", "surrogatepass"))
+
+
+def mark_line(row: int) -> bytes:
+    """The write-ahead mark: rows up to ``row`` may be handed to workers (module docstring)."""
+    return _line(b">%d" % row)
 
 
 def decode(payload: bytes) -> RowResult:
@@ -147,6 +156,8 @@ class JournalState:
     valid_bytes: int  # the length up to the last trusted line
     records_count: int = 0  # trusted result lines (a row recorded twice counts twice)
     version: int = VERSION
+    # The highest write-ahead mark: rows up to it with no finished result may have been sent.
+    handed_out: int = 0
     # Rows recorded more than once -> the index of their last record. Empty for a journal
     # this tool wrote (a resume compacts it and then writes each row once).
     _last: dict[int, int] = field(default_factory=dict)
@@ -162,7 +173,7 @@ class JournalState:
                 if offset > self.valid_bytes:
                     break
                 payload = line[9:-1]
-                if payload == _COMPLETE:
+                if payload == _COMPLETE or payload[:1] == _MARK:
                     continue
                 parts = payload.decode("utf-8", "surrogatepass").split("\t")
                 row = int(parts[0])
@@ -224,7 +235,7 @@ def read_journal(
         if not first:
             return None
         header, version = _header(path, first)
-        if version != VERSION:
+        if version not in READS:
             return _old_version(path, handle, header, version)
         ours = last_row is not None and header == of
         bound, low = (last_row, 1) if ours and last_row is not None else (MAX_ROW, 0)
@@ -232,7 +243,7 @@ def read_journal(
         last: dict[int, int] = {}
         complete = False
         valid = len(first)
-        index = 0
+        index = handed_out = 0
         crc32, statuses, finished_codes = zlib.crc32, _STATUS, _FINISHED
         for line in handle:
             # Inlined checks: a resume of millions of rows spends its first seconds here.
@@ -246,6 +257,17 @@ def read_journal(
                 break
             if payload == _COMPLETE:
                 complete = True
+                valid += len(line)
+                continue
+            if payload[:1] == _MARK:
+                try:
+                    mark = int(payload[1:])
+                except ValueError:
+                    break
+                if mark < 1:
+                    break
+                # A mark runs ahead of the rows handed out; past the input's end it says no more.
+                handed_out = max(handed_out, min(mark, bound))
                 valid += len(line)
                 continue
             tab = payload.find(b"\t")
@@ -266,7 +288,8 @@ def read_journal(
             else:
                 finished.discard(row)
             index += 1
-    return JournalState(path, header, finished, complete, valid, index, VERSION, last)
+    return JournalState(path, header, finished, complete, valid, index, version, handed_out,
+                        last)
 
 
 def _header(path: Path, first: bytes) -> tuple[JournalHeader, int]:
@@ -315,6 +338,7 @@ class Journal:
         header: JournalHeader,
         *,
         carry: Iterable[RowResult | bytes] | None = None,
+        handed_out: int = 0,
         fsync_every: int = 0,  # also every N lines (0: by time only)
         fsync_seconds: float = 1.0,
     ) -> None:
@@ -330,6 +354,8 @@ class Journal:
         # streamed from the old file while the new one is written: no row is held.
         with atomic_write(path, "wb") as out:
             out.write(json.dumps(header.as_record()).encode() + b"\n")
+            if handed_out:  # an earlier attempt's mark: its unfinished rows stay in doubt
+                out.write(mark_line(handed_out))
             for item in carry or ():
                 out.write(item if isinstance(item, bytes) else encode(item))
         # Unbuffered: each line is one write(2), so it is the OS's as soon as write() returns.
@@ -352,6 +378,13 @@ class Journal:
                 os.fsync(self._handle.fileno())
                 self._pending = 0
                 self._last_sync = now
+
+    def mark(self, row: int) -> int:
+        """Write the mark ``>row`` (rows up to ``row`` may be sent from now); the journal's
+        length once it is written: what a copy elsewhere (S3) must hold before they are."""
+        with self._lock:
+            self._append(mark_line(row))
+            return self._handle.tell()
 
     def sync(self) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ from batch.store.files import write_text_atomic
 
 #: Keys written only when set (a run's summary has always had the others, null or not).
 _OMIT_EMPTY = {"hint", "rebuilt_from_journal", "undo_of", "force", "shards", "dry_run",
-               "incremental"}
+               "incremental", "in_doubt"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,8 @@ class RunSummary:
     shards: list[dict[str, Any]] | None = None  # a merge: each shard's own figures
     dry_run: bool = False
     incremental: dict[str, Any] | None = None  # what the state spared, the drift verified
+    # A resume: the rows an earlier attempt may have sent, read first; how many held already.
+    in_doubt: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     # -- reading -----------------------------------------------------------------------------
@@ -283,6 +285,10 @@ def format_summary(summary: RunSummary | Mapping[str, Any]) -> str:
         lines.append(f"  incremental: {inc.get('changed', 0)} rows changed, "
                      f"{inc.get('unchanged', 0)} unchanged since the state; verified "
                      f"{inc.get('verified', 0)}, drift {inc.get('drift', 0)}")
+    if s.in_doubt:
+        lines.append(f"  in doubt after a restart: {s.in_doubt.get('read', 0)} rows read "
+                     f"first, {s.in_doubt.get('held', 0)} already held their values (not "
+                     "written again)")
     if s.errors:
         lines.append("  errors: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items())))
     if s.stopped:

@@ -37,6 +37,7 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 
 from __future__ import annotations
 
+import random
 import shutil
 import tempfile
 import threading
@@ -66,6 +67,7 @@ from batch.store.s3 import PreconditionFailed
 from batch.store.storage import Location, Storage, parse, storage_for
 
 INTERVAL_SECONDS = 5.0
+THROUGH_ATTEMPTS = 5  # puts tried before a mark that must reach S3 stops the run instead
 ATTEMPTS = 1  # botocore retries each S3 request (store/s3.py): one layer, not two
 COMPLETE_LINE = b"%08x\t=complete\n" % zlib.crc32(b"=complete")
 
@@ -224,6 +226,29 @@ class Checkpoint:
             self.next_seq += 1
             self.uploaded += 1
             return len(data)
+
+    def through(self, offset: int) -> str:
+        """The journal's first ``offset`` bytes in S3 before the rows its newest mark covers
+        go out (``engine.handout``): put now what the timer has not put yet. A failed put is
+        tried again, jittered, a few times (``THROUGH_ATTEMPTS``); '' once there, else why
+        not (the run stops: a row must not be sent while S3 does not know it may have been).
+        """
+        failures = 0
+        while self.offset < offset:
+            try:
+                put = self.upload()
+            except LeaseLost as exc:
+                return str(exc) or "lost the report's lease to another run"
+            except StorageError as exc:
+                failures += 1
+                if failures >= THROUGH_ATTEMPTS:
+                    return f"the checkpoint cannot reach S3 ({exc})"
+                self.warn(f"warning: checkpoint upload failed ({exc}); retrying")
+                self.sleep(random.uniform(0, min(4.0, 0.25 * 2**failures)))
+            else:
+                if not put:
+                    return ""  # nothing to copy (no journal yet): nothing to wait for
+        return ""
 
     def _put_segment(self, n: int, data: bytes) -> None:
         where = self._key(n)

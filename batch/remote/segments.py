@@ -52,6 +52,10 @@ def rows_in_range(data: bytes) -> bool:
         payload = line[9:]
         if payload == b"=complete":
             continue
+        if payload[:1] == b">":  # a write-ahead mark (journal version 3)
+            if not payload[1:].isdigit() or int(payload[1:]) < 1:
+                return False
+            continue
         row = payload[: payload.find(b"\t")]
         if not row.isdigit() or int(row) < 1:
             return False
