@@ -18,6 +18,7 @@ from typing import Any
 from helpers import report_rows, wait_for
 
 from batch.plan.in_doubt import HELD
+from batch.record.before_images import WRITTEN_BEFORE
 from batch.record.journal import journal_path, read_journal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +160,49 @@ def test_kill_9_then_resume_reads_the_rows_in_flight_and_writes_none_twice(
     # ... and the reads were only the rows in doubt: never the whole input again
     reads = emulator.stats()["operations"].get("AdminGetUser", {}).get("calls", 0)
     assert len(held) <= reads <= kills * (128 + 8 + 64)
+
+
+def test_kill_9_with_before_images_then_resume_and_undo_puts_every_user_back(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN 400 rows with before-images on (a real pool's default), 20 ms answers, 8 in flight
+    n, kills_planned = 400, 3
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n,
+                                   quotas={"UserUpdate": 2000, "UserRead": 2000,
+                                           "UserList": 2000}, latency_ms=20)
+    rng = random.Random(61)
+    kills = runs = 0
+    code = None
+    # WHEN the job is killed with SIGKILL while rows are in flight, and rerun until it ends
+    while code not in (0, 1):
+        runs += 1
+        assert runs <= kills_planned + 3, "the job never finished"
+        proc = start(source, pool, emulator, report, "--undo", "--rate", "400", "--workers",
+                     "8")
+        if kills < kills_planned:
+            target = journal_lines(report) + rng.randint(20, n // (kills_planned + 2))
+            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
+        code = proc.returncode if proc.returncode >= 0 else None
+    # THEN one write per row; a row an earlier attempt wrote (its image recorded, the user
+    # holding its values when read again) is ``updated`` with no call of this attempt
+    assert kills == kills_planned and code == 0
+    assert updates_accepted(emulator) == n
+    rows = list(report_rows(report).values())
+    assert {r["status"] for r in rows} == {"updated"}
+    earlier = [r for r in rows if r["error_message"] == WRITTEN_BEFORE]
+    assert earlier and all(r["attempts"] == "0" for r in earlier)
+    # WHEN the run is undone
+    undo = subprocess.run(
+        [sys.executable, "-m", "batch", "undo", str(report), "--endpoint-url",
+         emulator.endpoint_url, "--yes", "--quiet"], cwd=ROOT, capture_output=True, timeout=120)
+    # THEN every user is back as it was, those written by a killed attempt too
+    assert undo.returncode == 0, undo.stderr.decode()
+    for i in range(1, n + 1):
+        stored = emulator.get_user_attributes(pool, f"k{i:05d}")
+        assert "custom:tier" not in stored and "custom:department" not in stored, i
 
 
 def test_sigterm_stops_cleanly_and_a_rerun_finishes(
