@@ -83,7 +83,7 @@ class Handout:
 
     def _cover(self, row: int) -> str:
         if row > self.mark - self.step // 2:
-            self.mark = max(row, self.mark) + self.step
+            self.mark = row + self.step  # > the last mark: row passed half of its lead
             offset = self.journal.mark(self.mark)
             self.marks += 1
             if self.durable is None:
