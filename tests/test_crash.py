@@ -162,6 +162,29 @@ def test_kill_9_then_resume_reads_the_rows_in_flight_and_writes_none_twice(
     assert len(held) <= reads <= kills * (128 + 8 + 64)
 
 
+def test_a_resume_refused_the_read_writes_the_rows_in_doubt_again_saying_so(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run killed with rows in flight
+    n = 300
+    pool, source, report = prepare(emulator, make_pool, tmp_path, n, latency_ms=20)
+    proc = start(source, pool, emulator, report, "--rate", "400", "--workers", "8")
+    assert wait_for(lambda: journal_lines(report) >= 60, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    # ... and an identity that may not read users (a minimal policy, before-images off)
+    emulator.inject("AdminGetUser", after=0, code="AccessDeniedException")
+    # WHEN it resumes
+    again = start(source, pool, emulator, report, "--rate", "1000")
+    _, err = again.communicate(timeout=120)
+    # THEN it finishes as before this check existed (those rows written again), saying so once
+    assert again.returncode == 0, err.decode()
+    assert err.decode().count("written again without reading them first") == 1
+    rows = list(report_rows(report).values())
+    assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
+    assert {r["status"] for r in rows} == {"updated"}
+
+
 def test_kill_9_with_before_images_then_resume_and_undo_puts_every_user_back(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:

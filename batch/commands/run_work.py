@@ -17,6 +17,7 @@ import numpy as np
 from batch.commands.incremental import StateSink
 from batch.commands.sync import SyncWriter
 from batch.engine.work import Resolve, Unreached, Work
+from batch.errors import FatalError
 from batch.inputs.datasets import dataset_parts
 from batch.inputs.reader import iter_column, iter_rows
 from batch.inputs.scan import KeyScan
@@ -24,7 +25,7 @@ from batch.models import RowResult, Status, UserUpdate
 from batch.pace.controllers import RateController
 from batch.pace.rate_plan import category_controller
 from batch.plan.in_doubt import ReadFirst, diffing
-from batch.plan.lookup import Resolver
+from batch.plan.lookup import DENIED, Resolver
 from batch.plan.mapping import Planner
 from batch.plan.sync_resolve import SyncResolver
 from batch.record.before_images import BeforeImages, Remembering, UndoLog, iter_records
@@ -181,7 +182,8 @@ class RunWork(Work):
         self._resolve = job.resolver
         if self.in_doubt:  # read before writing again what an earlier attempt may have sent
             read = diffing(job.resolver) or self._live_resolver()
-            self._resolve = self.read_first = ReadFirst(job.resolver, read, self.in_doubt)
+            if read is not None:
+                self._resolve = self.read_first = ReadFirst(job.resolver, read, self.in_doubt)
         if job.records_undo and isinstance(job.lookup, Remembering) and self._resolve is not None:
             self.undo_log = UndoLog(job.files.before_images, self.undo_header,
                                     journaled=self.journaled)
@@ -198,11 +200,21 @@ class RunWork(Work):
             sinks.append(StateSink(job.incremental))  # type: ignore[arg-type]
         return sinks  # type: ignore[return-value]
 
-    def _live_resolver(self) -> Resolver:
+    def _live_resolver(self) -> Resolver | None:
         """A resume's rows in doubt, when nothing else reads the pool: each user read live
-        and diffed (``plan.in_doubt``); the planner marked the verified flags already."""
+        and diffed (``plan.in_doubt``); the planner marked the verified flags already. None
+        when the read is refused: they are written again, as before, said once."""
         job = self.job
-        job.lookup, job.lookup_mode = job._live(job.stop_event), "live (rows in doubt)"
+        try:
+            job.lookup = job._live(job.stop_event)
+        except FatalError as exc:
+            if exc.code not in DENIED:
+                raise
+            job.log.warning(f"warning: cognito-idp:AdminGetUser is refused ({exc.code}): the "
+                            "rows that may have been in flight when the earlier attempt "
+                            "stopped are written again without reading them first")
+            return None
+        job.lookup_mode = "live (rows in doubt)"
         types = {n: r.data_type for n, r in job.schema.rules.items()} if job.schema else {}
         return Resolver(job.lookup, job.config.key, True, False, types)
 
