@@ -198,6 +198,30 @@ def test_sigterm_puts_checkpoint_report_and_summary_in_s3(
     print(f"\ns3 sigterm test: SIGTERM->exit {took:.2f}s, rows done {len(done_in_report)}")
 
 
+def test_fresh_never_replaces_an_unfinished_s3_runs_before_images(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path
+) -> None:
+    # GIVEN an S3-report run with before-images, stopped (SIGTERM) part way: its images in S3
+    n = 300
+    pool, bucket = prepare(make_pool, make_bucket, s3_client, n)
+    emulator.configure(quotas={"UserUpdate": 1000}, latency_ms=5)
+    args = command(pool, emulator, bucket, "--undo", "--rate", "50",
+                   "--checkpoint-seconds", "0.2")
+    proc = start(args, tmp_path / "m1")
+    assert wait_for(lambda: len(keys(s3_client, bucket, SEGMENTS)) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    images = get(s3_client, bucket, "out/report.csv.undo.jsonl")
+    # WHEN the same command runs with --fresh on another machine
+    again = start(args + ["--fresh"], tmp_path / "m2")
+    _, err = again.communicate(timeout=60)
+    # THEN it is refused before any write, and the images in S3 are the stopped run's
+    assert again.returncode == 2, err.decode()
+    assert "before-images" in err.decode() and "--fresh" in err.decode()
+    assert get(s3_client, bucket, "out/report.csv.undo.jsonl") == images
+
+
 def test_report_in_s3_lands_beside_it(
     make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any, tmp_path: Path
 ) -> None:

@@ -353,6 +353,9 @@ class S3Report:
         # against it, with --fresh too (it discards a journal, not what the pool holds).
         self._download(self.beside(state_path(self.local)), state_path(self.local))
         if fresh:
+            # Only the before-images: an unfinished run's are refused to --fresh as for a
+            # local report (``run._keep_images``), never replaced by this run's at its end.
+            self._download(self.beside(undo_path(self.local)), undo_path(self.local))
             return
         if self._download(self.journal_object, self.journal):
             for name in (summary_path(self.local), self.local):
