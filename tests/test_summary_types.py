@@ -85,3 +85,41 @@ def test_no_command_tracebacks_on_a_wrong_type(
                 assert "Traceback" not in err
     finally:
         spath.write_text(original)
+
+
+def _sample(name: str, kind: str) -> Any:
+    """A value of the field's declared type that is not its default."""
+    if name == "quota":
+        from batch.record.summary import Quota
+
+        return Quota({"UserUpdate": 50.0}, source="read from GetProvisionedLimit")
+    if name == "rate":
+        return "auto"
+    if name == "exit_code":
+        return 1
+    if kind.startswith("dict"):
+        return {"read": 3, "held": 2} if name in ("counts", "errors") else {"k": 1}
+    if kind.startswith("list"):
+        return [{"shard": "1/2"}] if name == "shards" else ["a"]
+    if kind.startswith("bool"):
+        return True
+    if kind.startswith("int"):
+        return 7
+    if kind.startswith("float"):
+        return 2.5
+    if kind.startswith("str"):
+        return "x"
+    return {"k": 1}
+
+
+def test_every_field_a_run_writes_reads_back_as_written() -> None:
+    # GIVEN a summary with every field set to a value of its declared type
+    import dataclasses
+
+    values = {f.name: _sample(f.name, str(f.type)) for f in dataclasses.fields(RunSummary)
+              if f.name != "extra"}
+    written = RunSummary(**values)
+    # WHEN it is read back (what report, retry, merge, undo and the HTML page do)
+    read = RunSummary.from_json(json.loads(json.dumps(written.as_json())))
+    # THEN it is the same summary: no field the pipeline writes is refused as a wrong type
+    assert read == written

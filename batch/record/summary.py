@@ -200,7 +200,7 @@ _DEFAULTS: dict[str, Any] = {f.name: getattr(RunSummary(), f.name)
 _NULLABLE = {f.name for f in dataclasses.fields(RunSummary) if "None" in str(f.type)}
 #: Each field's JSON shape: what ``typed`` accepts (None is the default, taken before).
 _NUMBER_MAPS = {"counts", "errors"}
-_MAPS = {"settings", "pool", "concurrency", "max_failures", "undo"}
+_MAPS = {"settings", "pool", "concurrency", "max_failures", "undo", "incremental", "in_doubt"}
 _INTS = {"rows", "calls", "throttles", "faults", "resumed_rows", "read_calls"}
 _FLOATS = {"duration_s", "achieved_rate", "rate_final", "rate_low", "rate_high", "rate_ceiling"}
 _TEXTS = {"stopped", "report", "journal", "input", "input_sha256", "shard", "lookup",
