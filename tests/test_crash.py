@@ -17,6 +17,7 @@ from typing import Any
 
 from helpers import report_rows, wait_for
 
+from batch.engine.handout import LOCAL_STEP
 from batch.plan.in_doubt import HELD
 from batch.record.before_images import WRITTEN_BEFORE
 from batch.record.journal import journal_path, read_journal
@@ -159,7 +160,7 @@ def test_kill_9_then_resume_reads_the_rows_in_flight_and_writes_none_twice(
         assert (stored["custom:tier"], stored["custom:department"]) == (f"t{i % 13}", f"d{i % 17}")
     # ... and the reads were only the rows in doubt: never the whole input again
     reads = emulator.stats()["operations"].get("AdminGetUser", {}).get("calls", 0)
-    assert len(held) <= reads <= kills * (128 + 8 + 64)
+    assert len(held) <= reads <= kills * (LOCAL_STEP + 8 + 64)
 
 
 def test_a_resume_refused_the_read_writes_the_rows_in_doubt_again_saying_so(

@@ -122,7 +122,7 @@ def test_a_mark_the_copy_cannot_hold_stops_the_feed_before_the_row(tmp_path: Pat
 
 def test_step_for_a_local_and_a_copied_journal() -> None:
     assert step_for(150.0, lead_seconds=0) == LOCAL_STEP
-    assert step_for(150.0, lead_seconds=5.0) == 1500
+    assert step_for(150.0, lead_seconds=5.0) == 750
     assert step_for(1.0, lead_seconds=5.0) == LOCAL_STEP
     assert step_for(10_000.0, lead_seconds=5.0) == MAX_STEP
     assert step_for(float("inf"), lead_seconds=5.0) == MAX_STEP

@@ -12,8 +12,8 @@ Marks run ``step`` rows ahead and are raised when the feed passes half of that l
 cost one journal line per ``step / 2`` rows. Where the journal's copy that survives a lost
 machine is elsewhere (an S3 report's segments), a row may go out only once a mark covering it
 is there: ``Durable.through`` (the checkpoint) puts the journal's lines up to the mark first.
-The timed segment uploads normally carry the next mark before the feed reaches it, because
-the lead is set to twice the upload interval at the planned rate.
+The timed segment uploads mostly carry the next mark before the feed reaches it, because
+the lead is one upload interval at the planned rate; when not, the feed puts it first.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from batch.record.journal import Journal
 
 #: The lead of a local journal's marks: its lines are the OS's when written (kill -9 keeps
 #: them), so a short lead costs nothing and keeps a resume's reads to what was in flight.
-LOCAL_STEP = 128
+LOCAL_STEP = 32
 #: The most rows a mark runs ahead when it must first reach S3: what a resume may read in vain.
 MAX_STEP = 4096
 
@@ -43,13 +43,14 @@ class Durable(Protocol):
 
 
 def step_for(rate: float, *, lead_seconds: float) -> int:
-    """How far ahead marks run: ``LOCAL_STEP``, or for a copied journal twice the rows the
-    planned ``rate`` sends in ``lead_seconds`` (the upload interval), within bounds."""
+    """How far ahead marks run: ``LOCAL_STEP``, or for a copied journal the rows the planned
+    ``rate`` sends in ``lead_seconds`` (the upload interval), within bounds: a new mark is
+    written half of that ahead of the feed, so the next timed upload mostly carries it."""
     if lead_seconds <= 0:
         return LOCAL_STEP
     if not math.isfinite(rate) or rate <= 0:  # no ceiling planned: the most it may be
         return MAX_STEP
-    return max(LOCAL_STEP, min(MAX_STEP, int(2 * rate * lead_seconds)))
+    return max(LOCAL_STEP, min(MAX_STEP, int(rate * lead_seconds)))
 
 
 class Handout:
