@@ -27,8 +27,12 @@ garbled (its checksum fails): what follows it is not trusted and is redone.
 
 Reading keeps no row in memory: ``read_journal`` returns the finished rows as a bitmap
 (``RowSet``), and ``JournalState.carried`` / ``records`` stream them again from the file when
-the report and the compacted journal are assembled (a carried line is copied as it is). The
-last record of a row wins. Sizes and fsync costs measured: docs/design/journal.md.
+the report is assembled. The last record of a row wins: a resume appends to the journal it
+resumes (``Journal(..., append_at=...)``, no rewrite before its first write, issue 22 item 4),
+so a row redone after a failure has two records; which line is a row's last is found by
+reading the file backwards into a bitmap over lines (``JournalState._superseded``), so memory
+stays flat however many rows were redone. Sizes and fsync costs measured:
+docs/design/journal.md.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ _WORD = {letter: status.value for status, letter in _LETTER.items()}
 #: A report row's cells, in ``REPORT_COLUMNS`` order.
 Cells = tuple[int, str, str, str, int, str, str, int]
 _FINISHED = frozenset(_LETTER[s].encode() for s in FINISHED)
+_FINISHED_LETTERS = frozenset(_LETTER[s] for s in FINISHED)
 _COMPLETE = b"=complete"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
@@ -147,16 +152,42 @@ class JournalState:
     valid_bytes: int  # the length up to the last trusted line
     records_count: int = 0  # trusted result lines (a row recorded twice counts twice)
     version: int = VERSION
-    # Rows recorded more than once -> the index of their last record. Empty for a journal
-    # this tool wrote (a resume compacts it and then writes each row once).
-    _last: dict[int, int] = field(default_factory=dict)
+    # Rows recorded more than once (a resume appends: a row redone after a failure, or a
+    # hand-written journal): only their lines need the backward pass (``_superseded``).
+    _repeated: RowSet | None = None
+    _superseded_lines: RowSet | None = field(default=None, repr=False)
+
+    def _superseded(self) -> RowSet | None:
+        """The indices of the result lines a later line of the same row replaces (None: no
+        row was recorded twice). Found reading the trusted bytes backwards: the first line of
+        a row met from the end is its last; two bitmaps, whatever the journal holds."""
+        if self._repeated is None or not len(self._repeated):
+            return None
+        if self._superseded_lines is None:
+            out, seen, repeated = RowSet(self.records_count), RowSet(), self._repeated
+            index = self.records_count
+            for payload in _backwards(self.path, self.valid_bytes):
+                if not payload[:1].isdigit():
+                    continue  # not a result (``=complete``): no index
+                index -= 1
+                row = int(payload[: payload.find(b"\t")])
+                if row in repeated:
+                    if row in seen:
+                        out.add(index)
+                    else:
+                        seen.add(row)
+            self._superseded_lines = out
+        return self._superseded_lines
 
     def _entries(self, *, finished_only: bool) -> Iterator[tuple[bytes, list[str]]]:
-        """Each row's last line and its fields (unescaped), in journal order, from the file."""
+        """Each row's last line and its fields (unescaped), in journal order, from the file.
+        ``finished_only``: the rows finished when the journal was read (the line's own status
+        is checked too: ``finished`` is the resume's bitmap, which grows as the run goes)."""
+        superseded = self._superseded()
         with open(self.path, "rb") as handle:
             offset = len(handle.readline())  # the header
             index = 0
-            last, finished = self._last, self.finished
+            finished = self.finished
             for line in handle:
                 offset += len(line)
                 if offset > self.valid_bytes:
@@ -168,9 +199,9 @@ class JournalState:
                 row = int(parts[0])
                 mine = index
                 index += 1
-                if finished_only and row not in finished:
+                if finished_only and (row not in finished or parts[1] not in _FINISHED_LETTERS):
                     continue
-                if last and last.get(row, mine) != mine:
+                if superseded is not None and mine in superseded:
                     continue  # an earlier record of a row recorded again later
                 if len(parts) < 8:
                     parts += _PAD[len(parts) :]
@@ -228,8 +259,7 @@ def read_journal(
             return _old_version(path, handle, header, version)
         ours = last_row is not None and header == of
         bound, low = (last_row, 1) if ours and last_row is not None else (MAX_ROW, 0)
-        finished, seen = RowSet(limit=bound), RowSet(limit=bound)
-        last: dict[int, int] = {}
+        finished, seen, repeated = RowSet(limit=bound), RowSet(limit=bound), RowSet(limit=bound)
         complete = False
         valid = len(first)
         index = 0
@@ -258,7 +288,7 @@ def read_journal(
                 break  # a row no input of this run has: the file was damaged or edited
             valid += len(line)
             if row in seen:
-                last[row] = index
+                repeated.add(row)
             else:
                 seen.add(row)
             if status in finished_codes:
@@ -266,7 +296,24 @@ def read_journal(
             else:
                 finished.discard(row)
             index += 1
-    return JournalState(path, header, finished, complete, valid, index, VERSION, last)
+    return JournalState(path, header, finished, complete, valid, index, VERSION, repeated)
+
+
+def _backwards(path: Path, end: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """The payloads of the lines after the header and before ``end`` (a line's end), last
+    first, read a block at a time."""
+    with open(path, "rb") as handle:
+        start = len(handle.readline())
+        tail, high = b"", end
+        while high > start:
+            low = max(start, high - block)
+            handle.seek(low)
+            lines = (handle.read(high - low) + tail).split(b"\n")
+            high = low
+            # The block's first piece may be the end of a line that began earlier.
+            tail = lines[0] + b"\n" if high > start else b""
+            for line in reversed(lines[1 if high > start else 0 : -1]):
+                yield line[9:]
 
 
 def _header(path: Path, first: bytes) -> tuple[JournalHeader, int]:
@@ -317,6 +364,7 @@ class Journal:
         carry: Iterable[RowResult | bytes] | None = None,
         fsync_every: int = 0,  # also every N lines (0: by time only)
         fsync_seconds: float = 1.0,
+        append_at: int | None = None,
     ) -> None:
         self.path = path
         self._fsync_every = fsync_every
@@ -325,13 +373,23 @@ class Journal:
         self._lock = threading.RLock()
         self._pending = 0
         self._last_sync = time.monotonic()
-        # A fresh (or compacted) journal is written aside and renamed into place, so a crash
-        # here leaves either the old journal or the new one, never half of one. The carry is
-        # streamed from the old file while the new one is written: no row is held.
-        with atomic_write(path, "wb") as out:
-            out.write(json.dumps(header.as_record()).encode() + b"\n")
-            for item in carry or ():
-                out.write(item if isinstance(item, bytes) else encode(item))
+        if append_at is not None:
+            # A resume continues the journal it read (its header is this run's): nothing is
+            # rewritten before the first write. Only a torn last line (``valid_bytes`` short
+            # of the size) is cut, so the next line starts where the trusted ones end; a crash
+            # around the cut leaves a file that reads the same either way.
+            with open(path, "r+b") as old:
+                if os.fstat(old.fileno()).st_size > append_at:
+                    old.truncate(append_at)
+                    os.fsync(old.fileno())
+        else:
+            # A fresh journal is written aside and renamed into place, so a crash here leaves
+            # either the old journal or the new one, never half of one. A carry is streamed
+            # from the old file while the new one is written: no row is held.
+            with atomic_write(path, "wb") as out:
+                out.write(json.dumps(header.as_record()).encode() + b"\n")
+                for item in carry or ():
+                    out.write(item if isinstance(item, bytes) else encode(item))
         # Unbuffered: each line is one write(2), so it is the OS's as soon as write() returns.
         self._handle: IO[bytes] = open_private(path, "ab", buffering=0)
 
