@@ -218,6 +218,9 @@ class Pipeline:
             CarrySink(writer, reported, state, fanout.lock, urgent=self.urgent,
                       on_carried=progress.add_counts, on_error=self._wind_down))
         fanout.ordered += [report_sink, *own]
+        on_call: Callable[[float], None] = timeline.record_call
+        if isinstance(report_sink, CarrySink):  # the carry waits for the first answered call
+            on_call = report_sink.after_first_call(on_call)
         self.runner = runner = Runner(
             work.writer(),
             RunnerSettings(
@@ -228,7 +231,7 @@ class Pipeline:
                 give_up_after=config.give_up_after,
             ),
             controller=controller, on_result=fanout, resolve=work.resolve(),
-            stop=self.stop_event, on_call=timeline.record_call, on_note=progress.note,
+            stop=self.stop_event, on_call=on_call, on_note=progress.note,
             controllers=work.controllers(),
         )
         work.started(runner)
@@ -243,8 +246,6 @@ class Pipeline:
         with Closing([journal_sink]) as last, Closing(
             [progress_sink, report_sink, *own, TimelineSink(recorder)]
         ) as first:
-            if isinstance(report_sink, CarrySink):
-                report_sink.start()
             runner.run(work.feed(reported, self._wind_down))
             if not report_sink.wait():  # a signal stopped the carry: the report is not whole
                 first.close(False)

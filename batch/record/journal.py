@@ -299,7 +299,7 @@ def read_journal(
     return JournalState(path, header, finished, complete, valid, index, VERSION, repeated)
 
 
-def _backwards(path: Path, end: int, block: int = 1 << 20) -> Iterator[bytes]:
+def _backwards(path: Path, end: int, block: int = 1 << 18) -> Iterator[bytes]:
     """The payloads of the lines after the header and before ``end`` (a line's end), last
     first, read a block at a time."""
     with open(path, "rb") as handle:
