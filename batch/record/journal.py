@@ -222,9 +222,9 @@ class JournalState:
             yield int(p[0]), p[1], int(p[2]), p[4], p[8] if len(p) > 8 else ""
 
     def carried(self) -> Iterator[tuple[bytes, Cells]]:
-        """The finished rows, as what a resume copies: the journal line as it is (into the
-        compacted journal) and the report's cells (no ``RowResult``: a resume of millions of
-        rows spends its time here)."""
+        """The finished rows, as what a resume copies into the report: the journal line as it
+        is and the report's cells (no ``RowResult``: a resume of millions of rows spends its
+        time here)."""
         for line, p in self._entries(finished_only=True):
             yield line, (int(p[0]), p[4], p[5], _WORD[p[1]], int(p[2]), p[6], p[7], int(p[3]))
 
