@@ -216,7 +216,7 @@ class Pipeline:
         report_sink: ReportSink | CarrySink = (
             ReportSink(writer, reported) if state is None else
             CarrySink(writer, reported, state, fanout.lock, urgent=self.urgent,
-                      on_carried=progress.add_counts, on_error=self._wind_down))
+                      on_carried=progress.add_carried, on_error=self._wind_down))
         fanout.ordered += [report_sink, *own]
         on_call: Callable[[float], None] = timeline.record_call
         if isinstance(report_sink, CarrySink):  # the carry waits for the first answered call
@@ -238,7 +238,7 @@ class Pipeline:
         recorder = Recorder(timeline, lambda: Reading(
             sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
             rate=controller.rate, in_flight=runner.stats.in_flight,
-            statuses=dict(progress.counters.by_status)), files.timeline)
+            statuses=progress.own_statuses()), files.timeline)
         recorder.start(resumed_rows=resumed)
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
