@@ -11,6 +11,8 @@ import io
 import os
 import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -281,48 +283,139 @@ def test_an_unfinished_journal_of_an_older_version_is_exit_2_in_one_line(
     assert err.count("\n") == 1
 
 
-def test_a_signal_during_the_carry_stops_at_once_and_leaves_the_journal_as_it_was(
-    tmp_path: Path,
-) -> None:
-    # GIVEN a run of 20,000 rows stopped half way (about 10,000 finished rows to carry)
-    n = 20_000
+def updated_in_journal(report: Path) -> set[str]:
+    """The users whose last record in the journal is ``updated``: written, never again."""
+    state = read_journal(journal_path(report))
+    assert state is not None
+    return {r.username for r in state.records() if r.status.value == "updated"}
+
+
+def stopped_half_way(
+    tmp_path: Path, n: int, suffix: str = "csv"
+) -> tuple[Path, Path, FakeCognito, bytes]:
+    """A run of n rows (one in 100 a call) stopped half way by SIGTERM: about n/2 finished
+    rows for a resume to carry; the input, the report, the pool and the journal's bytes."""
     source = write_input(tmp_path / "in.csv", n, valid_every=100)
-    report = tmp_path / "out.csv"
+    report = tmp_path / f"out.{suffix}"
     fake = FakeCognito(users(n))
     first = Job(config(source, report), gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
     stop_at(first, fake, f"user{n // 2}")
     first.run()
     fake.hook = None
-    before = journal_path(report).read_bytes()
+    fake.calls.clear()
+    return source, report, fake, journal_path(report).read_bytes()
 
-    # WHEN a resume is signalled (as SIGTERM does) just after it starts copying finished rows
+
+def test_a_signal_during_the_carry_stops_at_once_and_the_journal_keeps_every_result(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a run of 20,000 rows stopped half way (about 10,000 finished rows to carry)
+    n = 20_000
+    source, report, fake, before = stopped_half_way(tmp_path, n)
+    summary_before = summary_path(report).read_bytes()
+
+    # WHEN a resume is signalled (as SIGTERM does) just after its carry starts copying the
+    # finished rows into the report, while its runner already writes
     job = Job(config(source, report), gateway=fake, stream=io.StringIO())  # type: ignore[arg-type]
     copied: list[int] = []
+    calls_at_signal: list[int] = []
     original = JournalState.carried
 
     def carried(self: JournalState) -> Any:
         for item in original(self):
             copied.append(item[1][0])
             if len(copied) == 1:
-                job._stop("interrupted by SIGTERM")  # noqa: SLF001 - what the handler calls
+                calls_at_signal.append(len(fake.calls))
+                job.pipeline.signals._on_signal(signal.SIGTERM, None)  # noqa: SLF001 - the handler
             yield item
 
-    fake.calls.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(JournalState, "carried", carried)
         result = job.run()
 
-    # THEN it stopped within a few thousand rows of the copy, with no call made, exit 143
+    # THEN the first write did not wait for the carry (a call was answered before it began)
+    assert calls_at_signal and calls_at_signal[0] >= 1
+    # AND the carry stopped within a few thousand rows, exit 143
     assert len(copied) <= 4097 < len(read_journal(journal_path(report)).finished)  # type: ignore[union-attr]
-    assert fake.calls == [] and result.exit_code == 143
-    # AND the journal is as it was, no half report and no temporary is left
-    assert journal_path(report).read_bytes() == before
+    assert result.exit_code == 143
+    # AND the journal was appended to, not rewritten: its old lines as they were, then what
+    # this attempt did; no half report, no summary of this attempt, no temporary left
+    assert journal_path(report).read_bytes().startswith(before)
+    assert summary_path(report).read_bytes() == summary_before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             ["in.csv", journal_path(report).name, summary_path(report).name,
              timeline_path(report).name,  # the first run's, beside its journal
              RunFiles(report).keyscan.name]  # its key scan, kept for the resume
     )
-    # WHEN the same command runs again THEN it resumes to a whole report
+    # WHEN the same command runs again THEN it resumes to a whole report, writing no user
+    # that an earlier attempt updated
+    written = updated_in_journal(report)
+    fake.calls.clear()
     Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
     rows = assert_each_row_once(report, n)
     assert not [r for r in rows if r["status"] == "skipped"]
+    assert not written & {u for _, u in fake.calls}
+    assert sum(r["status"] == "updated" for r in rows) == n // 100
+
+
+KILLED_IN_CARRY = """
+import io, os, signal, sys, threading
+sys.path.insert(0, {tests!r})
+from fakes import FakeCognito
+from batch.commands.run import Job
+from batch.config import build_config
+from batch.record.journal import JournalState
+
+fake = FakeCognito({{f"user{{i}}": {{}} for i in range(1, {n} + 1)}})
+called = threading.Event()
+fake.hook = lambda user: called.set()
+original = JournalState.carried
+
+def carried(self):
+    for k, item in enumerate(original(self)):
+        if k == {at}:  # half way through the carry, once the runner has written: kill -9
+            called.wait(60)
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield item
+
+JournalState.carried = carried
+settings = {{"input": {source!r}, "user_pool_id": "us-east-1_test", "report": {report!r},
+            "rate": "100000", "workers": 4, "quiet": True, "confirm": False, "undo": False}}
+Job(build_config(None, settings), gateway=fake, stream=io.StringIO()).run()
+"""
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_kill_9_during_the_carry_then_a_resume_reports_and_writes_every_row_once(
+    tmp_path: Path, suffix: str
+) -> None:
+    # GIVEN a run of 20,000 rows stopped half way
+    n = 20_000
+    source, report, fake, before = stopped_half_way(tmp_path, n, suffix)
+
+    # WHEN a resume is killed with SIGKILL half way through its carry, its runner writing
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_IN_CARRY.format(
+            tests=str(Path(__file__).parent), n=n, at=n // 4, source=str(source),
+            report=str(report))],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # THEN the journal kept its old lines as they were, the killed attempt's after them
+    assert journal_path(report).read_bytes().startswith(before)
+    assert len(journal_path(report).read_bytes()) > len(before)
+
+    # WHEN the same command runs again
+    written = updated_in_journal(report)
+    again = Job(config(source, report), gateway=fake, stream=io.StringIO()).run()  # type: ignore[arg-type]
+
+    # THEN every row is reported once, none skipped, and no user written twice
+    rows = assert_each_row_once(report, n)
+    assert not [r for r in rows if r["status"] == "skipped"] and again.exit_code == 1
+    assert not written & {u for _, u in fake.calls}
+    assert sum(r["status"] == "updated" for r in rows) == n // 100
+    state = read_journal(journal_path(report))
+    assert state is not None and state.complete
+    # AND the report lists the rows carried first, then the rows this attempt did
+    carried = again.summary["resumed_rows"]
+    assert min(int(r["row"]) for r in rows[carried:]) > n // 2 - 100

@@ -7,8 +7,9 @@ and any extra sinks. The pipeline owns everything else, once:
 - before anything is written (``with pipeline.on(report, ...)``): the output guard over the
   run's whole file family (``layout.RunFiles``), a private folder, the report's ``RunLock``,
   snapshots and temporaries a killed run left;
-- the journal and its resume (the finished rows carried into the compacted journal and the
-  report in one pass), the report writer, the timeline, progress, the brake, signals
+- the journal and its resume (the journal appended to as it is; the finished rows carried
+  into the report by a thread while the runner already writes, ``engine.carry``), the report
+  writer, the timeline, progress, the brake, signals
   (``SignalStop``), the give-up breaker (the runner's, from ``--give-up-after``), the rows a
   stopped feed never read (reported ``skipped`` in bulk);
 - the summary (``summary.RunSummary``) and exit code, then the journal's completion marker:
@@ -22,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 from batch.config import JobConfig
 from batch.engine.brake import Brake, FailureLimit
+from batch.engine.carry import CarrySink
 from batch.engine.exit_codes import EXIT_SIGTERM, exit_code
 from batch.engine.handout import Durable, Handout, step_for
 from batch.engine.runner import Runner, RunnerSettings, progress_figures
@@ -59,7 +61,7 @@ from batch.record.guard import (
 from batch.record.journal import Journal, JournalHeader, JournalState
 from batch.record.layout import RunFiles
 from batch.record.lock import RunLock
-from batch.record.report import ReportWriter, open_report
+from batch.record.report import open_report
 from batch.record.summary import (
     Quota,
     RunSummary,
@@ -73,10 +75,6 @@ from batch.view.logs import EventLog
 from batch.view.progress import Listener, Progress
 
 Mismatch = Callable[[JournalState, JournalHeader], str]
-
-
-class CarryStopped(Exception):
-    """A signal arrived while a resume copied the finished rows."""
 
 
 class Pipeline:
@@ -96,6 +94,10 @@ class Pipeline:
         self.log = log
         self.handle_signals = handle_signals
         self.stop_event = threading.Event()
+        # Set by a stop that must be prompt (a signal, a lost lease: ``stop``), not by the
+        # apply's own (the brake, a changed input: ``_wind_down``): a resume's carry ends early
+        # only for the former; the latter still end with a whole report.
+        self.urgent = threading.Event()
         self.signals = SignalStop(stream, on_stop=self.stop, sync=self._sync,
                                   say=self._say if log.json else None)
         self.runner: Runner | None = None
@@ -201,25 +203,29 @@ class Pipeline:
         timeline = open_timeline(files.timeline, header.as_record(), rows=plan.rows,
                                  resume=state is not None)
         writer = open_report(files.report)
-        carried = Counters()
         try:
-            carry = self._carry(state, writer, carried) if state is not None else None
-            handed_out = state.handed_out if state is not None else 0
-            self.journal = Journal(files.journal, header, carry=carry, handed_out=handed_out)
+            # A resume appends to the journal it read: nothing is rewritten before the first
+            # write (issue 22 item 4); its finished rows reach the report on the carry's thread.
+            self.journal = Journal(files.journal, header, append_at=None if state is None
+                                   else state.valid_bytes)
+            handed_out = state.handed_out if state is not None else 0  # its marks stay in it
             if self.after_journal is not None:
                 self.after_journal(state is not None)
-        except CarryStopped:
-            return self._stopped_in_carry(writer)
         except BaseException:
             writer.close()
             raise
-        progress.add_counts(carried)
         brake = Brake(FailureLimit.parse(config.max_failures))
         journal_sink = JournalSink(self.journal, work.image)
-        report_sink = ReportSink(writer, reported)
         progress_sink, own = ProgressSink(progress), work.sinks()
-        fanout = Fanout([journal_sink, report_sink, *own],
-                        [progress_sink, BrakeSink(brake, self.stop)])
+        fanout = Fanout([journal_sink], [progress_sink, BrakeSink(brake, self._wind_down)])
+        report_sink: ReportSink | CarrySink = (
+            ReportSink(writer, reported) if state is None else
+            CarrySink(writer, reported, state, fanout.lock, urgent=self.urgent,
+                      on_carried=progress.add_carried, on_error=self._wind_down))
+        fanout.ordered += [report_sink, *own]
+        on_call: Callable[[float], None] = timeline.record_call
+        if isinstance(report_sink, CarrySink):  # the carry waits for the first answered call
+            on_call = report_sink.after_first_call(on_call)
         self.runner = runner = Runner(
             work.writer(),
             RunnerSettings(
@@ -230,14 +236,14 @@ class Pipeline:
                 give_up_after=config.give_up_after,
             ),
             controller=controller, on_result=fanout, resolve=work.resolve(),
-            stop=self.stop_event, on_call=timeline.record_call, on_note=progress.note,
+            stop=self.stop_event, on_call=on_call, on_note=progress.note,
             controllers=work.controllers(),
         )
         work.started(runner)
         recorder = Recorder(timeline, lambda: Reading(
             sent=runner.stats.calls, throttled=runner.stats.throttles, faults=runner.stats.faults,
             rate=controller.rate, in_flight=runner.stats.in_flight,
-            statuses=dict(progress.counters.by_status)), files.timeline)
+            statuses=progress.own_statuses()), files.timeline)
         recorder.start(resumed_rows=resumed)
         if self.stop_event.is_set():
             runner.stop(self.signals.reason or "interrupted")
@@ -247,8 +253,13 @@ class Pipeline:
         ) as first:
             durable, lead = self.durable or (None, 0.0)
             handout = Handout(self.journal, step=step_for(plan.rate, lead_seconds=lead),
-                              durable=durable, start=handed_out, stop=self.stop)
-            runner.run(handout.feed(work.feed(reported, self.stop)))
+                              durable=durable, start=handed_out, stop=self._wind_down)
+            runner.run(handout.feed(work.feed(reported, self._wind_down)))
+            if not report_sink.wait():  # a signal stopped the carry: the report is not whole
+                first.close(False)
+                last.close(False)
+                return self._stopped_in_carry()
+            carried = report_sink.counts if isinstance(report_sink, CarrySink) else Counters()
             # Once stopping, a feed may end early: the rows it never read are reported here,
             # in bulk, and not journaled (nothing was done to them), so a resume does them.
             with fanout.lock:
@@ -328,33 +339,17 @@ class Pipeline:
 
     # -- resume's carry, and a lost report --------------------------------------------------
 
-    def _carry(
-        self, state: JournalState, writer: ReportWriter, counts: Counters
-    ) -> Iterator[bytes]:
-        """The finished rows of the old journal, each written to the report on its way into
-        the compacted journal (the line as it is). A signal stops it: copying millions of
-        rows must not hold a SIGTERM past the scheduler's SIGKILL."""
-        by_status, by_error = counts.by_status, counts.by_error
-        stop = self.stop_event
-        for n, (line, cells) in enumerate(state.carried()):
-            if not n & 4095 and stop.is_set():
-                raise CarryStopped
-            writer.write_cells(cells)
-            by_status[cells[3]] = by_status.get(cells[3], 0) + 1
-            if cells[5]:
-                by_error[cells[5]] = by_error.get(cells[5], 0) + 1
-            yield line
-
-    def _stopped_in_carry(self, writer: ReportWriter) -> JobResult:
-        """A signal during the carry: the old journal stands untouched (the compacted one was
-        never renamed over it) and the half-copied report is removed, so nothing claims to be
-        the run's report; the same command resumes and writes it whole."""
+    def _stopped_in_carry(self) -> JobResult:
+        """A signal while the carry still copied the finished rows into the report (copying
+        millions of rows must not hold a SIGTERM past the scheduler's SIGKILL): the half
+        report is removed, so nothing claims to be the run's report, and no summary is
+        written; the journal holds every result (the old ones and this attempt's), so the
+        same command resumes and writes the report whole."""
         files = self.files
-        writer.close()
         files.report.unlink(missing_ok=True)
-        reason = self.signals.reason or "interrupted"
-        self.stream.write(f"cognito-batch: {reason} while resuming; {files.journal} is "
-                          "unchanged: run the same command again to resume\n")
+        reason = self.signals.reason or self.runner_reason() or "interrupted"
+        self.stream.write(f"cognito-batch: {reason} while resuming; {files.journal} holds "
+                          "every result: run the same command again to resume\n")
         summary: dict[str, Any] = {"stopped": reason, "report": str(files.report),
                                    "journal": str(files.journal)}
         return JobResult(self.signals.code or EXIT_SIGTERM, summary, files.report)
@@ -394,10 +389,20 @@ class Pipeline:
     # -- stopping ---------------------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
-        """A signal (or the brake) asks the apply to stop: the runner winds down, waits wake."""
+        """A signal (or a lost lease) asks the apply to stop, promptly: the runner winds down,
+        waits wake, a resume's carry ends."""
+        self.urgent.set()
+        self._wind_down(reason)
+
+    def _wind_down(self, reason: str) -> None:
+        """The apply stops itself (the brake, a changed input, a report that cannot be
+        written): as ``stop``, but a resume's carry still completes the report."""
         if self.runner is not None:
             self.runner.stop(reason)
         self.stop_event.set()
+
+    def runner_reason(self) -> str:
+        return self.runner.stop_reason if self.runner is not None else ""
 
     def _say(self, text: str) -> None:
         self.log.warning(text.strip().removeprefix("cognito-batch: "), signal=True)

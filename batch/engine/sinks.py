@@ -112,6 +112,10 @@ class ReportSink:
         self.writer.write(result)
         self.reported.add(result.row)
 
+    def wait(self) -> bool:
+        """Every row so far is in the report (a resume's ``CarrySink`` may still be copying)."""
+        return True
+
     def close(self, finished: bool) -> None:
         self.writer.close()  # durable (fsync'd) before the summary and the marker
 

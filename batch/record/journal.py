@@ -1,9 +1,9 @@
 """What is done, durably, so an interrupted run resumes without redoing or skipping rows.
 
-The journal is a file beside the report (``REPORT.journal``). Version 2: one JSON header line,
+The journal is a file beside the report (``REPORT.journal``). Version 3: one JSON header line,
 then one short tab-separated line per result, each with its own checksum::
 
-    {"journal": 2, "input_sha256": ..., "settings": ...}     the header
+    {"journal": 3, "input_sha256": ..., "settings": ...}     the header
     CRC32\\tROW\\tS\\tATTEMPTS\\tELAPSED_MS[\\tUSERNAME[\\tKEY[\\tCODE[\\tMESSAGE[\\tIMAGE]]]]]
     CRC32\\t>ROW                                                  rows up to ROW may be sent
     CRC32\\t=complete                                             a run that ended
@@ -15,6 +15,13 @@ backslash, tab, newline or carriage return in a text field is written ``\\\\ \\t
 a row whose image the run recorded: what ``undo`` checks the undo file against (a journal
 written before it has no such field, and reads as before). The header also names the pool
 (``pool``, ``region``) the run wrote to: the one an undo may write to.
+
+Version 3 adds the mark line ``>ROW``, written *before* any row above the previous mark is
+handed to a worker (``engine.handout``): after a kill, the rows up to the highest mark that
+have no finished result may have been sent, and a resume reads their users before writing
+them again (issue 20 item 6); rows above it were never sent. A resume appends to the journal
+it read, so an earlier attempt's marks stay in it and a resume killed in turn still knows.
+Version 2 journals (no marks) are read as before.
 
 Rows are keyed by the input's identity (SHA-256 of its bytes), the fingerprint of the settings
 that change what is written (pool, mapping, key, empty-cell rule ...), and the 1-based data row.
@@ -28,8 +35,12 @@ garbled (its checksum fails): what follows it is not trusted and is redone.
 
 Reading keeps no row in memory: ``read_journal`` returns the finished rows as a bitmap
 (``RowSet``), and ``JournalState.carried`` / ``records`` stream them again from the file when
-the report and the compacted journal are assembled (a carried line is copied as it is). The
-last record of a row wins. Sizes and fsync costs measured: docs/design/journal.md.
+the report is assembled. The last record of a row wins: a resume appends to the journal it
+resumes (``Journal(..., append_at=...)``, no rewrite before its first write, issue 22 item 4),
+so a row redone after a failure has two records; which line is a row's last is found by
+reading the file backwards into a bitmap over lines (``JournalState._superseded``), so memory
+stays flat however many rows were redone. Sizes and fsync costs measured:
+docs/design/journal.md.
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ _WORD = {letter: status.value for status, letter in _LETTER.items()}
 #: A report row's cells, in ``REPORT_COLUMNS`` order.
 Cells = tuple[int, str, str, str, int, str, str, int]
 _FINISHED = frozenset(_LETTER[s].encode() for s in FINISHED)
+_FINISHED_LETTERS = frozenset(_LETTER[s] for s in FINISHED)
 _COMPLETE = b"=complete"
 _MARK = b">"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
@@ -158,16 +170,42 @@ class JournalState:
     version: int = VERSION
     # The highest write-ahead mark: rows up to it with no finished result may have been sent.
     handed_out: int = 0
-    # Rows recorded more than once -> the index of their last record. Empty for a journal
-    # this tool wrote (a resume compacts it and then writes each row once).
-    _last: dict[int, int] = field(default_factory=dict)
+    # Rows recorded more than once (a resume appends: a row redone after a failure, or a
+    # hand-written journal): only their lines need the backward pass (``_superseded``).
+    _repeated: RowSet | None = None
+    _superseded_lines: RowSet | None = field(default=None, repr=False)
+
+    def _superseded(self) -> RowSet | None:
+        """The indices of the result lines a later line of the same row replaces (None: no
+        row was recorded twice). Found reading the trusted bytes backwards: the first line of
+        a row met from the end is its last; two bitmaps, whatever the journal holds."""
+        if self._repeated is None or not len(self._repeated):
+            return None
+        if self._superseded_lines is None:
+            out, seen, repeated = RowSet(self.records_count), RowSet(), self._repeated
+            index = self.records_count
+            for payload in _backwards(self.path, self.valid_bytes):
+                if not payload[:1].isdigit():
+                    continue  # not a result (``=complete``): no index
+                index -= 1
+                row = int(payload[: payload.find(b"\t")])
+                if row in repeated:
+                    if row in seen:
+                        out.add(index)
+                    else:
+                        seen.add(row)
+            self._superseded_lines = out
+        return self._superseded_lines
 
     def _entries(self, *, finished_only: bool) -> Iterator[tuple[bytes, list[str]]]:
-        """Each row's last line and its fields (unescaped), in journal order, from the file."""
+        """Each row's last line and its fields (unescaped), in journal order, from the file.
+        ``finished_only``: the rows finished when the journal was read (the line's own status
+        is checked too: ``finished`` is the resume's bitmap, which grows as the run goes)."""
+        superseded = self._superseded()
         with open(self.path, "rb") as handle:
             offset = len(handle.readline())  # the header
             index = 0
-            last, finished = self._last, self.finished
+            finished = self.finished
             for line in handle:
                 offset += len(line)
                 if offset > self.valid_bytes:
@@ -179,9 +217,9 @@ class JournalState:
                 row = int(parts[0])
                 mine = index
                 index += 1
-                if finished_only and row not in finished:
+                if finished_only and (row not in finished or parts[1] not in _FINISHED_LETTERS):
                     continue
-                if last and last.get(row, mine) != mine:
+                if superseded is not None and mine in superseded:
                     continue  # an earlier record of a row recorded again later
                 if len(parts) < 8:
                     parts += _PAD[len(parts) :]
@@ -202,9 +240,9 @@ class JournalState:
             yield int(p[0]), p[1], int(p[2]), p[4], p[8] if len(p) > 8 else ""
 
     def carried(self) -> Iterator[tuple[bytes, Cells]]:
-        """The finished rows, as what a resume copies: the journal line as it is (into the
-        compacted journal) and the report's cells (no ``RowResult``: a resume of millions of
-        rows spends its time here)."""
+        """The finished rows, as what a resume copies into the report: the journal line as it
+        is and the report's cells (no ``RowResult``: a resume of millions of rows spends its
+        time here)."""
         for line, p in self._entries(finished_only=True):
             yield line, (int(p[0]), p[4], p[5], _WORD[p[1]], int(p[2]), p[6], p[7], int(p[3]))
 
@@ -239,8 +277,7 @@ def read_journal(
             return _old_version(path, handle, header, version)
         ours = last_row is not None and header == of
         bound, low = (last_row, 1) if ours and last_row is not None else (MAX_ROW, 0)
-        finished, seen = RowSet(limit=bound), RowSet(limit=bound)
-        last: dict[int, int] = {}
+        finished, seen, repeated = RowSet(limit=bound), RowSet(limit=bound), RowSet(limit=bound)
         complete = False
         valid = len(first)
         index = handed_out = 0
@@ -280,7 +317,7 @@ def read_journal(
                 break  # a row no input of this run has: the file was damaged or edited
             valid += len(line)
             if row in seen:
-                last[row] = index
+                repeated.add(row)
             else:
                 seen.add(row)
             if status in finished_codes:
@@ -289,7 +326,24 @@ def read_journal(
                 finished.discard(row)
             index += 1
     return JournalState(path, header, finished, complete, valid, index, version, handed_out,
-                        last)
+                        repeated)
+
+
+def _backwards(path: Path, end: int, block: int = 1 << 18) -> Iterator[bytes]:
+    """The payloads of the lines after the header and before ``end`` (a line's end), last
+    first, read a block at a time."""
+    with open(path, "rb") as handle:
+        start = len(handle.readline())
+        tail, high = b"", end
+        while high > start:
+            low = max(start, high - block)
+            handle.seek(low)
+            lines = (handle.read(high - low) + tail).split(b"\n")
+            high = low
+            # The block's first piece may be the end of a line that began earlier.
+            tail = lines[0] + b"\n" if high > start else b""
+            for line in reversed(lines[1 if high > start else 0 : -1]):
+                yield line[9:]
 
 
 def _header(path: Path, first: bytes) -> tuple[JournalHeader, int]:
@@ -341,6 +395,7 @@ class Journal:
         handed_out: int = 0,
         fsync_every: int = 0,  # also every N lines (0: by time only)
         fsync_seconds: float = 1.0,
+        append_at: int | None = None,
     ) -> None:
         self.path = path
         self._fsync_every = fsync_every
@@ -349,15 +404,25 @@ class Journal:
         self._lock = threading.RLock()
         self._pending = 0
         self._last_sync = time.monotonic()
-        # A fresh (or compacted) journal is written aside and renamed into place, so a crash
-        # here leaves either the old journal or the new one, never half of one. The carry is
-        # streamed from the old file while the new one is written: no row is held.
-        with atomic_write(path, "wb") as out:
-            out.write(json.dumps(header.as_record()).encode() + b"\n")
-            if handed_out:  # an earlier attempt's mark: its unfinished rows stay in doubt
-                out.write(mark_line(handed_out))
-            for item in carry or ():
-                out.write(item if isinstance(item, bytes) else encode(item))
+        if append_at is not None:
+            # A resume continues the journal it read (its header is this run's): nothing is
+            # rewritten before the first write. Only a torn last line (``valid_bytes`` short
+            # of the size) is cut, so the next line starts where the trusted ones end; a crash
+            # around the cut leaves a file that reads the same either way.
+            with open(path, "r+b") as old:
+                if os.fstat(old.fileno()).st_size > append_at:
+                    old.truncate(append_at)
+                    os.fsync(old.fileno())
+        else:
+            # A fresh journal is written aside and renamed into place, so a crash here leaves
+            # either the old journal or the new one, never half of one. A carry is streamed
+            # from the old file while the new one is written: no row is held.
+            with atomic_write(path, "wb") as out:
+                out.write(json.dumps(header.as_record()).encode() + b"\n")
+                if handed_out:  # an earlier attempt's mark: its unfinished rows stay in doubt
+                    out.write(mark_line(handed_out))
+                for item in carry or ():
+                    out.write(item if isinstance(item, bytes) else encode(item))
         # Unbuffered: each line is one write(2), so it is the OS's as soon as write() returns.
         self._handle: IO[bytes] = open_private(path, "ab", buffering=0)
 

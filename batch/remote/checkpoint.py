@@ -23,12 +23,12 @@ Resume (``S3Report.restore``): with nothing on disk, the segments are listed and
 into the local journal, each checked line by line (checksums, segment 0 starting with the
 header); a damaged last segment is cut to its last whole line (and put back so), a damaged or
 missing segment before the last is refused. The job then checks the header as for a local
-journal (a changed input or other settings is refused) and compacts it locally; new segments
-continue the numbering, so S3's segments are always the old journal plus what followed.
+journal (a changed input or other settings is refused) and appends to it as it is; new
+segments continue the numbering, so S3's segments are always the local journal's bytes.
 
 The end (``S3Report.publish``), in the order a resume relies on: the last segment, then the
 report, summary and timeline objects, then (a finished run) the segment holding the
-journal's ``=complete`` line. Compaction: the whole local journal (already compacted) is put
+journal's ``=complete`` line. Compaction: the whole local journal is put
 as ``REPORT.journal`` and the segments are deleted, highest first, so what remains is always a
 prefix. While ``REPORT.journal`` exists it is the truth and any segments are leftovers of that
 compaction; a new run replacing a finished one deletes the leftovers and then that object
@@ -150,7 +150,7 @@ class Checkpoint:
         self, *, resumed: bool, restored_segments: int, clear: Callable[[], None], run: str = ""
     ) -> None:
         """Called once the local journal is open: a resume continues after the segments it
-        was rebuilt from (its compacted lines are in them already), under their run id
+        was rebuilt from (the journal's bytes so far are in them already), under their run id
         (``run``); a fresh run clears what an earlier run left and starts at segment 0 under
         a new one."""
         self.run = run if resumed and run else uuid.uuid4().hex

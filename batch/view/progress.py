@@ -72,6 +72,7 @@ class Progress:
         self._calls: deque[tuple[float, float]] = deque([(self._start, 0.0)])  # (time, calls)
         self._last_line = self._start
         self._lock = threading.Lock()
+        self._carried: dict[str, int] = {}
         self._done = 0
         self._bar = None
         self._log = log
@@ -112,17 +113,35 @@ class Progress:
             self._stream.write(self.line(now) + "\n")
             self._stream.flush()
 
-    def add_counts(self, counts: Counters) -> None:
-        """Count many results at once (carried rows, rows never reached): no work per row."""
-        n = sum(counts.by_status.values())
+    def add_carried(self, counts: Counters) -> None:
+        """A resume's carried rows, counted at once (from the carry's thread, mid-run): in the
+        totals, not in this attempt's own results (``own_statuses``)."""
         with self._lock:
-            for mine, theirs in ((self.counters.by_status, counts.by_status),
-                                 (self.counters.by_error, counts.by_error)):
-                for name, count in theirs.items():
-                    mine[name] = mine.get(name, 0) + count
-            self._done += n
-            if self._bar is not None and n:
-                self._bar.update(n)
+            for name, count in counts.by_status.items():
+                self._carried[name] = self._carried.get(name, 0) + count
+            self._count(counts)
+
+    def own_statuses(self) -> dict[str, int]:
+        """The results of this attempt by status (the carried rows left out): the timeline's."""
+        with self._lock:
+            return {name: count - self._carried.get(name, 0)
+                    for name, count in self.counters.by_status.items()}
+
+    def add_counts(self, counts: Counters) -> None:
+        """Count many results at once (rows never reached): no work per row."""
+        with self._lock:
+            self._count(counts)
+
+    def _count(self, counts: Counters) -> None:
+        """(The caller holds the lock.)"""
+        n = sum(counts.by_status.values())
+        for mine, theirs in ((self.counters.by_status, counts.by_status),
+                             (self.counters.by_error, counts.by_error)):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
+        self._done += n
+        if self._bar is not None and n:
+            self._bar.update(n)
 
     def note(self, message: str) -> None:
         """A message shown once, on its own line (above the bar on a terminal)."""
