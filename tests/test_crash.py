@@ -333,6 +333,37 @@ def test_retry_reruns_exactly_the_failed_rows(
     assert emulator.get_user_attributes(pool, "k00020")["custom:tier"] == "t7"
 
 
+def test_a_retry_killed_with_kill_9_is_resumed_by_the_same_retry_command(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a run where every other user did not exist yet (200 failed rows), then created
+    n = 400
+    pool = make_pool(users=[{"username": f"k{i:05d}"} for i in range(1, n + 1) if i % 2])
+    emulator.configure(quotas={"UserUpdate": 2000, "UserRead": 2000})
+    source = write_input(tmp_path / "in.csv", n)
+    report = tmp_path / "out.csv"
+    first = start(source, pool, emulator, report, "--rate", "1000", "--max-failures", "1000")
+    assert first.wait(timeout=60) == 1
+    emulator.seed_users(pool, [{"username": f"k{i:05d}"} for i in range(2, n + 1, 2)])
+    emulator.configure(latency_ms=20)
+    before = updates_accepted(emulator)
+    retry = [sys.executable, "-m", "batch", "retry", str(report), "--yes", "--quiet",
+             "--endpoint-url", emulator.endpoint_url, "--rate", "400", "--workers", "8"]
+    # WHEN the retry is killed with SIGKILL half way, and the same retry command is rerun
+    proc = subprocess.Popen(retry, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_for(lambda: journal_lines(tmp_path / "out.retry1.csv") >= 80, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    again = subprocess.run(retry, cwd=ROOT, capture_output=True, timeout=120)
+    # THEN it resumes that retry (before: a second retry wrote all 200 rows again, ~280
+    # writes, the first retry's half report left beside it): each row written once
+    assert again.returncode == 0, again.stderr.decode()
+    assert not (tmp_path / "out.retry2.csv").exists()
+    rows = list(report_rows(tmp_path / "out.retry1.csv").values())
+    assert sorted(int(r["row"]) for r in rows) == list(range(2, n + 1, 2))
+    assert updates_accepted(emulator) - before == n // 2
+
+
 def test_kill_9_during_a_sync_with_creates_and_group_changes_then_resume(
     emulator: Any, make_pool: Any, cognito_client: Any, tmp_path: Path
 ) -> None:

@@ -19,6 +19,8 @@ from batch.errors import StorageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.in_doubt import HELD, ReadFirst, diffing
 from batch.plan.lookup import Resolver
+from batch.plan.operations import Kind, Operation, SyncUpdate
+from batch.plan.sync_resolve import GroupSource, SyncResolver
 from batch.record.journal import Journal, JournalHeader, encode, mark_line, read_journal
 from batch.remote.checkpoint import THROUGH_ATTEMPTS, Checkpoint, S3Report
 from batch.remote.segments import rows_in_range
@@ -262,3 +264,20 @@ def test_without_any_resolver_only_the_rows_in_doubt_are_read() -> None:
     out = [read_first(update(r)) for r in range(1, 11)]
     assert users.reads == 3
     assert [isinstance(o, RowResult) for o in out] == [True] * 3 + [False] * 7
+
+
+def test_a_leaver_in_doubt_is_not_counted_as_read() -> None:
+    # GIVEN a --disable-missing leaver in doubt (planned from the pool's listing: its resolve
+    # reads nothing) and an input row in doubt
+    users = Users({"u1": {"custom:tier": "gold"}})
+    sync = SyncResolver(Resolver(users, "username", True, False), lambda: None,
+                        GroupSource(frozenset()))
+    read_first = ReadFirst(sync, diffing(sync) or sync, below=10)
+    leaver = SyncUpdate(5, "gone", (), enabled=False, preplanned=True,
+                        ops=(Operation(Kind.DISABLE, "gone"),), known=(("@enabled", "true"),))
+    # WHEN both are resolved
+    assert read_first(leaver) is leaver
+    read_first(update(1))
+    # THEN the summary's figures count the one read made, not the leaver (before: 2 read)
+    assert users.reads == 1
+    assert read_first.figures() == {"read": 1, "held": 1}

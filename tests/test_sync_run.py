@@ -13,6 +13,7 @@ from helpers import report_rows, write_csv
 
 from batch.cli import main
 from batch.emulator import DEFAULT_CUSTOM_SCHEMA
+from batch.record.journal import journal_path
 from batch.record.layout import undo_report_path
 
 #: Every category a sync calls, high enough that a test's calls never wait.
@@ -301,3 +302,35 @@ def test_undo_deletes_only_created_users_left_as_the_run_made_them(
     undo_rows = {v["username"]: (v["status"], v["error_code"])
                  for v in report_rows(undo_report_path(report)).values()}
     assert undo_rows["ja"] == ("skipped", "Conflict") == undo_rows["jb"]
+
+
+def test_a_disable_missing_sync_runs_again_and_resumes_on_the_same_report(
+    clean_emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN a --disable-missing sync that disabled two leavers (journaled as rows 19 and 20,
+    # after the input's 18 rows), on a report the next night's run uses again
+    clean_emulator.configure(quotas=QUOTAS)
+    pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
+    source = write_csv(tmp_path / "all.csv", ["username", "enabled"],
+                       [[f"u{n:02d}", "true"] for n in range(18)])
+    report = tmp_path / "r" / "report.csv"
+    args = ["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+            clean_emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
+            "--disable-missing", "--max-disable", "50%"]
+    assert main(args) == 0
+    journal = journal_path(report)
+    first = journal.read_bytes()
+    # WHEN it runs again: THEN it replaces the finished run (before: "corrupt journal", exit 2)
+    assert main(args) == 0
+    assert sorted(report_rows(report)) == list(range(1, 19))  # the leavers are disabled
+    # WHEN the first run had been killed with one leaver in flight (its line and the run's
+    # end never written)
+    journal.write_bytes(b"".join(line for line in first.splitlines(keepends=True)
+                                 if not line.endswith(b"\tu19\n")
+                                 and not line.endswith(b"=complete\n")))
+    # THEN the rerun resumes it (before: refused as a corrupt journal), the leaver it
+    # finished carried
+    assert main(args) == 0
+    rows = report_rows(report)
+    assert sorted(rows) == list(range(1, 20))
+    assert (rows[19]["username"], rows[19]["status"]) == ("u18", "updated")

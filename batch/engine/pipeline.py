@@ -165,6 +165,8 @@ class Pipeline:
         in one line (``guard.check_journal``; ``last_row``: the input's, which bounds a row).
         """
         fresh = self.config.fresh
+        if self.config.disable_missing:  # its leavers are journaled after the input's rows
+            last_row = None  # (N+1..., as many as the pool lists): no bound at the input's end
         state = None if fresh else check_journal(self.files.journal, last_row=last_row, of=header)
         if state is None:
             return None

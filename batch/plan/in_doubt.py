@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.lookup import Resolver
+from batch.plan.operations import SyncUpdate
 
 Resolve = Callable[[UserUpdate], UserUpdate | RowResult]
 
@@ -46,7 +47,8 @@ class ReadFirst:
         self.held = 0  # ... whose user held the row's values (no write)
 
     def __call__(self, update: UserUpdate) -> UserUpdate | RowResult:
-        if update.row > self.below:
+        if update.row > self.below or (isinstance(update, SyncUpdate) and update.preplanned):
+            # (a --disable-missing leaver is planned from the pool's listing: nothing to read)
             return self.resolve(update) if self.resolve is not None else update
         result = self.read(update)
         held = isinstance(result, RowResult) and result.status is Status.UNCHANGED

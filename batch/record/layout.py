@@ -26,6 +26,7 @@ the output guard (``guard.check_outputs``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,26 @@ def retry_report_path(report: Path, n: int, *, dry_run: bool = False) -> Path:
 
 
 def next_retry_report(report: Path, *, dry_run: bool = False) -> Path:
-    """The next free ``out.retryN.csv``; a dry run's name keeps that N free."""
+    """The next free ``out.retryN.csv``, or the first whose retry did not finish (killed or
+    stopped: its journal has no end), so the same ``retry`` command resumes it as ``run``
+    resumes, instead of writing its rows again under the next N. A dry run's name keeps
+    that N free."""
     for n in range(1, 1000):
-        if not retry_report_path(report, n).exists():
+        path = retry_report_path(report, n)
+        if not path.exists() or _unfinished(journal_path(path)):
             return retry_report_path(report, n, dry_run=dry_run)
     raise UsageError(f"{report}: too many retry reports beside it")
+
+
+def _unfinished(journal: Path) -> bool:
+    """A journal whose last line is not ``=complete`` (read from its end)."""
+    try:
+        with open(journal, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 10))
+            return handle.read() != b"=complete\n"
+    except OSError:
+        return False
 
 
 def merging_path(report: Path) -> Path:
