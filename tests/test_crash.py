@@ -276,8 +276,10 @@ def test_double_ctrl_c_exits_at_once_and_resumes(
     assert again.returncode == 0
     rows = list(report_rows(report).values())
     assert sorted(int(r["row"]) for r in rows) == list(range(1, n + 1))
-    assert {r["status"] for r in rows} == {"updated"}
-    assert updates_accepted(emulator) <= n + 8
+    # (the rows in flight at the second Ctrl-C were read first: those holding, not rewritten)
+    assert {r["status"] for r in rows} <= {"updated", "unchanged"}
+    assert all(r["error_message"] == HELD for r in rows if r["status"] == "unchanged")
+    assert updates_accepted(emulator) == n
 
 
 def test_resume_with_another_input_is_refused(
