@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -146,7 +147,10 @@ def make_bucket(s3_endpoint: str, clean_emulator: Emulator) -> Callable[[], str]
     import boto3
 
     def factory(*, versioned: bool = False) -> str:
-        name = f"bucket-{next(_bucket_numbers)}"
+        # The process in the name: xdist's workers each count from 1, and two runs on the same
+        # s3:// report would share a spool prefix in the one $TMPDIR, where one run's stale-spool
+        # cleanup removes the other's live spool (seen as ENOENT on a journal under load).
+        name = f"bucket-{os.getpid()}-{next(_bucket_numbers)}"
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=name)
         if versioned:
