@@ -395,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _merge(args, log)
         if args.command == "export":
             return _export(args)
+        if args.command == "undo" and args.from_report[:5].lower() == "s3://":
+            from batch.commands.undo_s3 import undo_in_s3
+
+            return undo_in_s3(args.from_report, _overrides(args), force=args.force,
+                              confirm_for=lambda c: _ask if needs_confirmation(c) else None)
         if args.command == "undo":
             from batch.commands.undo import UndoJob, undo_config
 

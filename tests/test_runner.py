@@ -434,8 +434,10 @@ def test_stop_during_the_run_lets_the_call_in_flight_finish() -> None:
 
 
 @pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt()])
-def test_nothing_escapes_a_worker(error: BaseException) -> None:
-    # GIVEN Cognito blows up in an unexpected way on u2
+def test_an_unexpected_error_after_the_call_was_sent_fails_the_row(
+    error: BaseException,
+) -> None:
+    # GIVEN Cognito blows up in an unexpected way on u2, once its call was counted as sent
     fake = FakeCognito(users(3))
 
     def hook(username: str) -> None:
@@ -444,15 +446,47 @@ def test_nothing_escapes_a_worker(error: BaseException) -> None:
 
     fake.hook = hook
     out = Collected()
+    runner = make_runner(fake, out)
 
     # WHEN the rows run
-    make_runner(fake, out).run([update(i, f"u{i}") for i in range(1, 4)])
+    runner.run([update(i, f"u{i}") for i in range(1, 4)])
 
-    # THEN u2's row failed with the error's type; the others were applied
+    # THEN nothing escaped the worker: u2's row failed (its write may have landed) with the
+    # error's type and at least the attempt that was sent; the others were applied
     results = out.by_row()
     assert results[2].status == Status.FAILED
     assert results[2].error_code == type(error).__name__
+    assert results[2].attempts >= 1
     assert results[1].status == results[3].status == Status.UPDATED
+    assert runner._sent == set()  # nothing kept of a row once it ended
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), KeyboardInterrupt()])
+def test_an_unexpected_error_before_any_call_skips_the_row(error: BaseException) -> None:
+    # GIVEN the resolve step (our read/diff code) blows up on u2, before any call for it
+    fake = FakeCognito(users(3))
+
+    def resolve(item: UserUpdate) -> UserUpdate:
+        if item.username == "u2":
+            raise error
+        return item
+
+    out = Collected()
+    runner = make_runner(fake, out, resolve=resolve)
+
+    # WHEN the rows run
+    runner.run([update(i, f"u{i}") for i in range(1, 4)])
+
+    # THEN u2 was never sent: skipped (not failed: no call was made), with the error's type
+    # and no attempt, so `retry` (failed and skipped rows) redoes it; the others applied
+    results = out.by_row()
+    assert "u2" not in [name for _, name in fake.calls]
+    assert results[2].status == Status.SKIPPED
+    assert results[2].error_code == type(error).__name__
+    assert results[2].attempts == 0
+    assert "never sent" in results[2].error_message
+    assert results[1].status == results[3].status == Status.UPDATED
+    assert runner._sent == set()
 
 
 def test_rows_keyed_by_email_are_resolved_before_the_call() -> None:

@@ -154,6 +154,7 @@ class Runner:
         self._window = threading.Condition(self._lock)  # room in the window
         self._trigger_streak = 0
         self._live = 0  # worker threads started and not yet ended
+        self._sent: set[int] = set()  # rows in a worker with a call sent (``_unexpected``)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -307,15 +308,32 @@ class Runner:
         try:
             result = self._apply(update)
         except BaseException as exc:  # noqa: BLE001 - the worker boundary: record, never raise
-            result = RowResult(
-                update.row, update.username, Status.FAILED, error_code=type(exc).__name__,
-                error_message=report_message(exc, update), key=update.key,
-            )
+            result = self._unexpected(update, exc)
         try:
             self._on_result(result)
         finally:
             with self._window:
+                self._sent.discard(update.row)
                 self._release()
+
+    def _unexpected(
+        self, update: UserUpdate, exc: BaseException, attempts: int = 0, elapsed: int = 0
+    ) -> RowResult:
+        """An exception nothing expected (a bug in resolve or before a request left): ``failed``
+        once a call for the row was counted as sent (its write may have landed), else
+        ``skipped`` with no attempt, as any row never sent is (``retry`` redoes both)."""
+        with self._lock:
+            sent = update.row in self._sent
+        message = report_message(exc, update)
+        if not sent:
+            attempts, message = 0, f"never sent: {message}"
+        else:
+            attempts = max(attempts, 1)  # counted as sent: one went out, at least
+        return RowResult(
+            update.row, update.username, Status.FAILED if sent else Status.SKIPPED,
+            attempts=attempts, error_code=type(exc).__name__, error_message=message[:500],
+            elapsed_ms=elapsed, key=update.key,
+        )
 
     def _apply(self, update: UserUpdate) -> RowResult:
         started = self._clock()
@@ -362,6 +380,8 @@ class Runner:
         finally:
             self.gate.leave(update.username)
         elapsed = int((self._clock() - started) * 1000)
+        if error is not None and not isinstance(error, (CognitoError, Cancelled)):
+            return self._unexpected(update, error, attempts, elapsed)  # a bug, not an answer
         return self._result(update, attempts, error, elapsed)
 
     def _call(self, update: UserUpdate, kind: str, op: Operation | None = None) -> None:
@@ -372,6 +392,7 @@ class Runner:
         with self._lock:
             self.stats.calls += 1
             lane.calls += 1
+            self._sent.add(update.row)
         try:
             self._send(update, kind, op)
         except ThrottledError:

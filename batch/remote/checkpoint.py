@@ -343,9 +343,8 @@ class S3Report:
 
     def restore(self, *, fresh: bool = False) -> None:
         """Rebuild the local journal from S3 (nothing on disk is assumed). A finished run's
-        report and summary come too, so the job decides as for a local report (replace it, or
-        rebuild what is missing). Called with the lease held: first the spools that killed
-        runs of this report left on this machine are removed (``remove_stale_spools``).
+        report and summary come too, so the job decides as for a local report. Called with
+        the lease held: first the spools killed runs of this report left here are removed.
         ``fresh`` (``--fresh``): nothing is read, so a damaged checkpoint cannot refuse the
         run that discards it; the run's ``clear`` then deletes it before its own segment 0."""
         self.remove_stale_spools()
@@ -361,9 +360,20 @@ class S3Report:
             for name in (summary_path(self.local), self.local):
                 self._download(self.beside(name), name)
             return
-        listed = self._listed()
-        if not listed:
+        if not (listed := self._listed()):
             return
+        self._assemble(listed, repair=True)
+        self.restored_segments = len(listed)
+        if ends_complete(self.journal):
+            for name in (summary_path(self.local), self.local):
+                self._download(self.beside(name), name)
+        # Continued by the resume (both append to what an earlier attempt left). The undo log
+        # is put only when a run ends or stops: a SIGKILLed attempt's images are not in S3.
+        for name in (timeline_path(self.local), undo_path(self.local)):
+            self._download(self.beside(name), name)
+
+    def _assemble(self, listed: list[tuple[int, Location]], *, repair: bool) -> None:
+        """The local journal from its segments, each checked as this run's (``_own``)."""
         with atomic_write(self.journal, "wb") as out:
             for index, (number, where) in enumerate(listed):
                 if number != index:
@@ -385,19 +395,19 @@ class S3Report:
                             f"{where}: a damaged checkpoint segment before the last; pass "
                             "--fresh to discard the checkpoint and redo every row"
                         )
-                    # The last one cut short: keep its whole lines, and put it back so (the
-                    # next resume must find the same bytes in it).
+                    # The last one cut short: keep its whole lines, and (a resume: ``repair``)
+                    # put it back so: the next resume must find the same bytes in it.
                     data = data[:good]
-                    self.store.put(where, data)
+                    if repair:
+                        self.store.put(where, data)
                 out.write(data[start:])
-        self.restored_segments = len(listed)
-        if ends_complete(self.journal):
-            for name in (summary_path(self.local), self.local):
-                self._download(self.beside(name), name)
-        # Continued by the resume (both append to what an earlier attempt left). The undo log
-        # is put only when a run ends or is stopped: a SIGKILLed attempt's before-images are
-        # not in S3 (README).
-        for name in (timeline_path(self.local), undo_path(self.local)):
+
+    def fetch(self) -> None:
+        """A read-only copy of a run's files for ``undo``, nothing put or removed: its journal
+        (compacted, or from segments checked as a resume checks them), summary, report, images."""
+        if not self._download(self.journal_object, self.journal) and (listed := self._listed()):
+            self._assemble(listed, repair=False)
+        for name in (summary_path(self.local), self.local, undo_path(self.local)):
             self._download(self.beside(name), name)
 
     def _own(self, where: Location, data: bytes, index: int) -> int:
