@@ -147,3 +147,24 @@ def test_a_tampered_s3_undo_object_is_refused_before_any_write(
                for name in updated)
     assert emulator.get_user_attributes(pool, "victim")["custom:tier"] == "basic"
     assert "out/report.undo.csv" in keys(s3_client, bucket, "out/")
+
+
+def test_the_undo_of_an_s3_incremental_run_removes_its_state(
+    make_pool: Any, make_bucket: Any, s3_client: Any, emulator: Any
+) -> None:
+    # GIVEN a finished --incremental run reporting to S3: its state object says what it applied
+    n = 30
+    pool = make_pool(users=[{"username": f"c{i:04d}"} for i in range(1, n + 1)])
+    bucket = make_bucket()
+    s3_client.put_object(Bucket=bucket, Key="in/users.csv", Body=input_csv(n))
+    emulator.configure(quotas={"UserUpdate": 1000})
+    args = command(pool, emulator, bucket, "--rate", "500", "--undo", "--incremental")
+    assert main(args) == 0
+    assert "out/report.csv.state.parquet" in keys(s3_client, bucket, "out/")
+    # WHEN the run is undone
+    assert undo(bucket, emulator) == 0
+    # THEN the state is gone (it no longer says what the pool holds), and the next
+    # --incremental run is a full one: every user gets its values back
+    assert "out/report.csv.state.parquet" not in keys(s3_client, bucket, "out/")
+    assert main([*args, "--fresh"]) == 0
+    assert all(r["status"] == "updated" for r in s3_rows(s3_client, bucket))

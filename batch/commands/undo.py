@@ -294,6 +294,8 @@ class UndoJob:
                                  handle_signals=handle_signals)
         self.stop_event = self.pipeline.stop_event
         self.quotas: Quotas = default_quotas("not read")
+        # Also before the first write: an s3:// report's state object goes too (``undo_s3``).
+        self.forget_state: Callable[[], None] = lambda: None
 
     @property
     def runner(self) -> Runner | None:
@@ -353,6 +355,7 @@ class UndoJob:
         # The run's incremental state says what it applied; once anything is put back it no
         # longer does: removed before the first write, the next --incremental is a full run.
         RunFiles(self.of).state.unlink(missing_ok=True)
+        self.forget_state()
         work = UndoWork(self, resolver, UndoWriter(self.gateway, message_attrs), header)
         # The run's controller: it backs off at throttles, which right after a bad run may
         # well be the live application's calls being refused.

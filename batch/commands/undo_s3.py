@@ -64,6 +64,9 @@ def undo_in_s3(
             job = UndoJob(config, force=force, confirm=confirm_for(config),
                           handle_signals=True, of=s3.local)
             job.pipeline.shown = shown
+            # The run's --incremental state in S3 says what it applied; the undo puts that
+            # back, so it goes before the first write (the next --incremental is a full run).
+            job.forget_state = lambda: s3.store.delete(s3.beside(RunFiles(s3.local).state))
             try:
                 return job.run().exit_code
             finally:
