@@ -68,3 +68,25 @@ def test_a_rowset_never_grows_past_its_limit() -> None:
     with pytest.raises(ValueError, match="bound"):
         rows.add(99_999_999_999)
     assert rows.nbytes < 1000 and 1000 in rows and len(rows) == 1
+
+
+def test_the_rows_past_the_input_are_read_from_their_first_line_last_record_last(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a --disable-missing journal over a 3-row input: leaver rows 4 and 5 among input
+    # rows, marks, a leaver recorded twice (failed, then done), the end and a torn line
+    path = tmp_path / "j"
+    path.write_text('{"journal": 3, "input_sha256": "a", "settings": "b"}\n')
+    for payload in ("1\tu\t1\t5\tk1", ">40", "4\tf\t1\t5\tx4\t\tBoom", "2\tn\t1\t5\tk2",
+                    "5\tu\t1\t5\tx5", ">48", "4\tu\t2\t5\tx4", "=complete"):
+        add_line(path, payload)
+    with open(path, "ab") as handle:
+        handle.write(b"0000")
+    # WHEN it is read with the input's end as ``beyond``
+    state = read_journal(path, beyond=3)
+    # THEN every record of rows 4 and 5 comes back in order, nothing of the input's rows
+    assert state is not None and state.past_row == 3
+    assert list(state.beyond()) == [(4, "x4", False), (5, "x5", True), (4, "x4", True)]
+    # ... and a journal that never passed the input reads nothing more
+    no_leavers = read_journal(path, beyond=5)
+    assert no_leavers is not None and list(no_leavers.beyond()) == []

@@ -22,7 +22,7 @@ from batch.plan.groups import (
     managed_groups,
     membership_read_cost,
 )
-from batch.plan.leavers import MaxDisable, PoolUser, plan_disable_missing
+from batch.plan.leavers import MaxDisable, PoolUser, number_leavers, plan_disable_missing
 from batch.plan.operations import CATEGORY, Kind
 
 MANAGED = frozenset({"staff", "sales", "ops"})
@@ -188,3 +188,28 @@ def test_a_truncated_input_is_refused_with_the_count():
 def test_an_empty_input_never_disables_the_pool():
     with pytest.raises(UsageError, match="no rows"):
         plan_disable_missing(pool_of(3), [], input_rows=0, max_disable=MaxDisable.parse("100%"))
+
+
+def test_a_resume_counts_the_leavers_an_earlier_attempt_disabled_against_max_disable():
+    # u095..u097 were disabled by the killed attempt; u098, u099 and a new u100 are left
+    users = [*pool_of(100)[:95], *(PoolUser(f"u{i:03}", f"u{i:03}", i >= 98)
+                                   for i in range(95, 101))]
+    present = [u.key for u in users[:95]]
+    earlier = ["u095", "u096", "u097"]
+    got = plan_disable_missing(users, present, input_rows=95, disabled=earlier,
+                               max_disable=MaxDisable.parse("6"))
+    assert got == ["u098", "u099", "u100"]  # 3 + 3 = 6: allowed
+    with pytest.raises(UsageError) as caught:
+        plan_disable_missing(users, present, input_rows=95, disabled=earlier,
+                             max_disable=MaxDisable.parse("5"))
+    assert "would disable 6 of the pool's 101 users (3 of them by an earlier attempt" in str(
+        caught.value)
+
+
+def test_journaled_leavers_keep_their_rows_and_new_ones_never_reuse_a_number():
+    journaled = {"u05": (11, True), "u07": (12, False), "u08": (13, False), "u09": (14, True)}
+    rows = number_leavers(["a00", "u07", "u09", "u10"], journaled, after=20)
+    # u05 and u09 finished: kept (never fed again); u07 still to disable: its row; u08 no
+    # longer missing: settled; a00, u10 new: after 20, sorted
+    assert rows.disable == [(11, "u05"), (12, "u07"), (14, "u09"), (21, "a00"), (22, "u10")]
+    assert rows.settled == [(13, "u08")]

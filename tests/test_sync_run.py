@@ -13,7 +13,8 @@ from helpers import report_rows, write_csv
 
 from batch.cli import main
 from batch.emulator import DEFAULT_CUSTOM_SCHEMA
-from batch.record.journal import journal_path
+from batch.models import RowResult, Status
+from batch.record.journal import encode, journal_path, read_journal
 from batch.record.layout import undo_report_path
 
 #: Every category a sync calls, high enough that a test's calls never wait.
@@ -334,3 +335,76 @@ def test_a_disable_missing_sync_runs_again_and_resumes_on_the_same_report(
     rows = report_rows(report)
     assert sorted(rows) == list(range(1, 20))
     assert (rows[19]["username"], rows[19]["status"]) == ("u18", "updated")
+
+
+
+def _leaver_sync(clean_emulator: Any, make_pool: Any, tmp_path: Path,
+                 max_disable: str) -> tuple[str, list[str], Path]:
+    """A finished --disable-missing sync: u00..u19, an input of u00..u15, u16..u19 disabled
+    as rows 17..20; its journal made that of a run killed among its leavers: the end and
+    u19's line dropped (in flight), u19 enabled again (its call never sent)."""
+    clean_emulator.configure(quotas=QUOTAS)
+    pool = make_pool(users=[{"username": f"u{n:02d}"} for n in range(20)])
+    source = write_csv(tmp_path / "all.csv", ["username", "enabled"],
+                       [[f"u{n:02d}", "true"] for n in range(16)])
+    report = tmp_path / "r" / "report.csv"
+    args = ["run", str(source), "--user-pool-id", pool, "--endpoint-url",
+            clean_emulator.endpoint_url, "--report", str(report), "--yes", "--quiet",
+            "--disable-missing", "--max-disable", max_disable]
+    assert main(args) == 0
+    rows = report_rows(report)
+    assert [rows[r]["username"] for r in range(17, 21)] == ["u16", "u17", "u18", "u19"]
+    journal = journal_path(report)
+    journal.write_bytes(b"".join(line for line in journal.read_bytes().splitlines(True)
+                                 if not line.endswith((b"\tu19\n", b"=complete\n"))))
+    clean_emulator.seed_users(pool, [{"username": "a00"}])  # sorts before every other
+    return pool, args, report
+
+
+def _disables(emulator: Any) -> int:
+    return int(emulator.stats()["operations"].get("AdminDisableUser", {}).get("accepted", 0))
+
+
+def test_a_resume_counts_the_leavers_already_disabled_against_max_disable(
+    clean_emulator: Any, make_pool: Any, tmp_path: Path, cognito_client: Any
+) -> None:
+    # GIVEN a sync killed after disabling 3 of its 4 leavers (--max-disable 4), and a user
+    # the input lacks created since
+    pool, args, report = _leaver_sync(clean_emulator, make_pool, tmp_path, "4")
+    cognito_client.admin_enable_user(UserPoolId=pool, Username="u19")
+    before = _disables(clean_emulator)
+    # WHEN it resumes: THEN it refuses (3 disabled + u19 + a00 = 5 > 4) before any write;
+    # before, it counted only the 2 enabled ones and disabled them: 5 in all
+    assert main(args) == 2
+    assert _disables(clean_emulator) == before
+
+
+def test_a_resume_leaves_a_finished_leaver_alone_and_settles_one_the_pool_changed(
+    clean_emulator: Any, make_pool: Any, tmp_path: Path, cognito_client: Any
+) -> None:
+    # GIVEN a sync killed among its leavers, whose journal says u17 (row 18) failed, and
+    # meanwhile: u16 (row 17, finished) enabled again by someone else, u17 disabled by
+    # someone else, u19 enabled (its disable was never sent), a00 created
+    pool, args, report = _leaver_sync(clean_emulator, make_pool, tmp_path, "50%")
+    journal = journal_path(report)
+    with open(journal, "ab") as out:
+        out.write(encode(RowResult(18, "u17", Status.FAILED, 1, "Boom", "lost")))
+    for name in ("u16", "u19"):
+        cognito_client.admin_enable_user(UserPoolId=pool, Username=name)
+    state = read_journal(journal)
+    assert state is not None
+    handed_out = state.handed_out
+    before = _disables(clean_emulator)
+    # WHEN it resumes
+    assert main(args) == 0
+    # THEN only a00 and u19 are disabled (before: u16 was disabled again as row 18, and a00
+    # never, its row 17 taken as done), each row once naming its own user
+    assert _disables(clean_emulator) - before == 2
+    enabled = {u["Username"]: u["Enabled"] for u in
+               cognito_client.list_users(UserPoolId=pool)["Users"]}
+    assert enabled["u16"] and not any(enabled[n] for n in ("u17", "u18", "u19", "a00"))
+    rows = report_rows(report)
+    leavers = {r: (v["username"], v["status"]) for r, v in rows.items() if r > 16}
+    assert leavers == {17: ("u16", "updated"), 18: ("u17", "unchanged"),
+                       19: ("u18", "updated"), handed_out + 1: ("a00", "updated"),
+                       handed_out + 2: ("u19", "updated")}

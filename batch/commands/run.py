@@ -345,7 +345,7 @@ class Job:
         self.load_schema()
         self.read_quotas()
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
-            self.sync_setup = SyncSetup.prepare(self, scan)
+            self.sync_setup = SyncSetup.prepare(self, scan, state)
         done = state.finished if state is not None else RowSet(scan.last_input_row)
         try:
             return self._planned(scan, header, work, state, done, started)
@@ -373,7 +373,7 @@ class Job:
             self._plan_rate(plan)
         if self.sync_setup is not None and config.disable_missing:
             plan.disable_missing = len(self.sync_setup.leavers)  # listed first (describe)
-            plan.rows += plan.disable_missing
+            plan.rows += plan.disable_missing + len(self.sync_setup.settled)
         if not config.quiet and not config.dry_run:
             self._log_plan(plan)
         if config.dry_run:

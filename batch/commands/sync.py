@@ -12,8 +12,13 @@ write, the feed's sync items, and the writer whose create is idempotent.
   one ListUsers filter per value or by listing the pool, whichever is fewer seconds;
 - ``--disable-missing``: the pool listed (ListUsers), the users the input lacks counted
   against ``--max-disable`` (refused before any write), and fed after the input's rows as
-  rows ``last input row + 1 ...`` numbered by the sorted list of every absent user, so that a
-  resume numbers them the same way.
+  rows ``last input row + 1 ...``, sorted by username. A resume knows the leavers an earlier
+  attempt journaled by their username (``JournalState.beyond``), not by the listing's order,
+  which may have changed since (users added, deleted, disabled by someone else): they keep
+  their rows, the finished ones are not touched again and count against ``--max-disable``,
+  and a leaver new to this attempt is numbered after every row an earlier one may have used
+  (``plan.leavers.number_leavers``). Memory: the journaled leavers' names and rows, at most
+  about ``--max-disable`` of them.
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ from batch.plan.groups import (
     read_per_group,
     read_pool_groups,
 )
-from batch.plan.leavers import PoolUser, plan_disable_missing
+from batch.plan.leavers import PoolUser, number_leavers, plan_disable_missing
 from batch.plan.lookup import PacedCall, key_of, same_value
 from batch.plan.operations import Kind, Operation, SyncUpdate
 from batch.plan.sync_resolve import GroupSource
+from batch.record.journal import JournalState
 from batch.specs import MaxDisable
 
 Job = Any  # ``run.Job`` (typed loosely: it imports this module)
@@ -75,6 +81,9 @@ class SyncSetup:
     groups: GroupSource | None = None
     conflicts: dict[int, RowResult] = field(default_factory=dict)
     leavers: list[tuple[int, str]] = field(default_factory=list)  # (row, username), sorted
+    # A resume's rows an earlier attempt journaled unfinished whose user is no longer to
+    # disable (the pool changed since): their results, no call.
+    settled: list[RowResult] = field(default_factory=list)
     pool_users: int = 0
     reads: int = 0
     membership_read: str = ""
@@ -84,7 +93,9 @@ class SyncSetup:
         return self.reads + (self.groups.reads if self.groups is not None else 0)
 
     @classmethod
-    def prepare(cls, job: Job, scan: KeyScan) -> SyncSetup:
+    def prepare(cls, job: Job, scan: KeyScan, state: JournalState | None = None) -> SyncSetup:
+        """Read what the sync needs before its first write; ``state``: the journal a resume
+        continues (its leavers keep their rows)."""
         config, gateway, pool = job.config, job.gateway, job.config.user_pool_id
         setup = cls()
         wait = event_waiter(job.stop_event)
@@ -117,7 +128,7 @@ class SyncSetup:
         if listing:
             users = setup._list_pool(job, paced("UserList"), aliases, holders)
             if config.disable_missing:
-                setup._plan_leavers(job, scan, users)
+                setup._plan_leavers(job, scan, users, state)
         if claims:
             holder = _listed_holder(holders) if listing else _filter_holder(
                 job, paced("UserList"), setup)
@@ -145,19 +156,27 @@ class SyncSetup:
                 self.pool_users = len(out)
                 return out
 
-    def _plan_leavers(self, job: Job, scan: KeyScan, users: list[PoolUser]) -> None:
+    def _plan_leavers(self, job: Job, scan: KeyScan, users: list[PoolUser],
+                      state: JournalState | None) -> None:
         config = job.config
         present = _present_keys(job)
         # A user whose key the input names in any spelling (case, spaces) is present; a pool
         # user with no key to match (no email under --key email) is never taken for a leaver.
         absent_users = [u for u in users if u.key.strip() and not present(u.key)]
         gone = {u.username for u in absent_users}
-        disable = set(plan_disable_missing(
+        journaled, twice, top = _journaled_leavers(state)
+        missing = plan_disable_missing(
             users, (u.key for u in users if u.username not in gone), input_rows=scan.rows,
-            max_disable=MaxDisable.parse(config.max_disable)))
-        absent = sorted(gone)
-        base = scan.last_input_row + 1
-        self.leavers = [(base + i, name) for i, name in enumerate(absent) if name in disable]
+            max_disable=MaxDisable.parse(config.max_disable),
+            disabled=[name for name, (_, finished) in journaled.items() if finished])
+        after = max(scan.last_input_row, top, state.handed_out if state is not None else 0)
+        rows = number_leavers(missing, journaled, after=after)
+        self.leavers = rows.disable
+        left = rows.settled + twice
+        if left:  # a user still absent but disabled now holds; any other is left alone
+            names = {name for _, name in left}
+            disabled = {u.username for u in absent_users if u.username in names and not u.enabled}
+            self.settled = [_settled(row, name, name in disabled) for row, name in sorted(left)]
 
     def item(self, row: InputRow, planned: UserUpdate | RowResult) -> UserUpdate | RowResult:
         """A row's feed item in a sync: a ``SyncUpdate`` with its enabled and groups wishes,
@@ -175,13 +194,51 @@ class SyncSetup:
                           update.deletes if update else (), key=planned.key,
                           enabled=desired.enabled, groups=desired.groups)
 
-    def leaver_items(self, done: Any) -> Iterator[SyncUpdate]:
-        """The users ``--disable-missing`` disables, after the input's rows."""
+    def leaver_items(self, done: Any) -> Iterator[SyncUpdate | RowResult]:
+        """The users ``--disable-missing`` disables, after the input's rows (and a resume's
+        ``settled`` rows)."""
         for row, username in self.leavers:
             if row not in done:
                 yield SyncUpdate(row, username, (), enabled=False, preplanned=True,
                                  ops=(Operation(Kind.DISABLE, username),),
                                  known=(("@enabled", "true"),))
+        for result in self.settled:
+            if result.row not in done:
+                yield result
+
+
+def _journaled_leavers(
+    state: JournalState | None,
+) -> tuple[dict[str, tuple[int, bool]], list[tuple[int, str]], int]:
+    """The leavers an earlier attempt journaled: username -> (row, finished), each row's last
+    record winning; the rows of a user journaled under two rows (by a version that numbered
+    leavers by the listing) besides the one kept; and the highest row journaled."""
+    if state is None:
+        return {}, [], 0
+    by_row: dict[int, tuple[str, bool]] = {}
+    for row, username, finished in state.beyond():
+        by_row[row] = (username, finished)
+    journaled: dict[str, tuple[int, bool]] = {}
+    twice: list[tuple[int, str]] = []
+    for row, (username, finished) in sorted(by_row.items()):
+        kept = journaled.get(username)
+        if kept is not None and (kept[1] or not finished):
+            twice.append((row, username))
+            continue
+        if kept is not None:
+            twice.append((kept[0], username))
+        journaled[username] = (row, finished)
+    return journaled, twice, max(by_row, default=0)
+
+
+def _settled(row: int, username: str, disabled: bool) -> RowResult:
+    """A journaled leaver's row whose user is no longer an enabled user the input lacks."""
+    if disabled:
+        return RowResult(row, username, Status.UNCHANGED,
+                         error_message="disabled already: no call")
+    return RowResult(row, username, Status.SKIPPED, error_code="NotMissing",
+                     error_message="no longer a user of the pool that the input lacks "
+                                   "(the pool changed since an earlier attempt): left alone")
 
 
 def _read_input(

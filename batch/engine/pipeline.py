@@ -164,10 +164,13 @@ class Pipeline:
         returned when it matches (its report may need rebuilding). A damaged one is refused
         in one line (``guard.check_journal``; ``last_row``: the input's, which bounds a row).
         """
-        fresh = self.config.fresh
+        fresh, beyond = self.config.fresh, None
         if self.config.disable_missing:  # its leavers are journaled after the input's rows
-            last_row = None  # (N+1..., as many as the pool lists): no bound at the input's end
-        state = None if fresh else check_journal(self.files.journal, last_row=last_row, of=header)
+            # (N+1..., as many as the pool lists): no bound at the input's end; where they
+            # start is kept, for their rows and users (``JournalState.beyond``)
+            last_row, beyond = None, last_row
+        state = None if fresh else check_journal(self.files.journal, last_row=last_row,
+                                                 of=header, beyond=beyond)
         if state is None:
             return None
         if state.complete:

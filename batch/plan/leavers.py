@@ -10,13 +10,14 @@ one already disabled is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from batch.errors import UsageError
 from batch.specs import DEFAULT_MAX_DISABLE, MaxDisable
 
-__all__ = ["DEFAULT_MAX_DISABLE", "MaxDisable", "PoolUser", "plan_disable_missing"]
+__all__ = ["DEFAULT_MAX_DISABLE", "LeaverRows", "MaxDisable", "PoolUser", "number_leavers",
+           "plan_disable_missing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,13 @@ def plan_disable_missing(
     *,
     input_rows: int,
     max_disable: MaxDisable,
+    disabled: Collection[str] = (),
 ) -> list[str]:
     """The usernames to disable (sorted), or UsageError (exit 2, nothing written) when the
     input is empty or they are more than ``max_disable`` allows. ``present_keys``: every key
-    the input names, invalid rows included (a row with a bad value is still a present user)."""
+    the input names, invalid rows included (a row with a bad value is still a present user).
+    ``disabled``: the leavers an earlier attempt of this run disabled (a resume): they count
+    against ``max_disable`` too, once each, whatever the pool shows of them now."""
     if input_rows <= 0:
         raise UsageError("--disable-missing: the input has no rows, so every user would be "
                          "disabled; refused, nothing was written")
@@ -45,9 +49,41 @@ def plan_disable_missing(
     users = list(pool_users)
     missing = sorted(u.username for u in users if u.enabled and u.key not in present)
     allowed = max_disable.limit(len(users))
-    if len(missing) > allowed:
+    total = len(set(missing).union(disabled))
+    if total > allowed:
+        earlier = len(set(disabled))
         raise UsageError(
-            f"--disable-missing would disable {len(missing)} of the pool's {len(users)} users, "
-            f"above --max-disable {max_disable.text} ({allowed}); nothing was written"
+            f"--disable-missing would disable {total} of the pool's {len(users)} users"
+            + (f" ({earlier} of them by an earlier attempt of this run)" if earlier else "")
+            + f", above --max-disable {max_disable.text} ({allowed}); "
+            + ("nothing more was written" if earlier else "nothing was written")
         )
     return missing
+
+
+@dataclass(frozen=True, slots=True)
+class LeaverRows:
+    """A ``--disable-missing`` run's leaver rows: ``disable``, (row, username) fed as a
+    disable unless the row is finished already; ``settled``, rows an earlier attempt journaled
+    unfinished whose user is no longer to disable (the pool changed since): reported, no call."""
+
+    disable: list[tuple[int, str]]
+    settled: list[tuple[int, str]]
+
+
+def number_leavers(
+    missing: Iterable[str], journaled: Mapping[str, tuple[int, bool]], *, after: int
+) -> LeaverRows:
+    """Rows for the leavers, stable whatever the pool's listing did between attempts: a user
+    an earlier attempt journaled (``journaled``: username -> (row, finished)) keeps its row;
+    a finished one is never fed again (the journal carries it), even if the pool shows it
+    enabled again; a leaver new to this attempt is numbered after ``after`` (the highest row
+    an earlier attempt may have used), so no number names two users."""
+    wanted = set(missing)
+    disable: list[tuple[int, str]] = []
+    settled: list[tuple[int, str]] = []
+    for username, (row, finished) in journaled.items():
+        (disable if finished or username in wanted else settled).append((row, username))
+    new = sorted(wanted.difference(journaled))
+    disable += [(after + 1 + i, name) for i, name in enumerate(new)]
+    return LeaverRows(sorted(disable), sorted(settled))

@@ -241,22 +241,24 @@ def run_outputs(report: Path) -> list[tuple[str, Path]]:
 
 
 def check_journal(
-    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None
+    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None,
+    beyond: int | None = None,
 ) -> JournalState | None:
     """``read_journal``, with a damaged journal refused in one line (exit 2): a record that is
     not a result, or a garbled line with whole lines after it. (Only a torn *last* line is a
     crash's mark, which a resume may drop; a bad line in the middle means the file was damaged
     or edited, and silently dropping what follows it would hide that.) ``last_row``: the
     input's last data row: in a journal whose header is ``of`` (this run's), a line naming a
-    row outside ``1..last_row`` is damage too. Not checked: that a carried line's username is
-    its row's in the input (an edited journal can rename a carried row's user in the report).
+    row outside ``1..last_row`` is damage too (``beyond``: as ``read_journal``). Not checked:
+    that a carried line's username is its row's in the input (an edited journal can rename a
+    carried row's user in the report).
     The key scan keeps the input's names hashed and *sorted* (8 bytes a row), not by row, and
     the carry streams the journal in its own order; matching them row by row would cost a
     second 8 bytes a row or another pass over the input in journal order. The report is
     written from the journal only for rows the run itself wrote; no call is made for them."""
     fix = "repair or remove it, or pass --fresh to start over"
     try:
-        state = read_journal(path, last_row=last_row, of=of)
+        state = read_journal(path, last_row=last_row, of=of, beyond=beyond)
     except ResumeError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError) as exc:

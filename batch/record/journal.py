@@ -83,8 +83,6 @@ _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r"}
 
 
-
-
 # -- lines ----------------------------------------------------------------------------------
 
 
@@ -174,6 +172,10 @@ class JournalState:
     # hand-written journal): only their lines need the backward pass (``_superseded``).
     _repeated: RowSet | None = None
     _superseded_lines: RowSet | None = field(default=None, repr=False)
+    # ``read_journal``'s ``beyond`` (the input's last row) and where the first line of a row
+    # past it starts (0: none): a ``--disable-missing`` run's leavers (``beyond()``).
+    past_row: int = 0
+    past_at: int = 0
 
     def _superseded(self) -> RowSet | None:
         """The indices of the result lines a later line of the same row replaces (None: no
@@ -239,6 +241,26 @@ class JournalState:
         for _, p in self._entries(finished_only=False):
             yield int(p[0]), p[1], int(p[2]), p[4], p[8] if len(p) > 8 else ""
 
+    def beyond(self) -> Iterator[tuple[int, str, bool]]:
+        """(row, username, finished) of every record of a row past ``past_row``, in journal
+        order (a row recorded twice is yielded twice: the last wins), read from the first such
+        line on, so a resume killed before its leavers reads nothing more here."""
+        if not self.past_at:
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(self.past_at)
+            offset = self.past_at
+            for line in handle:
+                offset += len(line)
+                if offset > self.valid_bytes:
+                    break
+                payload = line[9:-1]
+                tab = payload.find(b"\t")
+                if tab < 0 or not payload[:1].isdigit() or int(payload[:tab]) <= self.past_row:
+                    continue  # a mark, the end, or an input row
+                p = decode(payload)
+                yield p.row, p.username, p.status in FINISHED
+
     def carried(self) -> Iterator[tuple[bytes, Cells]]:
         """The finished rows, as what a resume copies into the report: the journal line as it
         is and the report's cells (no ``RowResult``: a resume of millions of rows spends its
@@ -253,11 +275,13 @@ MAX_ROW = 10**9
 
 
 def read_journal(
-    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None
+    path: Path, *, last_row: int | None = None, of: JournalHeader | None = None,
+    beyond: int | None = None,
 ) -> JournalState | None:
     """Scan a journal; None if there is none. Stops at a torn or garbled line, and at a row
     outside ``1..last_row`` (the input's last data row, when the journal's header is ``of``,
-    the run's own; else at one past ``MAX_ROW``).
+    the run's own; else at one past ``MAX_ROW``). ``beyond``: rows past it may follow (a
+    ``--disable-missing`` run's leavers): where the first one's line starts is kept.
 
     One pass, a few bytes of work a line: the finished rows go into a bitmap, nothing else is
     kept, so memory does not grow with the journal.
@@ -280,7 +304,8 @@ def read_journal(
         finished, seen, repeated = RowSet(limit=bound), RowSet(limit=bound), RowSet(limit=bound)
         complete = False
         valid = len(first)
-        index = handed_out = 0
+        index = handed_out = past_at = 0
+        past = MAX_ROW if beyond is None else beyond
         crc32, statuses, finished_codes = zlib.crc32, _STATUS, _FINISHED
         for line in handle:
             # Inlined checks: a resume of millions of rows spends its first seconds here.
@@ -315,6 +340,8 @@ def read_journal(
             status = payload[tab + 1 : tab + 2]
             if status not in statuses or row < low or row > bound:
                 break  # a row no input of this run has: the file was damaged or edited
+            if row > past and not past_at:
+                past_at = valid
             valid += len(line)
             if row in seen:
                 repeated.add(row)
@@ -326,7 +353,7 @@ def read_journal(
                 finished.discard(row)
             index += 1
     return JournalState(path, header, finished, complete, valid, index, version, handed_out,
-                        repeated)
+                        repeated, past_row=past, past_at=past_at)
 
 
 def _backwards(path: Path, end: int, block: int = 1 << 18) -> Iterator[bytes]:
