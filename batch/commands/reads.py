@@ -1,0 +1,121 @@
+"""What a run reads before and while it writes: the calls at its start side by side, and the
+lookup of the input's users (snapshot, live, or both overlapped: ``plan.overlap``).
+
+Every call before the first write is time the quota goes unused: at 1 s an answer, the pool's
+description and three quota reads one after another were four seconds of a forty-second run.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from batch.cognito import CognitoGateway
+from batch.config import JobConfig
+from batch.inputs.sample import KeySample
+from batch.inputs.scan import KeyScan
+from batch.pace.pacer import Pacer, Waiter, event_waiter
+from batch.pace.rate_plan import RatePlan
+from batch.pace.retrying import Retrier, RetryPolicy
+from batch.plan.lookup import LIST_PAGE, LiveLookup, Lookup, PacedCall, PoolSnapshot
+from batch.plan.overlap import Overlapped, plan_reads
+from batch.plan.segments import MAX_SEGMENTS, prefixes
+from batch.record.layout import RunFiles
+from batch.view.logs import EventLog
+
+
+class Job(Protocol):
+    """What the reads need of ``run.Job``."""
+
+    config: JobConfig
+    gateway: CognitoGateway
+    log: EventLog
+    pool_users: int | None
+    key_sample: KeySample
+    columns: dict[str, str]
+
+    @property
+    def needs_lookup(self) -> bool: ...
+
+    def rate_plan(self) -> RatePlan: ...
+
+
+def side_by_side(*calls: Callable[[], None]) -> None:
+    """Run ``calls`` at once (the first here, the rest in threads); the first error raised
+    (in the order given) is raised once all have ended."""
+    errors: dict[int, BaseException] = {}
+
+    def one(i: int) -> None:
+        try:
+            calls[i]()
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+            errors[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True,
+                                name=f"cognito-batch-start_{i}") for i in range(1, len(calls))]
+    for thread in threads:
+        thread.start()
+    try:
+        one(0)
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[min(errors)]
+
+
+def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, str]:
+    """The lookup of the input's users and how it reads (``live``, ``snapshot``,
+    ``overlap``): the read quotas weighed against the write ceiling (``plan.overlap``), so
+    reads never hold the writes below the quota."""
+    config = job.config
+    wait = event_waiter(stop)
+    retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
+    how = plan_reads(input_rows=scan.rows, pool_users=job.pool_users, key=config.key,
+                     list_rate=config.list_rate, get_rate=config.get_rate,
+                     writes=job.rate_plan().ceiling, every_row=not job.needs_lookup)
+    if how not in ("snapshot", "overlap"):
+        return _live(job, retrier, wait), how
+    cancel = threading.Event() if how == "overlap" else stop
+    paced = PacedCall(Pacer(config.list_rate),
+                      Retrier(RetryPolicy(max_attempts=config.max_attempts),
+                              wait=event_waiter(cancel)), event_waiter(cancel))
+    files = RunFiles(config.report_path())
+    snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix,
+                            indexed=how == "overlap")
+    if not config.quiet:
+        job.log.emit("read_users", f"cognito-batch: reading the pool's users "
+                     f"(ListUsers at {config.list_rate:g}/s) to compare"
+                     + (", writing meanwhile" if how == "overlap" else "..."),
+                     mode=how, list_rate=config.list_rate)
+    # Overlapped, the pool is paged in segments side by side (``plan.segments``): about a
+    # page of the input's keys each, so the snapshot keeps ahead of the writes.
+    segments = (prefixes(job.key_sample.keys, min(MAX_SEGMENTS, scan.rows // LIST_PAGE))
+                if how == "overlap" else [])
+    fill = functools.partial(
+        snapshot.fill, job.gateway, config.user_pool_id, key=config.key, wanted=scan,
+        attributes=set(job.columns.values()), paced=paced, prefixes=segments)
+    if how == "snapshot":
+        try:
+            fill()
+        except BaseException:
+            snapshot.close()
+            raise
+        return snapshot, how
+    live = _live(job, retrier, wait, check=False)
+    lookup = Overlapped(snapshot, live, fill, cancel)
+    try:
+        live.check()  # the permission check while the first pages are read
+    except BaseException:
+        lookup.close()
+        raise
+    return lookup, how
+
+
+def _live(job: Job, retrier: Retrier, wait: Waiter, *, check: bool = True) -> LiveLookup:
+    config = job.config
+    rate = config.get_rate if config.key == "username" else config.list_rate
+    return LiveLookup(job.gateway, config.user_pool_id, key=config.key,
+                      paced=PacedCall(Pacer(rate), retrier, wait), check=check)
