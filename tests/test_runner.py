@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from fakes import FakeCognito
+from fakes import FakeCognito, ManualClock
 
 from batch.config import DEFAULT_WORKERS, MAX_WORKERS
 from batch.engine.runner import TRIGGER_BREAKER, Runner, RunnerSettings
@@ -708,3 +708,27 @@ def test_a_fatal_read_stops_the_job_at_once_and_the_rows_after_it_are_skipped() 
     make_runner(FakeCognito(users(3)), out2, resolve=cancelled).run(
         [update(i, f"u{i}") for i in range(1, 4)])
     assert {(r.status, r.error_code) for r in out2.results} == {(Status.SKIPPED, "Stopped")}
+
+
+def test_the_window_opens_with_the_wait_before_the_first_answer() -> None:
+    # GIVEN 150/s, the default bound, a manual clock, and calls that take 1 s (issue 22 item
+    # 2: the latency's prior, 50 ms, held the window at ~16 through the first second)
+    clock = ManualClock()
+    fake = FakeCognito(users(1))
+    fake.hook = lambda _username: clock.sleep(1.0)
+    runner = Runner(
+        fake,  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=Collected(), clock=clock,
+    )
+    at_start = runner.window()
+    # WHEN a second passes with no answer yet
+    clock.sleep(1.0)
+    # THEN the window holds what a second's wait says: 150/s x 1 s at least
+    assert at_start < 20 and runner.window() >= 225
+    # WHEN the first answer comes, after 1 s, THEN it sets the latency (not 20 % of it)
+    runner._call(update(1, "u1", tier="gold"), "update")  # noqa: SLF001
+    assert runner.stats.latency == pytest.approx(1.0)
+    # ... and the wait no longer counts: the window follows the latency measured
+    clock.sleep(30.0)
+    assert 225 <= runner.window() < 300

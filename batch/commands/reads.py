@@ -14,6 +14,7 @@ from typing import Protocol
 
 from batch.cognito import CognitoGateway
 from batch.config import JobConfig
+from batch.errors import FatalError
 from batch.inputs.sample import KeySample
 from batch.inputs.scan import KeyScan
 from batch.pace.pacer import Pacer, Waiter, event_waiter
@@ -35,9 +36,13 @@ class Job(Protocol):
     pool_users: int | None
     key_sample: KeySample
     columns: dict[str, str]
+    read_check: ReadCheck
 
     @property
     def needs_lookup(self) -> bool: ...
+
+    @property
+    def records_undo(self) -> bool: ...
 
     def rate_plan(self) -> RatePlan: ...
 
@@ -66,6 +71,35 @@ def side_by_side(*calls: Callable[[], None]) -> None:
         raise errors[min(errors)]
 
 
+class ReadCheck:
+    """The AdminGetUser permission check, asked at the start beside the pool's description and
+    the quotas (at 1 s an answer, asked later it cost a second before the first write). Its
+    refusal is held, and raised only if the run then reads users one at a time: a run that
+    pages the pool (ListUsers) needs no AdminGetUser."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.refused: FatalError | None = None
+
+    def run(self, job: Job, stop: threading.Event) -> None:
+        config = job.config
+        if (config.dry_run or config.key != "username"
+                or not (job.needs_lookup or job.records_undo)):
+            return
+        wait = event_waiter(stop)
+        try:
+            _live(job, Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait), wait)
+        except FatalError as exc:
+            self.refused = exc
+        self.done = True
+
+    def passed(self) -> bool:
+        """True when asked and allowed; raises the refusal; False when not asked."""
+        if self.refused is not None:
+            raise self.refused
+        return self.done
+
+
 def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, str]:
     """The lookup of the input's users and how it reads (``live``, ``snapshot``,
     ``overlap``): the read quotas weighed against the write ceiling (``plan.overlap``), so
@@ -77,7 +111,7 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
                      list_rate=config.list_rate, get_rate=config.get_rate,
                      writes=job.rate_plan().ceiling, every_row=not job.needs_lookup)
     if how not in ("snapshot", "overlap"):
-        return _live(job, retrier, wait), how
+        return _live(job, retrier, wait, check=not job.read_check.passed()), how
     cancel = threading.Event() if how == "overlap" else stop
     paced = PacedCall(Pacer(config.list_rate),
                       Retrier(RetryPolicy(max_attempts=config.max_attempts),
@@ -104,13 +138,19 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
             snapshot.close()
             raise
         return snapshot, how
+    try:
+        checked = job.read_check.passed()
+    except BaseException:
+        snapshot.close()
+        raise
     live = _live(job, retrier, wait, check=False)
     lookup = Overlapped(snapshot, live, fill, cancel)
-    try:
-        live.check()  # the permission check while the first pages are read
-    except BaseException:
-        lookup.close()
-        raise
+    if not checked:
+        try:
+            live.check()  # the permission check while the first pages are read
+        except BaseException:
+            lookup.close()
+            raise
     return lookup, how
 
 

@@ -22,7 +22,7 @@ from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
 from batch.commands.incremental import Incremental
 from batch.commands.pool import describe_pool, gateway_for
-from batch.commands.reads import open_reads, side_by_side
+from batch.commands.reads import ReadCheck, open_reads, side_by_side
 from batch.commands.run_s3 import run_with_s3_report
 from batch.commands.run_work import RunWork, run_items
 from batch.commands.sync import SyncSetup, sync_active, sync_categories
@@ -129,6 +129,7 @@ class Job:
         # Keys seen by the scan, for the snapshot's segments (``plan.segments``); empty when
         # a resume reads the kept scan (the pool is then paged in one listing, as before).
         self.key_sample = KeySample()
+        self.read_check = ReadCheck()  # AdminGetUser allowed? asked at the start (``reads``)
 
     # -- the quota ---------------------------------------------------------------------------
 
@@ -304,7 +305,9 @@ class Job:
                 return self._finished_already()
             state = None  # a finished run's journal is simply replaced by this one
         work.journaled = state.finished if state is not None else None
-        side_by_side(self.load_schema, self.read_quotas)  # each a call (or three) at start
+        # Each a call (or three) before the first write: side by side.
+        side_by_side(self.load_schema, self.read_quotas,
+                     functools.partial(self.read_check.run, self, self.stop_event))
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
             self.sync_setup = SyncSetup.prepare(self, scan)
         done = state.finished if state is not None else RowSet(scan.last_input_row)

@@ -154,6 +154,7 @@ class Runner:
         self._window = threading.Condition(self._lock)  # room in the window
         self._trigger_streak = 0
         self._live = 0  # worker threads started and not yet ended
+        self._answered = self._resolved = False  # the first of each sets its estimate
 
     # -- control -----------------------------------------------------------------------------
 
@@ -174,6 +175,10 @@ class Runner:
         jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
+        if not self._answered:
+            # No answer yet: a call takes at least as long as the wait so far. (The estimates'
+            # priors held the window at ~16 through the first second at 1 s an answer.)
+            held = max(held, self._clock() - self._started)
         busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
         rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
         return math.ceil(rate * held * 1.5) + 1 + sum(lane.group for lane in busy)
@@ -327,7 +332,10 @@ class Runner:
                     self._endpoint_failed(exc)
                 return self._result(update, 0, exc, int((self._clock() - started) * 1000))
             with self._lock:
-                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * (self._clock() - started)
+                took = self._clock() - started
+                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * took if self._resolved \
+                    else took
+                self._resolved = True
             if isinstance(resolved, RowResult):
                 return resolved
             update = resolved
@@ -375,6 +383,7 @@ class Runner:
         try:
             self._send(update, kind, op)
         except ThrottledError:
+            self._answered = True  # the age since the start no longer sizes the window
             lane.controller.on_throttle(sent, self._clock())
             self._follow_controller(lane)
             raise
@@ -382,7 +391,9 @@ class Runner:
         lane.controller.on_success(sent, now)
         self._follow_controller(lane)
         with self._lock:
-            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+            self.stats.latency = (0.8 * self.stats.latency + 0.2 * (now - sent)
+                                  if self._answered else now - sent)
+            self._answered = True
             self._check_cap(now)
         if self._on_call is not None:
             self._on_call(now - sent)
