@@ -170,8 +170,8 @@ def test_a_refused_admin_get_user_does_not_stop_a_run_that_pages_the_pool(
     emulator: Any, make_pool: Any, tmp_path: Path
 ) -> None:
     # GIVEN --skip-unchanged over most of the pool (a snapshot: ListUsers only) and AdminGetUser
-    # denied: the read check is now asked at the start, beside the quotas and the pool's
-    # description, so its refusal must count only for a run that reads users one at a time
+    # denied: the read check asked at the start (before-images alone) must not reach a diff
+    # that pages the pool
     pool, source = setup(emulator, make_pool, tmp_path)
     emulator.inject("AdminGetUser", code="AccessDeniedException", message="not allowed")
     # WHEN it runs THEN it writes every row (exit 0)

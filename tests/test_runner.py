@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -732,3 +733,38 @@ def test_the_window_opens_with_the_wait_before_the_first_answer() -> None:
     # ... and the wait no longer counts: the window follows the latency measured
     clock.sleep(30.0)
     assert 225 <= runner.window() < 300
+
+
+def test_workers_start_as_the_window_opens_while_every_row_waits() -> None:
+    # GIVEN 150/s, a clock a test can move a second on, and rows whose reads do not answer
+    # until 40 are under way at once (the first answers at 1 s are a second away)
+    offset = [0.0]
+    barrier = threading.Barrier(40, timeout=10)
+    entered = iter(range(1, 10**6))
+    full = threading.Event()  # as many rows wait as the window first allowed
+
+    def resolve(u: UserUpdate) -> UserUpdate:
+        n = next(entered)
+        if n == at_start:
+            full.set()
+        if n <= 40:
+            barrier.wait()  # broken (a failed row) unless 40 rows are in flight together
+        return u
+
+    out = Collected()
+    runner = Runner(
+        FakeCognito(users(60)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=out, resolve=resolve,
+        clock=lambda: time.monotonic() + offset[0],
+    )
+    at_start = runner.window()  # ~14: workers have stopped starting one another once it is
+    thread = threading.Thread(target=runner.run, args=([update(i, f"u{i}", tier="gold")
+                                                        for i in range(1, 61)],))
+    thread.start()
+    # WHEN that many rows wait, then a second passes with no answer (the window opens to ~230)
+    assert full.wait(10)
+    offset[0] += 1.0
+    thread.join(30)
+    # THEN workers started for the open window without any row coming back: all updated
+    assert {r.status for r in out.by_row().values()} == {Status.UPDATED}

@@ -74,8 +74,8 @@ def side_by_side(*calls: Callable[[], None]) -> None:
 class ReadCheck:
     """The AdminGetUser permission check, asked at the start beside the pool's description and
     the quotas (at 1 s an answer, asked later it cost a second before the first write). Its
-    refusal is held, and raised only if the run then reads users one at a time: a run that
-    pages the pool (ListUsers) needs no AdminGetUser."""
+    refusal is held, and raised when the lookup is opened, before the first write, as before.
+    Counted in the lookup's reads (the summary's ``read_calls``)."""
 
     def __init__(self) -> None:
         self.done = False
@@ -83,8 +83,10 @@ class ReadCheck:
 
     def run(self, job: Job, stop: threading.Event) -> None:
         config = job.config
-        if (config.dry_run or config.key != "username"
-                or not (job.needs_lookup or job.records_undo)):
+        if config.dry_run or config.key != "username" or job.needs_lookup or not job.records_undo:
+            # Only before-images alone are sure to read users one at a time (live or
+            # overlapped: ``plan_reads`` with every row written); a diff may page the pool
+            # instead, and then makes no AdminGetUser at all.
             return
         wait = event_waiter(stop)
         try:
@@ -111,7 +113,10 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
                      list_rate=config.list_rate, get_rate=config.get_rate,
                      writes=job.rate_plan().ceiling, every_row=not job.needs_lookup)
     if how not in ("snapshot", "overlap"):
-        return _live(job, retrier, wait, check=not job.read_check.passed()), how
+        checked = job.read_check.passed()
+        live = _live(job, retrier, wait, check=not checked)
+        live.reads += checked  # the check made at the start is this lookup's read
+        return live, how
     cancel = threading.Event() if how == "overlap" else stop
     paced = PacedCall(Pacer(config.list_rate),
                       Retrier(RetryPolicy(max_attempts=config.max_attempts),
@@ -144,6 +149,7 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
         snapshot.close()
         raise
     live = _live(job, retrier, wait, check=False)
+    live.reads += checked
     lookup = Overlapped(snapshot, live, fill, cancel)
     if not checked:
         try:

@@ -181,7 +181,8 @@ class Runner:
             held = max(held, self._clock() - self._started)
         busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
         rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
-        return math.ceil(rate * held * 1.5) + 1 + sum(lane.group for lane in busy)
+        # (less a hair: a clock's float dust, 0.2000000000000455 s, is not one more call)
+        return math.ceil(rate * held * 1.5 - 1e-6) + 1 + sum(lane.group for lane in busy)
 
     def _check_cap(self, now: float) -> None:
         """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
@@ -234,6 +235,7 @@ class Runner:
             # A plain sleep is interrupted cleanly; 10 ms is the most a run's end waits.
             while self._live:
                 time.sleep(0.01)
+                self._grow()
         except BaseException:  # e.g. KeyboardInterrupt without the job's handlers: wind down
             self.stop("interrupted")
             raise
@@ -242,6 +244,20 @@ class Runner:
                 thread.join()
         if self._error is not None:
             raise self._error
+
+    def _grow(self) -> None:
+        """Start a worker when the window has opened while every live one is busy: workers
+        start one another only as they take rows, and at the start, every one waiting on its
+        first answer, none came back to see the window open (17 in flight for 2 s at 1 s an
+        answer). Never blocks: the lock is only tried (see ``run``)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if (not self._exhausted and not self.stopping
+                    and self._live <= self.stats.in_flight < self.window()):
+                self._spawn()
+        finally:
+            self._lock.release()
 
     def _spawn(self) -> None:
         """Start one more worker (caller holds the lock)."""
