@@ -727,6 +727,9 @@ def test_the_window_opens_with_the_wait_before_the_first_answer() -> None:
     clock.sleep(1.0)
     # THEN the window holds what a second's wait says: 150/s x 1 s at least
     assert at_start < 20 and runner.window() >= 225
+    # ... while the climber is told the window measured (told the wait as a window past its
+    # bound with nothing delivered, it jumped to one call in flight)
+    assert runner.wanted(aged=False) == at_start
     # WHEN the first answer comes, after 1 s, THEN it sets the latency (not 20 % of it)
     runner._call(update(1, "u1", tier="gold"), "update")  # noqa: SLF001
     assert runner.stats.latency == pytest.approx(1.0)

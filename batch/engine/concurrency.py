@@ -81,6 +81,11 @@ class ConcurrencyClimber:
         """One call completed in ``latency`` seconds. ``rate``: the pacer's; ``wanted``:
         Little's window, uncapped."""
         with self._lock:
+            if self._used is None:
+                # The first answer starts the first epoch: the wait before it is the latency,
+                # not a throughput (judged from the start, 2 s at 1 s an answer held 2 calls:
+                # "1/s delivered", and the window jumped to one call in flight).
+                self._start, self._calls, self._seconds = self._clock(), 0, 0.0
             window = max(1, min(self.maximum, wanted, self.limit))  # the runner's window
             low, high = self._used or (window, window)
             self._used = (min(low, window), max(high, window))

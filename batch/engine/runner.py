@@ -170,12 +170,12 @@ class Runner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def wanted(self) -> int:
+    def wanted(self, *, aged: bool = True) -> int:
         """Calls in flight that fill the rate: rate x latency (Little's law), half again for
         jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
-        if not self._answered:
+        if aged and not self._answered:
             # No answer yet: a call takes at least as long as the wait so far. (The estimates'
             # priors held the window at ~16 through the first second at 1 s an answer.)
             held = max(held, self._clock() - self._started)
@@ -444,7 +444,11 @@ class Runner:
         else:
             self.breaker.answered()
         finally:
-            self.climber.on_call(self.controller.rate, self.wanted(), self._clock() - began)
+            # Little's window from what was measured: the wait before the first answer
+            # opens the window (``wanted``), but told to the climber, it read as a window
+            # past the bound with nothing delivered, and it jumped to one call in flight.
+            self.climber.on_call(self.controller.rate, self.wanted(aged=False),
+                                 self._clock() - began)
 
     def _endpoint_failed(self, exc: TransientError) -> None:
         if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error
