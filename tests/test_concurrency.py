@@ -250,3 +250,18 @@ def test_the_wait_before_the_first_answer_is_no_epoch() -> None:
         clock.now += 1.0 / 150
     # THEN no epoch judged the 2 s before them as a throughput of 1/s: the window stays
     assert climber.limit == 512 and climber.low == 512
+
+
+def test_a_window_held_by_reads_not_calls_is_never_cut() -> None:
+    # GIVEN 150/s asked for, rows that spend ~1.5 s in their reads (paced at 100/s) before a
+    # 1 s write: Little's window (600) past the bound (512), 100 calls/s delivered, ~100 calls
+    # in flight: the window is not full of calls, so no CPU queue to cut (issue 22 (b): it
+    # jumped to one call in flight, and a second at one cost ~300 rows)
+    clock = ManualClock()
+    climber = ConcurrencyClimber(512, clock=clock)
+    # WHEN a minute of such calls completes
+    for _ in range(6000):
+        climber.on_call(150.0, 600, 1.0)
+        clock.now += 1.0 / 100
+    # THEN the window never moved
+    assert climber.limit == 512 and climber.low == 512

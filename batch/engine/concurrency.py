@@ -48,6 +48,7 @@ class ConcurrencyClimber:
         hold_epochs: int = 5,
         slow_share: float = 0.9,
         queueing: float = 2.0,
+        full_share: float = 0.5,
     ) -> None:
         self.maximum = max(1, maximum)
         self.limit = self.maximum
@@ -63,6 +64,7 @@ class ConcurrencyClimber:
         self._hold_epochs = hold_epochs
         self._slow_share = slow_share
         self._queueing = queueing
+        self._full_share = full_share  # calls (throughput x latency) over the window to act
         self._lock = threading.Lock()
         self._start = clock()
         self._calls = 0
@@ -110,10 +112,14 @@ class ConcurrencyClimber:
         return {"final": final, "low": min(low, final), "high": max(high, final)}
 
     def _epoch(self, throughput: float, rate: float, wanted: int, latency: float) -> None:
+        window = max(1, min(self.maximum, wanted, self.limit))
         if (wanted <= self.maximum or throughput >= self._bound_share * rate
-                or (not self._acting and 0 < latency < self._queueing * self.slow)):
-            # Little's law can size the window, the rate binds, or the answers are as slow as
-            # they were found to be without a queue: be no tighter than Little's window.
+                or (not self._acting and 0 < latency < self._queueing * self.slow)
+                or (not self._acting and 0 < throughput * latency < self._full_share * window)):
+            # Little's law can size the window, the rate binds, the answers are as slow as
+            # they were found to be without a queue, or the window is not full of calls (the
+            # rows hold their slots in reads: fewer in flight could only deliver less): be
+            # no tighter than Little's window.
             self._stand_aside(wanted)
             return
         self._acting = True
