@@ -9,9 +9,11 @@ window is all that limits the job. The latency each call measures tells them apa
 calls answer faster when fewer are in flight; slow answers do not.
 
 ``ConcurrencyClimber`` hill-climbs on delivered throughput, in epochs of at least ``epoch_s``
-and ``min_calls`` calls (or ``max_epoch_s``, so slow answers judge in seconds). It acts only
-when Little's window (uncapped) is over ``maximum`` and calls complete under ``bound_share`` of
-the rate; otherwise it stands aside at or above Little's window. Acting, it first tries one
+and ``min_calls`` calls (or ``max_epoch_s``, so slow answers judge in seconds), the first from
+the first answer. It acts only when Little's window (uncapped) is over ``maximum``, calls
+complete under ``bound_share`` of the rate, and the window is full of calls (throughput x
+latency over ``full_share`` of it: rows waiting on their reads are no CPU queue); otherwise it
+stands aside at or above Little's window. Acting, it first tries one
 call in flight, keeps it if that costs no more than ``loss``, else halves from the top while
 halving costs no more; then probes every ``hold_epochs``, down (half) and up (double), up only
 if it buys ``gain``. A step down whose calls were not faster shows slow answers, not a queue:
