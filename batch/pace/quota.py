@@ -80,6 +80,10 @@ def default_quotas(why: str) -> Quotas:
     return Quotas(dict(DEFAULT_QUOTAS), {}, f"defaults: GetProvisionedLimit {why}")
 
 
+def _ask(reader: LimitReader, category: str) -> tuple[int, int]:
+    return reader.get_provisioned_limit(category)
+
+
 def read_quotas(reader: LimitReader, categories: Iterable[str] = ("UserUpdate",)) -> Quotas:
     """The enforced rate of each category; Cognito's defaults when the call is denied or
     unknown (then for every category: one denial answers for all)."""
@@ -90,7 +94,8 @@ def read_quotas(reader: LimitReader, categories: Iterable[str] = ("UserUpdate",)
     # write. The answers are weighed in order, as before: the first failure decides.
     with ThreadPoolExecutor(max_workers=len(wanted),
                             thread_name_prefix="cognito-batch-quota") as pool:
-        answers = [pool.submit(reader.get_provisioned_limit, c) for c in wanted]
+        # Looked up in the thread: a reader without the method answers AttributeError there.
+        answers = [pool.submit(_ask, reader, c) for c in wanted]
     for category, answer in zip(wanted, answers, strict=True):
         try:
             enforced, no_cost = answer.result()
