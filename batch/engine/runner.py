@@ -175,13 +175,10 @@ class Runner:
         jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
-        if aged and not self._answered:
-            # No answer yet: a call takes at least as long as the wait so far. (The estimates'
-            # priors held the window at ~16 through the first second at 1 s an answer.)
+        if aged and not self._answered:  # no answer yet: a call takes at least the wait so far
             held = max(held, self._clock() - self._started)
         busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
         rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
-        # (less a hair: a clock's float dust, 0.2000000000000455 s, is not one more call)
         return math.ceil(rate * held * 1.5 - 1e-6) + 1 + sum(lane.group for lane in busy)
 
     def _check_cap(self, now: float) -> None:
@@ -246,10 +243,7 @@ class Runner:
             raise self._error
 
     def _grow(self) -> None:
-        """Start a worker when the window has opened while every live one is busy: workers
-        start one another only as they take rows, and at the start, every one waiting on its
-        first answer, none came back to see the window open (17 in flight for 2 s at 1 s an
-        answer). Never blocks: the lock is only tried (see ``run``)."""
+        """Start a worker if the window opened while every one waits; never blocks (tried)."""
         if not self._lock.acquire(blocking=False):
             return
         try:
@@ -348,9 +342,8 @@ class Runner:
                     self._endpoint_failed(exc)
                 return self._result(update, 0, exc, int((self._clock() - started) * 1000))
             with self._lock:
-                took = self._clock() - started
-                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * took if self._resolved \
-                    else took
+                took, old = self._clock() - started, self.stats.resolve  # the first: as is
+                self.stats.resolve = 0.8 * old + 0.2 * took if self._resolved else took
                 self._resolved = True
             if isinstance(resolved, RowResult):
                 return resolved
@@ -444,9 +437,7 @@ class Runner:
         else:
             self.breaker.answered()
         finally:
-            # Little's window from what was measured: the wait before the first answer
-            # opens the window (``wanted``), but told to the climber, it read as a window
-            # past the bound with nothing delivered, and it jumped to one call in flight.
+            # Little's window as measured: the wait before the first answer is no CPU queue.
             self.climber.on_call(self.controller.rate, self.wanted(aged=False),
                                  self._clock() - began)
 
