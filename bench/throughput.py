@@ -24,6 +24,7 @@ and noisy, so absolute seconds mean little from one run to the next. See bench/R
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -574,8 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                  args.raised_rows if "raised" in scenarios else 0)
 
     started = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="cognito-batch-bench-")
-    workdir = Path(tmp.name)
+    # mkdtemp, not TemporaryDirectory: the latter's finalizer removed a --keep folder at exit.
+    workdir = Path(tempfile.mkdtemp(prefix="cognito-batch-bench-"))
     payload: dict[str, Any] = {
         "benchmark": "throughput", "machine": machine(), "versions": versions(),
         "uptime": uptime(),
@@ -653,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             log(f"kept {workdir}")
         else:
-            tmp.cleanup()
+            shutil.rmtree(workdir, ignore_errors=True)
 
     q = args.quota
     print(

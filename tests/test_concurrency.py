@@ -148,7 +148,8 @@ def test_epochs_need_time_and_calls_before_any_step_and_slow_calls_a_bounded_tim
     fast = ConcurrencyClimber(8, clock=fast_clock)
     lone = ConcurrencyClimber(8, clock=lone_clock)
 
-    # WHEN one sees 19 calls over 1.9 s, another 100 calls in 0.9 s, the last one call in 10 s
+    # WHEN one sees 19 calls over 1.9 s, another 100 calls in 0.9 s, the last its first call
+    # after 10 s
     for _ in range(19):
         slow_clock.now += 1.9 / 19
         slow.on_call(100_000.0, 2_000)
@@ -167,7 +168,7 @@ def test_epochs_need_time_and_calls_before_any_step_and_slow_calls_a_bounded_tim
     slow.on_call(100_000.0, 2_000)
     fast_clock.now += 0.2
     fast.on_call(100_000.0, 2_000)
-    lone_clock.now += 0.1
+    lone_clock.now += 2.1  # the first answer started its epoch: the 10 s before it do not count
     lone.on_call(100_000.0, 2_000)
     assert slow.limit == fast.limit == lone.limit == 1
 
@@ -235,3 +236,32 @@ def test_the_summary_range_is_the_window_used_from_the_first_call_not_the_bound(
     assert climber.summary(7) == {"final": 7, "low": 5, "high": 7}
     # AND a run that made no call reports its final window alone
     assert ConcurrencyClimber(512, clock=clock).summary(3) == {"final": 3, "low": 3, "high": 3}
+
+
+def test_the_wait_before_the_first_answer_is_no_epoch() -> None:
+    # GIVEN 150/s at 1 s an answer with a read before each write (issue 22 (b)): the first
+    # answers come 2 s after the start, while the window opened to Little's bound and beyond
+    clock = ManualClock()
+    climber = ConcurrencyClimber(512, clock=clock)
+    clock.now += 2.0
+    # WHEN the first answers come, then a second of them at the rate
+    for _ in range(150):
+        climber.on_call(150.0, 600)
+        clock.now += 1.0 / 150
+    # THEN no epoch judged the 2 s before them as a throughput of 1/s: the window stays
+    assert climber.limit == 512 and climber.low == 512
+
+
+def test_a_window_held_by_reads_not_calls_is_never_cut() -> None:
+    # GIVEN 150/s asked for, rows that spend ~1.5 s in their reads (paced at 100/s) before a
+    # 1 s write: Little's window (600) past the bound (512), 100 calls/s delivered, ~100 calls
+    # in flight: the window is not full of calls, so no CPU queue to cut (issue 22 (b): it
+    # jumped to one call in flight, and a second at one cost ~300 rows)
+    clock = ManualClock()
+    climber = ConcurrencyClimber(512, clock=clock)
+    # WHEN a minute of such calls completes
+    for _ in range(6000):
+        climber.on_call(150.0, 600, 1.0)
+        clock.now += 1.0 / 100
+    # THEN the window never moved
+    assert climber.limit == 512 and climber.low == 512

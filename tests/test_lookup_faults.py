@@ -164,3 +164,16 @@ def test_a_paced_read_after_a_stop_is_never_sent_even_with_no_wait() -> None:
     with pytest.raises(Cancelled):
         paced(lambda: sent.append(2) or 2)
     assert sent == [1]
+
+
+def test_a_refused_admin_get_user_does_not_stop_a_run_that_pages_the_pool(
+    emulator: Any, make_pool: Any, tmp_path: Path
+) -> None:
+    # GIVEN --skip-unchanged over most of the pool (a snapshot: ListUsers only) and AdminGetUser
+    # denied: the read check asked at the start (before-images alone) must not reach a diff
+    # that pages the pool
+    pool, source = setup(emulator, make_pool, tmp_path)
+    emulator.inject("AdminGetUser", code="AccessDeniedException", message="not allowed")
+    # WHEN it runs THEN it writes every row (exit 0)
+    code = run(source, pool, emulator, tmp_path / "out.csv", "--skip-unchanged", "--rate", "500")
+    assert code == 0 and accepted(emulator) == 6

@@ -9,10 +9,11 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from fakes import FakeCognito
+from fakes import FakeCognito, ManualClock
 
 from batch.config import DEFAULT_WORKERS, MAX_WORKERS
 from batch.engine.runner import TRIGGER_BREAKER, Runner, RunnerSettings
@@ -742,3 +743,65 @@ def test_a_fatal_read_stops_the_job_at_once_and_the_rows_after_it_are_skipped() 
     make_runner(FakeCognito(users(3)), out2, resolve=cancelled).run(
         [update(i, f"u{i}") for i in range(1, 4)])
     assert {(r.status, r.error_code) for r in out2.results} == {(Status.SKIPPED, "Stopped")}
+
+
+def test_the_window_opens_with_the_wait_before_the_first_answer() -> None:
+    # GIVEN 150/s, the default bound, a manual clock, and calls that take 1 s (issue 22 item
+    # 2: the latency's prior, 50 ms, held the window at ~16 through the first second)
+    clock = ManualClock()
+    fake = FakeCognito(users(1))
+    fake.hook = lambda _username: clock.sleep(1.0)
+    runner = Runner(
+        fake,  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=Collected(), clock=clock,
+    )
+    at_start = runner.window()
+    # WHEN a second passes with no answer yet
+    clock.sleep(1.0)
+    # THEN the window holds what a second's wait says: 150/s x 1 s at least
+    assert at_start < 20 and runner.window() >= 225
+    # ... while the climber is told the window measured (told the wait as a window past its
+    # bound with nothing delivered, it jumped to one call in flight)
+    assert runner.wanted(aged=False) == at_start
+    # WHEN the first answer comes, after 1 s, THEN it sets the latency (not 20 % of it)
+    runner._call(update(1, "u1", tier="gold"), "update")  # noqa: SLF001
+    assert runner.stats.latency == pytest.approx(1.0)
+    # ... and the wait no longer counts: the window follows the latency measured
+    clock.sleep(30.0)
+    assert 225 <= runner.window() < 300
+
+
+def test_workers_start_as_the_window_opens_while_every_row_waits() -> None:
+    # GIVEN 150/s, a clock a test can move a second on, and rows whose reads do not answer
+    # until 40 are under way at once (the first answers at 1 s are a second away)
+    offset = [0.0]
+    barrier = threading.Barrier(40, timeout=10)
+    entered = iter(range(1, 10**6))
+    full = threading.Event()  # as many rows wait as the window first allowed
+
+    def resolve(u: UserUpdate) -> UserUpdate:
+        n = next(entered)
+        if n == at_start:
+            full.set()
+        if n <= 40:
+            barrier.wait()  # broken (a failed row) unless 40 rows are in flight together
+        return u
+
+    out = Collected()
+    runner = Runner(
+        FakeCognito(users(60)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS),
+        controller=FixedRate(150.0), on_result=out, resolve=resolve,
+        clock=lambda: time.monotonic() + offset[0],
+    )
+    at_start = runner.window()  # ~14: workers have stopped starting one another once it is
+    thread = threading.Thread(target=runner.run, args=([update(i, f"u{i}", tier="gold")
+                                                        for i in range(1, 61)],))
+    thread.start()
+    # WHEN that many rows wait, then a second passes with no answer (the window opens to ~230)
+    assert full.wait(10)
+    offset[0] += 1.0
+    thread.join(30)
+    # THEN workers started for the open window without any row coming back: all updated
+    assert {r.status for r in out.by_row().values()} == {Status.UPDATED}

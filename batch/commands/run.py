@@ -22,6 +22,7 @@ from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
 from batch.commands.incremental import Incremental
 from batch.commands.pool import describe_pool, gateway_for
+from batch.commands.reads import ReadCheck, open_reads, side_by_side
 from batch.commands.run_s3 import run_with_s3_report
 from batch.commands.run_work import RunWork, run_items
 from batch.commands.sync import SyncSetup, sync_active, sync_categories
@@ -31,19 +32,18 @@ from batch.engine.pipeline import Pipeline
 from batch.engine.runner import Runner
 from batch.errors import UsageError
 from batch.inputs.reader import InputSource, iter_column, open_input, read_header
+from batch.inputs.sample import KeySample
 from batch.inputs.scan import KeyScan
 from batch.inputs.scan_cache import forget_scan, kept_scan
 from batch.inputs.shard import Shard, scan_shard
 from batch.models import JobResult, RowResult, UserUpdate
 from batch.pace.controllers import RateController
-from batch.pace.pacer import Pacer, event_waiter
 from batch.pace.quota import Quotas, default_quotas, read_quotas
 from batch.pace.rate_plan import RatePlan, rate_controller, rate_plan
-from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled
 from batch.plan.desired import sync_columns
-from batch.plan.lookup import LiveLookup, Lookup, PacedCall, PoolSnapshot, Resolver
+from batch.plan.lookup import Lookup, Resolver
 from batch.plan.mapping import ColumnMapping, Planner, check_columns, map_columns
-from batch.plan.overlap import Overlapped, plan_reads
 from batch.plan.schema import PoolSchema
 from batch.plan.summary import PlanSummary, fill_plan
 from batch.plan.sync_resolve import GroupSource, SyncResolver
@@ -126,6 +126,10 @@ class Job:
         self.s3: S3Report | None = None
         self.checkpoint: Checkpoint | None = None
         self.incremental: Incremental | None = None  # --incremental: the diff against the state
+        # Keys seen by the scan, for the snapshot's segments (``plan.segments``); empty when
+        # a resume reads the kept scan (the pool is then paged in one listing, as before).
+        self.key_sample = KeySample()
+        self.read_check = ReadCheck()  # AdminGetUser allowed? asked at the start (``reads``)
 
     # -- the quota ---------------------------------------------------------------------------
 
@@ -185,40 +189,7 @@ class Job:
     def open_lookup(self, scan: KeyScan, stop: threading.Event) -> None:
         """Read the input's users (snapshot or live, by cost) for keys and the diff."""
         config = self.config
-        # The read quotas weighed against the write ceiling (``plan.overlap``): reads never
-        # hold the writes below the quota.
-        how = plan_reads(input_rows=scan.rows, pool_users=self.pool_users, key=config.key,
-                         list_rate=config.list_rate, get_rate=config.get_rate,
-                         writes=self.rate_plan().ceiling,
-                         every_row=not self.needs_lookup)
-        if how in ("snapshot", "overlap"):
-            cancel = threading.Event() if how == "overlap" else stop
-            paced = PacedCall(Pacer(config.list_rate),
-                              Retrier(RetryPolicy(max_attempts=config.max_attempts),
-                                      wait=event_waiter(cancel)), event_waiter(cancel))
-            files = RunFiles(config.report_path())
-            snapshot = PoolSnapshot(files.report.parent, prefix=files.snapshot_prefix,
-                                    indexed=how == "overlap")
-            if not config.quiet:
-                self.log.emit("read_users", f"cognito-batch: reading the pool's users "
-                              f"(ListUsers at {config.list_rate:g}/s) to compare"
-                              + (", writing meanwhile" if how == "overlap" else "..."),
-                              mode=how, list_rate=config.list_rate)
-            fill = functools.partial(
-                snapshot.fill, self.gateway, config.user_pool_id, key=config.key, wanted=scan,
-                attributes=set(self.columns.values()), paced=paced)
-            if how == "overlap":
-                self.lookup = Overlapped(snapshot, self._live(stop), fill, cancel)
-            else:
-                try:
-                    fill()
-                except BaseException:
-                    snapshot.close()
-                    raise
-                self.lookup = snapshot
-        else:
-            self.lookup = self._live(stop)
-        self.lookup_mode = how
+        self.lookup, self.lookup_mode = open_reads(self, scan, stop)
         self.lookup = Remembering(self.lookup)  # the before-image reuses the resolver's read
         types = {n: r.data_type for n, r in self.schema.rules.items()} if self.schema else {}
         # A sync's row is a desired state: what already holds costs no call.
@@ -230,13 +201,6 @@ class Job:
             self.resolver = SyncResolver(self.resolver, self.lookup.peek,
                                          setup.groups or GroupSource(frozenset()),
                                          create_missing=config.create_missing)
-
-    def _live(self, stop: threading.Event) -> LiveLookup:
-        config, wait = self.config, event_waiter(stop)
-        rate = config.get_rate if config.key == "username" else config.list_rate
-        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
-        return LiveLookup(self.gateway, config.user_pool_id, key=config.key,
-                          paced=PacedCall(Pacer(rate), retrier, wait))
 
     def items(
         self,
@@ -320,8 +284,8 @@ class Job:
         forget_scan(files.keyscan, files.journal)  # a finished journal resumes nothing either
         scan = kept_scan(
             None if config.dry_run else files.keyscan, self._scan_identity(header),
-            lambda: scan_shard(lambda: iter_column(self.source, config.username_column),
-                               self.shard),
+            lambda: scan_shard(lambda: self.key_sample.watch(
+                iter_column(self.source, config.username_column)), self.shard),
         )
         work = RunWork(self, scan, header, self._undo_header(header))
         if config.fresh and not config.dry_run:
@@ -342,8 +306,9 @@ class Job:
             state = None  # a finished run's journal is simply replaced by this one
         work.journaled = state.finished if state is not None else None
         work.in_doubt = state.handed_out if state is not None else 0
-        self.load_schema()
-        self.read_quotas()
+        # Each a call (or three) before the first write: side by side.
+        side_by_side(self.load_schema, self.read_quotas,
+                     functools.partial(self.read_check.run, self, self.stop_event))
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
             self.sync_setup = SyncSetup.prepare(self, scan, state)
         done = state.finished if state is not None else RowSet(scan.last_input_row)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from batch.commands.incremental import StateSink
+from batch.commands.reads import live_lookup
 from batch.commands.sync import SyncWriter
 from batch.engine.work import Resolve, Unreached, Work
 from batch.errors import FatalError
@@ -206,7 +207,7 @@ class RunWork(Work):
         when the read is refused: they are written again, as before, said once."""
         job = self.job
         try:
-            job.lookup = job._live(job.stop_event)
+            job.lookup = live_lookup(job, job.stop_event)
         except FatalError as exc:
             if exc.code not in DENIED:
                 raise

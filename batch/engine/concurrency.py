@@ -9,9 +9,11 @@ window is all that limits the job. The latency each call measures tells them apa
 calls answer faster when fewer are in flight; slow answers do not.
 
 ``ConcurrencyClimber`` hill-climbs on delivered throughput, in epochs of at least ``epoch_s``
-and ``min_calls`` calls (or ``max_epoch_s``, so slow answers judge in seconds). It acts only
-when Little's window (uncapped) is over ``maximum`` and calls complete under ``bound_share`` of
-the rate; otherwise it stands aside at or above Little's window. Acting, it first tries one
+and ``min_calls`` calls (or ``max_epoch_s``, so slow answers judge in seconds), the first from
+the first answer. It acts only when Little's window (uncapped) is over ``maximum``, calls
+complete under ``bound_share`` of the rate, and the window is full of calls (throughput x
+latency over ``full_share`` of it: rows waiting on their reads are no CPU queue); otherwise it
+stands aside at or above Little's window. Acting, it first tries one
 call in flight, keeps it if that costs no more than ``loss``, else halves from the top while
 halving costs no more; then probes every ``hold_epochs``, down (half) and up (double), up only
 if it buys ``gain``. A step down whose calls were not faster shows slow answers, not a queue:
@@ -48,6 +50,7 @@ class ConcurrencyClimber:
         hold_epochs: int = 5,
         slow_share: float = 0.9,
         queueing: float = 2.0,
+        full_share: float = 0.5,
     ) -> None:
         self.maximum = max(1, maximum)
         self.limit = self.maximum
@@ -63,6 +66,7 @@ class ConcurrencyClimber:
         self._hold_epochs = hold_epochs
         self._slow_share = slow_share
         self._queueing = queueing
+        self._full_share = full_share  # calls (throughput x latency) over the window to act
         self._lock = threading.Lock()
         self._start = clock()
         self._calls = 0
@@ -81,6 +85,11 @@ class ConcurrencyClimber:
         """One call completed in ``latency`` seconds. ``rate``: the pacer's; ``wanted``:
         Little's window, uncapped."""
         with self._lock:
+            if self._used is None:
+                # The first answer starts the first epoch: the wait before it is the latency,
+                # not a throughput (judged from the start, 2 s at 1 s an answer held 2 calls:
+                # "1/s delivered", and the window jumped to one call in flight).
+                self._start, self._calls, self._seconds = self._clock(), 0, 0.0
             window = max(1, min(self.maximum, wanted, self.limit))  # the runner's window
             low, high = self._used or (window, window)
             self._used = (min(low, window), max(high, window))
@@ -105,10 +114,14 @@ class ConcurrencyClimber:
         return {"final": final, "low": min(low, final), "high": max(high, final)}
 
     def _epoch(self, throughput: float, rate: float, wanted: int, latency: float) -> None:
+        window = max(1, min(self.maximum, wanted, self.limit))
         if (wanted <= self.maximum or throughput >= self._bound_share * rate
-                or (not self._acting and 0 < latency < self._queueing * self.slow)):
-            # Little's law can size the window, the rate binds, or the answers are as slow as
-            # they were found to be without a queue: be no tighter than Little's window.
+                or (not self._acting and 0 < latency < self._queueing * self.slow)
+                or (not self._acting and 0 < throughput * latency < self._full_share * window)):
+            # Little's law can size the window, the rate binds, the answers are as slow as
+            # they were found to be without a queue, or the window is not full of calls (the
+            # rows hold their slots in reads: fewer in flight could only deliver less): be
+            # no tighter than Little's window.
             self._stand_aside(wanted)
             return
         self._acting = True

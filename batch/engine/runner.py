@@ -21,12 +21,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from batch.config import DEFAULT_WORKERS, MAX_WORKERS
-from batch.engine.breaker import DEFAULT_GIVE_UP_AFTER, EndpointBreaker
+from batch.engine.breaker import EndpointBreaker
 from batch.engine.concurrency import ConcurrencyClimber
 from batch.engine.lanes import UPDATE_CATEGORY, Lane, category_of, send
+from batch.engine.runner_settings import RunnerSettings as RunnerSettings  # for callers
+from batch.engine.runner_settings import Stats
+from batch.engine.runner_settings import Writer as Writer  # for callers
 from batch.errors import (
     CognitoError,
     FatalError,
@@ -38,54 +40,13 @@ from batch.errors import (
 from batch.models import RowResult, Status, UserUpdate
 from batch.pace.controllers import RateController
 from batch.pace.pacer import Clock, event_waiter
-from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled, Retrier
 from batch.pace.user_gate import UserGate
 from batch.plan.operations import Kind, Operation, SyncUpdate
 from batch.view.messages import report_message
 
 #: Consecutive rows ending on a broken Lambda trigger before the job stops.
 TRIGGER_BREAKER = 5
-
-
-class Writer:
-    """The calls a row needs: a gateway, or a fake in tests."""
-
-    def update_user_attributes(
-        self,
-        user_pool_id: str,
-        username: str,
-        attributes: list[tuple[str, str]] | tuple[tuple[str, str], ...],
-        *,
-        client_metadata: Mapping[str, str] | None = None,
-    ) -> None:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-    def delete_user_attributes(
-        self, user_pool_id: str, username: str, names: list[str] | tuple[str, ...]
-    ) -> None:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
-@dataclass(frozen=True, slots=True)
-class RunnerSettings:
-    user_pool_id: str
-    workers: int = 8
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    client_metadata: Mapping[str, str] = field(default_factory=dict)
-    per_user_rate: float = 10.0
-    give_up_after: float = DEFAULT_GIVE_UP_AFTER  # no answer this long: stop (0: never)
-
-
-@dataclass(slots=True)
-class Stats:
-    """Live counters (written under the runner's lock)."""
-
-    calls: int = 0
-    throttles: int = 0
-    faults: int = 0
-    in_flight: int = 0
-    latency: float = 0.05  # EWMA of a call's seconds
-    resolve: float = 0.0  # EWMA of a row's seconds in ``resolve`` (reads, before-images)
 
 
 def progress_figures(
@@ -155,6 +116,7 @@ class Runner:
         self._trigger_streak = 0
         self._live = 0  # worker threads started and not yet ended
         self._sent: set[int] = set()  # rows in a worker with a call sent (``_unexpected``)
+        self._answered = self._resolved = False  # the first of each sets its estimate
 
     # -- control -----------------------------------------------------------------------------
 
@@ -170,14 +132,16 @@ class Runner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def wanted(self) -> int:
+    def wanted(self, *, aged: bool = True) -> int:
         """Calls in flight that fill the rate: rate x latency (Little's law), half again for
         jitter, + 1, + the pacer's group (its slots leave together). A row holds its slot
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
+        if aged and not self._answered:  # no answer yet: a call takes at least the wait so far
+            held = max(held, self._clock() - self._started)
         busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
         rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
-        return math.ceil(rate * held * 1.5) + 1 + sum(lane.group for lane in busy)
+        return math.ceil(rate * held * 1.5 - 1e-6) + 1 + sum(lane.group for lane in busy)
 
     def _check_cap(self, now: float) -> None:
         """Say once when ``workers`` holds the rate back (caller holds the lock). Not when the
@@ -230,6 +194,7 @@ class Runner:
             # A plain sleep is interrupted cleanly; 10 ms is the most a run's end waits.
             while self._live:
                 time.sleep(0.01)
+                self._grow()
         except BaseException:  # e.g. KeyboardInterrupt without the job's handlers: wind down
             self.stop("interrupted")
             raise
@@ -238,6 +203,17 @@ class Runner:
                 thread.join()
         if self._error is not None:
             raise self._error
+
+    def _grow(self) -> None:
+        """Start a worker if the window opened while every one waits; never blocks (tried)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if (not self._exhausted and not self.stopping
+                    and self._live <= self.stats.in_flight < self.window()):
+                self._spawn()
+        finally:
+            self._lock.release()
 
     def _spawn(self) -> None:
         """Start one more worker (caller holds the lock)."""
@@ -345,7 +321,9 @@ class Runner:
                     self._endpoint_failed(exc)
                 return self._result(update, 0, exc, int((self._clock() - started) * 1000))
             with self._lock:
-                self.stats.resolve = 0.8 * self.stats.resolve + 0.2 * (self._clock() - started)
+                took, old = self._clock() - started, self.stats.resolve  # the first: as is
+                self.stats.resolve = 0.8 * old + 0.2 * took if self._resolved else took
+                self._resolved = True
             if isinstance(resolved, RowResult):
                 return resolved
             update = resolved
@@ -396,6 +374,7 @@ class Runner:
         try:
             self._send(update, kind, op)
         except ThrottledError:
+            self._answered = True  # the age since the start no longer sizes the window
             lane.controller.on_throttle(sent, self._clock())
             self._follow_controller(lane)
             raise
@@ -403,7 +382,9 @@ class Runner:
         lane.controller.on_success(sent, now)
         self._follow_controller(lane)
         with self._lock:
-            self.stats.latency = 0.8 * self.stats.latency + 0.2 * (now - sent)
+            self.stats.latency = (0.8 * self.stats.latency + 0.2 * (now - sent)
+                                  if self._answered else now - sent)
+            self._answered = True
             self._check_cap(now)
         if self._on_call is not None:
             self._on_call(now - sent)
@@ -438,7 +419,9 @@ class Runner:
         else:
             self.breaker.answered()
         finally:
-            self.climber.on_call(self.controller.rate, self.wanted(), self._clock() - began)
+            # Little's window as measured: the wait before the first answer is no CPU queue.
+            self.climber.on_call(self.controller.rate, self.wanted(aged=False),
+                                 self._clock() - began)
 
     def _endpoint_failed(self, exc: TransientError) -> None:
         if self.breaker.failed(exc.code):  # a dead endpoint: stop as on a fatal error

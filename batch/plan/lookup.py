@@ -29,7 +29,7 @@ import re
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -41,6 +41,7 @@ from batch.models import RowResult, Status, UserUpdate
 from batch.pace.pacer import Pacer, Waiter
 from batch.pace.retrying import Cancelled, Retrier
 from batch.plan.mapping import with_verified_flags
+from batch.plan.segments import filter_for
 from batch.store.files import private_dir
 
 T = TypeVar("T")
@@ -179,6 +180,7 @@ class PoolSnapshot:
         self._lock = threading.Lock()
         self.reads = 0  # ListUsers pages read
         self.kept = 0
+        self.covers_all = True  # False when filled by segments: a key not found may exist
 
     def fill(
         self,
@@ -189,30 +191,78 @@ class PoolSnapshot:
         wanted: KeyScan,
         attributes: Iterable[str],
         paced: PacedCall,
+        prefixes: Sequence[str] = (),
+        lanes: int = 32,
     ) -> None:
+        """Page the pool (or, with ``prefixes``, each ``username ^= prefix`` segment, up to
+        ``lanes`` side by side, in order: ``plan.segments``) and keep the input's users."""
         keep = set(attributes) | {"username", key, "email_verified", "phone_number_verified",
                                   *USER_STATE.values()}  # the sync's enabled, undo's dates
+        self.covers_all = not prefixes
+        if prefixes:
+            self._fill_segments(gateway, user_pool_id, key, wanted, keep, paced, prefixes,
+                                lanes)
+        else:
+            self._page(gateway, user_pool_id, key, wanted, keep, paced, None)
+        with self._lock:
+            self._db.execute("CREATE INDEX IF NOT EXISTS users_key ON users(key)")
+            self._db.commit()
+
+    def _page(self, gateway: Reads, user_pool_id: str, key: str, wanted: KeyScan,
+              keep: set[str], paced: PacedCall, expression: str | None,
+              halt: threading.Event | None = None) -> None:
+        """Every page of one listing (the pool, or one segment's filter)."""
         token: str | None = None
-        while True:
+        while halt is None or not halt.is_set():
             try:
                 users, token = paced(functools.partial(gateway.list_users_page, user_pool_id,
-                                                       pagination_token=token))
+                                                       pagination_token=token,
+                                                       filter_expression=expression))
             except FatalError as exc:  # before the first write: the job stops here
                 raise refused(exc, "ListUsers") from None
-            self.reads += 1
             rows = []
             for user in users:
                 k = key_of(user, key)
                 if k and k in wanted:
                     rows.append((k, json.dumps({n: v for n, v in user.items() if n in keep})))
             with self._lock:
+                self.reads += 1
                 self._db.executemany("INSERT INTO users VALUES (?, ?)", rows)
-            self.kept += len(rows)
+                self.kept += len(rows)
             if not token:
                 break
-        with self._lock:
-            self._db.execute("CREATE INDEX IF NOT EXISTS users_key ON users(key)")
-            self._db.commit()
+
+    def _fill_segments(self, gateway: Reads, user_pool_id: str, key: str, wanted: KeyScan,
+                       keep: set[str], paced: PacedCall, prefixes: Sequence[str],
+                       lanes: int) -> None:
+        """The segments in order, ``lanes`` at a time; the first error stops the others and
+        is raised once they have ended."""
+        todo = iter(prefixes)
+        take = threading.Lock()
+        halt = threading.Event()
+        errors: list[BaseException] = []
+
+        def lane() -> None:
+            while not halt.is_set():
+                with take:
+                    prefix = next(todo, None)
+                if prefix is None:
+                    return
+                try:
+                    self._page(gateway, user_pool_id, key, wanted, keep, paced,
+                               filter_for(prefix), halt)
+                except BaseException as exc:  # noqa: BLE001 - raised below, in the caller
+                    errors.append(exc)
+                    halt.set()
+
+        threads = [threading.Thread(target=lane, daemon=True, name=f"cognito-batch-list_{i}")
+                   for i in range(max(1, min(lanes, len(prefixes))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def find(self, key: str) -> list[dict[str, str]]:
         with self._lock:
@@ -230,11 +280,15 @@ class LiveLookup:
     name no user has) so that a pool or identity refusing the read stops the job there, in
     one line naming the permission, instead of failing every row."""
 
-    def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall) -> None:
+    def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall,
+                 check: bool = True) -> None:
+        """``check``: False when the caller checks later (``check()``), before its first
+        write, with other reads under way meanwhile."""
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
         self.reads = 0
         self._lock = threading.Lock()
-        self.check()
+        if check:
+            self.check()
 
     def check(self) -> None:
         """The permission check: FatalError (permission named) when the read is refused."""

@@ -78,7 +78,10 @@ class Overlapped:
         raise AttributeError("the reads are counted by the two lookups")
 
     def find(self, key: str) -> list[dict[str, str]]:
-        if self.done.is_set():
+        """From the snapshot when it holds the user; else read on its own, unless the
+        snapshot is complete and paged the whole pool (then the user does not exist). One
+        paged by segments (``plan.segments``) may have missed a key: read on its own."""
+        if self.done.is_set() and getattr(self.snapshot, "covers_all", True):
             return self.snapshot.find(key)
         if self.error is None:
             found = self.snapshot.find(key)
