@@ -100,3 +100,48 @@ def test_a_killed_disable_missing_sync_with_undo_resumes_its_leavers_in_doubt_an
     assert _disabled(cognito_client, pool) == set()
     for name in kept:
         assert "custom:tier" not in emulator.get_user_attributes(pool, name), name
+
+
+def test_a_leaver_that_failed_after_its_disable_landed_is_undone_after_the_resume(
+    emulator: Any, make_pool: Any, tmp_path: Path, cognito_client: Any
+) -> None:
+    # GIVEN 60 users, an input of 20: 40 leavers, whose AdminDisableUser calls are refused
+    names = [f"u{n:03d}" for n in range(60)]
+    leavers = set(names[20:])
+    pool = make_pool(users=[{"username": u} for u in names])
+    emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserList", "UserRead",
+                                                 "UserPoolRead")}, latency_ms=50)
+    emulator.inject("AdminDisableUser", after=0, code="InvalidParameterException")
+    source = tmp_path / "all.csv"
+    source.write_text("username,enabled\n" + "".join(f"{u},true\n" for u in names[:20]))
+    report = tmp_path / "out.csv"
+    flags = ("--disable-missing", "--max-disable", "90%", "--undo", "--workers", "2",
+             "--rate", "500")
+    # WHEN it is killed once a few leavers are journaled failed
+    proc = _start(source, pool, emulator, report, *flags)
+    assert wait_for(lambda: len(_leaver_rows(report, 20)) >= 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    state = read_journal(journal_path(report))
+    assert state is not None
+    failed = {r.username for r in state.records() if r.row > 20 and r.status.value == "failed"}
+    assert failed and len(failed) < len(leavers), "the run ended before the kill"
+    # ... their disables had landed after all (an answer lost), and the run is resumed
+    emulator.reset()
+    emulator.configure(latency_ms=0)
+    for name in failed:
+        cognito_client.admin_disable_user(UserPoolId=pool, Username=name)
+    again = _start(source, pool, emulator, report, *flags)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    # THEN each is ``updated`` by the earlier attempt (before: ``unchanged``, so never undone)
+    rows = {v["username"]: v for r, v in report_rows(report).items() if r > 20}
+    assert set(rows) == leavers
+    assert {n for n, v in rows.items() if v["error_message"] == WRITTEN_BEFORE} >= failed
+    assert {v["status"] for v in rows.values()} == {"updated"}
+    # WHEN the run is undone THEN every leaver is enabled again
+    undo = subprocess.run(
+        [sys.executable, "-m", "batch", "undo", str(report), "--endpoint-url",
+         emulator.endpoint_url, "--yes", "--quiet"], cwd=ROOT, capture_output=True, timeout=120)
+    assert undo.returncode == 0, undo.stderr.decode()
+    assert _disabled(cognito_client, pool) == set()
