@@ -17,8 +17,12 @@ write, the feed's sync items, and the writer whose create is idempotent.
   which may have changed since (users added, deleted, disabled by someone else): they keep
   their rows, the finished ones are not touched again and count against ``--max-disable``,
   and a leaver new to this attempt is numbered after every row an earlier one may have used
-  (``plan.leavers.number_leavers``). Memory: the journaled leavers' names and rows, at most
-  about ``--max-disable`` of them.
+  (``plan.leavers.number_leavers``). A leaver whose before-image an earlier attempt recorded
+  but never journaled (killed with its disable in flight) is one in doubt: it keeps its row
+  too, so the finished journal vouches for its image (``_in_doubt``); one the listing shows
+  disabled already goes through the resolve step, where the before-images make it
+  ``updated`` (so undo restores it). Memory: the journaled and imaged leavers' names and
+  rows, at most about ``--max-disable`` of them.
 """
 
 from __future__ import annotations
