@@ -17,8 +17,12 @@ write, the feed's sync items, and the writer whose create is idempotent.
   which may have changed since (users added, deleted, disabled by someone else): they keep
   their rows, the finished ones are not touched again and count against ``--max-disable``,
   and a leaver new to this attempt is numbered after every row an earlier one may have used
-  (``plan.leavers.number_leavers``). Memory: the journaled leavers' names and rows, at most
-  about ``--max-disable`` of them.
+  (``plan.leavers.number_leavers``). A leaver whose before-image an earlier attempt recorded
+  but never journaled (killed with its disable in flight) is one in doubt: it keeps its row
+  too, so the finished journal vouches for its image (``_in_doubt``); one the listing shows
+  disabled already goes through the resolve step, where the before-images make it
+  ``updated`` (so undo restores it). Memory: the journaled and imaged leavers' names and
+  rows, at most about ``--max-disable`` of them.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from batch.plan.leavers import PoolUser, number_leavers, plan_disable_missing
 from batch.plan.lookup import PacedCall, key_of, same_value
 from batch.plan.operations import Kind, Operation, SyncUpdate
 from batch.plan.sync_resolve import GroupSource
+from batch.record.before_images import earlier_leavers
 from batch.record.journal import JournalState
 from batch.specs import MaxDisable
 
@@ -83,7 +88,7 @@ class SyncSetup:
     leavers: list[tuple[int, str]] = field(default_factory=list)  # (row, username), sorted
     # A resume's rows an earlier attempt journaled unfinished whose user is no longer to
     # disable (the pool changed since): their results, no call.
-    settled: list[RowResult] = field(default_factory=list)
+    settled: list[RowResult | SyncUpdate] = field(default_factory=list)
     pool_users: int = 0
     reads: int = 0
     membership_read: str = ""
@@ -165,18 +170,23 @@ class SyncSetup:
         absent_users = [u for u in users if u.key.strip() and not present(u.key)]
         gone = {u.username for u in absent_users}
         journaled, twice, top = _journaled_leavers(state)
+        imaged, image_top = _earlier_images(job, scan, state)
+        _in_doubt(imaged, journaled, twice)
+        now_disabled = {u.username for u in absent_users if not u.enabled}
         missing = plan_disable_missing(
             users, (u.key for u in users if u.username not in gone), input_rows=scan.rows,
             max_disable=MaxDisable.parse(config.max_disable),
-            disabled=[name for name, (_, finished) in journaled.items() if finished])
-        after = max(scan.last_input_row, top, state.handed_out if state is not None else 0)
+            disabled=[name for name, (_, finished) in journaled.items() if finished]
+            + [name for name in imaged.values() if name in now_disabled])
+        after = max(scan.last_input_row, top, image_top,
+                    state.handed_out if state is not None else 0)
         rows = number_leavers(missing, journaled, after=after)
         self.leavers = rows.disable
-        left = rows.settled + twice
-        if left:  # a user still absent but disabled now holds; any other is left alone
-            names = {name for _, name in left}
-            disabled = {u.username for u in absent_users if u.username in names and not u.enabled}
-            self.settled = [_settled(row, name, name in disabled) for row, name in sorted(left)]
+        # A user still absent but disabled now holds; any other is left alone. One an earlier
+        # attempt imaged goes through the resolve step, which reports it ``unchanged`` and
+        # the before-images make ``updated`` (it most likely disabled it): undo restores it.
+        self.settled = [_settled(row, name, name in now_disabled, imaged.get(row) == name)
+                        for row, name in sorted(rows.settled + twice)]
 
     def item(self, row: InputRow, planned: UserUpdate | RowResult) -> UserUpdate | RowResult:
         """A row's feed item in a sync: a ``SyncUpdate`` with its enabled and groups wishes,
@@ -231,8 +241,41 @@ def _journaled_leavers(
     return journaled, twice, max(by_row, default=0)
 
 
-def _settled(row: int, username: str, disabled: bool) -> RowResult:
-    """A journaled leaver's row whose user is no longer an enabled user the input lacks."""
+def _earlier_images(job: Job, scan: KeyScan,
+                    state: JournalState | None) -> tuple[dict[int, str], int]:
+    """A resume's leaver rows an earlier attempt recorded a before-image for and did not
+    journal finished: row -> username (``before_images.earlier_leavers``); and the highest
+    row any leaver image names, so no new leaver takes its number."""
+    if state is None or not job.records_undo:
+        return {}, 0
+    header = {"pool": job.config.user_pool_id, "input_sha256": state.header.input_sha256,
+              "settings": state.header.settings}
+    imaged, top = earlier_leavers(job.files.before_images, header, past=scan.last_input_row)
+    return {row: name for row, name in imaged.items() if row not in state.finished}, top
+
+
+def _in_doubt(imaged: dict[int, str], journaled: dict[str, tuple[int, bool]],
+              twice: list[tuple[int, str]]) -> None:
+    """Leavers in doubt: an earlier attempt recorded the image (so it was about to disable
+    the user, and may have) but was stopped before the row's journal line. Each keeps its row
+    and user, as a journaled unfinished leaver does, so the finished journal vouches for
+    its image; a user already journaled under another row is that row's second (``twice``)."""
+    lined = {row for row, _ in journaled.values()} | {row for row, _ in twice}
+    for row, name in sorted(imaged.items()):
+        if row in lined:
+            continue
+        if name in journaled:
+            twice.append((row, name))
+        else:
+            journaled[name] = (row, False)
+
+
+def _settled(row: int, username: str, disabled: bool,
+             imaged: bool = False) -> RowResult | SyncUpdate:
+    """A journaled leaver's row whose user is no longer an enabled user the input lacks;
+    ``imaged``: an earlier attempt recorded the row's image (its disable may have landed)."""
+    if disabled and imaged:  # nothing to call: the resolve step says unchanged
+        return SyncUpdate(row, username, (), enabled=False, preplanned=True)
     if disabled:
         return RowResult(row, username, Status.UNCHANGED,
                          error_message="disabled already: no call")

@@ -66,7 +66,11 @@ class SyncResolver:
         if not isinstance(update, SyncUpdate):
             return self.inner(update)
         if update.preplanned:  # a leaver the feed listed: nothing to read (the snapshot
-            return update  # holds only the input's users)
+            if update.ops:  # holds only the input's users)
+                return update
+            # a leaver in doubt the listing showed disabled already (``commands.sync``)
+            return RowResult(update.row, update.username, Status.UNCHANGED, key=update.key,
+                             error_message="disabled already: no call")
         plain = UserUpdate(update.row, update.username, update.attributes, update.deletes,
                            key=update.key)
         resolved = self.inner(plain)

@@ -325,6 +325,30 @@ def iter_records(path: Path) -> Iterator[UndoRecord]:
             yield UndoRecord.from_record(record)
 
 
+def earlier_leavers(
+    path: Path, header: Mapping[str, Any], *, past: int
+) -> tuple[dict[int, str], int]:
+    """The images an unfinished earlier attempt of this run (``SAME_RUN`` with ``header``)
+    recorded for rows past ``past``, a ``--disable-missing`` run's leavers: row -> username of
+    each that only disables an enabled user (first image of a row), and the highest row any
+    image past ``past`` names (0: none). A resume gives those rows back under their own users
+    (``commands.sync``); the file alone never adds a user to write. Memory: those rows."""
+    found = _read_header(path)
+    if found is None or found[1] or not all(found[0].get(k) == header.get(k)
+                                            for k in SAME_RUN):
+        return {}, 0
+    out: dict[int, str] = {}
+    top = 0
+    for record in iter_records(path):
+        if record.row <= past:
+            continue
+        top = max(top, record.row)
+        if (record.enabled == (True, False) and not record.wrote and not record.created
+                and not record.groups_added and not record.groups_removed):
+            out.setdefault(record.row, record.username)
+    return out, top
+
+
 def _malformed(record: Mapping[str, Any]) -> str:
     """What is wrong with a record's shape ('' when nothing); never quotes a value."""
     row = record.get("row")
