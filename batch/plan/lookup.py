@@ -281,12 +281,15 @@ class LiveLookup:
     one line naming the permission, instead of failing every row."""
 
     def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall,
-                 check: bool = True) -> None:
+                 check: bool = True,
+                 known: dict[str, list[dict[str, str]]] | None = None) -> None:
         """``check``: False when the caller checks later (``check()``), before its first
-        write, with other reads under way meanwhile."""
+        write, with other reads under way meanwhile. ``known``: answers read already (the
+        first rows' users, read at the start), each handed out once, then read again."""
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
         self.reads = 0
         self._lock = threading.Lock()
+        self._known = dict(known or {})
         if check:
             self.check()
 
@@ -303,6 +306,9 @@ class LiveLookup:
 
     def find(self, key: str) -> list[dict[str, str]]:
         with self._lock:
+            known = self._known.pop(key, None)
+            if known is not None:
+                return known
             self.reads += 1
         return self._read(key)
 
