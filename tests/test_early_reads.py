@@ -13,7 +13,7 @@ from batch.commands.reads import EARLY_READS, ReadCheck, _live
 from batch.config import JobConfig
 from batch.errors import FatalError, RowError
 from batch.pace.pacer import event_waiter
-from batch.pace.retrying import Retrier, RetryPolicy
+from batch.pace.retrying import Cancelled, Retrier, RetryPolicy
 from batch.plan.lookup import PROBE_USERNAME
 
 
@@ -62,12 +62,12 @@ def test_first_rows_read_at_the_start_are_not_read_again() -> None:
     job = FakeJob(FakeReads(_users(5)))
     job.read_check.run(job, threading.Event(), ["u0", "u1", "nobody", "u0"])  # type: ignore[arg-type]
     assert job.read_check.passed()
-    assert sorted(job.gateway.asked) == sorted([PROBE_USERNAME, "u0", "u1", "nobody"])
     live = _lookup(job)
-    asked = len(job.gateway.asked)
     assert live.find("u0") == [_users(5)["u0"]]
     assert live.find("nobody") == []
-    assert len(job.gateway.asked) == asked  # answered from the start's reads
+    assert live.find("u1") == [_users(5)["u1"]]
+    # answered from the start's reads, not read again
+    assert sorted(job.gateway.asked) == sorted([PROBE_USERNAME, "u0", "u1", "nobody"])
     assert live.find("u0") == [_users(5)["u0"]]  # once: a second row with the key reads again
     assert job.gateway.asked[-1] == "u0"
     assert live.reads == 4  # u0, u1, nobody at the start, u0 again (the check: ``passed``)
@@ -76,6 +76,8 @@ def test_first_rows_read_at_the_start_are_not_read_again() -> None:
 def test_at_most_a_second_of_reads_at_the_start() -> None:
     job = FakeJob(FakeReads(_users(EARLY_READS + 50)))
     job.read_check.run(job, threading.Event(), [f"u{i}" for i in range(EARLY_READS + 50)])  # type: ignore[arg-type]
+    for answer in job.read_check.early.values():
+        answer.result()
     assert len(job.gateway.asked) == EARLY_READS + 1
 
 
@@ -84,7 +86,9 @@ def test_a_refused_read_is_still_held_for_the_lookup() -> None:
     job.read_check.run(job, threading.Event(), ["u0", "u1"])  # type: ignore[arg-type]
     with pytest.raises(FatalError):
         job.read_check.passed()
-    assert job.read_check.early == {}
+    live = _lookup(job)
+    with pytest.raises(FatalError):  # a refused early read is read again, as any row
+        live.find("u0")
 
 
 def test_a_stop_during_the_start_reads_ends_them_unread() -> None:
@@ -92,8 +96,17 @@ def test_a_stop_during_the_start_reads_ends_them_unread() -> None:
     stop.set()
     job = FakeJob(FakeReads(_users(3)))
     job.read_check.run(job, stop, ["u0", "u1"])  # type: ignore[arg-type]
+    for answer in job.read_check.early.values():
+        with pytest.raises(Cancelled):
+            answer.result()
     assert job.gateway.asked == []
-    assert job.read_check.early == {}
+
+
+def test_the_check_times_one_answer() -> None:
+    job = FakeJob(FakeReads(_users(1)))
+    job.read_check.run(job, threading.Event(), [])  # type: ignore[arg-type]
+    assert job.read_check.passed() and job.read_check.latency >= 0.0
+    assert job.gateway.asked == [PROBE_USERNAME]
 
 
 def test_no_reads_at_the_start_without_before_images() -> None:

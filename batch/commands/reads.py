@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from batch.cognito import CognitoGateway
@@ -90,9 +91,10 @@ class ReadCheck:
     def __init__(self) -> None:
         self.done = False
         self.refused: FatalError | None = None
-        self.early: dict[str, list[dict[str, str]]] = {}
+        self.early: dict[str, Future[list[dict[str, str]]]] = {}
         self.early_reads = 0
         self.pacer: Pacer | None = None
+        self.latency = 0.0  # the check's seconds: a read's answer time (the pacer's first slot)
 
     def run(self, job: Job, stop: threading.Event, keys: Sequence[str] = ()) -> None:
         config = job.config
@@ -106,33 +108,36 @@ class ReadCheck:
         retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
         live = _live(job, retrier, wait, check=False, pacer=self.pacer)
         wanted = list(dict.fromkeys(k for k in keys if k))[:EARLY_READS]
-        pool = ThreadPoolExecutor(max_workers=len(wanted),
-                                  thread_name_prefix="cognito-batch-early") if wanted else None
+        # The check takes the pacer's first slot; the first rows' reads go on in the
+        # background after it, their answers awaited by the rows themselves (``early``).
+        pool = ThreadPoolExecutor(max_workers=len(wanted) + 1,
+                                  thread_name_prefix="cognito-batch-early")
         try:
-            futures = [(k, pool.submit(live.find, k)) for k in wanted] if pool else []
+            check = pool.submit(_timed, live.check)
+            self.early = {k: pool.submit(live.find, k) for k in wanted}
+            self.early_reads = len(self.early)
             try:
-                live.check()
+                _, self.latency = check.result()
             except FatalError as exc:
                 self.refused = exc
             except Exception:  # noqa: BLE001 - an answer in no known shape: asked again later
                 pass
             else:
                 self.done = True
-            for key, future in futures:
-                try:
-                    self.early[key] = future.result()
-                except Exception:  # noqa: BLE001 - the row's own read asks again, and reports
-                    continue
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-            self.early_reads = live.reads - 1  # the check is counted by ``passed``
+            pool.shutdown(wait=False)
 
     def passed(self) -> bool:
         """True when asked and allowed; raises the refusal; False when not asked."""
         if self.refused is not None:
             raise self.refused
         return self.done
+
+
+def _timed(call: Callable[[], None]) -> tuple[None, float]:
+    started = time.monotonic()
+    call()
+    return None, time.monotonic() - started
 
 
 def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, str]:

@@ -311,6 +311,7 @@ class Job:
         side_by_side(self.load_schema, self.read_quotas,
                      functools.partial(self.read_check.run, self, self.stop_event,
                                        self._first_keys(scan, state)))
+        self.pipeline.latency_hint = self.read_check.latency  # sizes the first window
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
             self.sync_setup = SyncSetup.prepare(self, scan, state)
         done = state.finished if state is not None else RowSet(scan.last_input_row)
