@@ -805,3 +805,21 @@ def test_workers_start_as_the_window_opens_while_every_row_waits() -> None:
     thread.join(30)
     # THEN workers started for the open window without any row coming back: all updated
     assert {r.status for r in out.by_row().values()} == {Status.UPDATED}
+
+
+def test_a_latency_measured_before_the_loop_opens_the_first_window() -> None:
+    # GIVEN 150/s and an answer time of 1 s measured at the start (the read check): the first
+    # rows resolve at once (read at the start), so no wait would size the window yet
+    clock = ManualClock()
+    runner = Runner(
+        FakeCognito(users(1)),  # type: ignore[arg-type]
+        RunnerSettings(user_pool_id=POOL, workers=DEFAULT_WORKERS, latency_hint=1.0),
+        controller=FixedRate(150.0), on_result=Collected(), clock=clock,
+    )
+    # THEN the window holds 150/s x 1 s from the start, before any answer
+    assert runner.window() >= 225
+    # ... the climber is still told the window measured, not the hint
+    assert runner.wanted(aged=False) < 20
+    # WHEN the first answer comes (fast), THEN it alone sizes the window
+    runner._call(update(1, "u1", tier="gold"), "update")  # noqa: SLF001
+    assert runner.window() < 20

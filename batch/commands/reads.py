@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from batch.cognito import CognitoGateway
@@ -71,17 +73,30 @@ def side_by_side(*calls: Callable[[], None]) -> None:
         raise errors[min(errors)]
 
 
+#: At most this many of the first rows' users are read beside the start's calls (a second of
+#: reads at the default read rate): at 1 s an answer, the first writes waited that second.
+EARLY_READS = 100
+
+
 class ReadCheck:
     """The AdminGetUser permission check, asked at the start beside the pool's description and
     the quotas (at 1 s an answer, asked later it cost a second before the first write). Its
     refusal is held, and raised when the lookup is opened, before the first write, as before.
-    Counted in the lookup's reads (the summary's ``read_calls``)."""
+    Counted in the lookup's reads (the summary's ``read_calls``).
+
+    Beside it, the users of the run's first rows (``keys``) are read too (reads change
+    nothing): their answers wait in ``early`` for the lookup, so the first writes need not
+    wait a read's answer after the start's calls. The reads' pacer is the lookup's too."""
 
     def __init__(self) -> None:
         self.done = False
         self.refused: FatalError | None = None
+        self.early: dict[str, Future[list[dict[str, str]]]] = {}
+        self.early_reads = 0
+        self.pacer: Pacer | None = None
+        self.latency = 0.0  # the check's seconds: a read's answer time (the pacer's first slot)
 
-    def run(self, job: Job, stop: threading.Event) -> None:
+    def run(self, job: Job, stop: threading.Event, keys: Sequence[str] = ()) -> None:
         config = job.config
         if config.dry_run or config.key != "username" or job.needs_lookup or not job.records_undo:
             # Only before-images alone are sure to read users one at a time (live or
@@ -89,19 +104,40 @@ class ReadCheck:
             # instead, and then makes no AdminGetUser at all.
             return
         wait = event_waiter(stop)
+        self.pacer = Pacer(config.get_rate)
+        retrier = Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait)
+        live = _live(job, retrier, wait, check=False, pacer=self.pacer)
+        wanted = list(dict.fromkeys(k for k in keys if k))[:EARLY_READS]
+        # The check takes the pacer's first slot; the first rows' reads go on in the
+        # background after it, their answers awaited by the rows themselves (``early``).
+        pool = ThreadPoolExecutor(max_workers=len(wanted) + 1,
+                                  thread_name_prefix="cognito-batch-early")
         try:
-            _live(job, Retrier(RetryPolicy(max_attempts=config.max_attempts), wait=wait), wait)
-        except FatalError as exc:
-            self.refused = exc
-        except Exception:  # noqa: BLE001 - an answer in no known shape: asked again later
-            return
-        self.done = True
+            check = pool.submit(_timed, live.check)
+            self.early = {k: pool.submit(live.find, k) for k in wanted}
+            self.early_reads = len(self.early)
+            try:
+                _, self.latency = check.result()
+            except FatalError as exc:
+                self.refused = exc
+            except Exception:  # noqa: BLE001 - an answer in no known shape: asked again later
+                pass
+            else:
+                self.done = True
+        finally:
+            pool.shutdown(wait=False)
 
     def passed(self) -> bool:
         """True when asked and allowed; raises the refusal; False when not asked."""
         if self.refused is not None:
             raise self.refused
         return self.done
+
+
+def _timed(call: Callable[[], None]) -> tuple[None, float]:
+    started = time.monotonic()
+    call()
+    return None, time.monotonic() - started
 
 
 def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, str]:
@@ -116,7 +152,7 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
                      writes=job.rate_plan().ceiling, every_row=not job.needs_lookup)
     if how not in ("snapshot", "overlap"):
         checked = job.read_check.passed()
-        live = _live(job, retrier, wait, check=not checked)
+        live = _live(job, retrier, wait, check=not checked, early=job.read_check)
         live.reads += checked  # the check made at the start is this lookup's read
         return live, how
     cancel = threading.Event() if how == "overlap" else stop
@@ -150,7 +186,7 @@ def open_reads(job: Job, scan: KeyScan, stop: threading.Event) -> tuple[Lookup, 
     except BaseException:
         snapshot.close()
         raise
-    live = _live(job, retrier, wait, check=False)
+    live = _live(job, retrier, wait, check=False, early=job.read_check)
     live.reads += checked
     lookup = Overlapped(snapshot, live, fill, cancel)
     if not checked:
@@ -170,8 +206,16 @@ def live_lookup(job: Job, stop: threading.Event) -> LiveLookup:
                  wait)
 
 
-def _live(job: Job, retrier: Retrier, wait: Waiter, *, check: bool = True) -> LiveLookup:
+def _live(job: Job, retrier: Retrier, wait: Waiter, *, check: bool = True,
+          pacer: Pacer | None = None, early: ReadCheck | None = None) -> LiveLookup:
+    """``early``: the start's reads, whose answers and pacer the lookup takes over."""
     config = job.config
     rate = config.get_rate if config.key == "username" else config.list_rate
-    return LiveLookup(job.gateway, config.user_pool_id, key=config.key,
-                      paced=PacedCall(Pacer(rate), retrier, wait), check=check)
+    if early is not None and early.pacer is not None:
+        pacer = early.pacer
+    live = LiveLookup(job.gateway, config.user_pool_id, key=config.key,
+                      paced=PacedCall(pacer or Pacer(rate), retrier, wait), check=check,
+                      known=early.early if early is not None else None)
+    if early is not None:
+        live.reads += early.early_reads
+    return live

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import sys
 import threading
@@ -22,7 +23,7 @@ from batch.cognito import CognitoGateway, identifies_as_emulator
 from batch.commands.dry_run import dry_run
 from batch.commands.incremental import Incremental
 from batch.commands.pool import describe_pool, gateway_for
-from batch.commands.reads import ReadCheck, open_reads, side_by_side
+from batch.commands.reads import EARLY_READS, ReadCheck, open_reads, side_by_side
 from batch.commands.run_s3 import run_with_s3_report
 from batch.commands.run_work import RunWork, run_items
 from batch.commands.sync import SyncSetup, sync_active, sync_categories
@@ -308,7 +309,9 @@ class Job:
         work.in_doubt = state.handed_out if state is not None else 0
         # Each a call (or three) before the first write: side by side.
         side_by_side(self.load_schema, self.read_quotas,
-                     functools.partial(self.read_check.run, self, self.stop_event))
+                     functools.partial(self.read_check.run, self, self.stop_event,
+                                       self._first_keys(scan, state)))
+        self.pipeline.latency_hint = self.read_check.latency  # sizes the first window
         if self.sync:  # before any write: unknown groups, AliasConflict, --max-disable
             self.sync_setup = SyncSetup.prepare(self, scan, state)
         done = state.finished if state is not None else RowSet(scan.last_input_row)
@@ -317,6 +320,18 @@ class Job:
         finally:
             if self.incremental is not None:
                 self.incremental.spill.remove()
+
+    def _first_keys(self, scan: KeyScan, state: object) -> list[str]:
+        """The keys of the rows a fresh, unattended run writes first: their users are read
+        beside the start's calls (``ReadCheck``). None when a prompt may hold the run (reads
+        kept for minutes would be stale), or when the first rows are not surely the first
+        written (a resume, a shard, chosen rows, an incremental run)."""
+        config = self.config
+        if (state is not None or config.dry_run or self.confirm is not None or config.rows
+                or scan.foreign is not None or config.incremental):
+            return []
+        return list(itertools.islice(iter_column(self.source, config.username_column),
+                                     EARLY_READS))
 
     def _planned(self, scan: KeyScan, header: JournalHeader, work: RunWork,
                  state: JournalState | None, done: RowSet,

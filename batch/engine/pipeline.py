@@ -94,6 +94,7 @@ class Pipeline:
         self.log = log
         self.handle_signals = handle_signals
         self.stop_event = threading.Event()
+        self.latency_hint = 0.0  # a call's seconds measured at the start (``RunnerSettings``)
         # Set by a stop that must be prompt (a signal, a lost lease: ``stop``), not by the
         # apply's own (the brake, a changed input: ``_wind_down``): a resume's carry ends early
         # only for the former; the latter still end with a whole report.
@@ -238,7 +239,7 @@ class Pipeline:
                 retry=RetryPolicy(max_attempts=config.max_attempts,
                                   max_row_seconds=config.max_row_seconds),
                 client_metadata=config.client_metadata, per_user_rate=config.per_user_rate,
-                give_up_after=config.give_up_after,
+                give_up_after=config.give_up_after, latency_hint=self.latency_hint,
             ),
             controller=controller, on_result=fanout, resolve=work.resolve(),
             stop=self.stop_event, on_call=on_call, on_note=progress.note,

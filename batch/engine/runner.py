@@ -138,7 +138,7 @@ class Runner:
         through ``resolve`` too, so that time counts."""
         held = self.stats.latency + self.stats.resolve
         if aged and not self._answered:  # no answer yet: a call takes at least the wait so far
-            held = max(held, self._clock() - self._started)
+            held = max(held, self._clock() - self._started, self.settings.latency_hint)
         busy = [lane for lane in self.lanes.values() if lane.calls] or [self.lanes[UPDATE_CATEGORY]]
         rate = sum(lane.controller.rate for lane in busy)  # each busy category's calls in flight
         return math.ceil(rate * held * 1.5 - 1e-6) + 1 + sum(lane.group for lane in busy)

@@ -37,6 +37,9 @@ class RunnerSettings:
     client_metadata: Mapping[str, str] = field(default_factory=dict)
     per_user_rate: float = 10.0
     give_up_after: float = DEFAULT_GIVE_UP_AFTER  # no answer this long: stop (0: never)
+    #: A call's seconds measured before the loop (the first rows' reads at the start): the
+    #: window is sized from it until the first answer, as from the wait so far (0: none).
+    latency_hint: float = 0.0
 
 
 @dataclass(slots=True)

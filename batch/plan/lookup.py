@@ -30,6 +30,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -281,12 +282,16 @@ class LiveLookup:
     one line naming the permission, instead of failing every row."""
 
     def __init__(self, gateway: Reads, user_pool_id: str, *, key: str, paced: PacedCall,
-                 check: bool = True) -> None:
+                 check: bool = True,
+                 known: Mapping[str, Future[list[dict[str, str]]]] | None = None) -> None:
         """``check``: False when the caller checks later (``check()``), before its first
-        write, with other reads under way meanwhile."""
+        write, with other reads under way meanwhile. ``known``: answers read already (the
+        first rows' users, read from the start on), each handed out once, then read again; one
+        that failed is read again."""
         self.gateway, self.pool, self.key, self.paced = gateway, user_pool_id, key, paced
         self.reads = 0
         self._lock = threading.Lock()
+        self._known = dict(known or {})
         if check:
             self.check()
 
@@ -302,6 +307,13 @@ class LiveLookup:
             pass  # throttled or unreachable: the rows' own reads retry and report it
 
     def find(self, key: str) -> list[dict[str, str]]:
+        with self._lock:
+            known = self._known.pop(key, None)
+        if known is not None:
+            try:
+                return known.result()
+            except Exception:  # noqa: BLE001 - throttled, stopped, refused: read as any row
+                pass
         with self._lock:
             self.reads += 1
         return self._read(key)
