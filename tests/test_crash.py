@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,29 @@ def journal_lines(report: Path) -> int:
         return 0
 
 
+def kill_until_done(
+    launch: Callable[[], subprocess.Popen[bytes]], report: Path, rng: random.Random, *,
+    kills: int, least: int, most: int, slack: int,
+) -> tuple[int | None, int]:
+    """Run ``launch()`` again until it exits 0 or 1; each of the first ``kills`` runs gets
+    SIGKILL once its journal has grown by ``least..most`` lines (at random). Returns the last
+    exit code and the kills made; fails if it takes more than ``kills + slack`` runs."""
+    made = runs = 0
+    code: int | None = None
+    while code not in (0, 1):
+        runs += 1
+        assert runs <= kills + slack, "the job never finished"
+        proc = launch()
+        if made < kills:
+            target = journal_lines(report) + rng.randint(least, most)
+            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
+                proc.send_signal(signal.SIGKILL)
+                made += 1
+        proc.wait(timeout=120)
+        code = proc.returncode if proc.returncode >= 0 else None
+    return code, made
+
+
 def updates_accepted(emulator: Any) -> int:
     ops = emulator.stats()["operations"].get("AdminUpdateUserAttributes", {})
     return int(ops.get("accepted", 0))
@@ -86,20 +110,10 @@ def test_kill_9_at_random_points_then_resume_until_done(
         emulator, make_pool, tmp_path, n, quotas={"UserUpdate": 2000}, **faults
     )
     rng = random.Random(20261127)
-    kills = runs = 0
-    code = None
     # WHEN the job is killed with SIGKILL whenever its journal passes a random point, and rerun
-    while code not in (0, 1):
-        runs += 1
-        assert runs <= kills_planned + 5, "the job never finished"
-        proc = start(source, pool, emulator, report, "--rate", "1000", "--workers", str(workers))
-        if kills < kills_planned:
-            target = journal_lines(report) + rng.randint(1, n // (kills_planned + 2))
-            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        proc.wait(timeout=120)
-        code = proc.returncode if proc.returncode >= 0 else None
+    code, kills = kill_until_done(
+        lambda: start(source, pool, emulator, report, "--rate", "1000", "--workers", str(workers)),
+        report, rng, kills=kills_planned, least=1, most=n // (kills_planned + 2), slack=5)
     # THEN every row is in the final report exactly once, updated (or, a row a killed attempt
     # had sent, found holding its values when read after the restart: not written again)
     rows = list(report_rows(report).values())
@@ -116,7 +130,7 @@ def test_kill_9_at_random_points_then_resume_until_done(
     accepted = updates_accepted(emulator)
     assert n <= accepted <= n + workers * kills
     print(
-        f"\ncrash test: rows={n} report_rows={len(rows)} kills={kills} runs={runs} "
+        f"\ncrash test: rows={n} report_rows={len(rows)} kills={kills} "
         f"update_calls_accepted={accepted} "
         f"update_calls_all={emulator.stats()['operations']['AdminUpdateUserAttributes']['calls']}"
     )
@@ -131,20 +145,10 @@ def test_kill_9_then_resume_reads_the_rows_in_flight_and_writes_none_twice(
     pool, source, report = prepare(emulator, make_pool, tmp_path, n,
                                    quotas={"UserUpdate": 2000}, latency_ms=20)
     rng = random.Random(20261206)
-    kills = runs = 0
-    code = None
     # WHEN the job is killed with SIGKILL while rows are in flight, four times, and rerun
-    while code not in (0, 1):
-        runs += 1
-        assert runs <= kills_planned + 3, "the job never finished"
-        proc = start(source, pool, emulator, report, "--rate", "400", "--workers", "8")
-        if kills < kills_planned:
-            target = journal_lines(report) + rng.randint(20, n // (kills_planned + 2))
-            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        proc.wait(timeout=120)
-        code = proc.returncode if proc.returncode >= 0 else None
+    code, kills = kill_until_done(
+        lambda: start(source, pool, emulator, report, "--rate", "400", "--workers", "8"),
+        report, rng, kills=kills_planned, least=20, most=n // (kills_planned + 2), slack=3)
     # THEN Cognito accepted exactly one write per row: the rows a killed attempt had sent were
     # read after the restart and, holding their values, not written again (issue 20 item 6)
     assert kills == kills_planned
@@ -195,21 +199,10 @@ def test_kill_9_with_before_images_then_resume_and_undo_puts_every_user_back(
                                    quotas={"UserUpdate": 2000, "UserRead": 2000,
                                            "UserList": 2000}, latency_ms=20)
     rng = random.Random(61)
-    kills = runs = 0
-    code = None
     # WHEN the job is killed with SIGKILL while rows are in flight, and rerun until it ends
-    while code not in (0, 1):
-        runs += 1
-        assert runs <= kills_planned + 3, "the job never finished"
-        proc = start(source, pool, emulator, report, "--undo", "--rate", "400", "--workers",
-                     "8")
-        if kills < kills_planned:
-            target = journal_lines(report) + rng.randint(20, n // (kills_planned + 2))
-            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        proc.wait(timeout=120)
-        code = proc.returncode if proc.returncode >= 0 else None
+    code, kills = kill_until_done(
+        lambda: start(source, pool, emulator, report, "--undo", "--rate", "400", "--workers", "8"),
+        report, rng, kills=kills_planned, least=20, most=n // (kills_planned + 2), slack=3)
     # THEN one write per row; a row an earlier attempt wrote (its image recorded, the user
     # holding its values when read again) is ``updated`` with no call of this attempt
     assert kills == kills_planned and code == 0
@@ -391,21 +384,11 @@ def test_kill_9_during_a_sync_with_creates_and_group_changes_then_resume(
             writer.writerow([f"k{i:05d}", f"t{i % 7}", "g2" if i <= half else "g1;g2"])
     report = tmp_path / "out.csv"
     rng = random.Random(7)
-    kills = runs = 0
-    code = None
     # WHEN it is killed with SIGKILL at random points and rerun until it finishes
-    while code not in (0, 1):
-        runs += 1
-        assert runs <= kills_planned + 5, "the job never finished"
-        proc = start(source, pool, emulator, report, "--create-missing", "--undo", "--rate",
-                     "1000", "--workers", "8")
-        if kills < kills_planned:
-            target = journal_lines(report) + rng.randint(1, n // (kills_planned + 2))
-            if wait_for(lambda t=target: journal_lines(report) >= t, proc):
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-        proc.wait(timeout=120)
-        code = proc.returncode if proc.returncode >= 0 else None
+    code, kills = kill_until_done(
+        lambda: start(source, pool, emulator, report, "--create-missing", "--undo", "--rate",
+                      "1000", "--workers", "8"),
+        report, rng, kills=kills_planned, least=1, most=n // (kills_planned + 2), slack=5)
     # THEN every row is reported exactly once: joiners created (an earlier attempt's
     # before-image says so), movers updated, or unchanged when a killed attempt had already
     # made the change and not journaled it (a row is a desired state)
