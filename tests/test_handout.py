@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_checkpoint import Flaky
 
 from batch.engine.handout import LOCAL_STEP, MAX_STEP, Handout, step_for
-from batch.errors import StorageError
 from batch.models import RowResult, Status, UserUpdate
 from batch.plan.in_doubt import HELD, ReadFirst, diffing
 from batch.plan.lookup import Resolver
@@ -184,29 +184,13 @@ def test_segments_with_mark_lines_are_in_range() -> None:
 # -- the S3 checkpoint puts a mark before its rows go out -------------------------------------
 
 
-class Failing:
-    def __init__(self, inner: Any, failures: int) -> None:
-        self.inner, self.failures, self.puts = inner, failures, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def put(self, location: Any, data: bytes, **kwargs: Any) -> Any:
-        self.puts += 1
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("InternalError: try again", uri=str(location),
-                               code="InternalError")
-        return self.inner.put(location, data, **kwargs)
-
-
 @pytest.mark.parametrize("failures, expect_ok", [(2, True), (THROUGH_ATTEMPTS, False)])
 def test_checkpoint_through_puts_the_mark_now_retrying_then_giving_up(
     make_bucket: Any, s3_endpoint: str, tmp_path: Path, failures: int, expect_ok: bool
 ) -> None:
     # GIVEN a checkpoint whose timer would not upload for a minute, and flaky puts
     report = S3Report(f"s3://{make_bucket()}/out/report.csv", spool_root=str(tmp_path))
-    store = Failing(report.store, failures)
+    store = Flaky(report.store, failures)  # its last failure writes: the answer lost
     sleeps: list[float] = []
     checkpoint = Checkpoint(store, report.segments, report.journal, interval=60,
                             sleep=sleeps.append)  # type: ignore[arg-type]
