@@ -37,7 +37,6 @@ before its own segment 0. So a finished run leaves four objects, not thousands.
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
 import threading
@@ -233,21 +232,15 @@ class Checkpoint:
         tried again, jittered, a few times (``THROUGH_ATTEMPTS``); '' once there, else why
         not (the run stops: a row must not be sent while S3 does not know it may have been).
         """
-        failures = 0
-        while self.offset < offset:
-            try:
-                put = self.upload()
-            except LeaseLost as exc:
-                return str(exc) or "lost the report's lease to another run"
-            except StorageError as exc:
-                failures += 1
-                if failures >= THROUGH_ATTEMPTS:
-                    return f"the checkpoint cannot reach S3 ({exc})"
-                self.warn(f"warning: checkpoint upload failed ({exc}); retrying")
-                self.sleep(random.uniform(0, min(4.0, 0.25 * 2**failures)))
-            else:
-                if not put:
-                    return ""  # nothing to copy (no journal yet): nothing to wait for
+        if self.offset >= offset:
+            return ""  # the timed upload carried it already
+        try:
+            # One upload puts every whole line not yet in S3: retried with the module's policy.
+            retrying(self.sleep, THROUGH_ATTEMPTS)(self.upload)
+        except LeaseLost as exc:
+            return str(exc) or "lost the report's lease to another run"
+        except StorageError as exc:
+            return f"the checkpoint cannot reach S3 ({exc})"
         return ""
 
     def _put_segment(self, n: int, data: bytes) -> None:
