@@ -39,6 +39,23 @@ def _leaver_rows(report: Path, after: int) -> set[int]:
     return {r.row for r in state.records() if r.row > after}
 
 
+def _pool(make_pool: Any, emulator: Any, names: list[str]) -> str:
+    """A pool of ``names``, answers in 50 ms, the sync's categories at 2,000/s."""
+    pool: str = make_pool(users=[{"username": u} for u in names])
+    emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserList", "UserRead",
+                                                 "UserPoolRead")}, latency_ms=50)
+    return pool
+
+
+def _killed(source: Path, pool: str, emulator: Any, report: Path, lines: int,
+            *flags: str) -> None:
+    """Start the sync; SIGKILL it once ``lines`` leaver rows are journaled."""
+    proc = _start(source, pool, emulator, report, *flags)
+    assert wait_for(lambda: len(_leaver_rows(report, 20)) >= lines, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 def _disabled(client: Any, pool: str) -> set[str]:
     pages = client.get_paginator("list_users").paginate(UserPoolId=pool)
     return {u["Username"] for page in pages for u in page["Users"] if not u["Enabled"]}
@@ -51,19 +68,14 @@ def test_a_killed_disable_missing_sync_with_undo_resumes_its_leavers_in_doubt_an
     # disabled 8 at a time with 50 ms answers, before-images on
     names = [f"u{n:03d}" for n in range(120)]
     kept, leavers = names[:20], set(names[20:])
-    pool = make_pool(users=[{"username": u} for u in names])
-    emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserList", "UserRead",
-                                                 "UserPoolRead")}, latency_ms=50)
+    pool = _pool(make_pool, emulator, names)
     source = tmp_path / "all.csv"
     source.write_text("username,tier,enabled\n" + "".join(f"{u},t1,true\n" for u in kept))
     report = tmp_path / "out.csv"
     flags = ("--disable-missing", "--max-disable", "90%", "--undo", "--workers", "8",
              "--rate", "500")
     # WHEN it is killed once some leavers are journaled, so others are in flight
-    proc = _start(source, pool, emulator, report, *flags)
-    assert wait_for(lambda: len(_leaver_rows(report, 20)) >= 10, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _killed(source, pool, emulator, report, 10, *flags)
     lined = _leaver_rows(report, 20)
     in_doubt = sorted((r.row, r.username) for r in iter_records(undo_path(report))
                       if r.row > 20 and r.row not in lined)
@@ -108,9 +120,7 @@ def test_a_leaver_that_failed_after_its_disable_landed_is_undone_after_the_resum
     # GIVEN 60 users, an input of 20: 40 leavers, whose AdminDisableUser calls are refused
     names = [f"u{n:03d}" for n in range(60)]
     leavers = set(names[20:])
-    pool = make_pool(users=[{"username": u} for u in names])
-    emulator.configure(quotas={c: 2000 for c in ("UserUpdate", "UserList", "UserRead",
-                                                 "UserPoolRead")}, latency_ms=50)
+    pool = _pool(make_pool, emulator, names)
     emulator.inject("AdminDisableUser", after=0, code="InvalidParameterException")
     source = tmp_path / "all.csv"
     source.write_text("username,enabled\n" + "".join(f"{u},true\n" for u in names[:20]))
@@ -118,10 +128,7 @@ def test_a_leaver_that_failed_after_its_disable_landed_is_undone_after_the_resum
     flags = ("--disable-missing", "--max-disable", "90%", "--undo", "--workers", "2",
              "--rate", "500")
     # WHEN it is killed once a few leavers are journaled failed
-    proc = _start(source, pool, emulator, report, *flags)
-    assert wait_for(lambda: len(_leaver_rows(report, 20)) >= 5, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    _killed(source, pool, emulator, report, 5, *flags)
     state = read_journal(journal_path(report))
     assert state is not None
     failed = {r.username for r in state.records() if r.row > 20 and r.status.value == "failed"}
