@@ -208,6 +208,24 @@ def test_checkpoint_through_puts_the_mark_now_retrying_then_giving_up(
         assert len(sleeps) == THROUGH_ATTEMPTS - 1
 
 
+def test_checkpoint_through_a_lost_lease_stops_at_once_putting_nothing(
+    make_bucket: Any, s3_endpoint: str, tmp_path: Path
+) -> None:
+    # GIVEN a checkpoint whose run lost the report's lease to another run
+    report = S3Report(f"s3://{make_bucket()}/out/report.csv", spool_root=str(tmp_path))
+    store = Flaky(report.store, 0)
+    checkpoint = Checkpoint(store, report.segments, report.journal, interval=60,
+                            sleep=lambda s: None)  # type: ignore[arg-type]
+    journal = Journal(report.journal, HEADER)
+    checkpoint.begin(resumed=False, restored_segments=0, clear=report.clear)
+    checkpoint.lost = "s3://…/seg-000001: written by another run; this run stops"
+    # WHEN a mark must be in S3 before its rows go out
+    why = checkpoint.through(journal.mark(32))
+    journal.close()
+    # THEN the run is told why at once (the feed stops), and no segment is put or retried
+    assert why == checkpoint.lost and store.puts == 0
+
+
 # -- rows in doubt are read first --------------------------------------------------------------
 
 
